@@ -35,9 +35,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Fixture paths, scratch directories and real-process helpers for the test targets.
+        .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore"]),
+        .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore", "NclavTestSupport"]),
         // Runs the built `nclav` binary as a real process.
-        .testTarget(name: "NclavCLITests", dependencies: ["nclav"]),
+        .testTarget(name: "NclavCLITests", dependencies: ["nclav", "NclavTestSupport"]),
     ]
 )

@@ -16,7 +16,8 @@ public struct SourceLocation: Sendable, Hashable, Codable, Comparable, CustomStr
     /// The start of a file: used when a problem concerns the file as a whole.
     public static func start(of file: String) -> SourceLocation { SourceLocation(file: file, line: 1, column: 1) }
 
-    public var description: String { "\(file):\(line):\(column)" }
+    /// `file:line:col`; `.` stands for the enclaves directory itself.
+    public var description: String { "\(file.isEmpty ? "." : file):\(line):\(column)" }
 
     public static func < (lhs: SourceLocation, rhs: SourceLocation) -> Bool {
         (lhs.file, lhs.line, lhs.column) < (rhs.file, rhs.line, rhs.column)

@@ -27,6 +27,9 @@ public struct LoadedPartition: Sendable {
     public let terraformFiles: [String]
     /// Source-map prefix (`imports[2]`) for each entry of `partition.imports`.
     public let importPaths: [String]
+    /// Accepted keys that were written with a typo (already reported): checks that need
+    /// them are skipped instead of reporting the same mistake again.
+    public let misspelledKeys: Set<String>
     /// Input keys whose value sits on one line, so a placeholder's column can be computed.
     let inputsWithExactColumns: Set<String>
 
@@ -43,6 +46,8 @@ public struct LoadedEnclave: Sendable {
     /// Source-map prefix for each entry of `enclave.exports` / `enclave.imports`.
     public let exportPaths: [String]
     public let importPaths: [String]
+    /// Accepted keys that were written with a typo (already reported).
+    public let misspelledKeys: Set<String>
     /// Names that were declared but could not be read completely. References to them are
     /// not reported a second time as dangling: the first error already says what is wrong.
     public let unreadableExportNames: Set<String>

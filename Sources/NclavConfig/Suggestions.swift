@@ -4,6 +4,10 @@ enum Suggestions {
     static func nearest(to word: String, among candidates: [String]) -> String? {
         let limit = word.count <= 3 ? 1 : (word.count <= 6 ? 2 : 3)
         var best: (candidate: String, distance: Int)?
+        // A truncated key (`target` for `target_partition`) is a typo too.
+        if word.count >= 4, let extended = candidates.first(where: { $0 != word && $0.hasPrefix(word) }) {
+            return extended
+        }
         for candidate in candidates where candidate != word {
             let distance = editDistance(word.lowercased(), candidate.lowercased())
             if distance <= limit, distance < (best?.distance ?? Int.max) { best = (candidate, distance) }

@@ -84,12 +84,17 @@ public enum TreeLoader {
                     if let id = salvageID(from: document.text) { unreadableEnclaveIDs.insert(id) }
                     return
                 }
-                guard let reader = MappingReader(root, what: "enclave config", file: configRelative, sink: sink) else { return }
-                guard reader.has("id") else {
+                guard let probe = MappingReader(root, what: "enclave config", file: configRelative, sink: DiagnosticSink()) else {
+                    _ = MappingReader(root, what: "enclave config", file: configRelative, sink: sink)
+                    return
+                }
+                guard probe.has("id") else {
+                    let reader = probe
                     sink.error(reader.location,
                                "this config.yml is not inside an enclave and has no `id`, so it declares nothing; add `id:` to make `\(relative)` an enclave (accepted keys: \(TreeLoader.enclaveKeys.plainList))")
                     return
                 }
+                let reader = MappingReader(root, what: "enclave config", file: configRelative, sink: sink, allowed: TreeLoader.enclaveKeys)!
                 if let enclave = loadEnclave(relative: relative, reader: reader) {
                     enclaves.append(enclave)
                 } else if let id = salvageID(from: document.text) {
@@ -115,7 +120,6 @@ public enum TreeLoader {
 
         mutating func loadEnclave(relative: String, reader: MappingReader) -> LoadedEnclave? {
             var map = SourceMap(file: reader.file)
-            reader.rejectUnknownKeys(allowed: TreeLoader.enclaveKeys)
 
             let id = readString(reader, "id", required: true, into: &map)
             let name = readString(reader, "name", required: true, into: &map)
@@ -133,7 +137,7 @@ public enum TreeLoader {
             for (index, item) in (reader.sequence("exports") ?? []).enumerated() {
                 let path = "exports[\(index)]"
                 map.record(path, item.location(in: reader.file))
-                guard let entry = MappingReader(item, what: "export", file: reader.file, sink: sink) else { continue }
+                guard let entry = MappingReader(item, what: "export", file: reader.file, sink: sink, allowed: TreeLoader.exportKeys) else { continue }
                 if let export = readExport(entry, path: path, into: &map) {
                     exports.append(export)
                     exportPaths.append(path)
@@ -149,7 +153,7 @@ public enum TreeLoader {
                                   network: network, dns: dns, exports: exports, imports: imports)
             enclave.partitions = partitions.loaded.map(\.partition)
             return LoadedEnclave(enclave: enclave, directory: relative, source: map, partitions: partitions.loaded,
-                                 exportPaths: exportPaths, importPaths: importPaths,
+                                 exportPaths: exportPaths, importPaths: importPaths, misspelledKeys: reader.misspelledKeys,
                                  unreadableExportNames: unreadableExports, unreadablePartitionIDs: partitions.unreadableIDs)
         }
 
@@ -168,8 +172,7 @@ public enum TreeLoader {
         }
 
         func readNetwork(_ reader: MappingReader, into map: inout SourceMap) -> Network? {
-            guard let network = reader.mapping("network", what: "`network`") else { return nil }
-            network.rejectUnknownKeys(allowed: TreeLoader.networkKeys)
+            guard let network = reader.mapping("network", what: "`network`", allowed: TreeLoader.networkKeys) else { return nil }
             let cidr = readString(network, "vpc_cidr", required: false, into: &map, prefix: "network")
             var subnets: [String] = []
             for (index, item) in network.stringList("subnets").enumerated() {
@@ -180,13 +183,11 @@ public enum TreeLoader {
         }
 
         func readDNS(_ reader: MappingReader, into map: inout SourceMap) -> DNS? {
-            guard let dns = reader.mapping("dns", what: "`dns`") else { return nil }
-            dns.rejectUnknownKeys(allowed: TreeLoader.dnsKeys)
+            guard let dns = reader.mapping("dns", what: "`dns`", allowed: TreeLoader.dnsKeys) else { return nil }
             return DNS(zone: readString(dns, "zone", required: false, into: &map, prefix: "dns"))
         }
 
         func readExport(_ entry: MappingReader, path: String, into map: inout SourceMap) -> Export? {
-            entry.rejectUnknownKeys(allowed: TreeLoader.exportKeys)
             let name = readString(entry, "name", required: true, into: &map, prefix: path)
             let target = readString(entry, "target_partition", required: true, into: &map, prefix: path)
             recordValue(entry, "type", into: &map, prefix: path)
@@ -209,8 +210,7 @@ public enum TreeLoader {
                 sink.error(value.location(in: entry.file), "`to` has unknown value `\(scalar.string)`\(hint) (accepted: \(accepted.plainList))")
                 return nil
             case .mapping:
-                guard let restriction = MappingReader(value, what: "`to`", file: entry.file, sink: sink) else { return nil }
-                restriction.rejectUnknownKeys(allowed: ["enclave", "partition"])
+                guard let restriction = MappingReader(value, what: "`to`", file: entry.file, sink: sink, allowed: ["enclave", "partition"]) else { return nil }
                 let enclave = restriction.string("enclave", required: false)
                 let partition = restriction.string("partition", required: false)
                 switch (enclave, partition) {
@@ -237,8 +237,7 @@ public enum TreeLoader {
             for (index, item) in (reader.sequence("imports") ?? []).enumerated() {
                 let path = "\(pathPrefix)[\(index)]"
                 map.record(path, item.location(in: reader.file))
-                guard let entry = MappingReader(item, what: "import", file: reader.file, sink: sink) else { continue }
-                entry.rejectUnknownKeys(allowed: TreeLoader.importKeys)
+                guard let entry = MappingReader(item, what: "import", file: reader.file, sink: sink, allowed: TreeLoader.importKeys) else { continue }
                 let from = readString(entry, "from", required: true, into: &map, prefix: path)
                 let exportName = readString(entry, "export_name", required: true, into: &map, prefix: path)
                 let alias = readString(entry, "alias", required: true, into: &map, prefix: path)
@@ -294,7 +293,7 @@ public enum TreeLoader {
                 filesRead += 1
                 guard let document = YAMLDocument.read(url(file), file: file, sink: sink) else { continue }
                 guard let root = document.root,
-                      let partitionReader = MappingReader(root, what: "partition config", file: file, sink: sink) else {
+                      let partitionReader = MappingReader(root, what: "partition config", file: file, sink: sink, allowed: TreeLoader.partitionKeys) else {
                     if let id = salvageID(from: document.text) { unreadable.insert(id) }
                     continue
                 }
@@ -309,7 +308,6 @@ public enum TreeLoader {
 
         func loadPartition(directory: String, reader: MappingReader) -> LoadedPartition? {
             var map = SourceMap(file: reader.file)
-            reader.rejectUnknownKeys(allowed: TreeLoader.partitionKeys)
             let id = readString(reader, "id", required: true, into: &map)
             let name = readString(reader, "name", required: true, into: &map)
             if let name, name.isEmpty { sink.error(map["name"], "`name` must not be empty") }
@@ -323,8 +321,7 @@ public enum TreeLoader {
             let producesBroken = reader.optional("produces") != nil && produces == nil
 
             var terraform = TerraformSettings()
-            if let settings = reader.mapping("terraform", what: "`terraform`") {
-                settings.rejectUnknownKeys(allowed: TreeLoader.terraformKeys)
+            if let settings = reader.mapping("terraform", what: "`terraform`", allowed: TreeLoader.terraformKeys) {
                 terraform.source = readString(settings, "source", required: false, into: &map, prefix: "terraform")
                 terraform.tool = readString(settings, "tool", required: false, into: &map, prefix: "terraform")
                 if let source = terraform.source, source.trimmingCharacters(in: .whitespaces).isEmpty {
@@ -371,7 +368,7 @@ public enum TreeLoader {
             let partition = Partition(id: id, name: name ?? "", produces: produces, backend: backend ?? .terraform,
                                       terraform: terraform, inputs: inputs, declaredOutputs: outputs, imports: imports)
             return LoadedPartition(partition: partition, directory: directory, source: map, terraformFiles: terraformFiles,
-                                   importPaths: importPaths, inputsWithExactColumns: exactColumns)
+                                   importPaths: importPaths, misspelledKeys: reader.misspelledKeys, inputsWithExactColumns: exactColumns)
         }
     }
 }

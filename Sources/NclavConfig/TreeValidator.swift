@@ -154,6 +154,7 @@ public enum TreeValidator {
                 return
             }
             guard let produces = target.partition.produces else {
+                if target.misspelledKeys.contains("produces") { return }
                 error(loaded.source["\(path).target_partition"],
                       "export `\(export.name)` (type \(export.type.rawValue)) is backed by partition `\(target.partition.id)`, which declares no `produces`; add `produces: \(export.type.rawValue)` to \(target.configFile)")
                 return
@@ -212,7 +213,7 @@ public enum TreeValidator {
                 return nil
             }
             guard let export = exporter.enclave.exports.first(where: { $0.name == entry.exportName }) else {
-                if !exporter.unreadableExportNames.contains(entry.exportName) {
+                if !exporter.unreadableExportNames.contains(entry.exportName) && !exporter.misspelledKeys.contains("exports") {
                     let names = exporter.enclave.exports.map(\.name)
                     error(source["\(path).export_name"],
                           "import `\(entry.alias)` refers to export `\(entry.exportName)` of enclave `\(entry.from)`, which has no such export\(Suggestions.didYouMean(entry.exportName, among: names)) (exports of `\(entry.from)`: \(names.plainList))")
@@ -250,7 +251,7 @@ public enum TreeValidator {
             checkID(partition.id, kind: "partition id", at: source["id"])
             checkTerraformCode(loaded)
 
-            if let produces = partition.produces {
+            if let produces = partition.produces, !loaded.misspelledKeys.contains("declared_outputs") {
                 let missing = produces.requiredOutputs.filter { !partition.declaredOutputs.contains($0) }
                 if !missing.isEmpty {
                     error(source["produces"],
@@ -340,6 +341,7 @@ public enum TreeValidator {
                     checkContextToken(name, key: key, at: at, cloud: cloud, enclave: enclave, scope: scope)
                 case .importOutput(let alias, let output):
                     guard let entry = scope[alias] else {
+                        if loaded.misspelledKeys.contains("imports") || enclave.misspelledKeys.contains("imports") { continue }
                         let visible = scope.keys.sorted()
                         error(at, "input `\(key)`: `{{ \(alias).\(output) }}` uses alias `\(alias)`, but no import with that alias is visible to partition `\(ref)`\(Suggestions.didYouMean(alias, among: visible)) (visible aliases: \(visible.plainList))")
                         continue

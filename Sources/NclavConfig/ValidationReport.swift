@@ -16,8 +16,8 @@ public struct ValidationResult: Sendable {
         let tree = try TreeLoader.load(directory: directory)
         var diagnostics = tree.diagnostics + TreeValidator.validate(tree)
         if tree.enclaves.isEmpty && tree.diagnostics.isEmpty {
-            diagnostics.append(.error(.start(of: TreeLoader.configFileName),
-                                      "no enclave found under `\(directory)`: an enclave is a directory below it whose config.yml has an `id`"))
+            diagnostics.append(.error(.start(of: ""),
+                                      "no enclave found in this directory: an enclave is a directory below it whose config.yml has an `id`"))
         }
         return ValidationResult(tree: tree, diagnostics: Array(Set(diagnostics)).sorted())
     }
@@ -25,6 +25,7 @@ public struct ValidationResult: Sendable {
     /// The path to show for a tree-relative file: what the user can open from where they ran.
     public func displayPath(_ file: String) -> String {
         let root = tree.root.hasSuffix("/") && tree.root.count > 1 ? String(tree.root.dropLast()) : tree.root
+        if file.isEmpty { return root }
         if root == "." { return file }
         return root == "/" ? "/\(file)" : "\(root)/\(file)"
     }

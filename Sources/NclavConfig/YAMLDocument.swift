@@ -72,7 +72,8 @@ extension Node {
     }
 
     var isNull: Bool {
-        if case .scalar(let scalar) = self { return Tag.Name(rawValue: scalar.tag.rawValue) == .null && scalar.style == .plain }
+        // Yams keeps resolved tags internal; its own constructor answers "is this null?".
+        if case .scalar = self { return self.null != nil }
         return false
     }
 
@@ -83,12 +84,11 @@ extension Node {
         case .sequence: return "a list"
         case .alias: return "an alias"
         case .scalar(let scalar):
-            switch Tag.Name(rawValue: scalar.tag.rawValue) {
-            case .null: return "no value"
-            case .bool: return "a boolean (`\(scalar.string)`)"
-            case .int, .float: return "a number (`\(scalar.string)`)"
-            default: return "the text `\(scalar.string)`"
-            }
+            if isNull { return "no value" }
+            guard scalar.style == .plain else { return "the text `\(scalar.string)`" }
+            if self.bool != nil { return "a boolean (`\(scalar.string)`)" }
+            if self.int != nil || self.float != nil { return "a number (`\(scalar.string)`)" }
+            return "the text `\(scalar.string)`"
         }
     }
 }
@@ -103,8 +103,10 @@ struct MappingReader {
     let sink: DiagnosticSink
     private let entries: [String: (key: Node, value: Node)]
     private let orderedKeys: [(name: String, node: Node)]
+    /// Accepted keys; nil when the caller checks keys itself.
+    let allowed: [String]?
 
-    init?(_ node: Node, what: String, file: String, sink: DiagnosticSink) {
+    init?(_ node: Node, what: String, file: String, sink: DiagnosticSink, allowed: [String]? = nil) {
         guard case .mapping(let mapping) = node else {
             sink.error(node.location(in: file), "\(what) must be a mapping of keys, found \(node.kindDescription)")
             return nil
@@ -125,6 +127,17 @@ struct MappingReader {
         self.sink = sink
         self.entries = entries
         self.orderedKeys = ordered
+        self.allowed = allowed
+        if let allowed { rejectUnknownKeys(allowed: allowed) }
+    }
+
+    /// Accepted keys that an unknown key looks like a typo of. A required key spelled wrong
+    /// is reported once, as the typo, not a second time as missing.
+    var misspelledKeys: Set<String> {
+        guard let allowed else { return [] }
+        return Set(orderedKeys.compactMap { name, _ in
+            allowed.contains(name) ? nil : Suggestions.nearest(to: name, among: allowed)
+        })
     }
 
     var location: SourceLocation { node.location(in: file) }
@@ -145,7 +158,7 @@ struct MappingReader {
     /// The value node, or nil (reported) when the key is missing or has no value.
     func required(_ key: String) -> Node? {
         guard let entry = entries[key] else {
-            sink.error(location, "\(what) is missing the required key `\(key)`")
+            if !misspelledKeys.contains(key) { sink.error(location, "\(what) is missing the required key `\(key)`") }
             return nil
         }
         if entry.value.isNull {
@@ -207,9 +220,9 @@ struct MappingReader {
         }
     }
 
-    func mapping(_ key: String, what: String) -> MappingReader? {
+    func mapping(_ key: String, what: String, allowed: [String]? = nil) -> MappingReader? {
         guard let value = optional(key) else { return nil }
-        return MappingReader(value, what: what, file: file, sink: sink)
+        return MappingReader(value, what: what, file: file, sink: sink, allowed: allowed)
     }
 
     /// Key/value pairs of a nested mapping in file order, with the value nodes.

@@ -1,0 +1,6 @@
+resource "terraform_data" "this" {
+  input = var.nclav_partition
+}
+
+variable "nclav_enclave" { type = string }
+variable "nclav_partition" { type = string }

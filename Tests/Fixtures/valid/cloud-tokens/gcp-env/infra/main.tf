@@ -1,0 +1,8 @@
+variable "nclav_enclave" { type = string }
+variable "nclav_partition" { type = string }
+variable "project" { type = string }
+variable "region" { type = string }
+variable "nclav_service_account" { type = string }
+resource "terraform_data" "infra" {
+  input = var.project
+}

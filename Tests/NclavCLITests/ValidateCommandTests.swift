@@ -1,0 +1,79 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// Drives the built `nclav` binary as a user would.
+@Suite("nclav validate")
+struct ValidateCommandTests {
+    func nclav(_ arguments: String..., in directory: URL? = nil) throws -> TestSupport.ProcessResult {
+        try TestSupport.run(TestSupport.nclavBinary.path, arguments, in: directory)
+    }
+
+    @Test("a valid tree exits 0 with an overview and a summary")
+    func validTree() throws {
+        let result = try nclav("validate", "valid/landing-zone", in: TestSupport.fixtures)
+        #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdoutLines == [
+            "  data [cloud: local] partitions: db, queue; exports: postgres, events; imports: none",
+            "  product-a-dev [cloud: local] partitions: api, worker; exports: api-http; imports: database <- data/postgres, ingress <- shared-network/ingress",
+            "  shared-network [cloud: local] partitions: gateway; exports: ingress; imports: none",
+            "valid: 3 enclaves, 5 partitions, 4 exports, 4 imports (2 enclave-level, 2 partition-level)",
+        ])
+    }
+
+    @Test("an invalid tree exits 1 and prints path:line:col for each error, then a summary")
+    func invalidTree() throws {
+        let result = try nclav("validate", "invalid/two-independent-mistakes/tree", in: TestSupport.fixtures)
+        #expect(result.exitCode == 1)
+        #expect(result.stdoutLines == [
+            "invalid/two-independent-mistakes/tree/app/api/config.yml:3:11: error: `produces` has unknown value `htp`; did you mean `http`? (accepted: http, tcp, queue)",
+            "invalid/two-independent-mistakes/tree/data/db/config.yml:3:11: error: partition `db` produces tcp, so `declared_outputs` must include `port` (tcp needs: hostname, port)",
+            "invalid: 2 errors in 5 files read",
+        ])
+    }
+
+    @Test("every malformed fixture exits 1 and names its file and line", arguments: ["yaml-syntax-error", "unknown-enclave-key", "cycle-across-enclaves", "access-enclave-restricted", "module-mode-with-tf-files"])
+    func malformedFixtures(_ name: String) throws {
+        let result = try nclav("validate", "invalid/\(name)/tree", in: TestSupport.fixtures)
+        #expect(result.exitCode == 1)
+        let first = try #require(result.stdoutLines.first)
+        #expect(first.range(of: #"^invalid/[a-z-]+/tree/[a-z/]+config\.yml:\d+:\d+: error: "#, options: .regularExpression) != nil, "\(first)")
+    }
+
+    @Test("--output json carries the same diagnostics")
+    func json() throws {
+        let result = try nclav("validate", "invalid/duplicate-enclave-ids/tree", "--output", "json", in: TestSupport.fixtures)
+        #expect(result.exitCode == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(object["valid"] as? Bool == false)
+        let diagnostics = try #require(object["diagnostics"] as? [[String: Any]])
+        #expect(diagnostics.map { $0["path"] as? String } == ["invalid/duplicate-enclave-ids/tree/one/config.yml", "invalid/duplicate-enclave-ids/tree/two/config.yml"])
+        #expect(diagnostics.map { $0["line"] as? Int } == [1, 1])
+        #expect(diagnostics.map { $0["column"] as? Int } == [5, 5])
+        #expect(diagnostics.allSatisfy { ($0["message"] as? String)?.hasPrefix("enclave id `shared` is declared more than once") == true })
+        let summary = try #require(object["summary"] as? [String: Int])
+        #expect(summary["errors"] == 2)
+        #expect(summary["enclaves"] == 2)
+    }
+
+    @Test("usage errors exit 2", arguments: [["validate"], ["validate", "valid/minimal", "--output", "yaml"], ["validate", "valid/minimal", "--bogus"], ["frobnicate"]])
+    func usageErrors(_ arguments: [String]) throws {
+        let result = try TestSupport.run(TestSupport.nclavBinary.path, arguments, in: TestSupport.fixtures)
+        #expect(result.exitCode == 2, "\(arguments): \(result.stderr)")
+        #expect(!result.stderr.isEmpty)
+    }
+
+    @Test("a missing directory exits 2 and says what to pass")
+    func missingDirectory() throws {
+        let result = try nclav("validate", "no/such/dir", in: TestSupport.fixtures)
+        #expect(result.exitCode == 2)
+        #expect(result.stderr == "error: `no/such/dir` does not exist; pass the directory that holds your enclave directories\n")
+    }
+
+    @Test("--help lists the command and exits 0")
+    func help() throws {
+        let result = try nclav("validate", "--help")
+        #expect(result.exitCode == 0)
+        #expect(result.stdout.contains("nclav validate ./enclaves"))
+    }
+}
