@@ -12,6 +12,11 @@ let package = Package(
         // Exact versions: this machine resolves only from its local package copies.
         .package(url: "https://github.com/jpsim/Yams.git", exact: "6.2.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "3.12.3"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
@@ -21,23 +26,56 @@ let package = Package(
             "NclavCore",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // Everything nclav keeps: the StateStore protocol, SQLite (GRDB) and in-memory stores.
+        .target(name: "NclavStore", dependencies: [
+            "NclavCore",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        // The admin token (env, file, rotation) and per-run credentials scoped to one state.
+        .target(name: "NclavAuth", dependencies: [
+            "NclavCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Partition dependency graph and (later) planner + reconciler + driver registry.
         .target(name: "Orchestrator", dependencies: ["NclavCore", "NclavConfig"]),
         // Workspace rendering and (later) the terraform/tofu process runner.
         .target(name: "IacRunner", dependencies: ["NclavCore"]),
-        // Terraform HTTP state protocol rules (state documents, later locks and versions).
-        .target(name: "TFBackend", dependencies: ["NclavCore"]),
+        // Terraform HTTP state protocol rules over a StateStore: documents, locks, versions.
+        .target(name: "TFBackend", dependencies: [
+            "NclavCore", "NclavStore", "NclavAuth",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // The HTTP API and state backend served by `nclav serve` (Hummingbird).
+        .target(name: "NclavServer", dependencies: [
+            "NclavCore", "NclavStore", "NclavAuth", "TFBackend",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The typed HTTP client the CLI uses to talk to a server.
+        .target(name: "NclavClient", dependencies: [
+            "NclavCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         // Bootstrap modules embedded in the binary (issue 6; not built yet).
         .target(name: "PlatformTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig",
+            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
+        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport"]),
+        .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavTestSupport"]),
+        .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
+        // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
+        .testTarget(name: "NclavServerTests", dependencies: [
+            "nclav", "NclavTestSupport", "NclavCore",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore", "NclavTestSupport"]),
         // Runs the built `nclav` binary as a real process.
         .testTarget(name: "NclavCLITests", dependencies: ["nclav", "NclavTestSupport"]),

@@ -1,0 +1,451 @@
+import Foundation
+import GRDB
+import NclavCore
+
+/// The default, persistent store: one SQLite file (`$NCLAV_HOME/state.db`) in WAL mode.
+///
+/// Every method is one transaction. Conditional writes read and write inside the same
+/// `IMMEDIATE` transaction, so the writer lock makes them atomic against other tasks and
+/// other processes using the same file.
+///
+/// Durability: `synchronous=NORMAL` under WAL (SQLite's recommended pairing) keeps every
+/// committed transaction across a crash or `kill -9` of the process; after a power loss or
+/// OS crash the last few commits may be lost but the file stays consistent.
+/// `synchronousFull: true` fsyncs every commit and closes that gap at a latency cost.
+public final class SQLiteStore: StateStore {
+    private let pool: DatabasePool
+    public let path: String
+    private let retainedVersions: Int
+
+    public init(path: String, retainedVersions: Int = 100, synchronousFull: Bool = false) throws {
+        self.path = path
+        self.retainedVersions = max(1, retainedVersions)
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(30)
+        configuration.label = "nclav-state"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
+        }
+        do {
+            let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError.cannotOpen(path: path, reason: "\(error)")
+        }
+    }
+
+    // MARK: Schema
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE enclaves (id TEXT PRIMARY KEY, json BLOB NOT NULL);
+                CREATE TABLE partitions (
+                    enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, json BLOB NOT NULL,
+                    PRIMARY KEY (enclave_id, partition_id));
+                CREATE TABLE events (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL,
+                    enclave_id TEXT, partition_id TEXT, reconcile_id TEXT, message TEXT NOT NULL);
+                CREATE INDEX events_by_enclave ON events (enclave_id, seq);
+                CREATE TABLE runs (
+                    id TEXT PRIMARY KEY, enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL,
+                    operation TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER,
+                    started_at REAL NOT NULL, finished_at REAL, tool TEXT NOT NULL, tool_version TEXT,
+                    reconcile_id TEXT);
+                CREATE INDEX runs_by_partition ON runs (enclave_id, partition_id, started_at);
+                CREATE INDEX runs_by_status ON runs (status);
+                CREATE TABLE run_logs (
+                    run_id TEXT NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL,
+                    PRIMARY KEY (run_id, seq));
+                CREATE TABLE state_versions (
+                    enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, version INTEGER NOT NULL,
+                    serial INTEGER NOT NULL, lineage TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+                    created_at REAL NOT NULL, run_id TEXT, body BLOB NOT NULL,
+                    PRIMARY KEY (enclave_id, partition_id, version));
+                CREATE TABLE state_locks (
+                    enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, lock_id TEXT NOT NULL,
+                    info BLOB NOT NULL, run_id TEXT, created_at REAL NOT NULL,
+                    PRIMARY KEY (enclave_id, partition_id));
+                CREATE TABLE reconcile_lock (
+                    singleton INTEGER PRIMARY KEY CHECK (singleton = 1), id TEXT NOT NULL,
+                    holder TEXT NOT NULL, started_at REAL NOT NULL);
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: Plumbing
+
+    private let closedFlag = ClosedFlag()
+
+    private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try closedFlag.check()
+        do { return try await pool.read(body) } catch let error as StoreError { throw error } catch {
+            throw StoreError.database("\(error)")
+        }
+    }
+
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try closedFlag.check()
+        do { return try await pool.write(body) } catch let error as StoreError { throw error } catch {
+            throw StoreError.database("\(error)")
+        }
+    }
+
+    public func ping() async throws {
+        _ = try await read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    public func close() async throws {
+        closedFlag.close()
+        do { try pool.close() } catch { throw StoreError.database("closing: \(error)") }
+    }
+
+    // MARK: Enclaves and partitions
+
+    public func enclaves() async throws -> [EnclaveState] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT json FROM enclaves ORDER BY id").map { try Coding.decode(EnclaveState.self, $0["json"]) }
+        }
+    }
+
+    public func enclave(_ id: String) async throws -> EnclaveState? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT json FROM enclaves WHERE id = ?", arguments: [id]).map { try Coding.decode(EnclaveState.self, $0["json"]) }
+        }
+    }
+
+    public func putEnclave(_ state: EnclaveState) async throws {
+        let json = try Coding.encode(state)
+        try await write { db in
+            try db.execute(sql: "INSERT INTO enclaves (id, json) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET json = excluded.json",
+                           arguments: [state.id, json])
+        }
+    }
+
+    public func deleteEnclave(_ id: String) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM partitions WHERE enclave_id = ?", arguments: [id])
+            try db.execute(sql: "DELETE FROM enclaves WHERE id = ?", arguments: [id])
+        }
+    }
+
+    public func partitions(ofEnclave id: String) async throws -> [PartitionState] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT json FROM partitions WHERE enclave_id = ? ORDER BY partition_id", arguments: [id])
+                .map { try Coding.decode(PartitionState.self, $0["json"]) }
+        }
+    }
+
+    public func putPartition(_ state: PartitionState) async throws {
+        let json = try Coding.encode(state)
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO partitions (enclave_id, partition_id, json) VALUES (?, ?, ?)
+                ON CONFLICT(enclave_id, partition_id) DO UPDATE SET json = excluded.json
+                """, arguments: [state.enclaveID, state.partitionID, json])
+        }
+    }
+
+    public func deletePartition(enclave: String, partition: String) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM partitions WHERE enclave_id = ? AND partition_id = ?", arguments: [enclave, partition])
+        }
+    }
+
+    // MARK: Events
+
+    public func appendEvent(_ event: AuditEvent) async throws -> AuditEvent {
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO events (time, kind, enclave_id, partition_id, reconcile_id, message) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [event.time.timeIntervalSinceReferenceDate, event.kind, event.enclaveID, event.partitionID,
+                                 event.reconcileID?.uuidString, event.message])
+            var stored = event
+            stored.sequence = db.lastInsertedRowID
+            return stored
+        }
+    }
+
+    public func events(enclave: String?, limit: Int) async throws -> [AuditEvent] {
+        try await read { db in
+            let rows: [Row]
+            if let enclave {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM events WHERE enclave_id = ? ORDER BY seq DESC LIMIT ?", arguments: [enclave, max(0, limit)])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM events ORDER BY seq DESC LIMIT ?", arguments: [max(0, limit)])
+            }
+            return rows.map { row in
+                AuditEvent(sequence: row["seq"], time: Date(timeIntervalSinceReferenceDate: row["time"]), kind: row["kind"],
+                           enclaveID: row["enclave_id"], partitionID: row["partition_id"],
+                           reconcileID: (row["reconcile_id"] as String?).flatMap(UUID.init(uuidString:)), message: row["message"])
+            }
+        }
+    }
+
+    // MARK: Runs
+
+    public func createRun(_ run: IacRun) async throws {
+        try await write { db in
+            try db.execute(sql: """
+                INSERT INTO runs (id, enclave_id, partition_id, operation, status, exit_code, started_at, finished_at, tool, tool_version, reconcile_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [run.id.uuidString, run.enclaveID, run.partitionID, run.operation.rawValue, run.status.rawValue,
+                                 run.exitCode.map { Int64($0) }, run.startedAt.timeIntervalSinceReferenceDate,
+                                 run.finishedAt?.timeIntervalSinceReferenceDate, run.tool, run.toolVersion, run.reconcileID?.uuidString])
+            if !run.log.isEmpty {
+                try db.execute(sql: "INSERT INTO run_logs (run_id, seq, text) VALUES (?, 1, ?)", arguments: [run.id.uuidString, run.log])
+            }
+        }
+    }
+
+    public func appendRunLog(_ runID: UUID, _ text: String) async throws {
+        try await write { db in
+            guard try Bool.fetchOne(db, sql: "SELECT 1 FROM runs WHERE id = ?", arguments: [runID.uuidString]) != nil else {
+                throw StoreError.unknownRun(runID)
+            }
+            try db.execute(sql: """
+                INSERT INTO run_logs (run_id, seq, text)
+                VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM run_logs WHERE run_id = ?), ?)
+                """, arguments: [runID.uuidString, runID.uuidString, text])
+        }
+    }
+
+    public func finishRun(_ runID: UUID, status: IacRun.Status, exitCode: Int32?, finishedAt: Date) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE runs SET status = ?, exit_code = ?, finished_at = ? WHERE id = ?",
+                           arguments: [status.rawValue, exitCode.map { Int64($0) }, finishedAt.timeIntervalSinceReferenceDate, runID.uuidString])
+            if db.changesCount == 0 { throw StoreError.unknownRun(runID) }
+        }
+    }
+
+    public func run(_ runID: UUID) async throws -> IacRun? {
+        try await read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [runID.uuidString]) else { return nil }
+            var run = try Self.run(from: row)
+            run.log = try String.fetchAll(db, sql: "SELECT text FROM run_logs WHERE run_id = ? ORDER BY seq", arguments: [runID.uuidString]).joined()
+            return run
+        }
+    }
+
+    public func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
+        try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM runs WHERE enclave_id = ? AND partition_id = ? ORDER BY started_at DESC, id DESC LIMIT ?
+                """, arguments: [enclave, partition, max(0, limit)]).map(Self.run(from:))
+        }
+    }
+
+    private static func run(from row: Row) throws -> IacRun {
+        guard let id = UUID(uuidString: row["id"]),
+              let operation = IacRun.Operation(rawValue: row["operation"]),
+              let status = IacRun.Status(rawValue: row["status"]) else {
+            throw StoreError.corrupt("run row \(row["id"] as String? ?? "?")")
+        }
+        return IacRun(id: id, enclaveID: row["enclave_id"], partitionID: row["partition_id"], operation: operation, status: status,
+                      exitCode: (row["exit_code"] as Int64?).map { Int32(truncatingIfNeeded: $0) },
+                      startedAt: Date(timeIntervalSinceReferenceDate: row["started_at"]),
+                      finishedAt: (row["finished_at"] as Double?).map(Date.init(timeIntervalSinceReferenceDate:)),
+                      tool: row["tool"], toolVersion: row["tool_version"],
+                      reconcileID: (row["reconcile_id"] as String?).flatMap(UUID.init(uuidString:)))
+    }
+
+    // MARK: Terraform state
+
+    private static func versionInfo(from row: Row) -> StateVersionInfo {
+        StateVersionInfo(version: row["version"], serial: row["serial"], lineage: row["lineage"], sha256: row["sha256"],
+                         size: row["size"], createdAt: Date(timeIntervalSinceReferenceDate: row["created_at"]),
+                         runID: (row["run_id"] as String?).flatMap(UUID.init(uuidString:)))
+    }
+
+    private static let infoColumns = "version, serial, lineage, sha256, size, created_at, run_id"
+
+    private static func latestInfo(_ db: Database, _ key: StateKey) throws -> StateVersionInfo? {
+        try Row.fetchOne(db, sql: """
+            SELECT \(infoColumns) FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
+            """, arguments: [key.enclave, key.partition]).map(versionInfo(from:))
+    }
+
+    public func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? {
+        try await read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT \(Self.infoColumns), body FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
+                """, arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), $0["body"] as Data) }
+        }
+    }
+
+    public func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo] {
+        try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT \(Self.infoColumns) FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC
+                """, arguments: [key.enclave, key.partition]).map(Self.versionInfo(from:))
+        }
+    }
+
+    public func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)? {
+        try await read { db in
+            try Row.fetchOne(db, sql: """
+                SELECT \(Self.infoColumns), body FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version = ?
+                """, arguments: [key.enclave, key.partition, version]).map { (Self.versionInfo(from: $0), $0["body"] as Data) }
+        }
+    }
+
+    public func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome {
+        let retained = retainedVersions
+        return try await self.write { db in
+            let latest = try Self.latestInfo(db, key)
+            let lock = try Self.lock(db, key)
+            if let answer = StateRules.decide(write, latest: latest, lock: lock) { return answer }
+            let info = StateVersionInfo(version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
+                                        sha256: write.sha256, size: write.body.count, createdAt: write.time, runID: write.runID)
+            try db.execute(sql: """
+                INSERT INTO state_versions (enclave_id, partition_id, version, serial, lineage, sha256, size, created_at, run_id, body)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.size,
+                                 info.createdAt.timeIntervalSinceReferenceDate, info.runID?.uuidString, write.body])
+            try db.execute(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version <= ?",
+                           arguments: [key.enclave, key.partition, info.version - Int64(retained)])
+            return .stored(info)
+        }
+    }
+
+    public func deleteState(_ key: StateKey) async throws -> StateDeleteOutcome {
+        try await write { db in
+            if let lock = try Self.lock(db, key) { return .locked(lock) }
+            try db.execute(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ?", arguments: [key.enclave, key.partition])
+            return .deleted(versions: db.changesCount)
+        }
+    }
+
+    // MARK: Locks
+
+    private static func lock(_ db: Database, _ key: StateKey) throws -> StateLock? {
+        try Row.fetchOne(db, sql: "SELECT * FROM state_locks WHERE enclave_id = ? AND partition_id = ?",
+                         arguments: [key.enclave, key.partition]).map(lock(from:))
+    }
+
+    private static func lock(from row: Row) -> StateLock {
+        StateLock(id: row["lock_id"], info: row["info"], runID: (row["run_id"] as String?).flatMap(UUID.init(uuidString:)),
+                  createdAt: Date(timeIntervalSinceReferenceDate: row["created_at"]))
+    }
+
+    public func lock(_ key: StateKey) async throws -> StateLock? {
+        try await read { db in try Self.lock(db, key) }
+    }
+
+    public func acquireLock(_ key: StateKey, _ lock: StateLock) async throws -> LockOutcome {
+        try await write { db in
+            if let answer = StateRules.decideLock(lock, existing: try Self.lock(db, key)) { return answer }
+            try db.execute(sql: """
+                INSERT INTO state_locks (enclave_id, partition_id, lock_id, info, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, arguments: [key.enclave, key.partition, lock.id, lock.info, lock.runID?.uuidString, lock.createdAt.timeIntervalSinceReferenceDate])
+            return .acquired
+        }
+    }
+
+    public func releaseLock(_ key: StateKey, id: String?) async throws -> UnlockOutcome {
+        try await write { db in
+            let existing = try Self.lock(db, key)
+            if let answer = StateRules.decideUnlock(id: id, existing: existing) { return answer }
+            try db.execute(sql: "DELETE FROM state_locks WHERE enclave_id = ? AND partition_id = ?", arguments: [key.enclave, key.partition])
+            return .released(existing!)
+        }
+    }
+
+    public func releaseLocks(heldBy runID: UUID) async throws -> [StateKey] {
+        try await write { db in
+            let rows = try Row.fetchAll(db, sql: "SELECT enclave_id, partition_id FROM state_locks WHERE run_id = ? ORDER BY enclave_id, partition_id",
+                                        arguments: [runID.uuidString])
+            try db.execute(sql: "DELETE FROM state_locks WHERE run_id = ?", arguments: [runID.uuidString])
+            return try rows.map { try StateKey(enclave: $0["enclave_id"], partition: $0["partition_id"]) }
+        }
+    }
+
+    // MARK: Reconcile lock
+
+    private static func reconcileLock(_ db: Database) throws -> ReconcileLock? {
+        try Row.fetchOne(db, sql: "SELECT * FROM reconcile_lock WHERE singleton = 1").flatMap { row in
+            UUID(uuidString: row["id"]).map { ReconcileLock(id: $0, holder: row["holder"], startedAt: Date(timeIntervalSinceReferenceDate: row["started_at"])) }
+        }
+    }
+
+    public func acquireReconcileLock(_ lock: ReconcileLock) async throws -> ReconcileLock? {
+        try await write { db in
+            if let current = try Self.reconcileLock(db) { return current }
+            try db.execute(sql: "INSERT INTO reconcile_lock (singleton, id, holder, started_at) VALUES (1, ?, ?, ?)",
+                           arguments: [lock.id.uuidString, lock.holder, lock.startedAt.timeIntervalSinceReferenceDate])
+            return nil
+        }
+    }
+
+    public func releaseReconcileLock(_ id: UUID) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM reconcile_lock WHERE id = ?", arguments: [id.uuidString])
+        }
+    }
+
+    public func reconcileLock() async throws -> ReconcileLock? {
+        try await read { db in try Self.reconcileLock(db) }
+    }
+
+    // MARK: Recovery
+
+    public func recoverAfterRestart(at time: Date) async throws -> RecoveryReport {
+        try await write { db in
+            var report = RecoveryReport()
+            report.interruptedRuns = try String.fetchAll(db, sql: "SELECT id FROM runs WHERE status = 'running' ORDER BY id")
+                .compactMap(UUID.init(uuidString:))
+            for runID in report.interruptedRuns {
+                try db.execute(sql: "UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?",
+                               arguments: [time.timeIntervalSinceReferenceDate, runID.uuidString])
+                let rows = try Row.fetchAll(db, sql: "SELECT enclave_id, partition_id FROM state_locks WHERE run_id = ?", arguments: [runID.uuidString])
+                report.releasedLocks += try rows.map { try StateKey(enclave: $0["enclave_id"], partition: $0["partition_id"]) }
+                try db.execute(sql: "DELETE FROM state_locks WHERE run_id = ?", arguments: [runID.uuidString])
+            }
+            report.releasedLocks.sort()
+            report.releasedReconcileLock = try Self.reconcileLock(db)
+            try db.execute(sql: "DELETE FROM reconcile_lock")
+            return report
+        }
+    }
+}
+
+/// Set once when the store closes; checked before every call so a closed store answers
+/// with `StoreError.closed` instead of a database error.
+private final class ClosedFlag: @unchecked Sendable {
+    // Guarded by `lock`: read on every call from any task.
+    private let lock = NSLock()
+    private var closed = false
+
+    func close() { lock.withLock { closed = true } }
+
+    func check() throws {
+        try lock.withLock { if closed { throw StoreError.closed } }
+    }
+}
+
+/// JSON for the columns that hold whole domain values. Dates as reference-date seconds so
+/// they round-trip exactly.
+enum Coding {
+    static func encode<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.timeIntervalSinceReferenceDate)
+        }
+        encoder.outputFormatting = .sortedKeys
+        do { return try encoder.encode(value) } catch { throw StoreError.corrupt("cannot encode \(T.self): \(error)") }
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            Date(timeIntervalSinceReferenceDate: try decoder.singleValueContainer().decode(Double.self))
+        }
+        do { return try decoder.decode(type, from: data) } catch { throw StoreError.corrupt("cannot decode \(T.self): \(error)") }
+    }
+}

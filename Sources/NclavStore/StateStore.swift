@@ -1,0 +1,166 @@
+import Foundation
+import NclavCore
+
+/// Everything nclav keeps, behind one protocol so the server, the reconciler and the
+/// Terraform state backend never know which database they use.
+///
+/// Every implementation must pass `StoreContractTests` (the same suite runs against each).
+/// Conditional writes (state writes under a lock, lock acquisition, the reconcile lock) are
+/// atomic *inside* the store: a check and the write it guards happen in one transaction, so
+/// two servers or two tasks can never both win.
+public protocol StateStore: Sendable {
+    /// Succeeds when the store can serve reads and writes (used by `/ready`).
+    func ping() async throws
+    /// Flushes and releases the database. Further calls fail with `StoreError.closed`.
+    func close() async throws
+
+    // MARK: Enclaves and partitions
+    func enclaves() async throws -> [EnclaveState]
+    func enclave(_ id: String) async throws -> EnclaveState?
+    func putEnclave(_ state: EnclaveState) async throws
+    /// Removes the enclave and all its partition states in one transaction.
+    func deleteEnclave(_ id: String) async throws
+    func partitions(ofEnclave id: String) async throws -> [PartitionState]
+    func putPartition(_ state: PartitionState) async throws
+    func deletePartition(enclave: String, partition: String) async throws
+
+    // MARK: Audit log
+    /// Stores the event and returns it with its sequence number.
+    @discardableResult
+    func appendEvent(_ event: AuditEvent) async throws -> AuditEvent
+    /// Newest first.
+    func events(enclave: String?, limit: Int) async throws -> [AuditEvent]
+
+    // MARK: IaC runs
+    func createRun(_ run: IacRun) async throws
+    /// Appends output to a run's log while it runs; readers see it immediately.
+    func appendRunLog(_ runID: UUID, _ text: String) async throws
+    func finishRun(_ runID: UUID, status: IacRun.Status, exitCode: Int32?, finishedAt: Date) async throws
+    /// The run with its whole log.
+    func run(_ runID: UUID) async throws -> IacRun?
+    /// Newest first, logs left empty (fetch one run for its log).
+    func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun]
+
+    // MARK: Terraform state
+    /// The newest version's metadata and body.
+    func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)?
+    /// Newest first.
+    func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo]
+    func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)?
+    /// Stores a new version if the write's conditions hold (see `StateWrite`).
+    func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome
+    /// Removes every version of the state, unless it is locked.
+    func deleteState(_ key: StateKey) async throws -> StateDeleteOutcome
+
+    // MARK: Terraform state locks
+    func lock(_ key: StateKey) async throws -> StateLock?
+    func acquireLock(_ key: StateKey, _ lock: StateLock) async throws -> LockOutcome
+    /// `id == nil` force-unlocks whatever lock is held.
+    func releaseLock(_ key: StateKey, id: String?) async throws -> UnlockOutcome
+    /// Frees every lock held by `runID` (a run that ended without unlocking); returns their keys.
+    func releaseLocks(heldBy runID: UUID) async throws -> [StateKey]
+
+    // MARK: Reconcile lock
+    /// Takes the store-wide reconcile lock; returns the current holder when someone else has it.
+    func acquireReconcileLock(_ lock: ReconcileLock) async throws -> ReconcileLock?
+    func releaseReconcileLock(_ id: UUID) async throws
+    func reconcileLock() async throws -> ReconcileLock?
+
+    // MARK: Recovery
+    /// Called once at server start: runs left `running` by a dead process become
+    /// `interrupted`, and the state locks and reconcile lock they held are released.
+    func recoverAfterRestart(at time: Date) async throws -> RecoveryReport
+}
+
+/// One state write as the backend received it, with the checks the store must apply.
+public struct StateWrite: Sendable {
+    public var body: Data
+    public var serial: Int64
+    public var lineage: String
+    public var sha256: String
+    /// The `?ID=` terraform sent; must match the lock holder while the state is locked.
+    public var lockID: String?
+    /// Skip the lineage and serial checks (`?force=true`).
+    public var force: Bool
+    public var runID: UUID?
+    public var time: Date
+
+    public init(body: Data, serial: Int64, lineage: String, sha256: String, lockID: String?, force: Bool = false,
+                runID: UUID? = nil, time: Date = Date()) {
+        self.body = body
+        self.serial = serial
+        self.lineage = lineage
+        self.sha256 = sha256
+        self.lockID = lockID
+        self.force = force
+        self.runID = runID
+        self.time = time
+    }
+}
+
+public enum StateWriteOutcome: Sendable, Equatable {
+    /// Stored as a new version.
+    case stored(StateVersionInfo)
+    /// Identical to the newest version; nothing new stored.
+    case unchanged(StateVersionInfo)
+    /// Locked by someone whose lock id the write did not carry.
+    case locked(StateLock)
+    /// Lineage differs from the newest version's.
+    case lineageConflict(current: StateVersionInfo)
+    /// Serial lower than the newest version's, or equal with different content.
+    case serialConflict(current: StateVersionInfo)
+}
+
+public enum StateDeleteOutcome: Sendable, Equatable {
+    case deleted(versions: Int)
+    case locked(StateLock)
+}
+
+public enum LockOutcome: Sendable, Equatable {
+    case acquired
+    /// The same lock id asked again: a retry, answered as success.
+    case alreadyHeld
+    case heldByOther(StateLock)
+}
+
+public enum UnlockOutcome: Sendable, Equatable {
+    case released(StateLock)
+    case notLocked
+    case heldByOther(StateLock)
+}
+
+public struct RecoveryReport: Sendable, Equatable {
+    public var interruptedRuns: [UUID]
+    public var releasedLocks: [StateKey]
+    public var releasedReconcileLock: ReconcileLock?
+
+    public init(interruptedRuns: [UUID] = [], releasedLocks: [StateKey] = [], releasedReconcileLock: ReconcileLock? = nil) {
+        self.interruptedRuns = interruptedRuns
+        self.releasedLocks = releasedLocks
+        self.releasedReconcileLock = releasedReconcileLock
+    }
+}
+
+/// Store failures, each saying what to do about it.
+public enum StoreError: Error, Sendable, CustomStringConvertible {
+    /// The store was closed; the server is shutting down.
+    case closed
+    /// A run id that the store does not know.
+    case unknownRun(UUID)
+    /// The database file could not be opened (path, permissions, corruption).
+    case cannotOpen(path: String, reason: String)
+    /// The database failed a read or write; retry, and check disk space and permissions.
+    case database(String)
+    /// Stored data could not be decoded: written by a newer nclav, or damaged.
+    case corrupt(String)
+
+    public var description: String {
+        switch self {
+        case .closed: return "the state store is closed"
+        case .unknownRun(let id): return "no IaC run with id \(id)"
+        case .cannotOpen(let path, let reason): return "cannot open the state store at \(path): \(reason)"
+        case .database(let message): return "state store error: \(message)"
+        case .corrupt(let message): return "stored data could not be read: \(message)"
+        }
+    }
+}

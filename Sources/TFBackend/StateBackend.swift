@@ -1,0 +1,162 @@
+import Foundation
+import NclavAuth
+import NclavCore
+import NclavStore
+
+/// An HTTP answer, independent of the server framework: the server copies it onto the wire.
+public struct BackendResponse: Sendable, Equatable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: Data
+
+    public init(status: Int, headers: [String: String] = [:], body: Data = Data()) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// nclav's error shape: `{"error": "...", "details": [...]}`.
+    public static func error(_ status: Int, _ message: String, details: [String] = []) -> BackendResponse {
+        struct Body: Encodable { let error: String; let details: [String] }
+        return json(status, Body(error: message, details: details))
+    }
+
+    public static func json<T: Encodable>(_ status: Int, _ value: T) -> BackendResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        let body = (try? encoder.encode(value)) ?? Data(#"{"error":"response could not be encoded","details":[]}"#.utf8)
+        return BackendResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
+    }
+
+    /// A lock holder's info exactly as terraform sent it, which terraform prints as "Lock Info".
+    static func holder(_ status: Int, _ lock: StateLock) -> BackendResponse {
+        BackendResponse(status: status, headers: ["Content-Type": "application/json"], body: lock.info)
+    }
+}
+
+/// The Terraform HTTP state backend protocol over a `StateStore`.
+///
+/// Terraform sends Basic auth, `?ID=<lock id>` on writes while it holds a lock, and the lock
+/// info JSON (`ID, Operation, Info, Who, Version, Created, Path`) on lock and unlock;
+/// `terraform force-unlock` sends an unlock with an empty body.
+public struct StateBackend: Sendable {
+    private let store: any StateStore
+
+    public init(store: any StateStore) {
+        self.store = store
+    }
+
+    private func forbidden(_ key: StateKey) -> BackendResponse {
+        .error(403, "this credential may not use the state of \(key)", details: ["a run credential is scoped to its own partition's state"])
+    }
+
+    // MARK: State
+
+    public func get(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        guard let (_, body) = try await store.latestState(key) else { return BackendResponse(status: 204) }
+        return BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": Digest.md5Base64(body)], body: body)
+    }
+
+    public func put(_ key: StateKey, body: Data, contentMD5: String?, lockID: String?, force: Bool,
+                    as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        if force, principal != .admin {
+            return .error(403, "only the admin token may force a state write", details: ["drop ?force=true or use the admin token"])
+        }
+        if let contentMD5, !contentMD5.isEmpty, contentMD5 != Digest.md5Base64(body) {
+            return .error(400, "Content-MD5 does not match the body", details: ["the state was damaged in transit; nothing was stored"])
+        }
+        let document: StateDocument
+        do { document = try StateDocument(parsing: body) } catch {
+            return .error(400, "not a Terraform state: \(error)", details: ["nothing was stored"])
+        }
+        let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: Digest.sha256Hex(body),
+                               lockID: lockID.flatMap { $0.isEmpty ? nil : $0 }, force: force, runID: principal.runID, time: now)
+        switch try await store.writeState(key, write) {
+        case .stored, .unchanged:
+            return BackendResponse(status: 200)
+        case .locked(let holder):
+            return .holder(423, holder)
+        case .lineageConflict(let current):
+            return .error(409, "state lineage differs from the stored state's",
+                          details: ["stored lineage \(current.lineage), serial \(current.serial)", "received lineage \(document.lineage)",
+                                    "this state belongs to a different Terraform workspace; use ?force=true (admin) to replace it"])
+        case .serialConflict(let current):
+            return .error(409, "state serial \(document.serial) is not newer than the stored serial \(current.serial)",
+                          details: ["another writer stored a newer state; pull it and retry", "use ?force=true (admin) to overwrite"])
+        }
+    }
+
+    public func delete(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
+        guard principal == .admin else { return .error(403, "only the admin token may delete a state") }
+        switch try await store.deleteState(key) {
+        case .deleted: return BackendResponse(status: 200)
+        case .locked(let holder): return .holder(423, holder)
+        }
+    }
+
+    // MARK: Locks
+
+    private struct LockInfo: Decodable {
+        let id: String
+        enum CodingKeys: String, CodingKey { case id = "ID" }
+    }
+
+    private static func lockID(from body: Data) -> String? {
+        guard let info = try? JSONDecoder().decode(LockInfo.self, from: body), !info.id.isEmpty else { return nil }
+        return info.id
+    }
+
+    public func lock(_ key: StateKey, body: Data, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        guard let id = Self.lockID(from: body) else {
+            return .error(400, "the lock body must be Terraform's lock info JSON with a non-empty `ID`")
+        }
+        switch try await store.acquireLock(key, StateLock(id: id, info: body, runID: principal.runID, createdAt: now)) {
+        case .acquired, .alreadyHeld: return BackendResponse(status: 200)
+        case .heldByOther(let holder): return .holder(423, holder)
+        }
+    }
+
+    public func unlock(_ key: StateKey, body: Data, as principal: Principal) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        let isForce = body.allSatisfy { $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }
+        if isForce, principal != .admin {
+            return .error(403, "only the admin token may force-unlock", details: ["send the lock info JSON with the holder's ID to unlock"])
+        }
+        let id: String?
+        if isForce {
+            id = nil
+        } else {
+            guard let parsed = Self.lockID(from: body) else {
+                return .error(400, "the unlock body must be Terraform's lock info JSON with a non-empty `ID` (or empty to force-unlock)")
+            }
+            id = parsed
+        }
+        switch try await store.releaseLock(key, id: id) {
+        case .released, .notLocked: return BackendResponse(status: 200)
+        case .heldByOther(let holder): return .holder(409, holder)
+        }
+    }
+
+    // MARK: Versions
+
+    public func versions(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        struct Listing: Encodable { let enclave: String; let partition: String; let versions: [StateVersionInfo] }
+        return .json(200, Listing(enclave: key.enclave, partition: key.partition, versions: try await store.stateVersions(key)))
+    }
+
+    public func version(_ key: StateKey, version: Int64, as principal: Principal) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        guard let (info, body) = try await store.stateVersion(key, version: version) else {
+            return .error(404, "state \(key) has no version \(version)", details: ["list versions at /terraform/state/\(key)/versions"])
+        }
+        return BackendResponse(status: 200, headers: [
+            "Content-Type": "application/json", "Content-MD5": Digest.md5Base64(body),
+            "X-Nclav-State-Serial": String(info.serial), "X-Nclav-State-Version": String(info.version),
+        ], body: body)
+    }
+}
