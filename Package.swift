@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
@@ -49,6 +50,7 @@ let package = Package(
         .target(name: "NclavServer", dependencies: [
             "NclavCore", "NclavStore", "NclavAuth", "TFBackend",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The typed HTTP client the CLI uses to talk to a server.

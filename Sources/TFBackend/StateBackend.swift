@@ -120,6 +120,13 @@ public struct StateBackend: Sendable {
         }
     }
 
+    /// The current holder's lock info (200), or 204 when the state is not locked.
+    public func lockInfo(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        guard let lock = try await store.lock(key) else { return BackendResponse(status: 204) }
+        return .holder(200, lock)
+    }
+
     public func unlock(_ key: StateKey, body: Data, as principal: Principal) async throws -> BackendResponse {
         guard principal.mayUseState(key) else { return forbidden(key) }
         let isForce = body.allSatisfy { $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }

@@ -1,20 +1,25 @@
 import ArgumentParser
 import Foundation
-import NclavConfig
 
 /// The `nclav` command line. Commands parse arguments and print; the work happens in the
-/// libraries. Exit codes: 0 success, 1 the command ran and found problems, 2 usage errors.
-struct Nclav: ParsableCommand {
+/// libraries. Exit codes: 0 success, 1 the command ran and found problems (or the server
+/// refused), 2 usage errors.
+struct Nclav: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nclav",
         abstract: "Orchestrate Terraform/OpenTofu across isolated enclaves from a YAML tree.",
         discussion: """
+        Global options --remote and --token may also be given before the command:
+          nclav --remote http://nclav.internal:8080 status
+
         Examples:
           nclav validate ./enclaves
-          nclav validate ./enclaves --output json
+          nclav serve --cloud local
+          nclav status
+          nclav state versions product-a-dev db
         """,
         version: NclavVersion.current,
-        subcommands: [Validate.self]
+        subcommands: [Validate.self, Serve.self, Status.self, StateCommand.self]
     )
 }
 
@@ -26,55 +31,55 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
-struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Load and validate an enclaves directory offline (no server needed).",
-        discussion: """
-        Reports every problem as `path:line:col: error: message`, then a summary line.
-        Exit status: 0 valid, 1 invalid, 2 usage error (bad flag, missing directory).
+/// Prints to stderr and exits 1: the command ran but the answer is "no".
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
 
-        Examples:
-          nclav validate ./enclaves
-          nclav validate ./enclaves --output json | jq '.diagnostics[].message'
-        """
-    )
-
-    @Argument(help: "The enclaves directory: it holds one directory per enclave.")
-    var directory: String
-
-    @Option(name: .long, help: "Output format: text or json.")
-    var output: OutputFormat = .text
-
-    func run() throws {
-        let result: ValidationResult
-        do {
-            result = try ValidationResult.check(directory: directory)
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-            throw ExitCode(2)
+/// `nclav --remote X status` → `nclav status --remote X`: global client options may come
+/// before the command, as the product README shows them.
+func movingGlobalOptionsAfterCommand(_ arguments: [String]) -> [String] {
+    var remaining = arguments
+    var globals: [String] = []
+    while let first = remaining.first {
+        if first == "--remote" || first == "--token", remaining.count >= 2 {
+            globals += remaining.prefix(2)
+            remaining.removeFirst(2)
+        } else if first.hasPrefix("--remote=") || first.hasPrefix("--token=") {
+            globals.append(remaining.removeFirst())
+        } else {
+            break
         }
-        switch output {
-        case .json:
-            print(result.jsonReport())
-        case .text:
-            for line in result.diagnosticLines() { print(line) }
-            if result.isValid {
-                for line in result.enclaveOverview() { print(line) }
-            }
-            print(result.summaryLine)
-        }
-        if !result.isValid { throw ExitCode(1) }
+    }
+    if let terminator = remaining.firstIndex(of: "--") {
+        remaining.insert(contentsOf: globals, at: terminator)
+        return remaining
+    }
+    return remaining + globals
+}
+
+/// Runs the parsed command. In an async function (not top-level code) the compiler picks
+/// `AsyncParsableCommand.run() async` instead of the synchronous default that prints help.
+func execute(_ command: ParsableCommand) async throws {
+    if var asyncCommand = command as? AsyncParsableCommand {
+        try await asyncCommand.run()
+    } else {
+        var syncCommand = command
+        try syncCommand.run()
     }
 }
 
-// Usage errors exit 2 (argument-parser's default is 64) so scripts can tell "invalid
-// tree" (1) from "wrong invocation" (2).
 do {
-    var command = try Nclav.parseAsRoot()
-    try command.run()
+    try await execute(try await Nclav.asyncParseAsRoot(movingGlobalOptionsAfterCommand(Array(CommandLine.arguments.dropFirst()))))
 } catch let exit as ExitCode {
     Foundation.exit(exit.rawValue)
+} catch let failure as CommandFailure {
+    FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+    Foundation.exit(1)
 } catch {
+    // Usage errors exit 2 (argument-parser's default is 64) so scripts can tell "invalid
+    // input" (1) from "wrong invocation" (2).
     let code = Nclav.exitCode(for: error)
     let message = Nclav.fullMessage(for: error)
     if code == .success {

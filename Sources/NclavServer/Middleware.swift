@@ -1,0 +1,75 @@
+import Foundation
+import Hummingbird
+import Logging
+import NclavAuth
+
+/// The request context: Hummingbird's core storage plus who is calling.
+public struct NclavRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var principal: Principal?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        principal = nil
+    }
+}
+
+/// Every route but `/health` and `/ready` needs the admin token or a run credential, and a
+/// run credential only opens `/terraform/state/…` (the state routes check its partition).
+/// Unknown paths answer 401 too, so an unauthenticated caller learns nothing about routes.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = NclavRequestContext
+    static let openPaths: Set<String> = ["/health", "/ready"]
+    let authenticator: Authenticator
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if Self.openPaths.contains(request.uri.path) { return try await next(request, context) }
+        guard let principal = authenticator.principal(authorization: request.headers[.authorization]) else {
+            var response = try APIError(.unauthorized, "missing or invalid token",
+                                        details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
+                .response(from: request, context: context)
+            response.headers[.wwwAuthenticate] = #"Bearer realm="nclav""#
+            return response
+        }
+        if case .run = principal, !request.uri.path.hasPrefix("/terraform/state/") {
+            return try APIError(.forbidden, "a run credential may only use its partition's Terraform state")
+                .response(from: request, context: context)
+        }
+        var context = context
+        context.principal = principal
+        return try await next(request, context)
+    }
+}
+
+/// One structured line per request: method, path, status, duration and who asked. Never
+/// headers or bodies, which carry tokens and state.
+struct RequestLogMiddleware: RouterMiddleware {
+    typealias Context = NclavRequestContext
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        var status: Int = 500
+        defer {
+            let elapsed = ContinuousClock.now - start
+            let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+            let quiet = AuthMiddleware.openPaths.contains(request.uri.path)
+            logger.log(level: quiet ? .debug : .info, "request", metadata: [
+                "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "status": "\(status)",
+                "ms": "\(String(format: "%.2f", milliseconds))",
+            ])
+        }
+        do {
+            let response = try await next(request, context)
+            status = response.status.code
+            return response
+        } catch {
+            let apiError = APIError.from(error)
+            status = apiError.status.code
+            if apiError.status.code >= 500 {
+                logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(String(describing: error))"])
+            }
+            return try apiError.response(from: request, context: context)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Hummingbird
+import Logging
+import NclavAuth
+import NclavCore
+import NclavStore
+import TFBackend
+
+/// Starts the HTTP API and Terraform state backend, and runs until SIGINT/SIGTERM.
+public enum NclavServer {
+    public static let version = "0.1.0"
+
+    public enum StartError: Error, CustomStringConvertible {
+        case token(AdminToken.SetupError)
+        case store(StoreError)
+
+        public var description: String {
+            switch self {
+            case .token(let error): return error.description
+            case .store(let error): return error.description
+            }
+        }
+    }
+
+    /// Runs the server. Returns after a graceful shutdown: in-flight requests have finished
+    /// and the store is closed.
+    public static func run(_ configuration: ServerConfiguration, environment: [String: String], logger: Logger) async throws {
+        let token: AdminToken
+        do { token = try AdminToken.load(environment: environment, home: configuration.home, rotate: configuration.rotateToken) } catch {
+            throw StartError.token(error)
+        }
+        let store: any StateStore
+        let storeDescription: String
+        switch configuration.store {
+        case .memory:
+            store = MemoryStore(retainedVersions: configuration.retainedStateVersions)
+            storeDescription = "memory"
+        case .sqlite(let path):
+            do { store = try SQLiteStore(path: path, retainedVersions: configuration.retainedStateVersions) } catch let error as StoreError {
+                throw StartError.store(error)
+            }
+            storeDescription = "sqlite"
+        }
+
+        let recovery = try await store.recoverAfterRestart(at: Date())
+        for runID in recovery.interruptedRuns {
+            logger.warning("run left running by a previous server is now interrupted", metadata: ["run": "\(runID)"])
+        }
+        for key in recovery.releasedLocks {
+            logger.warning("released a state lock held by an interrupted run", metadata: ["state": "\(key)"])
+        }
+        if let lock = recovery.releasedReconcileLock {
+            logger.warning("released a reconcile lock left by a previous server", metadata: ["holder": "\(lock.holder)"])
+        }
+
+        let router = Router(context: NclavRequestContext.self)
+        router.add(middleware: RequestLogMiddleware(logger: logger))
+        router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token.value)))
+        Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
+            .register(on: router)
+
+        let tokenNote: String
+        switch token.source {
+        case .environment: tokenNote = "from NCLAV_TOKEN"
+        case .file(let path): tokenNote = "from \(path)"
+        case .generated(let path): tokenNote = "generated and written to \(path) (mode 0600)"
+        }
+        let storeNote: String
+        if case .sqlite(let path) = configuration.store { storeNote = "sqlite at \(path)" } else { storeNote = "in memory (lost on exit)" }
+        let host = configuration.bindHost
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: configuration.port), serverName: "nclav"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                // Plain lines on stdout for people and scripts; the token itself is never printed.
+                Console.line("nclav \(version) listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
+                Console.line("token: \(tokenNote)")
+                Console.line("store: \(storeNote)")
+                Console.line("clouds: \(configuration.activeClouds.map(\.rawValue).joined(separator: ", ")) (default \(configuration.defaultCloud.rawValue))")
+            },
+            logger: logger
+        )
+        try await app.runService()
+        try await store.close()
+        logger.info("stopped; store closed")
+    }
+}
+
+enum Console {
+    /// Writes a whole line to stdout unbuffered, so a supervising process sees it at once.
+    static func line(_ text: String) {
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NclavAuth
+import NclavCore
+import NclavStore
+import TFBackend
+
+/// The HTTP API. Handlers are thin: parse and validate the request, call the store or the
+/// state backend, encode the answer.
+struct Routes: Sendable {
+    let store: any StateStore
+    let backend: StateBackend
+    let configuration: ServerConfiguration
+    let storeDescription: String
+
+    func register(on router: Router<NclavRequestContext>) {
+        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
+        router.get("/ready") { _, _ in try await ready() }
+        router.get("/status") { _, _ in try await status() }
+        router.get("/enclaves") { _, _ in try await enclaves() }
+        router.get("/enclaves/:enclave") { _, context in try await enclave(context) }
+        router.get("/events") { request, _ in try await events(request) }
+        router.get("/enclaves/:enclave/partitions/:partition/iac/runs") { request, context in try await runs(request, context) }
+        router.get("/enclaves/:enclave/partitions/:partition/iac/runs/latest") { _, context in try await latestRun(context) }
+        router.get("/enclaves/:enclave/partitions/:partition/iac/runs/:run") { _, context in try await run(context) }
+
+        let state = "/terraform/state/:enclave/:partition"
+        router.get(RouterPath(state)) { _, context in
+            try await Response(backend.get(try key(context), as: try principal(context)))
+        }
+        router.post(RouterPath(state)) { request, context in try await putState(request, context) }
+        router.delete(RouterPath(state)) { _, context in
+            try await Response(backend.delete(try key(context), as: try principal(context)))
+        }
+        // Terraform's defaults are LOCK/UNLOCK on the lock address; nclav's runner uses
+        // POST/DELETE on `/lock`. Both spellings work, on both addresses.
+        for path in [state + "/lock", state] {
+            for method in [HTTPRequest.Method.post, HTTPRequest.Method("LOCK")!] where !(path == state && method == .post) {
+                router.on(RouterPath(path), method: method) { request, context in try await lock(request, context) }
+            }
+            for method in [HTTPRequest.Method.delete, HTTPRequest.Method("UNLOCK")!] where !(path == state && method == .delete) {
+                router.on(RouterPath(path), method: method) { request, context in try await unlock(request, context) }
+            }
+        }
+        router.get(RouterPath(state + "/lock")) { _, context in
+            try await Response(backend.lockInfo(try key(context), as: try principal(context)))
+        }
+        router.get(RouterPath(state + "/versions")) { _, context in
+            try await Response(backend.versions(try key(context), as: try principal(context)))
+        }
+        router.get(RouterPath(state + "/versions/:version")) { _, context in
+            guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
+                throw APIError(.badRequest, "version must be a positive integer", details: ["list versions at /terraform/state/<enclave>/<partition>/versions"])
+            }
+            return try await Response(backend.version(try key(context), version: version, as: try principal(context)))
+        }
+    }
+
+    // MARK: Helpers
+
+    static func json<T: Encodable>(_ value: T, status: Int = 200) -> Response {
+        Response(BackendResponse.json(status, value))
+    }
+
+    func principal(_ context: NclavRequestContext) throws -> Principal {
+        guard let principal = context.principal else { throw APIError(.unauthorized, "missing or invalid token") }
+        return principal
+    }
+
+    /// Path ids are checked before anything uses them: they name files and rows.
+    func id(_ context: NclavRequestContext, _ name: String) throws -> String {
+        let value = context.parameters.get(name) ?? ""
+        if let problem = Identifier.problem(with: value) {
+            throw APIError(.badRequest, "`\(value)` is not a valid \(name) id: \(problem)")
+        }
+        return value
+    }
+
+    func key(_ context: NclavRequestContext) throws -> StateKey {
+        do { return try StateKey(enclave: context.parameters.get("enclave") ?? "", partition: context.parameters.get("partition") ?? "") } catch {
+            throw APIError(.badRequest, "invalid state address: \(error)")
+        }
+    }
+
+    /// Reads a request body up to the configured cap, refusing early when the declared
+    /// length is already too large.
+    func body(_ request: Request) async throws -> Data {
+        let limit = configuration.maxStateBytes
+        let tooLarge = APIError(.contentTooLarge, "request body is larger than the \(limit)-byte limit",
+                                details: ["raise it with `nclav serve --max-state-size`"])
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit { throw tooLarge }
+        var collected = ByteBuffer()
+        for try await chunk in request.body {
+            if collected.readableBytes + chunk.readableBytes > limit { throw tooLarge }
+            var chunk = chunk
+            collected.writeBuffer(&chunk)
+        }
+        return collected.withUnsafeReadableBytes { Data($0) }
+    }
+
+    // MARK: Handlers
+
+    func ready() async throws -> Response {
+        do {
+            try await store.ping()
+            return Self.json(["status": "ready"])
+        } catch {
+            throw APIError(.serviceUnavailable, "the state store is not reachable")
+        }
+    }
+
+    struct Status: Encodable {
+        let version: String
+        let enclaveCount: Int
+        let defaultCloud: String
+        let activeDrivers: [String]
+        let store: String
+        let reconcileInProgress: ReconcileLock?
+
+        enum CodingKeys: String, CodingKey {
+            case version, enclaveCount = "enclave_count", defaultCloud = "default_cloud", activeDrivers = "active_drivers"
+            case store, reconcileInProgress = "reconcile_in_progress"
+        }
+    }
+
+    func status() async throws -> Response {
+        Self.json(Status(version: NclavServer.version, enclaveCount: try await store.enclaves().count,
+                         defaultCloud: configuration.defaultCloud.rawValue, activeDrivers: configuration.activeClouds.map(\.rawValue),
+                         store: storeDescription, reconcileInProgress: try await store.reconcileLock()))
+    }
+
+    struct EnclaveDetail: Encodable {
+        let enclave: EnclaveState
+        let partitions: [PartitionState]
+    }
+
+    func enclaves() async throws -> Response {
+        var details: [EnclaveDetail] = []
+        for enclave in try await store.enclaves() {
+            details.append(EnclaveDetail(enclave: enclave, partitions: try await store.partitions(ofEnclave: enclave.id)))
+        }
+        return Self.json(["enclaves": details])
+    }
+
+    func enclave(_ context: NclavRequestContext) async throws -> Response {
+        let enclaveID = try id(context, "enclave")
+        guard let enclave = try await store.enclave(enclaveID) else {
+            throw APIError(.notFound, "no enclave `\(enclaveID)` in state", details: ["`nclav apply` creates enclaves; GET /enclaves lists them"])
+        }
+        return Self.json(EnclaveDetail(enclave: enclave, partitions: try await store.partitions(ofEnclave: enclaveID)))
+    }
+
+    func limit(_ request: Request, default fallback: Int, maximum: Int) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return fallback }
+        guard let value = Int(text), (1...maximum).contains(value) else {
+            throw APIError(.badRequest, "`limit` must be a whole number from 1 to \(maximum)")
+        }
+        return value
+    }
+
+    func events(_ request: Request) async throws -> Response {
+        let enclave = request.uri.queryParameters.get("enclave_id").flatMap { $0.isEmpty ? nil : $0 }
+        if let enclave, let problem = Identifier.problem(with: enclave) {
+            throw APIError(.badRequest, "`enclave_id` is not a valid id: \(problem)")
+        }
+        let events = try await store.events(enclave: enclave, limit: try limit(request, default: 100, maximum: 1000))
+        return Self.json(["events": events])
+    }
+
+    func runs(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        let runs = try await store.runs(enclave: key.enclave, partition: key.partition, limit: try limit(request, default: 50, maximum: 1000))
+        return Self.json(["runs": runs])
+    }
+
+    func latestRun(_ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        guard let latest = try await store.runs(enclave: key.enclave, partition: key.partition, limit: 1).first,
+              let run = try await store.run(latest.id) else {
+            throw APIError(.notFound, "partition \(key) has no IaC runs yet")
+        }
+        return Self.json(run)
+    }
+
+    func run(_ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        guard let text = context.parameters.get("run"), let runID = UUID(uuidString: text) else {
+            throw APIError(.badRequest, "run id must be a UUID")
+        }
+        guard let run = try await store.run(runID), run.enclaveID == key.enclave, run.partitionID == key.partition else {
+            throw APIError(.notFound, "partition \(key) has no run \(runID)")
+        }
+        return Self.json(run)
+    }
+
+    func putState(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        let principal = try principal(context)
+        guard principal.mayUseState(key) else { throw APIError(.forbidden, "this credential may not use the state of \(key)") }
+        let query = request.uri.queryParameters
+        let force = query.get("force").map { $0 == "true" || $0 == "1" } ?? false
+        return try await Response(backend.put(key, body: try await body(request), contentMD5: request.headers[.contentMD5],
+                                              lockID: query.get("ID"), force: force, as: principal))
+    }
+
+    func lock(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        return try await Response(backend.lock(key, body: try await body(request), as: try principal(context)))
+    }
+
+    func unlock(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        return try await Response(backend.unlock(key, body: try await body(request), as: try principal(context)))
+    }
+}
+
+extension HTTPField.Name {
+    static let contentMD5 = Self("Content-MD5")!
+}

@@ -1,0 +1,50 @@
+import Foundation
+import NclavCore
+
+/// Everything `nclav serve` needs to start, resolved from flags and environment.
+public struct ServerConfiguration: Sendable {
+    public enum StoreKind: Sendable, Equatable {
+        case sqlite(path: String)
+        case memory
+    }
+
+    public var bindHost: String
+    public var port: Int
+    public var home: URL
+    public var store: StoreKind
+    public var defaultCloud: CloudTarget
+    public var enabledClouds: [CloudTarget]
+    /// Largest request body accepted on state routes (a Terraform state or lock).
+    public var maxStateBytes: Int
+    /// State versions kept per partition.
+    public var retainedStateVersions: Int
+    public var rotateToken: Bool
+
+    public init(bindHost: String = "127.0.0.1", port: Int = 8080, home: URL, store: StoreKind, defaultCloud: CloudTarget = .local,
+                enabledClouds: [CloudTarget] = [], maxStateBytes: Int = 256 * 1024 * 1024, retainedStateVersions: Int = 100,
+                rotateToken: Bool = false) {
+        self.bindHost = bindHost
+        self.port = port
+        self.home = home
+        self.store = store
+        self.defaultCloud = defaultCloud
+        self.enabledClouds = enabledClouds
+        self.maxStateBytes = maxStateBytes
+        self.retainedStateVersions = retainedStateVersions
+        self.rotateToken = rotateToken
+    }
+
+    /// The default cloud first, then the other enabled ones, without repeats. `local` is
+    /// always available: it makes no cloud calls.
+    public var activeClouds: [CloudTarget] {
+        var result: [CloudTarget] = [defaultCloud]
+        for cloud in enabledClouds + [.local] where !result.contains(cloud) { result.append(cloud) }
+        return result
+    }
+
+    /// `$NCLAV_HOME`, else `~/.nclav`.
+    public static func home(environment: [String: String]) -> URL {
+        if let home = environment["NCLAV_HOME"], !home.isEmpty { return URL(fileURLWithPath: home, isDirectory: true) }
+        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".nclav", isDirectory: true)
+    }
+}

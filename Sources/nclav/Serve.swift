@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NclavCore
+import NclavServer
+
+extension CloudTarget: ExpressibleByArgument {}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the nclav API server and Terraform state backend.",
+        discussion: """
+        State is kept in $NCLAV_HOME/state.db (SQLite; NCLAV_HOME defaults to ~/.nclav) unless
+        --ephemeral keeps it in memory. The admin token comes from NCLAV_TOKEN, else from
+        $NCLAV_HOME/token, which is created (mode 0600) on first start and reused afterwards.
+        SIGINT or SIGTERM stops the server gracefully: requests in flight finish and the store
+        is closed. Log level: NCLAV_LOG_LEVEL (trace, debug, info, notice, warning, error).
+
+        Examples:
+          nclav serve --cloud local
+          nclav serve --ephemeral --port 9090
+          NCLAV_BIND=0.0.0.0 nclav serve
+        """
+    )
+
+    @Option(help: "Default cloud for enclaves without `cloud:` (local, gcp, azure, aws).")
+    var cloud: CloudTarget = .local
+
+    @Option(name: .customLong("enable-cloud"), help: "Register another cloud's driver too (repeatable).")
+    var enableCloud: [CloudTarget] = []
+
+    @Flag(help: "Keep state in memory only; it is lost when the server stops.")
+    var ephemeral = false
+
+    @Flag(name: .customLong("rotate-token"), help: "Replace the token file with a new token (existing clients must update).")
+    var rotateToken = false
+
+    @Option(help: "Address to bind (env NCLAV_BIND; default 127.0.0.1). Use 0.0.0.0 to listen on every interface.")
+    var bind: String?
+
+    @Option(help: "Port to listen on (env NCLAV_PORT; default 8080; 0 picks a free port).")
+    var port: Int?
+
+    @Option(name: .customLong("store-path"), help: "SQLite state file (env NCLAV_STORE_PATH; default $NCLAV_HOME/state.db).")
+    var storePath: String?
+
+    @Option(name: .customLong("max-state-size"), help: "Largest state or lock body accepted, in bytes (default 268435456 = 256 MiB).")
+    var maxStateSize: Int = 256 * 1024 * 1024
+
+    @Option(name: .customLong("state-versions"), help: "State versions kept per partition (default 100).")
+    var stateVersions: Int = 100
+
+    func validate() throws {
+        for requested in [cloud] + enableCloud where requested != .local {
+            throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); use --cloud local")
+        }
+        if let port, !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535, got \(port)") }
+        if maxStateSize < 1024 { throw ValidationError("--max-state-size must be at least 1024 bytes") }
+        if stateVersions < 1 { throw ValidationError("--state-versions must be at least 1") }
+    }
+
+    func run() async throws {
+        // Everything the server writes (state database, token, later workspaces with tfvars)
+        // can hold secrets: readable by this user only.
+        umask(0o077)
+        let environment = ProcessInfo.processInfo.environment
+        let resolvedPort: Int
+        if let port {
+            resolvedPort = port
+        } else if let text = environment["NCLAV_PORT"], !text.isEmpty {
+            guard let value = Int(text), (0...65535).contains(value) else {
+                throw ValidationError("NCLAV_PORT must be a port number between 0 and 65535, got `\(text)`")
+            }
+            resolvedPort = value
+        } else {
+            resolvedPort = 8080
+        }
+        let home = ServerConfiguration.home(environment: environment)
+        let store: ServerConfiguration.StoreKind
+        if ephemeral {
+            store = .memory
+        } else {
+            let path = storePath ?? environment["NCLAV_STORE_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? home.appendingPathComponent("state.db").path
+            store = .sqlite(path: path)
+        }
+        let configuration = ServerConfiguration(
+            bindHost: bind ?? environment["NCLAV_BIND"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1",
+            port: resolvedPort, home: home, store: store, defaultCloud: cloud, enabledClouds: enableCloud,
+            maxStateBytes: maxStateSize, retainedStateVersions: stateVersions, rotateToken: rotateToken)
+
+        let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "nclav")
+        do {
+            try await NclavServer.run(configuration, environment: environment, logger: logger)
+        } catch let error as NclavServer.StartError {
+            throw CommandFailure(error.description)
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import NclavConfig
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load and validate an enclaves directory offline (no server needed).",
+        discussion: """
+        Reports every problem as `path:line:col: error: message`, then a summary line.
+        Exit status: 0 valid, 1 invalid, 2 usage error (bad flag, missing directory).
+
+        Examples:
+          nclav validate ./enclaves
+          nclav validate ./enclaves --output json | jq '.diagnostics[].message'
+        """
+    )
+
+    @Argument(help: "The enclaves directory: it holds one directory per enclave.")
+    var directory: String
+
+    @Option(name: .long, help: "Output format: text or json.")
+    var output: OutputFormat = .text
+
+    func run() throws {
+        let result: ValidationResult
+        do {
+            result = try ValidationResult.check(directory: directory)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        switch output {
+        case .json:
+            print(result.jsonReport())
+        case .text:
+            for line in result.diagnosticLines() { print(line) }
+            if result.isValid {
+                for line in result.enclaveOverview() { print(line) }
+            }
+            print(result.summaryLine)
+        }
+        if !result.isValid { throw ExitCode(1) }
+    }
+}
