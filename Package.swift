@@ -70,7 +70,9 @@ let package = Package(
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport"]),
+        // Test helper process for the store's kill -9 durability test.
+        .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
+        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
         .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavTestSupport"]),
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.

@@ -9,10 +9,11 @@ public struct RunScope: Codable, Sendable, Hashable {
     public let runID: UUID
     public let expiresAt: Date
 
+    /// The expiry is kept to whole seconds, the precision the credential carries.
     public init(key: StateKey, runID: UUID, expiresAt: Date) {
         self.key = key
         self.runID = runID
-        self.expiresAt = expiresAt
+        self.expiresAt = Date(timeIntervalSince1970: expiresAt.timeIntervalSince1970.rounded(.down))
     }
 
     enum CodingKeys: String, CodingKey { case key = "k", runID = "r", expiresAt = "x" }

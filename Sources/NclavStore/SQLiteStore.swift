@@ -16,6 +16,9 @@ public final class SQLiteStore: StateStore {
     private let pool: DatabasePool
     public let path: String
     private let retainedVersions: Int
+    /// The database file's identity when opened; `ping` fails if the file is later removed or
+    /// replaced, since writes would then go to an unlinked file and vanish on restart.
+    private let fileIdentity: FileIdentity?
 
     public init(path: String, retainedVersions: Int = 100, synchronousFull: Bool = false) throws {
         self.path = path
@@ -35,6 +38,7 @@ public final class SQLiteStore: StateStore {
         } catch {
             throw StoreError.cannotOpen(path: path, reason: "\(error)")
         }
+        fileIdentity = FileIdentity(path: path)
     }
 
     // MARK: Schema
@@ -97,7 +101,10 @@ public final class SQLiteStore: StateStore {
     }
 
     public func ping() async throws {
-        _ = try await read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+        if let fileIdentity, FileIdentity(path: path) != fileIdentity {
+            throw StoreError.database("the database file \(path) was removed or replaced while the server runs; restart the server")
+        }
+        _ = try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconcile_lock") }
     }
 
     public func close() async throws {
@@ -411,6 +418,18 @@ public final class SQLiteStore: StateStore {
             try db.execute(sql: "DELETE FROM reconcile_lock")
             return report
         }
+    }
+}
+
+struct FileIdentity: Equatable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
     }
 }
 

@@ -27,22 +27,11 @@ public struct StateDocument: Sendable, Equatable {
     }
 
     public init(parsing data: Data) throws(Problem) {
-        let decoded: Shape
-        do {
-            decoded = try JSONDecoder().decode(Shape.self, from: data)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw key.stringValue == "lineage" ? .missingLineage : .badSerial
-        } catch let DecodingError.typeMismatch(_, context) {
-            if context.codingPath.isEmpty { throw .notAnObject }
-            throw context.codingPath.first?.stringValue == "lineage" ? .missingLineage : .badSerial
-        } catch let DecodingError.dataCorrupted(context) {
-            if context.codingPath.isEmpty { throw (try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed)) == nil ? .notJSON : .notAnObject }
-            throw .badSerial
-        } catch {
-            throw .notJSON
-        }
-        guard !decoded.lineage.isEmpty else { throw .missingLineage }
-        guard decoded.serial >= 0 else { throw .badSerial }
+        guard let object = try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) else { throw .notJSON }
+        guard let dictionary = object as? [String: Any] else { throw .notAnObject }
+        guard let text = dictionary["lineage"] as? String, !text.isEmpty else { throw .missingLineage }
+        // The typed decode decides the rest: a serial that is not a whole number fails here.
+        guard let decoded = try? JSONDecoder().decode(Shape.self, from: data), decoded.serial >= 0 else { throw .badSerial }
         lineage = decoded.lineage
         serial = decoded.serial
         terraformVersion = decoded.terraformVersion
@@ -55,7 +44,17 @@ public struct StateDocument: Sendable, Equatable {
         let terraformVersion: String?
         let outputs: [String: Output]?
 
-        struct Output: Decodable { let value: JSONValue? }
+        struct Output: Decodable {
+            let value: JSONValue?
+
+            // A present `null` is a value (an empty string in templates); a missing key is not.
+            init(from decoder: Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                value = container.contains(.value) ? try container.decode(JSONValue.self, forKey: .value) : nil
+            }
+
+            enum CodingKeys: String, CodingKey { case value }
+        }
 
         enum CodingKeys: String, CodingKey { case lineage, serial, terraformVersion = "terraform_version", outputs }
     }
