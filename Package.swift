@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore", "NclavTestSupport"]),

@@ -1,0 +1,90 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// The `nclav` client commands against a real server.
+@Suite("nclav client commands")
+struct ClientCommandTests {
+    func nclav(_ arguments: [String], home: URL, environment extra: [String: String] = [:]) async throws -> TestSupport.ProcessResult {
+        var environment = ProcessInfo.processInfo.environment
+        environment["NCLAV_HOME"] = home.path
+        environment["NCLAV_TOKEN"] = nil
+        environment["NCLAV_URL"] = nil
+        for (name, value) in extra { environment[name] = value }
+        return try await TestSupport.runDetached(TestSupport.nclavBinary.path, arguments, environment: environment)
+    }
+
+    @Test("status reads the token file and NCLAV_URL; global options may precede the command")
+    func status() async throws {
+        try await withServer { server async throws in
+            let viaEnvironment = try await nclav(["status"], home: server.home, environment: ["NCLAV_URL": server.baseURL])
+            #expect(viaEnvironment.exitCode == 0, "\(viaEnvironment.stderr)")
+            #expect(viaEnvironment.stdoutLines == [
+                "server:         \(server.baseURL) (nclav 0.1.0)", "store:          sqlite", "enclaves:       0",
+                "default cloud:  local", "active drivers: local", "reconcile:      idle",
+            ])
+            let global = try await nclav(["--remote", server.baseURL, "status", "--output", "json"], home: server.home)
+            #expect(global.exitCode == 0)
+            let summary = try JSONSerialization.jsonObject(with: Data(global.stdout.utf8)) as? [String: Any]
+            #expect(summary?["enclave_count"] as? Int == 0)
+        }
+    }
+
+    @Test("a wrong token and an unreachable server give clear errors and exit 1")
+    func failures() async throws {
+        try await withServer { server async throws in
+            let wrong = try await nclav(["status", "--remote", server.baseURL, "--token", "not-the-token"], home: server.home)
+            #expect(wrong.exitCode == 1)
+            #expect(wrong.stderr.hasPrefix("error: the server at \(server.baseURL) rejected the token from --token"))
+            #expect(!wrong.stderr.contains(server.token))
+        }
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let noToken = try await nclav(["status", "--remote", "http://127.0.0.1:9"], home: home)
+        #expect(noToken.exitCode == 1)
+        #expect(noToken.stderr.contains("no API token: pass --token, set NCLAV_TOKEN, or run `nclav serve` once"))
+        let start = Date()
+        let unreachable = try await nclav(["status", "--remote", "http://127.0.0.1:9", "--token", "x"], home: home)
+        #expect(unreachable.exitCode == 1)
+        #expect(unreachable.stderr == "error: cannot reach the nclav server at http://127.0.0.1:9 (connection refused); start it with `nclav serve`, or point --remote / NCLAV_URL at it\n")
+        #expect(Date().timeIntervalSince(start) < 10, "a refused connection is reported at once")
+    }
+
+    @Test("state versions, pull and unlock")
+    func stateCommands() async throws {
+        try await withServer { server async throws in
+            let auth = Auth.bearer(server.token)
+            let url = server.baseURL + "/terraform/state/shop/db"
+            for serial in 1...2 { _ = try await http(.POST, url, auth: auth, body: stateJSON(serial: serial)) }
+            let remote = ["--remote", server.baseURL]
+
+            let versions = try await nclav(["state", "versions", "shop", "db"] + remote, home: server.home)
+            #expect(versions.exitCode == 0, "\(versions.stderr)")
+            #expect(versions.stdoutLines.count == 3)
+            #expect(versions.stdoutLines.first?.hasPrefix("VERSION  SERIAL  LINEAGE") == true)
+            #expect(versions.stdoutLines[1].hasPrefix("2        2       0b4c1c55"))
+
+            let pull = try await nclav(["state", "pull", "shop", "db"] + remote, home: server.home)
+            #expect(Data(pull.stdout.utf8) == stateJSON(serial: 2))
+            let older = try await nclav(["state", "pull", "shop", "db", "--version", "1"] + remote, home: server.home)
+            #expect(Data(older.stdout.utf8) == stateJSON(serial: 1))
+            let empty = try await nclav(["state", "pull", "shop", "nothing"] + remote, home: server.home)
+            #expect(empty.exitCode == 1)
+            #expect(empty.stderr == "error: no state stored for shop/nothing\n")
+            let invalid = try await nclav(["state", "pull", "shop", "../etc"] + remote, home: server.home)
+            #expect(invalid.exitCode == 2)
+
+            let notLocked = try await nclav(["state", "unlock", "shop", "db", "--yes"] + remote, home: server.home)
+            #expect(notLocked.stdout == "shop/db is not locked\n")
+            _ = try await http(.POST, url + "/lock", auth: auth, body: lockJSON("stuck-lock", who: "crashed@ci"))
+            let unconfirmed = try await nclav(["state", "unlock", "shop", "db"] + remote, home: server.home)
+            #expect(unconfirmed.exitCode == 1)
+            #expect(unconfirmed.stderr.contains("pass --yes"))
+            let unlocked = try await nclav(["state", "unlock", "shop", "db", "--yes"] + remote, home: server.home)
+            #expect(unlocked.exitCode == 0)
+            #expect(unlocked.stdout.contains("crashed@ci"))
+            #expect(unlocked.stdout.hasSuffix("unlocked shop/db\n"))
+            #expect(try await http(.GET, url + "/lock", auth: auth).status == 204)
+        }
+    }
+}
