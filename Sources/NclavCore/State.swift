@@ -208,22 +208,26 @@ public struct StateVersionInfo: Codable, Sendable, Hashable {
     public var serial: Int64
     public var lineage: String
     public var sha256: String
+    /// Base64 MD5 (the `Content-MD5` form).
+    public var md5: String
     public var size: Int
     public var createdAt: Date
     public var runID: UUID?
 
-    public init(version: Int64 = 0, serial: Int64, lineage: String, sha256: String, size: Int, createdAt: Date = Date(), runID: UUID? = nil) {
+    public init(version: Int64 = 0, serial: Int64, lineage: String, sha256: String, md5: String = "", size: Int,
+                createdAt: Date = Date(), runID: UUID? = nil) {
         self.version = version
         self.serial = serial
         self.lineage = lineage
         self.sha256 = sha256
+        self.md5 = md5
         self.size = size
         self.createdAt = createdAt
         self.runID = runID
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, serial, lineage, sha256, size, createdAt = "created_at", runID = "run_id"
+        case version, serial, lineage, sha256, md5, size, createdAt = "created_at", runID = "run_id"
     }
 }
 

@@ -19,6 +19,7 @@ public final class SQLiteStore: StateStore {
     /// The database file's identity when opened; `ping` fails if the file is later removed or
     /// replaced, since writes would then go to an unlinked file and vanish on restart.
     private let fileIdentity: FileIdentity?
+    private let writeQueue: WriteQueue
 
     public init(path: String, retainedVersions: Int = 100, synchronousFull: Bool = false) throws {
         self.path = path
@@ -28,6 +29,8 @@ public final class SQLiteStore: StateStore {
         configuration.label = "nclav-state"
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
+            // Checkpoints run on the write queue between batches, not inside a commit.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         do {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -39,6 +42,7 @@ public final class SQLiteStore: StateStore {
             throw StoreError.cannotOpen(path: path, reason: "\(error)")
         }
         fileIdentity = FileIdentity(path: path)
+        writeQueue = WriteQueue(pool: pool)
     }
 
     // MARK: Schema
@@ -67,7 +71,7 @@ public final class SQLiteStore: StateStore {
                     PRIMARY KEY (run_id, seq));
                 CREATE TABLE state_versions (
                     enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, version INTEGER NOT NULL,
-                    serial INTEGER NOT NULL, lineage TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+                    serial INTEGER NOT NULL, lineage TEXT NOT NULL, sha256 TEXT NOT NULL, md5 TEXT NOT NULL, size INTEGER NOT NULL,
                     created_at REAL NOT NULL, run_id TEXT, body BLOB NOT NULL,
                     PRIMARY KEY (enclave_id, partition_id, version));
                 CREATE TABLE state_locks (
@@ -93,9 +97,9 @@ public final class SQLiteStore: StateStore {
         }
     }
 
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    private func write<T: Sendable>(weight: Int = 4096, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try closedFlag.check()
-        do { return try await pool.write(body) } catch let error as StoreError { throw error } catch {
+        do { return try await writeQueue.submit(weight: weight, body) } catch let error as StoreError { throw error } catch {
             throw StoreError.database("\(error)")
         }
     }
@@ -109,6 +113,7 @@ public final class SQLiteStore: StateStore {
 
     public func close() async throws {
         closedFlag.close()
+        writeQueue.stop()
         do { try pool.close() } catch { throw StoreError.database("closing: \(error)") }
     }
 
@@ -265,11 +270,11 @@ public final class SQLiteStore: StateStore {
 
     private static func versionInfo(from row: Row) -> StateVersionInfo {
         StateVersionInfo(version: row["version"], serial: row["serial"], lineage: row["lineage"], sha256: row["sha256"],
-                         size: row["size"], createdAt: Date(timeIntervalSinceReferenceDate: row["created_at"]),
+                         md5: row["md5"], size: row["size"], createdAt: Date(timeIntervalSinceReferenceDate: row["created_at"]),
                          runID: (row["run_id"] as String?).flatMap(UUID.init(uuidString:)))
     }
 
-    private static let infoColumns = "version, serial, lineage, sha256, size, created_at, run_id"
+    private static let infoColumns = "version, serial, lineage, sha256, md5, size, created_at, run_id"
 
     private static func latestInfo(_ db: Database, _ key: StateKey) throws -> StateVersionInfo? {
         try Row.fetchOne(db, sql: """
@@ -303,16 +308,16 @@ public final class SQLiteStore: StateStore {
 
     public func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome {
         let retained = retainedVersions
-        return try await self.write { db in
+        return try await self.write(weight: write.body.count) { db in
             let latest = try Self.latestInfo(db, key)
             let lock = try Self.lock(db, key)
             if let answer = StateRules.decide(write, latest: latest, lock: lock) { return answer }
             let info = StateVersionInfo(version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
-                                        sha256: write.sha256, size: write.body.count, createdAt: write.time, runID: write.runID)
+                                        sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
             try db.execute(sql: """
-                INSERT INTO state_versions (enclave_id, partition_id, version, serial, lineage, sha256, size, created_at, run_id, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.size,
+                INSERT INTO state_versions (enclave_id, partition_id, version, serial, lineage, sha256, md5, size, created_at, run_id, body)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.md5, info.size,
                                  info.createdAt.timeIntervalSinceReferenceDate, info.runID?.uuidString, write.body])
             try db.execute(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version <= ?",
                            arguments: [key.enclave, key.partition, info.version - Int64(retained)])

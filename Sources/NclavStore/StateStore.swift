@@ -78,6 +78,8 @@ public struct StateWrite: Sendable {
     public var serial: Int64
     public var lineage: String
     public var sha256: String
+    /// Base64 MD5 of the body, served as `Content-MD5` without hashing on every read.
+    public var md5: String
     /// The `?ID=` terraform sent; must match the lock holder while the state is locked.
     public var lockID: String?
     /// Skip the lineage and serial checks (`?force=true`).
@@ -85,12 +87,13 @@ public struct StateWrite: Sendable {
     public var runID: UUID?
     public var time: Date
 
-    public init(body: Data, serial: Int64, lineage: String, sha256: String, lockID: String?, force: Bool = false,
+    public init(body: Data, serial: Int64, lineage: String, sha256: String, md5: String = "", lockID: String?, force: Bool = false,
                 runID: UUID? = nil, time: Date = Date()) {
         self.body = body
         self.serial = serial
         self.lineage = lineage
         self.sha256 = sha256
+        self.md5 = md5
         self.lockID = lockID
         self.force = force
         self.runID = runID

@@ -55,8 +55,9 @@ public struct StateBackend: Sendable {
 
     public func get(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
         guard principal.mayUseState(key) else { return forbidden(key) }
-        guard let (_, body) = try await store.latestState(key) else { return BackendResponse(status: 204) }
-        return BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": Digest.md5Base64(body)], body: body)
+        guard let (info, body) = try await store.latestState(key) else { return BackendResponse(status: 204) }
+        let md5 = info.md5.isEmpty ? Digest.md5Base64(body) : info.md5
+        return BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": md5], body: body)
     }
 
     public func put(_ key: StateKey, body: Data, contentMD5: String?, lockID: String?, force: Bool,
@@ -65,14 +66,19 @@ public struct StateBackend: Sendable {
         if force, principal != .admin {
             return .error(403, "only the admin token may force a state write", details: ["drop ?force=true or use the admin token"])
         }
-        if let contentMD5, !contentMD5.isEmpty, contentMD5 != Digest.md5Base64(body) {
+        // The three passes over a large body are independent: run them side by side.
+        async let md5 = Digest.md5Base64(body)
+        async let sha256 = Digest.sha256Hex(body)
+        async let parsed = Result { () throws(StateDocument.Problem) in try StateDocument(parsing: body) }
+        if let contentMD5, !contentMD5.isEmpty, contentMD5 != (await md5) {
             return .error(400, "Content-MD5 does not match the body", details: ["the state was damaged in transit; nothing was stored"])
         }
         let document: StateDocument
-        do { document = try StateDocument(parsing: body) } catch {
-            return .error(400, "not a Terraform state: \(error)", details: ["nothing was stored"])
+        switch await parsed {
+        case .success(let value): document = value
+        case .failure(let problem): return .error(400, "not a Terraform state: \(problem)", details: ["nothing was stored"])
         }
-        let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: Digest.sha256Hex(body),
+        let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: await sha256, md5: await md5,
                                lockID: lockID.flatMap { $0.isEmpty ? nil : $0 }, force: force, runID: principal.runID, time: now)
         switch try await store.writeState(key, write) {
         case .stored, .unchanged:
@@ -162,7 +168,7 @@ public struct StateBackend: Sendable {
             return .error(404, "state \(key) has no version \(version)", details: ["list versions at /terraform/state/\(key)/versions"])
         }
         return BackendResponse(status: 200, headers: [
-            "Content-Type": "application/json", "Content-MD5": Digest.md5Base64(body),
+            "Content-Type": "application/json", "Content-MD5": info.md5.isEmpty ? Digest.md5Base64(body) : info.md5,
             "X-Nclav-State-Serial": String(info.serial), "X-Nclav-State-Version": String(info.version),
         ], body: body)
     }

@@ -26,16 +26,41 @@ public struct StateDocument: Sendable, Equatable {
         }
     }
 
+    /// One pass over the body: large states are parsed exactly once per write.
     public init(parsing data: Data) throws(Problem) {
-        guard let object = try? JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) else { throw .notJSON }
-        guard let dictionary = object as? [String: Any] else { throw .notAnObject }
-        guard let text = dictionary["lineage"] as? String, !text.isEmpty else { throw .missingLineage }
-        // The typed decode decides the rest: a serial that is not a whole number fails here.
-        guard let decoded = try? JSONDecoder().decode(Shape.self, from: data), decoded.serial >= 0 else { throw .badSerial }
+        let decoded: Shape
+        do {
+            decoded = try JSONDecoder().decode(Shape.self, from: data)
+        } catch let error as DecodingError {
+            throw Self.problem(for: error)
+        } catch {
+            throw .notJSON
+        }
+        guard !decoded.lineage.isEmpty else { throw .missingLineage }
+        guard decoded.serial >= 0 else { throw .badSerial }
         lineage = decoded.lineage
         serial = decoded.serial
         terraformVersion = decoded.terraformVersion
         outputs = (decoded.outputs ?? [:]).compactMapValues(\.value)
+    }
+
+    private static func problem(for error: DecodingError) -> Problem {
+        func about(_ path: [CodingKey]) -> Problem? {
+            guard let first = path.first?.stringValue else { return nil }
+            return first == "lineage" ? .missingLineage : .badSerial
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return about(context.codingPath + [key]) ?? .badSerial
+        case .typeMismatch(_, let context):
+            return about(context.codingPath) ?? .notAnObject
+        case .dataCorrupted(let context):
+            return about(context.codingPath) ?? .notJSON
+        case .valueNotFound(_, let context):
+            return about(context.codingPath) ?? .notAnObject
+        @unknown default:
+            return .notJSON
+        }
     }
 
     private struct Shape: Decodable {
@@ -57,6 +82,19 @@ public struct StateDocument: Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey { case lineage, serial, terraformVersion = "terraform_version", outputs }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            lineage = try container.decode(String.self, forKey: .lineage)
+            // Foundation reports a fractional number as corrupt data without a path; say
+            // which key is wrong instead.
+            guard let serial = try? container.decode(Int64.self, forKey: .serial) else {
+                throw DecodingError.typeMismatch(Int64.self, .init(codingPath: [CodingKeys.serial], debugDescription: "serial is not a whole number"))
+            }
+            self.serial = serial
+            terraformVersion = try container.decodeIfPresent(String.self, forKey: .terraformVersion)
+            outputs = try container.decodeIfPresent([String: Output].self, forKey: .outputs)
+        }
     }
 }
 

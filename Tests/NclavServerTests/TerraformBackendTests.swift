@@ -256,3 +256,42 @@ struct RestartTests {
         }
     }
 }
+
+@Suite("nclav serve graceful shutdown", .serialized)
+struct GracefulShutdownTests {
+    @Test("a request in flight when SIGTERM arrives still completes, then the server exits 0")
+    func inFlightRequestFinishes() async throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let server = try await ServerProcess.start(home: home)
+        let token = server.token
+        let body = stateJSON(serial: 1, size: 200_000)
+        let half = body.count / 2
+        // The body arrives in two halves with a pause between them; SIGTERM lands in the pause.
+        let chunks = AsyncStream<ByteBuffer> { continuation in
+            Task {
+                continuation.yield(ByteBuffer(bytes: body.prefix(half)))
+                try? await Task.sleep(for: .milliseconds(700))
+                continuation.yield(ByteBuffer(bytes: body.suffix(from: half)))
+                continuation.finish()
+            }
+        }
+        var request = HTTPClientRequest(url: server.baseURL + "/terraform/state/demo/slow")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        request.body = .stream(chunks, length: .known(Int64(body.count)))
+        async let response = HTTPClient.shared.execute(request, timeout: .seconds(30))
+        try await Task.sleep(for: .milliseconds(300))
+        kill(server.process.processIdentifier, SIGTERM)
+        let answer = try await response
+        #expect(answer.status.code == 200)
+        #expect(await server.stop() == 0)
+
+        let restarted = try await ServerProcess.start(home: home)
+        #expect(try await http(.GET, restarted.baseURL + "/terraform/state/demo/slow", auth: .bearer(token)).body == body)
+        await restarted.stop()
+    }
+}
+
+import AsyncHTTPClient
+import NIOCore

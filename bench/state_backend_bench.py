@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Loopback benchmark of nclav's Terraform state backend.
+
+Measures, against a running `nclav serve` and an nginx serving the same bytes as a static
+file:
+  - GET throughput of a state of --size-mb MB (MB/s), nclav vs nginx, 1 and 4 connections;
+  - POST throughput of the same size (each write a new serial, so each is stored);
+  - lock+unlock latency (p50/p99/max, ms) with --clients concurrent clients, each on its
+    own keep-alive connection and its own partition's state.
+Plain HTTP/1.1 over asyncio streams with keep-alive, the same client code for both servers.
+"""
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import statistics
+import time
+
+
+class Connection:
+    def __init__(self, host, port):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def open(self):
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=64 * 1024 * 1024)
+
+    async def request(self, method, path, headers=None, body=b""):
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length, chunked = None, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value.strip())
+            elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+        if chunked:
+            data = bytearray()
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                if size == 0:
+                    await self.reader.readline()
+                    break
+                data += await self.reader.readexactly(size)
+                await self.reader.readline()
+            return status, bytes(data)
+        return status, (await self.reader.readexactly(length) if length else b"")
+
+    def close(self):
+        if self.writer:
+            self.writer.close()
+
+
+def state_body(serial, size):
+    head = json.dumps({"version": 4, "terraform_version": "1.11.4", "serial": serial,
+                       "lineage": "bench-lineage", "outputs": {}, "resources": []})[:-1]
+    padding = size - len(head) - len(',"padding":""}')
+    return (head + ',"padding":"' + "x" * max(0, padding) + '"}').encode()
+
+
+async def throughput(host, port, method, path, headers, bodies, rounds, connections):
+    """bodies: for POST, a list of (body, headers) built before timing starts."""
+    async def worker(index):
+        connection = Connection(host, port)
+        await connection.open()
+        moved = 0
+        for round_number in range(index, rounds, connections):
+            body, extra = bodies[round_number] if method == "POST" else (b"", {})
+            status, data = await connection.request(method, path, {**headers, **extra}, body)
+            assert status == 200, f"{method} {path}: HTTP {status} {data[:200]!r}"
+            moved += len(body) if method == "POST" else len(data)
+        connection.close()
+        return moved
+
+    start = time.perf_counter()
+    moved = sum(await asyncio.gather(*(worker(i) for i in range(connections))))
+    elapsed = time.perf_counter() - start
+    return moved / elapsed / 1e6
+
+
+async def lock_latency(host, port, auth, clients, rounds):
+    samples = []
+
+    async def client(index):
+        connection = Connection(host, port)
+        await connection.open()
+        path = f"/terraform/state/bench/lock-{index}/lock"
+        body = json.dumps({"ID": f"bench-{index}", "Operation": "OperationTypeApply", "Info": "", "Who": "bench",
+                           "Version": "1.11.4", "Created": "2026-01-01T00:00:00Z", "Path": ""}).encode()
+        headers = {"Authorization": auth, "Content-Type": "application/json"}
+        for _ in range(rounds):
+            start = time.perf_counter()
+            status, _ = await connection.request("POST", path, headers, body)
+            assert status == 200, f"lock: HTTP {status}"
+            status, _ = await connection.request("DELETE", path, headers, body)
+            assert status == 200, f"unlock: HTTP {status}"
+            samples.append((time.perf_counter() - start) * 1000)
+        connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - start
+    samples.sort()
+    return {
+        "pairs": len(samples), "p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1],
+        "max_ms": samples[-1], "pairs_per_second": len(samples) / elapsed,
+    }
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nclav-port", type=int, required=True)
+    parser.add_argument("--nginx-port", type=int, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--size-mb", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--lock-rounds", type=int, default=100)
+    args = parser.parse_args()
+    host, size = "127.0.0.1", int(args.size_mb * 1024 * 1024)
+    auth = "Basic " + base64.b64encode(f"nclav:{args.token}".encode()).decode()
+    headers = {"Authorization": auth, "Content-Type": "application/json"}
+    state_path = "/terraform/state/bench/big"
+
+    # Seed one state, and a warm-up pass for both servers.
+    warm = Connection(host, args.nclav_port)
+    await warm.open()
+    status, _ = await warm.request("POST", state_path, headers, state_body(1, size))
+    assert status == 200, f"seeding the state failed: HTTP {status}"
+    warm.close()
+    serial = iter(range(2, 10**9))
+
+    results = {"state_bytes": size}
+    for connections in (1, 4):
+        await throughput(host, args.nginx_port, "GET", "/state.json", {}, None, 4, connections)
+        await throughput(host, args.nclav_port, "GET", state_path, headers, None, 4, connections)
+        results[f"nginx_get_mb_s_c{connections}"] = await throughput(host, args.nginx_port, "GET", "/state.json", {}, None, args.rounds, connections)
+        results[f"nclav_get_mb_s_c{connections}"] = await throughput(host, args.nclav_port, "GET", state_path, headers, None, args.rounds, connections)
+    # Each POST is a new serial (so each is stored) and carries Content-MD5, as terraform sends.
+    post_rounds = max(4, args.rounds // 2)
+    bodies = []
+    for _ in range(post_rounds):
+        body = state_body(next(serial), size)
+        bodies.append((body, {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}))
+    results["nclav_post_mb_s_c1"] = await throughput(host, args.nclav_port, "POST", state_path, headers, bodies, post_rounds, 1)
+    results["lock_unlock"] = await lock_latency(host, args.nclav_port, auth, args.clients, args.lock_rounds)
+
+    print(f"state size: {size / 1e6:.1f} MB")
+    for connections in (1, 4):
+        nginx, nclav = results[f"nginx_get_mb_s_c{connections}"], results[f"nclav_get_mb_s_c{connections}"]
+        print(f"GET  {connections} conn: nclav {nclav:8.1f} MB/s   nginx {nginx:8.1f} MB/s   ratio {nclav / nginx:.2f} (target >= 0.50)")
+    post = results["nclav_post_mb_s_c1"]
+    print(f"POST 1 conn: nclav {post:8.1f} MB/s   ratio to nginx GET {post / results['nginx_get_mb_s_c1']:.2f} (target >= 0.50)")
+    lock = results["lock_unlock"]
+    print(f"lock+unlock, {args.clients} clients x {args.lock_rounds}: p50 {lock['p50_ms']:.2f} ms  p99 {lock['p99_ms']:.2f} ms  "
+          f"max {lock['max_ms']:.2f} ms  ({lock['pairs_per_second']:.0f} pairs/s; target p99 < 5 ms)")
+    print("json: " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
