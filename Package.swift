@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", exact: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", exact: "1.8.1"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
@@ -39,8 +41,12 @@ let package = Package(
         ]),
         // Partition dependency graph and (later) planner + reconciler + driver registry.
         .target(name: "Orchestrator", dependencies: ["NclavCore", "NclavConfig"]),
-        // Workspace rendering and (later) the terraform/tofu process runner.
-        .target(name: "IacRunner", dependencies: ["NclavCore"]),
+        // Workspace rendering and the terraform/tofu process runner (swift-subprocess).
+        .target(name: "IacRunner", dependencies: [
+            "NclavCore",
+            .product(name: "Subprocess", package: "swift-subprocess"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
         // Terraform HTTP state protocol rules over a StateStore: documents, locks, versions.
         .target(name: "TFBackend", dependencies: [
             "NclavCore", "NclavStore", "NclavAuth",
@@ -70,6 +76,7 @@ let package = Package(
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
+        .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport"]),
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
         .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
