@@ -40,7 +40,10 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Partition dependency graph and (later) planner + reconciler + driver registry.
-        .target(name: "Orchestrator", dependencies: ["NclavCore", "NclavConfig"]),
+        .target(name: "Orchestrator", dependencies: [
+            "NclavCore", "NclavConfig", "IacRunner",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Workspace rendering and the terraform/tofu process runner (swift-subprocess).
         .target(name: "IacRunner", dependencies: [
             "NclavCore",
@@ -76,6 +79,7 @@ let package = Package(
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport"]),
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
