@@ -1,0 +1,202 @@
+import Foundation
+import NclavCore
+
+/// Finds the IaC binary for a partition: `terraform.tool` if set, else `terraform` for the
+/// terraform backend and `tofu` for opentofu, else whichever of the two is on PATH.
+public enum ToolResolver {
+    public struct NotFound: Error, Sendable, Equatable, CustomStringConvertible {
+        public let tried: [String]
+        public let path: String
+
+        public init(tried: [String], path: String) {
+            self.tried = tried
+            self.path = path
+        }
+
+        public var description: String {
+            "no IaC tool found: tried \(tried.map { "`\($0)`" }.joined(separator: ", ")) on PATH (\(path)); install terraform or tofu, or set `terraform.tool` to its path"
+        }
+    }
+
+    public static func resolve(explicit: String?, backend: IacBackend, path: String) throws(NotFound) -> String {
+        var candidates: [String] = []
+        if let explicit, !explicit.isEmpty {
+            candidates = [explicit]
+        } else {
+            candidates = [backend.defaultTool, backend == .terraform ? "tofu" : "terraform"]
+        }
+        for candidate in candidates {
+            if candidate.contains("/") {
+                if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+                continue
+            }
+            for directory in path.split(separator: ":") where !directory.isEmpty {
+                let full = "\(directory)/\(candidate)"
+                if FileManager.default.isExecutableFile(atPath: full) { return full }
+            }
+        }
+        throw NotFound(tried: candidates, path: path)
+    }
+}
+
+/// One terraform operation on one rendered workspace.
+public struct TerraformInvocation: Sendable {
+    public enum Operation: String, Sendable { case apply, destroy }
+
+    public var key: StateKey
+    public var operation: Operation
+    public var workspace: URL
+    /// Absolute path of terraform or tofu.
+    public var tool: String
+    /// The server's base URL; the state address is `<base>/terraform/state/<enclave>/<partition>`.
+    public var backendBaseURL: String
+    /// A run credential scoped to this partition's state (never the admin token).
+    public var credential: String
+    /// Credentials the enclave's driver gives terraform (GOOGLE_*, ARM_*, AWS_*).
+    public var driverEnvironment: [String: String]
+    /// Values that must never appear in the log.
+    public var secrets: [String]
+    public var pluginCacheDirectory: URL?
+    public var policy: StopPolicy
+
+    public init(key: StateKey, operation: Operation, workspace: URL, tool: String, backendBaseURL: String, credential: String,
+                driverEnvironment: [String: String] = [:], secrets: [String] = [], pluginCacheDirectory: URL? = nil, policy: StopPolicy = StopPolicy()) {
+        self.key = key
+        self.operation = operation
+        self.workspace = workspace
+        self.tool = tool
+        self.backendBaseURL = backendBaseURL
+        self.credential = credential
+        self.driverEnvironment = driverEnvironment
+        self.secrets = secrets
+        self.pluginCacheDirectory = pluginCacheDirectory
+        self.policy = policy
+    }
+}
+
+public struct InvocationResult: Sendable, Equatable {
+    /// The command that ended the invocation (`init`, `apply` or `destroy`).
+    public var lastCommand: String
+    public var result: ProcessRunResult
+    public var toolVersion: String?
+    public var succeeded: Bool { result.succeeded }
+}
+
+/// Runs `init` then `apply` (or `destroy`) with the backend configured through `TF_HTTP_*`, so
+/// no secret is ever written to `.terraform/`.
+public struct TerraformInvoker: Sendable {
+    private let runner: any ProcessRunner
+    private let initGate: InitGate
+
+    public init(runner: any ProcessRunner = SubprocessRunner()) {
+        self.runner = runner
+        self.initGate = InitGate()
+    }
+
+    /// The environment terraform runs with: the server's own environment without nclav's
+    /// secrets or stray backend settings, plus automation flags, the backend, the plugin cache
+    /// and the driver's credentials.
+    public static func environment(for invocation: TerraformInvocation, base: [String: String]) -> [String: String] {
+        var environment = base.filter { !$0.key.hasPrefix("NCLAV_") && !$0.key.hasPrefix("TF_HTTP_") && $0.key != "TF_WORKSPACE" }
+        let address = "\(invocation.backendBaseURL)/terraform/state/\(invocation.key.enclave)/\(invocation.key.partition)"
+        environment.merge([
+            "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
+            "TF_HTTP_ADDRESS": address, "TF_HTTP_LOCK_ADDRESS": address + "/lock", "TF_HTTP_UNLOCK_ADDRESS": address + "/lock",
+            "TF_HTTP_LOCK_METHOD": "POST", "TF_HTTP_UNLOCK_METHOD": "DELETE",
+            "TF_HTTP_USERNAME": "nclav-run", "TF_HTTP_PASSWORD": invocation.credential,
+        ]) { $1 }
+        if let cache = invocation.pluginCacheDirectory { environment["TF_PLUGIN_CACHE_DIR"] = cache.path }
+        environment.merge(invocation.driverEnvironment) { $1 }
+        return environment
+    }
+
+    public func run(_ invocation: TerraformInvocation, base: [String: String] = ProcessInfo.processInfo.environment,
+                    log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
+        let environment = Self.environment(for: invocation, base: base)
+        let redactor = Redactor(secrets: invocation.secrets + [invocation.credential])
+        let emit: @Sendable (String) async -> Void = { line in await log(redactor.redact(line)) }
+        if let cache = invocation.pluginCacheDirectory {
+            try? FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
+        }
+        let toolName = URL(fileURLWithPath: invocation.tool).lastPathComponent
+        let version = VersionCapture()
+        let versionResult = try await runner.run(
+            ProcessSpec(executable: invocation.tool, arguments: ["version", "-json"], environment: environment, workingDirectory: invocation.workspace.path),
+            policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))) { await version.scan($0) }
+        let toolVersion = versionResult.succeeded ? await version.value : nil
+
+        let steps: [(name: String, arguments: [String])] = [
+            ("init", ["init", "-input=false", "-no-color"]),
+            invocation.operation == .apply
+                ? ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
+                : ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"]),
+        ]
+        var last = ProcessRunResult(termination: .exited(0))
+        for step in steps {
+            await emit("== \(toolName) \(step.arguments.joined(separator: " "))  [\(invocation.key)]")
+            let spec = ProcessSpec(executable: invocation.tool, arguments: step.arguments, environment: environment, workingDirectory: invocation.workspace.path)
+            // Inits that fill the shared plugin cache must not overlap: terraform does not lock it.
+            if step.name == "init", invocation.pluginCacheDirectory != nil {
+                last = try await initGate.serialized { try await runner.run(spec, policy: invocation.policy, onLine: emit) }
+            } else {
+                last = try await runner.run(spec, policy: invocation.policy, onLine: emit)
+            }
+            await emit("== \(step.name) \(Self.describe(last))")
+            if !last.succeeded { return InvocationResult(lastCommand: step.name, result: last, toolVersion: toolVersion) }
+        }
+        return InvocationResult(lastCommand: steps.last!.name, result: last, toolVersion: toolVersion)
+    }
+
+    static func describe(_ result: ProcessRunResult) -> String {
+        if result.timedOut { return "stopped: timed out" }
+        if result.cancelled { return "stopped: cancelled" }
+        switch result.termination {
+        case .exited(0): return "succeeded"
+        case .exited(let code): return "failed with exit code \(code)"
+        case .signalled(let signal): return "killed by signal \(signal)"
+        case .stopped: return "stopped"
+        }
+    }
+}
+
+/// Replaces every known secret value in a log line.
+struct Redactor: Sendable {
+    let secrets: [String]
+
+    init(secrets: [String]) {
+        // Longest first, so a secret containing another is replaced whole.
+        self.secrets = Array(Set(secrets.filter { $0.count >= 4 })).sorted { $0.count > $1.count }
+    }
+
+    func redact(_ line: String) -> String {
+        secrets.reduce(line) { $0.replacingOccurrences(of: $1, with: "[redacted]") }
+    }
+}
+
+/// Serialises plugin-cache writes across parallel inits.
+actor InitGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func serialized<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        }
+        busy = true
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}
+
+/// Picks `"terraform_version": "x"` out of `version -json` output, ignoring anything else
+/// terraform prints on the merged stream (such as CLI configuration warnings).
+actor VersionCapture {
+    private(set) var value: String?
+
+    func scan(_ line: String) {
+        guard value == nil, let range = line.range(of: #""terraform_version":\s*"([^"]+)""#, options: .regularExpression) else { return }
+        value = line[range].split(separator: "\"").dropFirst(2).first.map(String.init)
+    }
+}
