@@ -41,7 +41,7 @@ let package = Package(
         ]),
         // Partition dependency graph and (later) planner + reconciler + driver registry.
         .target(name: "Orchestrator", dependencies: [
-            "NclavCore", "NclavConfig", "IacRunner",
+            "NclavCore", "NclavConfig", "IacRunner", "NclavStore", "NclavAuth", "TFBackend",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Workspace rendering and the terraform/tofu process runner (swift-subprocess).
@@ -79,7 +79,7 @@ let package = Package(
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),

@@ -147,7 +147,7 @@ public struct TerraformInvoker: Sendable {
         return InvocationResult(lastCommand: steps.last!.name, result: last, toolVersion: toolVersion)
     }
 
-    static func describe(_ result: ProcessRunResult) -> String {
+    public static func describe(_ result: ProcessRunResult) -> String {
         if result.timedOut { return "stopped: timed out" }
         if result.cancelled { return "stopped: cancelled" }
         switch result.termination {

@@ -132,6 +132,8 @@ struct RenderedTerraformTests {
             inputs: ["db_url": "postgres://db.internal:5432/app", "public_host": "api.gw.local-1.internal"],
             declaredOutputs: ["hostname", "port"]))
         #expect(rendered.generated == ["nclav_backend.tf", "nclav_context.auto.tfvars", "nclav_module.tf", "nclav_outputs.tf"])
+        #expect(try String(contentsOf: rendered.directory.appendingPathComponent("nclav_module.tf"), encoding: .utf8).contains("source = \"./nclav_module_source\""))
+        #expect(FileManager.default.fileExists(atPath: rendered.directory.appendingPathComponent("nclav_module_source/main.tf").path))
         let outputs = try await applyLocally(rendered.directory)
         #expect((outputs["hostname"] as? [String: Any])?["value"] as? String == "api.gw.local-1.internal")
         #expect((outputs["port"] as? [String: Any])?["value"] as? Int == 8443)

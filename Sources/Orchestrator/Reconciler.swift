@@ -1,0 +1,475 @@
+import Foundation
+import IacRunner
+import NclavAuth
+import NclavConfig
+import NclavCore
+import NclavStore
+import TFBackend
+
+/// What a reconcile needs from the world, injected so each side can be tested.
+public struct ReconcileEnvironment: Sendable {
+    public var store: any StateStore
+    public var registry: DriverRegistry
+    public var renderer: WorkspaceRenderer
+    public var invoker: TerraformInvoker
+    /// Mints the per-run credentials terraform uses for the state backend.
+    public var signer: RunCredentialSigner
+    /// Where terraform reaches the server's state backend.
+    public var backendBaseURL: String
+    /// Values never to be written to a run log (the admin token, cloud secrets).
+    public var secrets: [String]
+    public var pluginCache: URL?
+    /// "host pid", shown to a second reconcile that has to wait.
+    public var holder: String
+    public var stopPolicy: StopPolicy
+    /// A line per partition as it starts and ends.
+    public var progress: @Sendable (String) async -> Void
+
+    public init(store: any StateStore, registry: DriverRegistry, renderer: WorkspaceRenderer, invoker: TerraformInvoker = TerraformInvoker(),
+                signer: RunCredentialSigner, backendBaseURL: String, secrets: [String] = [], pluginCache: URL? = nil,
+                holder: String = "\(ProcessInfo.processInfo.hostName) pid \(getpid())", stopPolicy: StopPolicy = StopPolicy(),
+                progress: @escaping @Sendable (String) async -> Void = { _ in }) {
+        self.store = store
+        self.registry = registry
+        self.renderer = renderer
+        self.invoker = invoker
+        self.signer = signer
+        self.backendBaseURL = backendBaseURL
+        self.secrets = secrets
+        self.pluginCache = pluginCache
+        self.holder = holder
+        self.stopPolicy = stopPolicy
+        self.progress = progress
+    }
+}
+
+public struct ReconcileOptions: Sendable {
+    public var dryRun: Bool
+    public var parallelism: Int
+    /// Allow a reconcile that deletes every stored enclave.
+    public var allowDeleteEverything: Bool
+
+    public init(dryRun: Bool = false, parallelism: Int = ProcessInfo.processInfo.activeProcessorCount, allowDeleteEverything: Bool = false) {
+        self.dryRun = dryRun
+        self.parallelism = max(1, parallelism)
+        self.allowDeleteEverything = allowDeleteEverything
+    }
+}
+
+/// What happened to one partition.
+public struct PartitionOutcome: Sendable, Equatable, Codable {
+    public enum Result: String, Sendable, Codable { case succeeded, failed, skipped, unchanged }
+    public var key: StateKey
+    public var operation: IacRun.Operation
+    public var result: Result
+    public var runID: UUID?
+    /// Why it failed or was skipped.
+    public var reason: String?
+}
+
+public struct ReconcileReport: Sendable {
+    public var reconcileID: UUID
+    public var plan: Plan
+    public var outcomes: [PartitionOutcome]
+    public var errors: [String]
+    /// Runs started by this reconcile.
+    public var runCount: Int { outcomes.filter { $0.runID != nil }.count }
+}
+
+public enum ReconcileError: Error, Sendable, Equatable, CustomStringConvertible {
+    case busy(ReconcileLock)
+    case wouldDeleteEverything(enclaves: [String])
+
+    public var description: String {
+        switch self {
+        case .busy(let lock):
+            return "another reconcile is in progress (started by \(lock.holder) at \(ISO8601DateFormatter().string(from: lock.startedAt))); wait for it to finish"
+        case .wouldDeleteEverything(let enclaves):
+            return "this directory declares none of the \(enclaves.count) enclaves in state (\(enclaves.joined(separator: ", "))); applying it would destroy them all. Check the path, or pass the explicit flag to really delete everything"
+        }
+    }
+}
+
+/// Drives a loaded tree to the store's desired state: tears down what was removed (dependents
+/// first), provisions enclaves, then runs changed partitions along the dependency DAG with
+/// bounded parallelism. An importer runs after the partition behind each export it imports
+/// and its inputs are resolved from that partition's fresh outputs. A failure skips only what
+/// depends on it.
+public struct Reconciler: Sendable {
+    public let environment: ReconcileEnvironment
+
+    public init(environment: ReconcileEnvironment) { self.environment = environment }
+
+    public func reconcile(_ tree: LoadedTree, options: ReconcileOptions = ReconcileOptions()) async throws -> ReconcileReport {
+        let store = environment.store
+        let stored = StoredState(enclaves: try await store.enclaves(), partitions: try await allPartitions())
+        let plan = Planner.plan(tree, stored: stored, tokens: tokenProvider(stored))
+        let reconcileID = UUID()
+        if options.dryRun || plan.isEmpty {
+            return ReconcileReport(reconcileID: reconcileID, plan: plan, outcomes: [], errors: [])
+        }
+        if plan.deletesEverything && !options.allowDeleteEverything {
+            throw ReconcileError.wouldDeleteEverything(enclaves: stored.enclaves.map(\.id).sorted())
+        }
+        let lock = ReconcileLock(id: reconcileID, holder: environment.holder)
+        if let current = try await store.acquireReconcileLock(lock) { throw ReconcileError.busy(current) }
+        do {
+            let report = try await run(tree, plan: plan, stored: stored, reconcileID: reconcileID, options: options)
+            try await store.releaseReconcileLock(reconcileID)
+            return report
+        } catch {
+            try? await store.releaseReconcileLock(reconcileID)
+            throw error
+        }
+    }
+
+    private func allPartitions() async throws -> [PartitionState] {
+        var result: [PartitionState] = []
+        for enclave in try await environment.store.enclaves() { result += try await environment.store.partitions(ofEnclave: enclave.id) }
+        return result
+    }
+
+    /// Tokens from each enclave's driver and stored context.
+    private func tokenProvider(_ stored: StoredState) -> ContextTokensProvider {
+        let registry = environment.registry
+        let contexts = Dictionary(stored.enclaves.map { ($0.id, EnclaveContext(values: $0.context)) }, uniquingKeysWith: { a, _ in a })
+        return { enclave, partition in
+            let driver = (try? registry.driver(for: registry.resolvedCloud(for: enclave))) ?? LocalDriver()
+            let context = contexts[enclave.id] ?? EnclaveContext(values: ["project_id": enclave.id, "region": enclave.region ?? ""])
+            return driver.contextTokens(enclave: enclave, context: context, partition: partition)
+        }
+    }
+
+    private func event(_ kind: String, enclave: String? = nil, partition: String? = nil, reconcile: UUID, _ message: String) async {
+        _ = try? await environment.store.appendEvent(AuditEvent(kind: kind, enclaveID: enclave, partitionID: partition, reconcileID: reconcile, message: message))
+    }
+
+    // MARK: The run
+
+    private func run(_ tree: LoadedTree, plan: Plan, stored: StoredState, reconcileID: UUID, options: ReconcileOptions) async throws -> ReconcileReport {
+        let store = environment.store
+        await event("reconcile.started", reconcile: reconcileID, "\(plan.changes.count) change(s)")
+        var outcomes: [PartitionOutcome] = []
+        var errors: [String] = []
+
+        // 1. Teardown first: removed partitions of kept enclaves, then removed enclaves, dependents first.
+        let desiredKeys = Set(tree.enclaves.flatMap { enclave in enclave.partitions.compactMap { try? StateKey(enclave: enclave.enclave.id, partition: $0.partition.id) } })
+        let removed = stored.partitions.filter { (try? StateKey(enclave: $0.enclaveID, partition: $0.partitionID)).map { !desiredKeys.contains($0) } ?? false }
+        for state in StoredGraph.teardownOrder(removed, enclaves: stored.enclaves) {
+            let outcome = await teardown(state, stored: stored, reconcileID: reconcileID)
+            outcomes.append(outcome)
+            if outcome.result == .failed { errors.append("\(outcome.key): \(outcome.reason ?? "teardown failed")") }
+        }
+        let desiredEnclaves = Set(tree.enclaves.map(\.enclave.id))
+        for enclaveState in stored.enclaves where !desiredEnclaves.contains(enclaveState.id) {
+            let leftovers = try await store.partitions(ofEnclave: enclaveState.id)
+            if !leftovers.isEmpty {
+                errors.append("enclave \(enclaveState.id) keeps \(leftovers.count) partition(s) whose teardown failed; it stays in state")
+                continue
+            }
+            do {
+                try await environment.registry.driver(for: enclaveState.resolvedCloud).teardownEnclave(enclaveState.desired, context: EnclaveContext(values: enclaveState.context))
+                try await store.deleteEnclave(enclaveState.id)
+                await event("enclave.destroyed", enclave: enclaveState.id, reconcile: reconcileID, "enclave \(enclaveState.id) torn down")
+                await environment.progress("- enclave \(enclaveState.id) destroyed")
+            } catch {
+                errors.append("enclave \(enclaveState.id): \(error)")
+            }
+        }
+
+        // 2. Enclaves: provision new and changed ones.
+        var contexts: [String: EnclaveContext] = [:]
+        var failedEnclaves: [String: String] = [:]
+        let storedByID = Dictionary(stored.enclaves.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for loaded in tree.enclaves {
+            let enclave = loaded.enclave
+            let cloud = environment.registry.resolvedCloud(for: enclave)
+            let previous = storedByID[enclave.id]
+            do {
+                let driver = try environment.registry.driver(for: cloud)
+                let context: EnclaveContext
+                if let previous, previous.fingerprint == plan.enclaveFingerprints[enclave.id] {
+                    context = EnclaveContext(values: previous.context)
+                } else {
+                    context = try await driver.provisionEnclave(enclave, previous: previous.map { EnclaveContext(values: $0.context) })
+                    var state = previous ?? EnclaveState(id: enclave.id, desired: enclave, resolvedCloud: cloud)
+                    state.desired = enclave
+                    state.resolvedCloud = cloud
+                    state.context = context.values
+                    state.status = .active
+                    state.fingerprint = plan.enclaveFingerprints[enclave.id]
+                    state.lastError = nil
+                    state.updatedAt = Date()
+                    try await store.putEnclave(state)
+                    await event(previous == nil ? "enclave.created" : "enclave.updated", enclave: enclave.id, reconcile: reconcileID, "\(cloud.rawValue) enclave \(enclave.id) provisioned")
+                }
+                contexts[enclave.id] = context
+            } catch {
+                failedEnclaves[enclave.id] = "\(error)"
+                errors.append("enclave \(enclave.id): \(error)")
+            }
+        }
+
+        // 3. Partitions along the DAG.
+        let executor = PartitionExecutor(reconciler: self, tree: tree, plan: plan, reconcileID: reconcileID, contexts: contexts,
+                                         failedEnclaves: failedEnclaves)
+        let partitionOutcomes = try await executor.run(parallelism: options.parallelism)
+        outcomes += partitionOutcomes
+        errors += partitionOutcomes.filter { $0.result == .failed }.map { "\($0.key): \($0.reason ?? "failed")" }
+        await event("reconcile.finished", reconcile: reconcileID, errors.isEmpty ? "succeeded" : "\(errors.count) error(s)")
+        return ReconcileReport(reconcileID: reconcileID, plan: plan, outcomes: outcomes, errors: errors)
+    }
+
+    private func teardown(_ state: PartitionState, stored: StoredState, reconcileID: UUID) async -> PartitionOutcome {
+        let key = try! StateKey(enclave: state.enclaveID, partition: state.partitionID)
+        await environment.progress("- partition \(key) destroying")
+        let workspace = environment.renderer.directory(for: key)
+        guard FileManager.default.fileExists(atPath: workspace.path) else {
+            return PartitionOutcome(key: key, operation: .teardown, result: .failed, runID: nil,
+                                    reason: "its workspace \(workspace.path) is gone, so terraform cannot destroy it; destroy it by hand, then `nclav state` can remove it")
+        }
+        let enclaveState = stored.enclaves.first { $0.id == state.enclaveID }
+        let result = await invoke(key: key, partition: state.desired, operation: .teardown, workspace: workspace, enclave: enclaveState?.desired,
+                                  context: EnclaveContext(values: enclaveState?.context ?? [:]), cloud: enclaveState?.resolvedCloud ?? .local,
+                                  reconcileID: reconcileID)
+        if result.outcome.result == .succeeded {
+            try? await environment.store.deletePartition(enclave: key.enclave, partition: key.partition)
+            await event("partition.destroyed", enclave: key.enclave, partition: key.partition, reconcile: reconcileID, "partition \(key) destroyed")
+        }
+        return result.outcome
+    }
+
+    /// Renders nothing: runs terraform in `workspace` and records the run.
+    func invoke(key: StateKey, partition: Partition, operation: IacRun.Operation, workspace: URL, enclave: Enclave?, context: EnclaveContext,
+                cloud: CloudTarget, reconcileID: UUID) async -> (outcome: PartitionOutcome, outputs: [String: String]) {
+        let store = environment.store
+        let runID = UUID()
+        let start = Date()
+        func fail(_ reason: String) -> (PartitionOutcome, [String: String]) {
+            (PartitionOutcome(key: key, operation: operation, result: .failed, runID: runID, reason: reason), [:])
+        }
+        let tool: String
+        do { tool = try ToolResolver.resolve(explicit: partition.terraform.tool, backend: partition.backend, path: ProcessInfo.processInfo.environment["PATH"] ?? "") } catch {
+            return (PartitionOutcome(key: key, operation: operation, result: .failed, runID: nil, reason: error.description), [:])
+        }
+        do { try await store.createRun(IacRun(id: runID, enclaveID: key.enclave, partitionID: key.partition, operation: operation, startedAt: start,
+                                              tool: URL(fileURLWithPath: tool).lastPathComponent, reconcileID: reconcileID)) } catch {
+            return fail("the run could not be recorded: \(error)")
+        }
+        await environment.progress("  \(operation == .teardown ? "-" : "+") \(key) \(operation.rawValue) started (run \(runID))")
+        let driverEnvironment = (try? environment.registry.driver(for: cloud)).map { driver in
+            enclave.map { driver.terraformEnvironment(enclave: $0, context: context, partition: partition) } ?? [:]
+        } ?? [:]
+        let invocation = TerraformInvocation(
+            key: key, operation: operation == .teardown ? .destroy : .apply, workspace: workspace, tool: tool,
+            backendBaseURL: environment.backendBaseURL,
+            credential: environment.signer.mint(RunScope(key: key, runID: runID, expiresAt: Date().addingTimeInterval(6 * 3600))),
+            driverEnvironment: driverEnvironment, secrets: environment.secrets + Array(driverEnvironment.values),
+            pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
+        let result: InvocationResult
+        do {
+            result = try await environment.invoker.run(invocation) { line in try? await store.appendRunLog(runID, line + "\n") }
+        } catch {
+            try? await store.appendRunLog(runID, "== could not run \(tool): \(error)\n")
+            try? await store.finishRun(runID, status: .failed, exitCode: nil, finishedAt: Date())
+            _ = try? await store.releaseLocks(heldBy: runID)
+            return fail("\(error)")
+        }
+        let status: IacRun.Status = result.succeeded ? .succeeded : (result.result.cancelled || result.result.timedOut ? .cancelled : .failed)
+        try? await store.finishRun(runID, status: status, exitCode: result.result.exitCode, finishedAt: Date())
+        // Terraform unlocks on its own; a killed terraform cannot, so locks die with the run.
+        _ = try? await store.releaseLocks(heldBy: runID)
+        let seconds = String(format: "%.1f", Date().timeIntervalSince(start))
+        guard result.succeeded else {
+            await environment.progress("  ! \(key) \(operation.rawValue) failed after \(seconds) s (run \(runID))")
+            return fail("terraform \(result.lastCommand) \(TerraformInvoker.describe(result.result)); see `nclav iac logs \(key.enclave) \(key.partition) \(runID)`")
+        }
+        var outputs: [String: String] = [:]
+        if operation != .teardown {
+            let document = try? await store.latestState(key).flatMap { try StateDocument(parsing: $0.body) }
+            for name in partition.declaredOutputs {
+                guard let value = document?.outputs[name] else {
+                    try? await store.finishRun(runID, status: .failed, exitCode: result.result.exitCode, finishedAt: Date())
+                    return fail("declared output `\(name)` is missing from the state terraform wrote; add `output \"\(name)\"` to the module")
+                }
+                outputs[name] = value.templateString
+            }
+        }
+        await environment.progress("  \(operation == .teardown ? "-" : "✓") \(key) \(operation.rawValue) succeeded in \(seconds) s")
+        return (PartitionOutcome(key: key, operation: operation, result: .succeeded, runID: runID, reason: nil), outputs)
+    }
+}
+
+/// Runs the changed partitions of a plan along the dependency DAG.
+struct PartitionExecutor {
+    let reconciler: Reconciler
+    let tree: LoadedTree
+    let plan: Plan
+    let reconcileID: UUID
+    let contexts: [String: EnclaveContext]
+    let failedEnclaves: [String: String]
+
+    init(reconciler: Reconciler, tree: LoadedTree, plan: Plan, reconcileID: UUID, contexts: [String: EnclaveContext], failedEnclaves: [String: String]) {
+        self.reconciler = reconciler
+        self.tree = tree
+        self.plan = plan
+        self.reconcileID = reconcileID
+        self.contexts = contexts
+        self.failedEnclaves = failedEnclaves
+    }
+
+    func run(parallelism: Int) async throws -> [PartitionOutcome] {
+        let store = reconciler.environment.store
+        var outputs: [StateKey: [String: String]] = [:]
+        var finished: [StateKey: PartitionOutcome.Result] = [:]
+        let graph = TreeValidator.dependencyGraph(of: tree)
+        var storedStates: [StateKey: PartitionState] = [:]
+        for enclave in tree.enclaves {
+            for state in try await store.partitions(ofEnclave: enclave.enclave.id) {
+                if let key = try? StateKey(enclave: state.enclaveID, partition: state.partitionID) { storedStates[key] = state; outputs[key] = state.outputs }
+            }
+        }
+        var loaded: [TreeValidator.PartitionRef: (LoadedEnclave, LoadedPartition)] = [:]
+        for enclave in tree.enclaves { for partition in enclave.partitions { loaded[.init(enclave.enclave.id, partition.partition.id)] = (enclave, partition) } }
+        func key(_ ref: TreeValidator.PartitionRef) -> StateKey { try! StateKey(enclave: ref.enclave, partition: ref.partition) }
+
+        var pending = Set(loaded.keys)
+        var results: [PartitionOutcome] = []
+        try await withThrowingTaskGroup(of: (TreeValidator.PartitionRef, PartitionOutcome, [String: String], PartitionState?).self) { group in
+            var running = 0
+            func launchReady() {
+                let ready = pending.filter { ref in graph.dependencies(of: ref).allSatisfy { finished[key($0)] != nil } }.sorted()
+                for ref in ready where running < parallelism {
+                    pending.remove(ref)
+                    let (enclave, partition) = loaded[ref]!
+                    let stateKey = key(ref)
+                    // Anything upstream that did not succeed means this partition cannot run.
+                    if let blocker = graph.dependencies(of: ref).first(where: { [.failed, .skipped].contains(finished[key($0)]) }) {
+                        let outcome = PartitionOutcome(key: stateKey, operation: .update, result: .skipped, runID: nil, reason: "upstream \(blocker) failed")
+                        finished[stateKey] = .skipped
+                        results.append(outcome)
+                        continue
+                    }
+                    if let reason = failedEnclaves[enclave.enclave.id] {
+                        finished[stateKey] = .skipped
+                        results.append(PartitionOutcome(key: stateKey, operation: .update, result: .skipped, runID: nil, reason: "enclave failed: \(reason)"))
+                        continue
+                    }
+                    // Fingerprint with the fresh outputs upstream produced in this reconcile.
+                    let fresh = outputs
+                    var freshStates = storedStates
+                    for (k, values) in fresh { freshStates[k, default: PartitionState(enclaveID: k.enclave, partitionID: k.partition, desired: Partition(id: k.partition, name: k.partition))].outputs = values }
+                    let context = contexts[enclave.enclave.id] ?? EnclaveContext()
+                    let registry = reconciler.environment.registry
+                    let tokens: ContextTokensProvider = { e, p in
+                        ((try? registry.driver(for: registry.resolvedCloud(for: e))) ?? LocalDriver()).contextTokens(enclave: e, context: context, partition: p)
+                    }
+                    let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: freshStates, tokens: tokens)
+                    let previous = storedStates[stateKey]
+                    if let previous, previous.fingerprint == fingerprint, previous.status == .active {
+                        finished[stateKey] = .unchanged
+                        continue
+                    }
+                    let inputs = Planner.resolveInputs(partition.partition, in: enclave, tree: tree, stored: freshStates, tokens: tokens)
+                    running += 1
+                    let reconciler = self.reconciler
+                    let tree = self.tree
+                    let reconcileID = self.reconcileID
+                    let cloud = registry.resolvedCloud(for: enclave.enclave)
+                    group.addTask {
+                        let operation: IacRun.Operation = previous == nil ? .provision : .update
+                        let source = URL(fileURLWithPath: tree.root).appendingPathComponent(partition.directory)
+                        let moduleSource = partition.partition.terraform.source.map { source in
+                            source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: URL(fileURLWithPath: tree.root).appendingPathComponent(partition.directory)) : source
+                        }
+                        let rendered: RenderedWorkspace
+                        do {
+                            rendered = try reconciler.environment.renderer.render(WorkspaceSpec(
+                                key: stateKey, sourceDirectory: source, moduleSource: moduleSource, inputs: inputs, declaredOutputs: partition.partition.declaredOutputs))
+                        } catch {
+                            return (ref, PartitionOutcome(key: stateKey, operation: operation, result: .failed, runID: nil, reason: "\(error)"), [:], nil)
+                        }
+                        let (outcome, produced) = await reconciler.invoke(key: stateKey, partition: partition.partition, operation: operation,
+                                                                          workspace: rendered.directory, enclave: enclave.enclave, context: context,
+                                                                          cloud: cloud, reconcileID: reconcileID)
+                        var state = previous ?? PartitionState(enclaveID: stateKey.enclave, partitionID: stateKey.partition, desired: partition.partition)
+                        state.desired = partition.partition
+                        state.lastRunID = outcome.runID
+                        state.updatedAt = Date()
+                        if outcome.result == .succeeded {
+                            state.status = .active
+                            state.outputs = produced
+                            state.fingerprint = fingerprint
+                            state.lastError = nil
+                        } else {
+                            state.status = .failed
+                            state.lastError = outcome.reason
+                            state.fingerprint = nil
+                        }
+                        return (ref, outcome, produced, state)
+                    }
+                }
+            }
+            launchReady()
+            while running > 0 {
+                guard let (ref, outcome, produced, state) = try await group.next() else { break }
+                running -= 1
+                let stateKey = key(ref)
+                finished[stateKey] = outcome.result
+                results.append(outcome)
+                if outcome.result == .succeeded { outputs[stateKey] = produced }
+                if let state { try await store.putPartition(state) }
+                _ = try? await store.appendEvent(AuditEvent(kind: outcome.result == .succeeded ? "partition.applied" : "partition.failed",
+                                                            enclaveID: stateKey.enclave, partitionID: stateKey.partition, reconcileID: reconcileID,
+                                                            message: outcome.reason ?? "\(outcome.operation.rawValue) succeeded"))
+                launchReady()
+                // Unchanged and skipped partitions finish without a task; keep unlocking.
+                while running == 0 && !pending.isEmpty {
+                    let before = pending.count
+                    launchReady()
+                    if pending.count == before { break }
+                }
+            }
+            // Nodes never reached (on a cycle, or behind a node that never finished).
+            while !pending.isEmpty {
+                let before = pending.count
+                launchReady()
+                if pending.count == before { break }
+            }
+        }
+        return results.sorted { $0.key < $1.key }
+    }
+}
+
+extension String {
+    /// A local module path made absolute against the partition directory.
+    func standardizedPath(relativeTo base: URL) -> String {
+        base.appendingPathComponent(self).standardized.path
+    }
+}
+
+/// Dependency order of stored partitions (for teardown, when the YAML is gone).
+enum StoredGraph {
+    /// Removed partitions, dependents before the partitions they import from.
+    static func teardownOrder(_ removed: [PartitionState], enclaves: [EnclaveState]) -> [PartitionState] {
+        let enclaveImports = Dictionary(enclaves.map { ($0.id, $0.desired.imports) }, uniquingKeysWith: { a, _ in a })
+        let exports = Dictionary(enclaves.map { ($0.id, $0.desired.exports) }, uniquingKeysWith: { a, _ in a })
+        var graph = Digraph<String>()
+        let names = Set(removed.map { "\($0.enclaveID)/\($0.partitionID)" })
+        for state in removed {
+            let name = "\(state.enclaveID)/\(state.partitionID)"
+            graph.addNode(name)
+            let aliases = Dictionary((enclaveImports[state.enclaveID] ?? []).map { ($0.alias, $0) } + state.desired.imports.map { ($0.alias, $0) },
+                                     uniquingKeysWith: { _, b in b })
+            for entry in aliases.values {
+                guard let export = exports[entry.from]?.first(where: { $0.name == entry.exportName }) else { continue }
+                let target = "\(entry.from)/\(export.targetPartition)"
+                if names.contains(target), target != name { graph.addEdge(from: name, to: target) }
+            }
+        }
+        let order = graph.waves().flatMap { $0 }.reversed()
+        let byName = Dictionary(removed.map { ("\($0.enclaveID)/\($0.partitionID)", $0) }, uniquingKeysWith: { a, _ in a })
+        let ordered = order.compactMap { byName[$0] }
+        return ordered + removed.filter { state in !ordered.contains { $0.enclaveID == state.enclaveID && $0.partitionID == state.partitionID } }
+    }
+}
