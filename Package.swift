@@ -57,7 +57,7 @@ let package = Package(
         ]),
         // The HTTP API and state backend served by `nclav serve` (Hummingbird).
         .target(name: "NclavServer", dependencies: [
-            "NclavCore", "NclavStore", "NclavAuth", "TFBackend",
+            "NclavCore", "NclavStore", "NclavAuth", "TFBackend", "Orchestrator", "NclavConfig", "IacRunner",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),

@@ -87,6 +87,44 @@ public struct NclavAPIClient: Sendable {
         return HTTPAnswer(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: data)
     }
 
+    /// Sends a request whose answer is a stream of lines (NDJSON); each line reaches `onLine`
+    /// as soon as it arrives. A non-2xx answer becomes `ClientError.server`.
+    public func streamLines(_ method: HTTPMethod, _ path: String, body: Data, onLine: (String) async throws -> Void) async throws {
+        let url = endpoint.baseURL + path
+        guard URL(string: url)?.host != nil else { throw ClientError.invalidURL(endpoint.baseURL) }
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Authorization", value: "Bearer \(endpoint.token)")
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let response: HTTPClientResponse
+        do { response = try await Self.http.execute(request, timeout: .hours(24)) } catch {
+            throw ClientError.unreachable(url: endpoint.baseURL, reason: Self.describe(error))
+        }
+        if response.status.code == 401 { throw ClientError.unauthorized(url: endpoint.baseURL, tokenSource: endpoint.tokenSource) }
+        guard (200..<300).contains(response.status.code) else {
+            let buffer = (try? await response.body.collect(upTo: 16 * 1024 * 1024)) ?? ByteBuffer()
+            try Self.requireSuccess(HTTPAnswer(status: Int(response.status.code), headers: [], body: buffer.withUnsafeReadableBytes { Data($0) }))
+            return
+        }
+        var pending = Data()
+        do {
+            for try await chunk in response.body {
+                chunk.withUnsafeReadableBytes { pending.append(contentsOf: $0) }
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    pending.removeSubrange(pending.startIndex...newline)
+                    try await onLine(line)
+                }
+            }
+        } catch let error as ClientError {
+            throw error
+        } catch {
+            throw ClientError.invalidResponse("the connection ended early: \(Self.describe(error))")
+        }
+        if !pending.isEmpty { try await onLine(String(decoding: pending, as: UTF8.self)) }
+    }
+
     /// GET a JSON document; any non-2xx answer becomes `ClientError.server` with its message.
     public func getJSON<T: Decodable>(_ path: String, as type: T.Type) async throws -> T {
         let answer = try await send(.GET, path)

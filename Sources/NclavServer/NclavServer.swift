@@ -4,6 +4,7 @@ import Logging
 import NclavAuth
 import NclavCore
 import NclavStore
+import Orchestrator
 import TFBackend
 
 /// Starts the HTTP API and Terraform state backend, and runs until SIGINT/SIGTERM.
@@ -56,8 +57,12 @@ public enum NclavServer {
         let router = Router(context: NclavRequestContext.self)
         router.add(middleware: RequestLogMiddleware(logger: logger))
         router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token.value)))
-        Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
-            .register(on: router)
+        let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
+        routes.register(on: router)
+        let address = ServerAddress()
+        ReconcileRoutes(store: store, configuration: configuration, token: token.value, address: address,
+                        registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))
+            .register(on: router) { request in try await routes.body(request) }
 
         let tokenNote: String
         switch token.source {
@@ -73,6 +78,7 @@ public enum NclavServer {
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "nclav"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
+                await address.set(port)
                 // Plain lines on stdout for people and scripts; the token itself is never printed.
                 Console.line("nclav \(version) listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
                 Console.line("token: \(tokenNote)")

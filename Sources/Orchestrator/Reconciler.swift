@@ -101,24 +101,40 @@ public struct Reconciler: Sendable {
     public init(environment: ReconcileEnvironment) { self.environment = environment }
 
     public func reconcile(_ tree: LoadedTree, options: ReconcileOptions = ReconcileOptions()) async throws -> ReconcileReport {
+        if options.dryRun { return try await plan(tree) }
+        let lock = try await acquire()
+        return try await reconcile(tree, options: options, holding: lock)
+    }
+
+    /// The plan alone: reads the store, writes nothing, starts nothing.
+    public func plan(_ tree: LoadedTree) async throws -> ReconcileReport {
+        let stored = StoredState(enclaves: try await environment.store.enclaves(), partitions: try await allPartitions())
+        return ReconcileReport(reconcileID: UUID(), plan: Planner.plan(tree, stored: stored, tokens: tokenProvider(stored)), outcomes: [], errors: [])
+    }
+
+    /// Takes the store-wide reconcile lock (so a caller can refuse a second reconcile before
+    /// it starts answering); pass the result to `reconcile(_:options:holding:)`.
+    public func acquire() async throws -> ReconcileLock {
+        let lock = ReconcileLock(holder: environment.holder)
+        if let current = try await environment.store.acquireReconcileLock(lock) { throw ReconcileError.busy(current) }
+        return lock
+    }
+
+    /// Applies `tree` under a lock from `acquire()`, and releases it.
+    public func reconcile(_ tree: LoadedTree, options: ReconcileOptions, holding lock: ReconcileLock) async throws -> ReconcileReport {
         let store = environment.store
-        let stored = StoredState(enclaves: try await store.enclaves(), partitions: try await allPartitions())
-        let plan = Planner.plan(tree, stored: stored, tokens: tokenProvider(stored))
-        let reconcileID = UUID()
-        if options.dryRun || plan.isEmpty {
-            return ReconcileReport(reconcileID: reconcileID, plan: plan, outcomes: [], errors: [])
-        }
-        if plan.deletesEverything && !options.allowDeleteEverything {
-            throw ReconcileError.wouldDeleteEverything(enclaves: stored.enclaves.map(\.id).sorted())
-        }
-        let lock = ReconcileLock(id: reconcileID, holder: environment.holder)
-        if let current = try await store.acquireReconcileLock(lock) { throw ReconcileError.busy(current) }
         do {
-            let report = try await run(tree, plan: plan, stored: stored, reconcileID: reconcileID, options: options)
-            try await store.releaseReconcileLock(reconcileID)
+            let stored = StoredState(enclaves: try await store.enclaves(), partitions: try await allPartitions())
+            let plan = Planner.plan(tree, stored: stored, tokens: tokenProvider(stored))
+            var report = ReconcileReport(reconcileID: lock.id, plan: plan, outcomes: [], errors: [])
+            if plan.deletesEverything && !options.allowDeleteEverything {
+                throw ReconcileError.wouldDeleteEverything(enclaves: stored.enclaves.map(\.id).sorted())
+            }
+            if !plan.isEmpty { report = try await run(tree, plan: plan, stored: stored, reconcileID: lock.id, options: options) }
+            try await store.releaseReconcileLock(lock.id)
             return report
         } catch {
-            try? await store.releaseReconcileLock(reconcileID)
+            try? await store.releaseReconcileLock(lock.id)
             throw error
         }
     }

@@ -1,0 +1,188 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import IacRunner
+import NclavAuth
+import NclavConfig
+import NclavCore
+import NclavStore
+import Orchestrator
+import TFBackend
+
+/// Where this server listens, known once it has bound its port.
+actor ServerAddress {
+    private(set) var port: Int = 0
+    func set(_ port: Int) { self.port = port }
+}
+
+/// `POST /reconcile` and `POST /reconcile/dry-run`.
+///
+/// The body names a directory on the server (`{"enclaves_dir": "…"}`) or carries the tree
+/// itself (`{"bundle": [{"path": "…", "content": "<base64>"}]}`, what the CLI sends so a
+/// remote server works). The tree is validated first (422 with every diagnostic); a second
+/// reconcile is refused (409) before anything starts. An apply answers with NDJSON, one
+/// object per line: `progress` lines while it runs, then the `report` (or an `error`).
+struct ReconcileRoutes: Sendable {
+    let store: any StateStore
+    let configuration: ServerConfiguration
+    let token: String
+    let address: ServerAddress
+    let registry: DriverRegistry
+
+    struct Request: Decodable {
+        struct File: Decodable { let path: String; let content: String }
+        let enclavesDir: String?
+        let bundle: [File]?
+        let parallelism: Int?
+        let allowDeleteAll: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case enclavesDir = "enclaves_dir", bundle, parallelism, allowDeleteAll = "allow_delete_all"
+        }
+    }
+
+    func register(on router: Router<NclavRequestContext>, body: @escaping @Sendable (HummingbirdCore.Request) async throws -> Data) {
+        router.post("/reconcile/dry-run") { request, _ in try await dryRun(try await body(request)) }
+        router.post("/reconcile") { request, _ in try await apply(try await body(request)) }
+    }
+
+    func reconciler(progress: @escaping @Sendable (String) async -> Void = { _ in }) async -> Reconciler {
+        let host = ["0.0.0.0", "::", ""].contains(configuration.bindHost) ? "127.0.0.1" : configuration.bindHost
+        let base = host.contains(":") ? "http://[\(host)]:\(await address.port)" : "http://\(host):\(await address.port)"
+        return Reconciler(environment: ReconcileEnvironment(
+            store: store, registry: registry, renderer: WorkspaceRenderer(root: configuration.home.appendingPathComponent("workspaces")),
+            signer: RunCredentialSigner(adminToken: token), backendBaseURL: base, secrets: [token],
+            pluginCache: configuration.home.appendingPathComponent("plugin-cache"), progress: progress))
+    }
+
+    /// Decodes the request and loads a valid tree, or throws the 400/422 that says why.
+    func load(_ data: Data) throws -> (tree: LoadedTree, request: Request, cleanup: @Sendable () -> Void) {
+        let request: Request
+        do { request = try JSONDecoder().decode(Request.self, from: data) } catch {
+            throw APIError(.badRequest, "the body must be JSON with `enclaves_dir` or `bundle`", details: ["\(error)"])
+        }
+        var directory: String
+        var cleanup: @Sendable () -> Void = {}
+        switch (request.enclavesDir, request.bundle) {
+        case let (path?, nil):
+            directory = path
+        case let (nil, files?):
+            let root = configuration.home.appendingPathComponent("bundles").appendingPathComponent(UUID().uuidString)
+            cleanup = { try? FileManager.default.removeItem(at: root) }
+            do { try BundleWriter.write(files.map { ($0.path, $0.content) }, into: root) } catch {
+                cleanup()
+                throw APIError(.badRequest, "the bundle could not be unpacked", details: ["\(error)"])
+            }
+            directory = root.path
+        default:
+            throw APIError(.badRequest, "give exactly one of `enclaves_dir` and `bundle`")
+        }
+        let result: ValidationResult
+        do { result = try ValidationResult.check(directory: directory) } catch {
+            cleanup()
+            throw APIError(.unprocessableContent, "\(error)")
+        }
+        guard result.isValid else {
+            cleanup()
+            let lines = request.bundle == nil ? result.diagnosticLines() : result.diagnostics.map(\.description)
+            throw APIError(.unprocessableContent, "the enclaves tree is invalid (\(result.errors.count) error(s))", details: lines)
+        }
+        return (result.tree, request, cleanup)
+    }
+
+    struct PlanAnswer: Encodable {
+        let changes: [String]
+        let changeCount: Int
+        let deletesEverything: Bool
+        enum CodingKeys: String, CodingKey { case changes, changeCount = "change_count", deletesEverything = "deletes_everything" }
+    }
+
+    func dryRun(_ data: Data) async throws -> Response {
+        let (tree, _, cleanup) = try load(data)
+        defer { cleanup() }
+        let report = try await reconciler().plan(tree)
+        return Routes.json(PlanAnswer(changes: report.plan.lines, changeCount: report.plan.changes.count, deletesEverything: report.plan.deletesEverything))
+    }
+
+    struct Line: Encodable {
+        let type: String
+        var line: String? = nil
+        var reconcileID: String? = nil
+        var changes: [String]? = nil
+        var outcomes: [Outcome]? = nil
+        var errors: [String]? = nil
+        var error: String? = nil
+        enum CodingKeys: String, CodingKey { case type, line, reconcileID = "reconcile_id", changes, outcomes, errors, error }
+    }
+
+    struct Outcome: Encodable {
+        let partition: String, operation: String, result: String
+        let runID: String?, reason: String?
+        enum CodingKeys: String, CodingKey { case partition, operation, result, runID = "run_id", reason }
+    }
+
+    func apply(_ data: Data) async throws -> Response {
+        let (tree, request, cleanup) = try load(data)
+        let (lines, continuation) = AsyncStream<String>.makeStream()
+        let reconciler = await reconciler { line in continuation.yield(Self.encode(Line(type: "progress", line: line))) }
+        let lock: ReconcileLock
+        do { lock = try await reconciler.acquire() } catch let error as ReconcileError {
+            cleanup()
+            throw APIError(.conflict, error.description)
+        }
+        var options = ReconcileOptions(allowDeleteEverything: request.allowDeleteAll ?? false)
+        if let parallelism = request.parallelism { options.parallelism = max(1, parallelism) }
+        // Unstructured on purpose: a client that disconnects must not cancel terraform runs.
+        Task {
+            defer { cleanup() }
+            do {
+                let report = try await reconciler.reconcile(tree, options: options, holding: lock)
+                continuation.yield(Self.encode(Line(
+                    type: "report", reconcileID: report.reconcileID.uuidString, changes: report.plan.lines,
+                    outcomes: report.outcomes.map { Outcome(partition: $0.key.description, operation: $0.operation.rawValue, result: $0.result.rawValue,
+                                                            runID: $0.runID?.uuidString, reason: $0.reason) },
+                    errors: report.errors)))
+            } catch {
+                continuation.yield(Self.encode(Line(type: "error", error: "\(error)")))
+            }
+            continuation.finish()
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-ndjson"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            var connected = true
+            for await line in lines where connected {
+                do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
+            }
+            try? await writer.finish(nil)
+        })
+    }
+
+    static func encode(_ line: Line) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return ((try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? #"{"type":"error","error":"encoding"}"#) + "\n"
+    }
+}
+
+/// Unpacks an uploaded enclaves tree, refusing any path that could leave the directory.
+enum BundleWriter {
+    struct BadPath: Error, CustomStringConvertible {
+        let path: String
+        var description: String { "`\(path)` is not a relative path inside the tree" }
+    }
+
+    static func write(_ files: [(path: String, base64: String)], into root: URL) throws {
+        for (path, base64) in files {
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+            guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\0"), parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
+                throw BadPath(path: path)
+            }
+            guard let data = Data(base64Encoded: base64) else { throw BadPath(path: path + " (content is not base64)") }
+            let target = root.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try data.write(to: target)
+        }
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+    }
+}

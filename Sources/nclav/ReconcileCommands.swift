@@ -1,0 +1,212 @@
+import ArgumentParser
+import Foundation
+import NclavClient
+
+/// Reads a local enclaves directory into the upload format: every regular file, skipping
+/// hidden directories (`.git`, `.terraform`), symbolic links and local state files.
+enum Bundle {
+    static func make(_ directory: String) throws -> [[String: String]] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("`\(directory)` is not a directory; pass the directory that holds your enclave directories")
+        }
+        let root = URL(fileURLWithPath: directory)
+        var files: [[String: String]] = []
+        func walk(_ relative: String) throws {
+            let url = relative.isEmpty ? root : root.appendingPathComponent(relative)
+            for name in try FileManager.default.contentsOfDirectory(atPath: url.path).sorted() where !name.hasPrefix(".") {
+                let path = relative.isEmpty ? name : "\(relative)/\(name)"
+                let type = (try? FileManager.default.attributesOfItem(atPath: url.appendingPathComponent(name).path))?[.type] as? FileAttributeType
+                if type == .typeDirectory { try walk(path); continue }
+                guard type == .typeRegular, !name.hasSuffix(".tfstate"), !name.hasSuffix(".tfstate.backup") else { continue }
+                files.append(["path": path, "content": try Data(contentsOf: url.appendingPathComponent(name)).base64EncodedString()])
+            }
+        }
+        try walk("")
+        return files
+    }
+
+    static func body(directory: String, serverPath: Bool, extra: [String: Any] = [:]) throws -> Data {
+        var object = extra
+        if serverPath {
+            object["enclaves_dir"] = directory
+        } else {
+            object["bundle"] = try make(directory)
+        }
+        return try JSONSerialization.data(withJSONObject: object)
+    }
+}
+
+/// Prints a 422's diagnostics with the local directory in front, so paths open from here.
+func invalidTree(_ error: ClientError, directory: String, serverPath: Bool) -> CommandFailure {
+    guard case .server(422, let message, let details) = error else { return CommandFailure(error.description) }
+    let prefix = serverPath ? "" : (directory.hasSuffix("/") ? directory : directory + "/")
+    return CommandFailure(([message] + details.map { prefix + $0 }).joined(separator: "\n"))
+}
+
+struct Diff: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what `apply` would change, without changing anything.",
+        discussion: """
+        Uploads the enclaves directory to the server (or, with --server-path, names a
+        directory on the server) and prints the plan: + create, ~ update, - delete,
+        > export wired, < import wired. Exit status: 0, or with --detailed-exitcode 0 when
+        there are no changes and 2 when there are; 1 on errors.
+
+        Examples:
+          nclav diff ./enclaves
+          nclav diff ./enclaves --detailed-exitcode
+        """
+    )
+    @Argument(help: "The enclaves directory.") var directory: String
+    @OptionGroup var client: ClientOptions
+    @Flag(name: .customLong("server-path"), help: "Send the path for the server to read instead of uploading the tree.") var serverPath = false
+    @Flag(name: .customLong("detailed-exitcode"), help: "Exit 2 when there are changes.") var detailedExitcode = false
+    @Option(help: "Output format: text or json.") var output: OutputFormat = .text
+
+    struct Answer: Decodable { let changes: [String]; let change_count: Int }
+
+    func run() async throws {
+        let api = try client.client()
+        let body = try Bundle.body(directory: directory, serverPath: serverPath)
+        let answer: HTTPAnswer
+        do {
+            answer = try await api.send(.POST, "/reconcile/dry-run", body: body, contentType: "application/json")
+            try NclavAPIClient.requireSuccess(answer)
+        } catch let error as ClientError {
+            throw invalidTree(error, directory: directory, serverPath: serverPath)
+        }
+        guard let plan = try? JSONDecoder().decode(Answer.self, from: answer.body) else { throw CommandFailure("unexpected answer from /reconcile/dry-run") }
+        if output == .json { printJSON(answer.body) } else { plan.changes.forEach { print($0) } }
+        if detailedExitcode && plan.change_count > 0 { throw ExitCode(2) }
+    }
+}
+
+struct Apply: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reconcile: provision and tear down until the server's state matches the directory.",
+        discussion: """
+        Prints a line as each partition starts and ends, then a summary. Exit status 0 when
+        everything succeeded, 1 when anything failed (the rest still ran).
+
+        Examples:
+          nclav apply ./enclaves
+          nclav apply ./enclaves --parallelism 4
+        """
+    )
+    @Argument(help: "The enclaves directory.") var directory: String
+    @OptionGroup var client: ClientOptions
+    @Flag(name: .customLong("server-path"), help: "Send the path for the server to read instead of uploading the tree.") var serverPath = false
+    @Option(help: "Partitions run at the same time (default: the server's cores).") var parallelism: Int?
+    @Flag(name: .customLong("allow-delete-all"), help: "Allow an apply that deletes every enclave in state.") var allowDeleteAll = false
+
+    struct Line: Decodable {
+        struct Outcome: Decodable { let partition: String; let operation: String; let result: String; let run_id: String?; let reason: String? }
+        let type: String
+        let line: String?
+        let changes: [String]?
+        let outcomes: [Outcome]?
+        let errors: [String]?
+        let error: String?
+    }
+
+    func validate() throws {
+        if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
+    }
+
+    func run() async throws {
+        let api = try client.client()
+        var extra: [String: Any] = ["allow_delete_all": allowDeleteAll]
+        if let parallelism { extra["parallelism"] = parallelism }
+        let body = try Bundle.body(directory: directory, serverPath: serverPath, extra: extra)
+        var failed = false
+        let start = Date()
+        do {
+            try await api.streamLines(.POST, "/reconcile", body: body) { text in
+                guard let line = try? JSONDecoder().decode(Line.self, from: Data(text.utf8)) else { return }
+                switch line.type {
+                case "progress":
+                    let stamp = String(format: "%6.1fs", Date().timeIntervalSince(start))
+                    print("[\(stamp)] \(line.line ?? "")")
+                case "report":
+                    let outcomes = line.outcomes ?? []
+                    if outcomes.isEmpty && (line.errors ?? []).isEmpty {
+                        print("No changes.")
+                        return
+                    }
+                    print("")
+                    let rows = outcomes.map { [$0.partition, $0.operation, $0.result, $0.reason ?? ($0.run_id ?? "-")] }
+                    table(["PARTITION", "OPERATION", "RESULT", "RUN / REASON"], rows).forEach { print($0) }
+                    for error in line.errors ?? [] { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                    let count = { (result: String) in outcomes.filter { $0.result == result }.count }
+                    print("Apply \((line.errors ?? []).isEmpty ? "complete" : "finished with errors"): \(count("succeeded")) succeeded, \(count("failed")) failed, \(count("skipped")) skipped.")
+                    failed = !(line.errors ?? []).isEmpty
+                case "error":
+                    FileHandle.standardError.write(Data("error: \(line.error ?? "reconcile failed")\n".utf8))
+                    failed = true
+                default:
+                    break
+                }
+            }
+        } catch let error as ClientError {
+            throw invalidTree(error, directory: directory, serverPath: serverPath)
+        }
+        if failed { throw ExitCode(1) }
+    }
+}
+
+struct Iac: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "IaC run history and logs of a partition.",
+        subcommands: [Runs.self, Logs.self]
+    )
+
+    struct Runs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a partition's IaC runs, newest first.",
+                                                        discussion: "Example:\n  nclav iac runs product-a-dev db")
+        @OptionGroup var address: StateCommand.Address
+        @OptionGroup var client: ClientOptions
+        @Option(help: "Output format: text or json.") var output: OutputFormat = .text
+
+        struct Listing: Decodable {
+            struct Run: Decodable { let id: String; let operation: String; let status: String; let started_at: String; let exit_code: Int? }
+            let runs: [Run]
+        }
+
+        func run() async throws {
+            let key = try address.key()
+            let api = try client.client()
+            try await withClient {
+                let answer = try await api.send(.GET, "/enclaves/\(key.enclave)/partitions/\(key.partition)/iac/runs")
+                try NclavAPIClient.requireSuccess(answer)
+                if output == .json { return printJSON(answer.body) }
+                let listing = try JSONDecoder().decode(Listing.self, from: answer.body)
+                if listing.runs.isEmpty { return print("no IaC runs for \(key)") }
+                table(["ID", "OPERATION", "STATUS", "STARTED", "EXIT"], listing.runs.map {
+                    [$0.id, $0.operation, $0.status, $0.started_at, $0.exit_code.map(String.init) ?? "-"]
+                }).forEach { print($0) }
+            }
+        }
+    }
+
+    struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the combined log of a run (the newest without a run id).",
+                                                        discussion: "Examples:\n  nclav iac logs product-a-dev db\n  nclav iac logs product-a-dev db 3f6d9e1a-c4b2-4d91-a8f0-123456789abc")
+        @OptionGroup var address: StateCommand.Address
+        @Argument(help: "A run id from `nclav iac runs`.") var runID: String?
+        @OptionGroup var client: ClientOptions
+
+        struct Run: Decodable { let log: String }
+
+        func run() async throws {
+            let key = try address.key()
+            if let runID, UUID(uuidString: runID) == nil { throw ValidationError("`\(runID)` is not a run id (a UUID)") }
+            let api = try client.client()
+            try await withClient {
+                let answer = try await api.send(.GET, "/enclaves/\(key.enclave)/partitions/\(key.partition)/iac/runs/\(runID ?? "latest")")
+                try NclavAPIClient.requireSuccess(answer)
+                print(try JSONDecoder().decode(Run.self, from: answer.body).log, terminator: "")
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// `nclav diff` / `apply` / `iac` against a real server, uploading the tree as the CLI does.
+@Suite("nclav diff, apply and iac (real terraform)", .serialized)
+struct ApplyCommandTests {
+    func nclav(_ arguments: [String], server: ServerProcess) async throws -> TestSupport.ProcessResult {
+        var environment = ProcessInfo.processInfo.environment
+        environment["NCLAV_HOME"] = server.home.path
+        environment["NCLAV_URL"] = server.baseURL
+        environment["NCLAV_TOKEN"] = nil
+        return try await TestSupport.runDetached(TestSupport.nclavBinary.path, arguments, environment: environment)
+    }
+
+    func examplesCopy() throws -> (URL, () -> Void) {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-examples")
+        let target = scratch.appendingPathComponent("local")
+        try FileManager.default.copyItem(at: TestSupport.packageRoot.appendingPathComponent("examples/local"), to: target)
+        return (target, { try? FileManager.default.removeItem(at: scratch) })
+    }
+
+    @Test("apply the local example, re-apply without changes, change one input, read the logs")
+    func applyExample() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            let first = try await nclav(["apply", tree.path, "--parallelism", "2"], server: server)
+            #expect(first.exitCode == 0, "\(first.stdout)\(first.stderr)")
+            #expect(first.stdout.contains("Apply complete: 5 succeeded, 0 failed, 0 skipped."))
+            #expect(first.stdoutLines.contains { $0.contains("shop/web provision started") })
+
+            let again = try await nclav(["apply", tree.path], server: server)
+            #expect(again.exitCode == 0)
+            #expect(again.stdout == "No changes.\n")
+            let unchanged = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
+            #expect(unchanged.exitCode == 0)
+            #expect(unchanged.stdout == "No changes.\n")
+
+            let config = tree.appendingPathComponent("platform/network/config.yml")
+            try (try String(contentsOf: config, encoding: .utf8)).replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: moon-1")
+                .write(to: config, atomically: true, encoding: .utf8)
+            let changed = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
+            #expect(changed.exitCode == 2)
+            #expect(changed.stdoutLines.first == "  ~ partition platform/network (changed)")
+            let reapplied = try await nclav(["apply", tree.path], server: server)
+            #expect(reapplied.exitCode == 0, "\(reapplied.stderr)")
+            #expect(reapplied.stdout.contains("platform/network  update"))
+
+            let runs = try await nclav(["iac", "runs", "platform", "network"], server: server)
+            #expect(runs.stdoutLines.count == 3, "\(runs.stdout)")
+            #expect(runs.stdoutLines[1].contains("update     succeeded"))
+            // shop/web imports the edge hostname, so the region change re-ran it: an in-place update.
+            let logs = try await nclav(["iac", "logs", "shop", "web"], server: server)
+            #expect(logs.stdout.contains("Apply complete! Resources: 0 added, 1 changed, 0 destroyed."), "\(logs.stdout)")
+            // The first run's provisioner printed the values it was given on the very first apply.
+            let webRuns = try await nclav(["iac", "runs", "shop", "web"], server: server)
+            let firstRun = try #require(webRuns.stdoutLines.last?.split(separator: " ").first.map(String.init))
+            let firstLog = try await nclav(["iac", "logs", "shop", "web", firstRun], server: server)
+            #expect(firstLog.stdout.contains("storefront behind edge.local-1.platform.internal calls https://shop-api.internal:8443 (upstream pg.data.internal:5432)"), "\(firstLog.stdout)")
+            #expect(firstLog.stdout.contains("Apply complete! Resources: 1 added"))
+            #expect(!logs.stdout.contains(server.token))
+        }
+    }
+
+    @Test("an invalid tree is refused before anything runs, with local paths")
+    func invalidTree() async throws {
+        try await withServer { server async throws in
+            let tree = TestSupport.fixture("invalid/two-independent-mistakes/tree").path
+            let result = try await nclav(["apply", tree], server: server)
+            #expect(result.exitCode == 1)
+            #expect(result.stderr.contains("error: the enclaves tree is invalid (2 error(s))"))
+            #expect(result.stderr.contains("\(tree)/app/api/config.yml:3:11: error: `produces` has unknown value `htp`"))
+            #expect(try await http(.GET, server.baseURL + "/enclaves", auth: .bearer(server.token)).text == #"{"enclaves":[]}"#)
+        }
+    }
+
+    @Test("a failing partition makes apply exit 1 and name it; unrelated partitions still apply")
+    func failingPartition() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        let file = tree.appendingPathComponent("data/cache/main.tf")
+        try (try String(contentsOf: file, encoding: .utf8) + "\nresource \"terraform_data\" \"broken\" {\n  input = no_such_function()\n}\n")
+            .write(to: file, atomically: true, encoding: .utf8)
+        try await withServer { server async throws in
+            let result = try await nclav(["apply", tree.path], server: server)
+            #expect(result.exitCode == 1)
+            #expect(result.stderr.contains("error: data/cache: terraform"))
+            #expect(result.stdout.contains("data/postgres     update     skipped") || result.stdout.contains("data/postgres     provision  skipped"))
+            #expect(result.stdout.contains("platform/network  provision  succeeded"))
+            let logs = try await nclav(["iac", "logs", "data", "cache"], server: server)
+            #expect(logs.stdout.contains("Call to unknown function"))
+        }
+    }
+
+    @Test("a second apply while one runs gets 409 and says so")
+    func concurrentApply() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        let file = tree.appendingPathComponent("data/cache/main.tf")
+        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "resource \"terraform_data\" \"queue\" {",
+            with: "resource \"terraform_data\" \"queue\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 3\"\n  }")
+            .write(to: file, atomically: true, encoding: .utf8)
+        try await withServer { server async throws in
+            async let first = nclav(["apply", tree.path], server: server)
+            try await Task.sleep(for: .milliseconds(800))
+            let second = try await nclav(["apply", tree.path], server: server)
+            #expect(second.exitCode == 1)
+            #expect(second.stderr.contains("server answered 409: another reconcile is in progress"), "\(second.stderr)")
+            #expect(try await first.exitCode == 0)
+        }
+    }
+
+    @Test("bundle paths that would leave the upload directory are refused")
+    func bundleTraversal() async throws {
+        try await withServer { server async throws in
+            for path in ["../escape.yml", "/etc/passwd", "a/../../b", "a//b"] {
+                let body = try JSONSerialization.data(withJSONObject: ["bundle": [["path": path, "content": "eA=="]]])
+                let answer = try await http(.POST, server.baseURL + "/reconcile/dry-run", auth: .bearer(server.token), body: body)
+                #expect(answer.status == 400, "\(path)")
+                #expect(answer.text.contains("is not a relative path inside the tree"))
+            }
+        }
+    }
+}
