@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "PlatformTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth",
+            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -25,6 +25,10 @@ struct APIError: HTTPResponseError {
     static func from(_ error: Error) -> APIError {
         switch error {
         case let error as APIError: return error
+        case let error as HTTPError:
+            // The router's own answers (unknown route, wrong method) keep their status.
+            let message = error.status == .notFound ? "no such route" : (error.body ?? error.status.reasonPhrase)
+            return APIError(error.status, message, details: error.status == .notFound ? ["the routes are listed in the README"] : [])
         case let error as StoreError:
             switch error {
             case .closed: return APIError(.serviceUnavailable, "the server is shutting down")

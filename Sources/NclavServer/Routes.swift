@@ -4,6 +4,7 @@ import Hummingbird
 import NclavAuth
 import NclavCore
 import NclavStore
+import Orchestrator
 import TFBackend
 
 /// The HTTP API. Handlers are thin: parse and validate the request, call the store or the
@@ -21,6 +22,12 @@ struct Routes: Sendable {
         router.get("/enclaves") { _, _ in try await enclaves() }
         router.get("/enclaves/:enclave") { _, context in try await enclave(context) }
         router.get("/events") { request, _ in try await events(request) }
+        router.get("/graph") { _, _ in Self.json(try await graph()) }
+        router.get("/enclaves/:enclave/graph") { _, context in
+            let enclaveID = try id(context, "enclave")
+            guard try await store.enclave(enclaveID) != nil else { throw APIError(.notFound, "no enclave `\(enclaveID)` in state") }
+            return Self.json(try await graph().filtered(to: enclaveID))
+        }
         router.get("/enclaves/:enclave/partitions/:partition/iac/runs") { request, context in try await runs(request, context) }
         router.get("/enclaves/:enclave/partitions/:partition/iac/runs/latest") { _, context in try await latestRun(context) }
         router.get("/enclaves/:enclave/partitions/:partition/iac/runs/:run") { _, context in try await run(context) }
@@ -101,6 +108,13 @@ struct Routes: Sendable {
     }
 
     // MARK: Handlers
+
+    func graph() async throws -> StateGraph {
+        let enclaves = try await store.enclaves()
+        var partitions: [PartitionState] = []
+        for enclave in enclaves { partitions += try await store.partitions(ofEnclave: enclave.id) }
+        return StateGraph(enclaves: enclaves, partitions: partitions)
+    }
 
     func ready() async throws -> Response {
         do {

@@ -30,6 +30,15 @@ struct ApplyCommandTests {
             #expect(first.stdout.contains("Apply complete: 5 succeeded, 0 failed, 0 skipped."))
             #expect(first.stdoutLines.contains { $0.contains("shop/web provision started") })
 
+            let graph = try await nclav(["graph"], server: server)
+            #expect(graph.stdoutLines.contains("enclave shop [local, active]"))
+            #expect(graph.stdoutLines.contains("  shop/web -> platform/network (edge = platform/edge)"))
+            #expect(graph.stdoutLines.contains("  shop/api -> data/postgres (db = data/pg)"))
+            let dot = try await nclav(["graph", "--output", "dot", "--enclave", "data"], server: server)
+            #expect(dot.stdout.hasPrefix("digraph nclav {"))
+            #expect(dot.stdout.contains("\"shop/api\" -> \"data/postgres\" [label=\"db\"];"))
+            #expect(!dot.stdout.contains("platform/network"))
+
             let again = try await nclav(["apply", tree.path], server: server)
             #expect(again.exitCode == 0)
             #expect(again.stdout == "No changes.\n")

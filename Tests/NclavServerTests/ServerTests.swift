@@ -27,7 +27,7 @@ struct AuthenticationTests {
         ("POST", "/terraform/state/shop/api/lock"), ("DELETE", "/terraform/state/shop/api/lock"), ("GET", "/terraform/state/shop/api/lock"),
         ("LOCK", "/terraform/state/shop/api"), ("UNLOCK", "/terraform/state/shop/api"),
         ("GET", "/terraform/state/shop/api/versions"), ("GET", "/terraform/state/shop/api/versions/1"),
-        ("GET", "/no/such/route"), ("POST", "/reconcile"),
+        ("GET", "/no/such/route"), ("POST", "/reconcile"), ("POST", "/reconcile/dry-run"), ("GET", "/graph"), ("GET", "/enclaves/shop/graph"),
     ]
 
     @Test("health and readiness are open and reveal nothing else")
@@ -63,6 +63,10 @@ struct AuthenticationTests {
                 let basic = try await http(verb, url, auth: .basic(user: "nclav", password: token))
                 #expect(basic.status != 401, "\(method) \(path) with Basic")
             }
+            // Unknown routes are 404 once authenticated, never a 500.
+            let unknown = try await http(.GET, server.baseURL + "/no/such/route", auth: .bearer(token))
+            #expect(unknown.status == 404)
+            #expect((try unknown.json())["error"] as? String == "no such route")
             // Nothing secret reaches the log.
             #expect(!server.stderr.contains(token))
             #expect(!server.stdout.contains(token))
