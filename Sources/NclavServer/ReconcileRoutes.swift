@@ -44,6 +44,32 @@ struct ReconcileRoutes: Sendable {
     func register(on router: Router<NclavRequestContext>, body: @escaping @Sendable (HummingbirdCore.Request) async throws -> Data) {
         router.post("/reconcile/dry-run") { request, _ in try await dryRun(try await body(request)) }
         router.post("/reconcile") { request, _ in try await apply(try await body(request)) }
+        router.delete("/enclaves/:enclave") { _, context in
+            try await destroy(enclave: try Self.id(context, "enclave"), partition: nil)
+        }
+        router.delete("/enclaves/:enclave/partitions/:partition") { _, context in
+            try await destroy(enclave: try Self.id(context, "enclave"), partition: try Self.id(context, "partition"))
+        }
+    }
+
+    static func id(_ context: NclavRequestContext, _ name: String) throws -> String {
+        let value = context.parameters.get(name) ?? ""
+        if let problem = Identifier.problem(with: value) { throw APIError(.badRequest, "`\(value)` is not a valid \(name) id: \(problem)") }
+        return value
+    }
+
+    func destroy(enclave: String, partition: String?) async throws -> Response {
+        let report: ReconcileReport
+        do { report = try await reconciler().destroy(enclaves: [enclave], partition: partition) } catch let error as ReconcileError {
+            switch error {
+            case .notInState: throw APIError(.notFound, error.description)
+            default: throw APIError(.conflict, error.description)
+            }
+        }
+        return Routes.json(Line(type: "report", reconcileID: report.reconcileID.uuidString, changes: [],
+                                outcomes: report.outcomes.map { Outcome(partition: $0.key.description, operation: $0.operation.rawValue,
+                                                                        result: $0.result.rawValue, runID: $0.runID?.uuidString, reason: $0.reason) },
+                                errors: report.errors))
     }
 
     func reconciler(progress: @escaping @Sendable (String) async -> Void = { _ in }) async -> Reconciler {

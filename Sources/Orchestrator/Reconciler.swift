@@ -79,11 +79,17 @@ public struct ReconcileReport: Sendable {
 public enum ReconcileError: Error, Sendable, Equatable, CustomStringConvertible {
     case busy(ReconcileLock)
     case wouldDeleteEverything(enclaves: [String])
+    case notInState(String)
+    case hasDependents(target: String, importers: [String])
 
     public var description: String {
         switch self {
         case .busy(let lock):
             return "another reconcile is in progress (started by \(lock.holder) at \(ISO8601DateFormatter().string(from: lock.startedAt))); wait for it to finish"
+        case .notInState(let what):
+            return "\(what) is not in state; `nclav status` and `nclav graph` show what is"
+        case .hasDependents(let target, let importers):
+            return "\(target) is still imported by \(importers.joined(separator: ", ")); destroy those too, or remove their imports first"
         case .wouldDeleteEverything(let enclaves):
             return "this directory declares none of the \(enclaves.count) enclaves in state (\(enclaves.joined(separator: ", "))); applying it would destroy them all. Check the path, or pass the explicit flag to really delete everything"
         }
@@ -178,19 +184,7 @@ public struct Reconciler: Sendable {
         }
         let desiredEnclaves = Set(tree.enclaves.map(\.enclave.id))
         for enclaveState in stored.enclaves where !desiredEnclaves.contains(enclaveState.id) {
-            let leftovers = try await store.partitions(ofEnclave: enclaveState.id)
-            if !leftovers.isEmpty {
-                errors.append("enclave \(enclaveState.id) keeps \(leftovers.count) partition(s) whose teardown failed; it stays in state")
-                continue
-            }
-            do {
-                try await environment.registry.driver(for: enclaveState.resolvedCloud).teardownEnclave(enclaveState.desired, context: EnclaveContext(values: enclaveState.context))
-                try await store.deleteEnclave(enclaveState.id)
-                await event("enclave.destroyed", enclave: enclaveState.id, reconcile: reconcileID, "enclave \(enclaveState.id) torn down")
-                await environment.progress("- enclave \(enclaveState.id) destroyed")
-            } catch {
-                errors.append("enclave \(enclaveState.id): \(error)")
-            }
+            if let error = await removeEnclave(enclaveState, reconcileID: reconcileID) { errors.append(error) }
         }
 
         // 2. Enclaves: provision new and changed ones.
@@ -234,6 +228,65 @@ public struct Reconciler: Sendable {
         errors += partitionOutcomes.filter { $0.result == .failed }.map { "\($0.key): \($0.reason ?? "failed")" }
         await event("reconcile.finished", reconcile: reconcileID, errors.isEmpty ? "succeeded" : "\(errors.count) error(s)")
         return ReconcileReport(reconcileID: reconcileID, plan: plan, outcomes: outcomes, errors: errors)
+    }
+
+    /// Tears an enclave down once its partitions are gone; returns an error message otherwise.
+    private func removeEnclave(_ enclaveState: EnclaveState, reconcileID: UUID) async -> String? {
+        let store = environment.store
+        do {
+            let leftovers = try await store.partitions(ofEnclave: enclaveState.id)
+            if !leftovers.isEmpty {
+                return "enclave \(enclaveState.id) keeps \(leftovers.count) partition(s) whose teardown failed; it stays in state"
+            }
+            try await environment.registry.driver(for: enclaveState.resolvedCloud).teardownEnclave(enclaveState.desired, context: EnclaveContext(values: enclaveState.context))
+            try await store.deleteEnclave(enclaveState.id)
+            await event("enclave.destroyed", enclave: enclaveState.id, reconcile: reconcileID, "enclave \(enclaveState.id) torn down")
+            await environment.progress("- enclave \(enclaveState.id) destroyed")
+            return nil
+        } catch {
+            return "enclave \(enclaveState.id): \(error)"
+        }
+    }
+
+    /// The imperative escape hatch: tears down whole enclaves, or one partition of one enclave,
+    /// the same way removing them from the YAML would. Refuses while anything outside what is
+    /// destroyed still imports from it.
+    public func destroy(enclaves ids: [String], partition: String? = nil) async throws -> ReconcileReport {
+        let lock = try await acquire()
+        defer { Task { try? await environment.store.releaseReconcileLock(lock.id) } }
+        let stored = StoredState(enclaves: try await environment.store.enclaves(), partitions: try await allPartitions())
+        for id in ids where !stored.enclaves.contains(where: { $0.id == id }) { throw ReconcileError.notInState("enclave `\(id)`") }
+        let targets: [PartitionState]
+        if let partition, let id = ids.first {
+            guard let state = stored.partitions.first(where: { $0.enclaveID == id && $0.partitionID == partition }) else {
+                throw ReconcileError.notInState("partition `\(id)/\(partition)`")
+            }
+            targets = [state]
+        } else {
+            targets = stored.partitions.filter { ids.contains($0.enclaveID) }
+        }
+        let doomed = Set(targets.map { "\($0.enclaveID)/\($0.partitionID)" })
+        let graph = StateGraph(enclaves: stored.enclaves, partitions: stored.partitions)
+        for target in doomed.sorted() {
+            let importers = graph.edges.filter { $0.to == target && !doomed.contains($0.from) }.map(\.from)
+            if !importers.isEmpty { throw ReconcileError.hasDependents(target: target, importers: Array(Set(importers)).sorted()) }
+        }
+        var outcomes: [PartitionOutcome] = []
+        var errors: [String] = []
+        await event("destroy.started", reconcile: lock.id, partition.map { "partition \(ids[0])/\($0)" } ?? "enclaves \(ids.joined(separator: ", "))")
+        for state in StoredGraph.teardownOrder(targets, enclaves: stored.enclaves) {
+            let outcome = await teardown(state, stored: stored, reconcileID: lock.id)
+            outcomes.append(outcome)
+            if outcome.result == .failed { errors.append("\(outcome.key): \(outcome.reason ?? "teardown failed")") }
+        }
+        if partition == nil {
+            for enclaveState in stored.enclaves where ids.contains(enclaveState.id) {
+                if let error = await removeEnclave(enclaveState, reconcileID: lock.id) { errors.append(error) }
+            }
+        }
+        try await environment.store.releaseReconcileLock(lock.id)
+        return ReconcileReport(reconcileID: lock.id, plan: Plan(changes: [], partitionFingerprints: [:], enclaveFingerprints: [:], deletesEverything: false),
+                               outcomes: outcomes, errors: errors)
     }
 
     private func teardown(_ state: PartitionState, stored: StoredState, reconcileID: UUID) async -> PartitionOutcome {

@@ -19,7 +19,7 @@ struct Nclav: AsyncParsableCommand {
           nclav state versions product-a-dev db
         """,
         version: NclavVersion.current,
-        subcommands: [Validate.self, Serve.self, Diff.self, Apply.self, Graph.self, Status.self, StateCommand.self, Iac.self]
+        subcommands: [Validate.self, Serve.self, Diff.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self]
     )
 }
 

@@ -72,6 +72,34 @@ struct ApplyCommandTests {
         }
     }
 
+    @Test("destroy: refused while imported, one partition, then everything in dependency order")
+    func destroy() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclav(["apply", tree.path], server: server).exitCode == 0)
+            let refused = try await nclav(["destroy", "data", "--yes"], server: server)
+            #expect(refused.exitCode == 1)
+            #expect(refused.stderr.contains("data/postgres is still imported by shop/api"), "\(refused.stderr)")
+            let unconfirmed = try await nclav(["destroy", "shop"], server: server)
+            #expect(unconfirmed.exitCode == 1)
+            #expect(unconfirmed.stderr.contains("pass --yes"))
+
+            let one = try await nclav(["destroy", "shop", "--partition", "web", "--yes"], server: server)
+            #expect(one.exitCode == 0, "\(one.stderr)")
+            #expect(one.stdout == "- shop/web teardown succeeded\ndestroyed partition shop/web\n")
+            let remaining = try await http(.GET, server.baseURL + "/enclaves/shop", auth: .bearer(server.token)).json()
+            #expect((remaining["partitions"] as? [[String: Any]])?.compactMap { $0["partition_id"] as? String } == ["api"])
+
+            let everything = try await nclav(["destroy", "--all", "--yes"], server: server)
+            #expect(everything.exitCode == 0, "\(everything.stderr)")
+            #expect(everything.stdoutLines.filter { $0.hasPrefix("destroyed enclave") } == ["destroyed enclave platform", "destroyed enclave shop", "destroyed enclave data"], "shop imports from data, so it goes first")
+            #expect(try await nclav(["graph"], server: server).stdout == "(nothing applied yet)\n")
+            let missing = try await nclav(["destroy", "shop", "--yes"], server: server)
+            #expect(missing.stderr.contains("server answered 404: enclave `shop` is not in state"))
+        }
+    }
+
     @Test("an invalid tree is refused before anything runs, with local paths")
     func invalidTree() async throws {
         try await withServer { server async throws in

@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import NclavClient
+import Orchestrator
+
+struct Destroy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tear down enclaves (or one partition) and remove them from state.",
+        discussion: """
+        Runs `terraform destroy` for each partition (dependents first), then removes the
+        enclave. The declarative way is to delete it from the YAML and `apply`; this is the
+        imperative escape hatch. Asks for confirmation unless --yes.
+
+        Examples:
+          nclav destroy product-a-dev
+          nclav destroy product-a-dev product-b-staging --yes
+          nclav destroy product-a-dev --partition db
+          nclav destroy --all --yes
+        """
+    )
+    @Argument(help: "Enclave ids.") var enclaves: [String] = []
+    @Flag(help: "Destroy every enclave the server knows.") var all = false
+    @Option(help: "Destroy only this partition of the (single) enclave given.") var partition: String?
+    @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
+    @OptionGroup var client: ClientOptions
+
+    func validate() throws {
+        if all && !enclaves.isEmpty { throw ValidationError("give enclave ids or --all, not both") }
+        if !all && enclaves.isEmpty { throw ValidationError("name the enclaves to destroy, or pass --all") }
+        if partition != nil && (all || enclaves.count != 1) { throw ValidationError("--partition needs exactly one enclave id") }
+    }
+
+    struct Listing: Decodable {
+        struct Entry: Decodable { struct State: Decodable { let id: String }; let enclave: State }
+        let enclaves: [Entry]
+    }
+
+    struct Report: Decodable {
+        struct Outcome: Decodable { let partition: String; let operation: String; let result: String; let reason: String? }
+        let outcomes: [Outcome]
+        let errors: [String]
+    }
+
+    /// Orders enclaves so that every importer is destroyed before what it imports from.
+    static func importersFirst(_ enclaves: [String], graph: StateGraph) -> [String] {
+        func enclave(_ node: String) -> String { String(node.split(separator: "/").first ?? "") }
+        var remaining = enclaves.sorted()
+        var order: [String] = []
+        while !remaining.isEmpty {
+            let free = remaining.first { candidate in
+                !graph.edges.contains { enclave($0.to) == candidate && enclave($0.from) != candidate && remaining.contains(enclave($0.from)) }
+            } ?? remaining[0]
+            order.append(free)
+            remaining.removeAll { $0 == free }
+        }
+        return order
+    }
+
+    func run() async throws {
+        let api = try client.client()
+        try await withClient {
+            var targets = enclaves
+            if all {
+                let answer = try await api.send(.GET, "/enclaves")
+                try NclavAPIClient.requireSuccess(answer)
+                targets = try JSONDecoder().decode(Listing.self, from: answer.body).enclaves.map(\.enclave.id)
+                if targets.isEmpty { return print("nothing to destroy: the server has no enclaves") }
+            }
+            if partition == nil, targets.count > 1 {
+                let answer = try await api.send(.GET, "/graph")
+                try NclavAPIClient.requireSuccess(answer)
+                targets = Self.importersFirst(targets, graph: try JSONDecoder().decode(StateGraph.self, from: answer.body))
+            }
+            let what = partition.map { "partition \(targets[0])/\($0)" } ?? "enclave(s) \(targets.joined(separator: ", "))"
+            if !yes {
+                guard isatty(STDIN_FILENO) != 0 else { throw CommandFailure("refusing to destroy \(what) without confirmation; pass --yes") }
+                print("This runs terraform destroy for \(what). Type `yes` to continue: ", terminator: "")
+                guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else { throw CommandFailure("nothing destroyed") }
+            }
+            var failed = false
+            for target in targets {
+                let path = partition.map { "/enclaves/\(target)/partitions/\($0)" } ?? "/enclaves/\(target)"
+                let answer = try await api.send(.DELETE, path)
+                try NclavAPIClient.requireSuccess(answer)
+                let report = try JSONDecoder().decode(Report.self, from: answer.body)
+                for outcome in report.outcomes { print("- \(outcome.partition) \(outcome.operation) \(outcome.result)\(outcome.reason.map { ": \($0)" } ?? "")") }
+                for error in report.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                if report.errors.isEmpty { print(partition == nil ? "destroyed enclave \(target)" : "destroyed partition \(target)/\(partition!)") }
+                failed = failed || !report.errors.isEmpty
+            }
+            if failed { throw ExitCode(1) }
+        }
+    }
+}
