@@ -230,6 +230,33 @@ public struct Reconciler: Sendable {
         return ReconcileReport(reconcileID: reconcileID, plan: plan, outcomes: outcomes, errors: errors)
     }
 
+    /// Terraform writes `errored.tfstate` when it cannot save state to the backend (the server
+    /// went away mid-run). That file is the only record of what it created: store it as a new
+    /// version, note it in the run's log, and keep the file renamed beside it.
+    func pushErroredState(key: StateKey, workspace: URL, runID: UUID) async {
+        let file = workspace.appendingPathComponent("errored.tfstate")
+        guard let body = try? Data(contentsOf: file) else { return }
+        let store = environment.store
+        let note: String
+        if let document = try? StateDocument(parsing: body) {
+            let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: Digest.sha256Hex(body),
+                                   md5: Digest.md5Base64(body), lockID: nil, force: true, runID: runID)
+            switch try? await store.writeState(key, write) {
+            case .stored(let info)?: note = "pushed errored.tfstate (serial \(document.serial)) as state version \(info.version)"
+            case .unchanged(let info)?: note = "errored.tfstate matches state version \(info.version); nothing to push"
+            case .locked(let holder)?: note = "errored.tfstate NOT pushed: the state is locked by \(holder.id); it stays in the workspace"
+            default: note = "errored.tfstate NOT pushed: the store refused it; it stays in the workspace"
+            }
+        } else {
+            note = "errored.tfstate is not a readable state; left in the workspace for inspection"
+        }
+        try? await store.appendRunLog(runID, "== \(note)\n")
+        if note.hasPrefix("pushed") || note.hasPrefix("errored.tfstate matches") {
+            let kept = workspace.appendingPathComponent("errored.tfstate.pushed-\(Int(Date().timeIntervalSince1970))")
+            try? FileManager.default.moveItem(at: file, to: kept)
+        }
+    }
+
     /// Tears an enclave down once its partitions are gone; returns an error message otherwise.
     private func removeEnclave(_ enclaveState: EnclaveState, reconcileID: UUID) async -> String? {
         let store = environment.store
@@ -335,9 +362,11 @@ public struct Reconciler: Sendable {
             credential: environment.signer.mint(RunScope(key: key, runID: runID, expiresAt: Date().addingTimeInterval(6 * 3600))),
             driverEnvironment: driverEnvironment, secrets: environment.secrets + Array(driverEnvironment.values),
             pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
+        await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
         do {
             result = try await environment.invoker.run(invocation) { line in try? await store.appendRunLog(runID, line + "\n") }
+            await pushErroredState(key: key, workspace: workspace, runID: runID)
         } catch {
             try? await store.appendRunLog(runID, "== could not run \(tool): \(error)\n")
             try? await store.finishRun(runID, status: .failed, exitCode: nil, finishedAt: Date())

@@ -29,6 +29,7 @@ public final class ServerProcess: @unchecked Sendable {
 
     public struct StartFailure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     private init(home: URL, port: Int, process: Process, stdoutURL: URL, stderrURL: URL) {
