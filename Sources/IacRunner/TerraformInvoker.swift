@@ -87,6 +87,7 @@ public struct InvocationResult: Sendable, Equatable {
 public struct TerraformInvoker: Sendable {
     private let runner: any ProcessRunner
     private let initGate: InitGate
+    static let versions = ToolVersionCache()
 
     public init(runner: any ProcessRunner = SubprocessRunner()) {
         self.runner = runner
@@ -119,11 +120,13 @@ public struct TerraformInvoker: Sendable {
             try? FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
         }
         let toolName = URL(fileURLWithPath: invocation.tool).lastPathComponent
-        let version = VersionCapture()
-        let versionResult = try await runner.run(
-            ProcessSpec(executable: invocation.tool, arguments: ["version", "-json"], environment: environment, workingDirectory: invocation.workspace.path),
-            policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))) { await version.scan($0) }
-        let toolVersion = versionResult.succeeded ? await version.value : nil
+        let toolVersion = try await Self.versions.version(of: invocation.tool) {
+            let version = VersionCapture()
+            let result = try await runner.run(
+                ProcessSpec(executable: invocation.tool, arguments: ["version", "-json"], environment: environment, workingDirectory: invocation.workspace.path),
+                policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))) { await version.scan($0) }
+            return result.succeeded ? await version.value : nil
+        }
 
         let steps: [(name: String, arguments: [String])] = [
             ("init", ["init", "-input=false", "-no-color"]),
@@ -156,6 +159,21 @@ public struct TerraformInvoker: Sendable {
         case .signalled(let signal): return "killed by signal \(signal)"
         case .stopped: return "stopped"
         }
+    }
+}
+
+/// Tool versions by executable path and modification time: asking costs a process per run
+/// (about a third of a trivial apply's overhead), and the answer changes only when the binary does.
+actor ToolVersionCache {
+    private var known: [String: String] = [:]
+
+    func version(of tool: String, probe: () async throws -> String?) async throws -> String? {
+        let modified = (try? FileManager.default.attributesOfItem(atPath: tool)[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let key = "\(tool)@\(modified)"
+        if let cached = known[key] { return cached }
+        let value = try await probe()
+        if let value { known[key] = value }
+        return value
     }
 }
 

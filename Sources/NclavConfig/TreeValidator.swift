@@ -7,9 +7,14 @@ public enum TreeValidator {
     public static let reservedInputKeys = ["nclav_enclave", "nclav_partition"]
 
     public static func validate(_ tree: LoadedTree) -> [Diagnostic] {
+        analyze(tree).diagnostics
+    }
+
+    /// Diagnostics and the partition dependency graph from one pass over the tree.
+    public static func analyze(_ tree: LoadedTree) -> (diagnostics: [Diagnostic], graph: Digraph<PartitionRef>) {
         var pass = Pass(tree: tree)
         pass.run()
-        return pass.sink.items
+        return (pass.sink.items, pass.graph)
     }
 
     /// A partition as a node of the dependency graph: `enclave/partition`.

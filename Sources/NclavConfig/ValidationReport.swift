@@ -1,10 +1,13 @@
 import Foundation
+import NclavCore
 
 /// The outcome of loading and validating one enclaves directory.
 public struct ValidationResult: Sendable {
     public let tree: LoadedTree
     /// Load and validation diagnostics together, sorted by file, line, column.
     public let diagnostics: [Diagnostic]
+    /// The partition dependency graph, computed by the same pass as the diagnostics.
+    public let graph: Digraph<TreeValidator.PartitionRef>
 
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
@@ -14,12 +17,13 @@ public struct ValidationResult: Sendable {
     /// different files are all reported in one run.
     public static func check(directory: String) throws(TreeLoadError) -> ValidationResult {
         let tree = try TreeLoader.load(directory: directory)
-        var diagnostics = tree.diagnostics + TreeValidator.validate(tree)
+        let analysis = TreeValidator.analyze(tree)
+        var diagnostics = tree.diagnostics + analysis.diagnostics
         if tree.enclaves.isEmpty && tree.diagnostics.isEmpty {
             diagnostics.append(.error(.start(of: ""),
                                       "no enclave found in this directory: an enclave is a directory below it whose config.yml has an `id`"))
         }
-        return ValidationResult(tree: tree, diagnostics: Array(Set(diagnostics)).sorted())
+        return ValidationResult(tree: tree, diagnostics: Array(Set(diagnostics)).sorted(), graph: analysis.graph)
     }
 
     /// The path to show for a tree-relative file: what the user can open from where they ran.

@@ -75,13 +75,14 @@ public let localContextTokens: ContextTokensProvider = { enclave, partition in
 /// a partition downstream of a created or changed one is `~ (upstream changes)`, since its
 /// resolved inputs may change.
 public enum Planner {
-    public static func plan(_ tree: LoadedTree, stored: StoredState, tokens: ContextTokensProvider = localContextTokens) -> Plan {
+    public static func plan(_ tree: LoadedTree, stored: StoredState, tokens: ContextTokensProvider = localContextTokens,
+                            graph knownGraph: Digraph<TreeValidator.PartitionRef>? = nil) -> Plan {
         let storedEnclaves = Dictionary(stored.enclaves.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var storedPartitions: [StateKey: PartitionState] = [:]
         for state in stored.partitions {
             if let key = try? StateKey(enclave: state.enclaveID, partition: state.partitionID) { storedPartitions[key] = state }
         }
-        let graph = TreeValidator.dependencyGraph(of: tree)
+        let graph = knownGraph ?? TreeValidator.dependencyGraph(of: tree)
         let desiredIDs = Set(tree.enclaves.map(\.enclave.id))
 
         // Partition fingerprints and first-order changes, in dependency order so upstream
@@ -112,10 +113,12 @@ public enum Planner {
         var changes: [Change] = []
         var enclaveFingerprints: [String: String] = [:]
         let allIDs = desiredIDs.union(storedEnclaves.keys).sorted()
+        let loadedByID = Dictionary(tree.enclaves.map { ($0.enclave.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let storedPartitionsByEnclave = Dictionary(grouping: stored.partitions, by: \.enclaveID)
         for id in allIDs {
-            guard let loaded = tree.enclaves.first(where: { $0.enclave.id == id }) else {
+            guard let loaded = loadedByID[id] else {
                 changes.append(.deleteEnclave(id))
-                for state in stored.partitions.filter({ $0.enclaveID == id }).sorted(by: { $0.partitionID < $1.partitionID }) {
+                for state in (storedPartitionsByEnclave[id] ?? []).sorted(by: { $0.partitionID < $1.partitionID }) {
                     if let key = try? StateKey(enclave: id, partition: state.partitionID) { changes.append(.deletePartition(key)) }
                 }
                 continue
@@ -137,7 +140,7 @@ public enum Planner {
                     partitionLines.append((partition.id, change))
                 }
             }
-            for state in stored.partitions where state.enclaveID == id && !desiredPartitionIDs.contains(state.partitionID) {
+            for state in storedPartitionsByEnclave[id] ?? [] where !desiredPartitionIDs.contains(state.partitionID) {
                 if let key = try? StateKey(enclave: id, partition: state.partitionID) { partitionLines.append((state.partitionID, .deletePartition(key))) }
             }
             lines += partitionLines.sorted { $0.0 < $1.0 }.map(\.1)

@@ -113,9 +113,10 @@ public struct Reconciler: Sendable {
     }
 
     /// The plan alone: reads the store, writes nothing, starts nothing.
-    public func plan(_ tree: LoadedTree) async throws -> ReconcileReport {
+    public func plan(_ tree: LoadedTree, graph: Digraph<TreeValidator.PartitionRef>? = nil) async throws -> ReconcileReport {
         let stored = StoredState(enclaves: try await environment.store.enclaves(), partitions: try await allPartitions())
-        return ReconcileReport(reconcileID: UUID(), plan: Planner.plan(tree, stored: stored, tokens: tokenProvider(stored)), outcomes: [], errors: [])
+        return ReconcileReport(reconcileID: UUID(), plan: Planner.plan(tree, stored: stored, tokens: tokenProvider(stored), graph: graph),
+                               outcomes: [], errors: [])
     }
 
     /// Takes the store-wide reconcile lock (so a caller can refuse a second reconcile before
@@ -364,10 +365,13 @@ public struct Reconciler: Sendable {
             pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
+        let logBuffer = RunLogBuffer(store: store, runID: runID)
         do {
-            result = try await environment.invoker.run(invocation) { line in try? await store.appendRunLog(runID, line + "\n") }
+            result = try await environment.invoker.run(invocation) { line in await logBuffer.append(line) }
+            await logBuffer.flush()
             await pushErroredState(key: key, workspace: workspace, runID: runID)
         } catch {
+            await logBuffer.flush()
             try? await store.appendRunLog(runID, "== could not run \(tool): \(error)\n")
             try? await store.finishRun(runID, status: .failed, exitCode: nil, finishedAt: Date())
             _ = try? await store.releaseLocks(heldBy: runID)
@@ -395,6 +399,41 @@ public struct Reconciler: Sendable {
         }
         await environment.progress("  \(operation == .teardown ? "-" : "✓") \(key) \(operation.rawValue) succeeded in \(seconds) s")
         return (PartitionOutcome(key: key, operation: operation, result: .succeeded, runID: runID, reason: nil), outputs)
+    }
+}
+
+/// Collects a run's log lines and appends them in small batches: at most every 100 ms or 64
+/// lines, so the log stays readable while terraform runs without one store write per line.
+actor RunLogBuffer {
+    private let store: any StateStore
+    private let runID: UUID
+    private var pending: [String] = []
+    private var flushScheduled = false
+
+    init(store: any StateStore, runID: UUID) {
+        self.store = store
+        self.runID = runID
+    }
+
+    func append(_ line: String) async {
+        pending.append(line)
+        if pending.count >= 64 {
+            await flush()
+        } else if !flushScheduled {
+            flushScheduled = true
+            Task {
+                try? await Task.sleep(for: .milliseconds(100))
+                await self.flush()
+            }
+        }
+    }
+
+    func flush() async {
+        flushScheduled = false
+        guard !pending.isEmpty else { return }
+        let text = pending.map { $0 + "\n" }.joined()
+        pending.removeAll()
+        try? await store.appendRunLog(runID, text)
     }
 }
 
