@@ -90,7 +90,8 @@ struct ReconcileRoutes: Sendable {
         return Reconciler(environment: ReconcileEnvironment(
             store: store, registry: registry, renderer: WorkspaceRenderer(root: configuration.home.appendingPathComponent("workspaces")),
             signer: RunCredentialSigner(adminToken: token), backendBaseURL: base, secrets: [token],
-            pluginCache: configuration.home.appendingPathComponent("plugin-cache"), progress: progress))
+            pluginCache: configuration.home.appendingPathComponent("plugin-cache"),
+            stopPolicy: StopPolicy(timeout: configuration.runTimeout, gracePeriod: configuration.runGracePeriod), progress: progress))
     }
 
     /// Decodes the request and loads a valid tree, or throws the 400/422 that says why.

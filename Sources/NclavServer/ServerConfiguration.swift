@@ -19,6 +19,9 @@ public struct ServerConfiguration: Sendable {
     /// State versions kept per partition.
     public var retainedStateVersions: Int
     public var rotateToken: Bool
+    /// How long one terraform command may run, and how long it gets after SIGINT before SIGKILL.
+    public var runTimeout: Duration = .seconds(30 * 60)
+    public var runGracePeriod: Duration = .seconds(60)
 
     public init(bindHost: String = "127.0.0.1", port: Int = 8080, home: URL, store: StoreKind, defaultCloud: CloudTarget = .local,
                 enabledClouds: [CloudTarget] = [], maxStateBytes: Int = 256 * 1024 * 1024, retainedStateVersions: Int = 100,

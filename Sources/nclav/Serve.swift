@@ -50,6 +50,12 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("state-versions"), help: "State versions kept per partition (default 100).")
     var stateVersions: Int = 100
 
+    @Option(name: .customLong("run-timeout"), help: "Seconds one terraform command may run before it is interrupted (default 1800).")
+    var runTimeout: Int = 1800
+
+    @Option(name: .customLong("run-grace-period"), help: "Seconds between the SIGINT and the SIGKILL that stop a run (default 60).")
+    var runGracePeriod: Int = 60
+
     func validate() throws {
         for requested in [cloud] + enableCloud where requested != .local {
             throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); use --cloud local")
@@ -57,6 +63,8 @@ struct Serve: AsyncParsableCommand {
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535, got \(port)") }
         if maxStateSize < 1024 { throw ValidationError("--max-state-size must be at least 1024 bytes") }
         if stateVersions < 1 { throw ValidationError("--state-versions must be at least 1") }
+        if runTimeout < 1 { throw ValidationError("--run-timeout must be at least 1 second") }
+        if runGracePeriod < 0 { throw ValidationError("--run-grace-period cannot be negative") }
     }
 
     func run() async throws {
@@ -83,10 +91,12 @@ struct Serve: AsyncParsableCommand {
             let path = storePath ?? environment["NCLAV_STORE_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? home.appendingPathComponent("state.db").path
             store = .sqlite(path: path)
         }
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             bindHost: bind ?? environment["NCLAV_BIND"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1",
             port: resolvedPort, home: home, store: store, defaultCloud: cloud, enabledClouds: enableCloud,
             maxStateBytes: maxStateSize, retainedStateVersions: stateVersions, rotateToken: rotateToken)
+        configuration.runTimeout = .seconds(runTimeout)
+        configuration.runGracePeriod = .seconds(runGracePeriod)
 
         let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         LoggingSystem.bootstrap { label in

@@ -75,6 +75,23 @@ struct CrashTests {
         }
     }
 
+    @Test("a run over --run-timeout is interrupted, reported as cancelled, and its lock freed")
+    func runTimeout() async throws {
+        let (tree, cleanup) = try slowTree(seconds: 60)
+        defer { cleanup() }
+        try await withServer(arguments: ["--run-timeout", "2", "--run-grace-period", "5"]) { server async throws in
+            let start = Date()
+            let result = try await nclav(["apply", tree.path], server: server)
+            #expect(result.exitCode == 1)
+            #expect(Date().timeIntervalSince(start) < 30)
+            #expect(result.stderr.contains("error: app/slow: terraform apply stopped: timed out"), "\(result.stderr)")
+            let run = try await latestRun(server)
+            #expect(run["status"] as? String == "cancelled")
+            #expect((run["log"] as? String ?? "").contains("Interrupt received"))
+            #expect(try await http(.GET, server.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(server.token)).status == 204)
+        }
+    }
+
     @Test("kill -9 of the server mid-apply: after a restart the run is interrupted and no lock is stuck")
     func killServer() async throws {
         let (tree, cleanup) = try slowTree(seconds: 3)
