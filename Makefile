@@ -3,12 +3,14 @@
 SWIFT ?= swift
 NCLAV := .build/debug/nclav
 
-.PHONY: setup deps build test validate-examples clean
+.PHONY: setup deps build test validate-examples demo clean
 
-## setup: install what is missing, build, then validate the shipped examples
-setup: deps build validate-examples
-	@echo
-	@echo "nclav is built at $(NCLAV). Try: $(NCLAV) validate examples/local"
+## setup: install what is missing, build, validate the examples, then apply them (demo)
+setup: deps build validate-examples demo
+
+## demo: apply examples/local through a background `nclav serve` (run it again: "No changes.")
+demo: build
+	@bash scripts/demo.sh
 
 ## deps: system packages and tool checks (idempotent)
 deps:
