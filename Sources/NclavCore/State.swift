@@ -246,3 +246,27 @@ public struct ReconcileLock: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey { case id, holder, startedAt = "started_at" }
 }
+
+/// What `GET /status` answers; the server encodes it and the CLI decodes the same type.
+public struct ServerStatus: Codable, Sendable, Equatable {
+    public var version: String
+    public var enclaveCount: Int
+    public var defaultCloud: String
+    public var activeDrivers: [String]
+    public var store: String
+    public var reconcileInProgress: ReconcileLock?
+
+    public init(version: String, enclaveCount: Int, defaultCloud: String, activeDrivers: [String], store: String, reconcileInProgress: ReconcileLock?) {
+        self.version = version
+        self.enclaveCount = enclaveCount
+        self.defaultCloud = defaultCloud
+        self.activeDrivers = activeDrivers
+        self.store = store
+        self.reconcileInProgress = reconcileInProgress
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, enclaveCount = "enclave_count", defaultCloud = "default_cloud", activeDrivers = "active_drivers"
+        case store, reconcileInProgress = "reconcile_in_progress"
+    }
+}

@@ -125,22 +125,8 @@ struct Routes: Sendable {
         }
     }
 
-    struct Status: Encodable {
-        let version: String
-        let enclaveCount: Int
-        let defaultCloud: String
-        let activeDrivers: [String]
-        let store: String
-        let reconcileInProgress: ReconcileLock?
-
-        enum CodingKeys: String, CodingKey {
-            case version, enclaveCount = "enclave_count", defaultCloud = "default_cloud", activeDrivers = "active_drivers"
-            case store, reconcileInProgress = "reconcile_in_progress"
-        }
-    }
-
     func status() async throws -> Response {
-        Self.json(Status(version: NclavServer.version, enclaveCount: try await store.enclaves().count,
+        Self.json(ServerStatus(version: NclavServer.version, enclaveCount: try await store.enclaves().count,
                          defaultCloud: configuration.defaultCloud.rawValue, activeDrivers: configuration.activeClouds.map(\.rawValue),
                          store: storeDescription, reconcileInProgress: try await store.reconcileLock()))
     }

@@ -6,11 +6,7 @@ import Testing
 @Suite("nclav diff, apply and iac (real terraform)", .serialized)
 struct ApplyCommandTests {
     func nclav(_ arguments: [String], server: ServerProcess) async throws -> TestSupport.ProcessResult {
-        var environment = ProcessInfo.processInfo.environment
-        environment["NCLAV_HOME"] = server.home.path
-        environment["NCLAV_URL"] = server.baseURL
-        environment["NCLAV_TOKEN"] = nil
-        return try await TestSupport.runDetached(TestSupport.nclavBinary.path, arguments, environment: environment)
+        try await nclavCLI(arguments, server: server)
     }
 
     func examplesCopy() throws -> (URL, () -> Void) {

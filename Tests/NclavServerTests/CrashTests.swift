@@ -6,11 +6,7 @@ import Testing
 @Suite("Crashes during apply (real terraform)", .serialized)
 struct CrashTests {
     func nclav(_ arguments: [String], server: ServerProcess) async throws -> TestSupport.ProcessResult {
-        var environment = ProcessInfo.processInfo.environment
-        environment["NCLAV_HOME"] = server.home.path
-        environment["NCLAV_URL"] = server.baseURL
-        environment["NCLAV_TOKEN"] = nil
-        return try await TestSupport.runDetached(TestSupport.nclavBinary.path, arguments, environment: environment)
+        try await nclavCLI(arguments, server: server)
     }
 
     /// A one-enclave tree whose partition sleeps in a provisioner, so the test can act mid-apply.

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NclavTestSupport
 
 /// A raw HTTP answer for assertions.
 struct Answer: Sendable {
@@ -47,4 +48,14 @@ func lockJSON(_ id: String, who: String = "holder@test") -> Data {
 func stateJSON(serial: Int, lineage: String = "0b4c1c55-aaaa-bbbb-cccc-000000000000", size: Int = 0) -> Data {
     let padding = size > 0 ? #","padding":"\#(String(repeating: "x", count: size))""# : ""
     return Data(#"{"version":4,"terraform_version":"1.11.4","serial":\#(serial),"lineage":"\#(lineage)","outputs":{},"resources":[]\#(padding)}"#.utf8)
+}
+
+/// Runs the built `nclav` CLI against `server`, with a clean client environment.
+func nclavCLI(_ arguments: [String], server: ServerProcess, environment extra: [String: String] = [:]) async throws -> TestSupport.ProcessResult {
+    var environment = ProcessInfo.processInfo.environment
+    environment["NCLAV_HOME"] = server.home.path
+    environment["NCLAV_URL"] = server.baseURL
+    environment["NCLAV_TOKEN"] = nil
+    for (name, value) in extra { environment[name] = value }
+    return try await TestSupport.runDetached(TestSupport.nclavBinary.path, arguments, environment: environment)
 }
