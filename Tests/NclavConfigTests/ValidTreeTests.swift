@@ -102,10 +102,21 @@ struct ValidTreeTests {
         #expect(result.tree.enclaves.first?.partitions.first?.partition.backend == .terraform)
     }
 
-    @Test("the shipped examples are valid")
-    func examples() throws {
-        let result = try ValidationResult.check(directory: TestSupport.packageRoot.appendingPathComponent("examples/local").path)
+    static let exampleNames = ["local", "gcp", "azure", "aws"]
+
+    @Test("every shipped example is valid", arguments: exampleNames)
+    func examples(_ name: String) throws {
+        let result = try ValidationResult.check(directory: TestSupport.packageRoot.appendingPathComponent("examples/\(name)").path)
         #expect(result.diagnostics.isEmpty, "\(result.diagnosticLines())")
+        #expect(result.tree.enclaves.count == 3)
+        #expect(FileManager.default.fileExists(atPath: TestSupport.packageRoot.appendingPathComponent("examples/\(name)/README.md").path))
+    }
+
+    @Test("no example directory is left out of the test")
+    func allExamplesCovered() throws {
+        let found = try FileManager.default.contentsOfDirectory(atPath: TestSupport.packageRoot.appendingPathComponent("examples").path)
+            .filter { !$0.hasPrefix(".") }.sorted()
+        #expect(found == Self.exampleNames.sorted())
     }
 
     @Test("loading the same tree twice gives the same result")

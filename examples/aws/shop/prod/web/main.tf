@@ -1,0 +1,21 @@
+terraform {
+  required_providers {
+    aws = { source = "hashicorp/aws", version = "~> 5.0" }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+variable "nclav_enclave" { type = string }
+variable "nclav_partition" { type = string }
+variable "region" { type = string }
+variable "public_host" { type = string }
+variable "project_id" {
+  type    = string
+  default = ""
+}
+
+output "hostname" { value = var.public_host }
+output "port" { value = 443 }
