@@ -56,6 +56,12 @@ struct Routes: Sendable {
         router.get(RouterPath(state + "/versions")) { _, context in
             try await Response(backend.versions(try key(context), as: try principal(context)))
         }
+        router.post(RouterPath(state + "/versions/:version/restore")) { _, context in
+            guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
+                throw APIError(.badRequest, "version must be a positive integer")
+            }
+            return try await Response(backend.rollback(try key(context), to: version, as: try principal(context)))
+        }
         router.get(RouterPath(state + "/versions/:version")) { _, context in
             guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
                 throw APIError(.badRequest, "version must be a positive integer", details: ["list versions at /terraform/state/<enclave>/<partition>/versions"])

@@ -162,6 +162,33 @@ public struct StateBackend: Sendable {
         return .json(200, Listing(enclave: key.enclave, partition: key.partition, versions: try await store.stateVersions(key)))
     }
 
+    /// Stores an old version again as the newest one. Its serial is raised above the current
+    /// state's so terraform accepts it as the latest; everything else is the old document.
+    /// Admin only, refused while the state is locked.
+    public func rollback(_ key: StateKey, to version: Int64, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
+        guard principal == .admin else { return .error(403, "only the admin token may roll a state back") }
+        guard let (_, old) = try await store.stateVersion(key, version: version) else {
+            return .error(404, "state \(key) has no version \(version)", details: ["list versions at /terraform/state/\(key)/versions"])
+        }
+        guard let latest = try await store.latestState(key) else { return .error(404, "state \(key) has no versions") }
+        guard var document = (try? JSONSerialization.jsonObject(with: old)) as? [String: Any], let lineage = document["lineage"] as? String else {
+            return .error(409, "version \(version) is not a readable state and cannot be restored")
+        }
+        let serial = latest.info.serial + 1
+        document["serial"] = serial
+        let body = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? old
+        let write = StateWrite(body: body, serial: serial, lineage: lineage, sha256: Digest.sha256Hex(body), md5: Digest.md5Base64(body),
+                               lockID: nil, force: true, runID: nil, time: now)
+        switch try await store.writeState(key, write) {
+        case .stored(let info), .unchanged(let info):
+            return .json(200, ["restored_version": String(version), "new_version": String(info.version), "serial": String(serial)])
+        case .locked(let holder):
+            return .holder(423, holder)
+        case .lineageConflict, .serialConflict:
+            return .error(409, "the store refused the restored state")
+        }
+    }
+
     public func version(_ key: StateKey, version: Int64, as principal: Principal) async throws -> BackendResponse {
         guard principal.mayUseState(key) else { return forbidden(key) }
         guard let (info, body) = try await store.stateVersion(key, version: version) else {

@@ -7,7 +7,7 @@ struct StateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "state",
         abstract: "Inspect and repair the Terraform state nclav keeps for a partition.",
-        subcommands: [Versions.self, Pull.self, Unlock.self]
+        subcommands: [Versions.self, Pull.self, Rollback.self, Unlock.self]
     )
 
     /// `<enclave> <partition>`, validated before any request is made.
@@ -68,6 +68,45 @@ struct StateCommand: AsyncParsableCommand {
                 if answer.status == 204 { throw CommandFailure("no state stored for \(key)") }
                 try NclavAPIClient.requireSuccess(answer)
                 FileHandle.standardOutput.write(answer.body)
+            }
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make an earlier state version the newest again (admin token only).",
+            discussion: """
+            The chosen version is stored again as a new version, with its serial raised above the
+            current one so terraform accepts it; nothing is deleted. Refused while the state is
+            locked. Asks for confirmation unless --yes.
+
+            Example:
+              nclav state rollback product-a-dev db 3 --yes
+            """
+        )
+        @OptionGroup var address: Address
+        @Argument(help: "The version to restore (see `nclav state versions`).") var version: Int64
+        @OptionGroup var client: ClientOptions
+        @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
+
+        func validate() throws {
+            if version < 1 { throw ValidationError("the version must be a positive number") }
+        }
+
+        func run() async throws {
+            let key = try address.key()
+            let api = try client.client()
+            try await withClient {
+                if !yes {
+                    guard isatty(STDIN_FILENO) != 0 else { throw CommandFailure("refusing to roll \(key) back without confirmation; pass --yes") }
+                    print("Restore version \(version) of \(key) as its newest state? Type `yes` to confirm: ", terminator: "")
+                    guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else { throw CommandFailure("nothing restored") }
+                }
+                let answer = try await api.send(.POST, "/terraform/state/\(key)/versions/\(version)/restore")
+                if answer.status == 423 { throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first") }
+                try NclavAPIClient.requireSuccess(answer)
+                let result = (try? JSONDecoder().decode([String: String].self, from: answer.body)) ?? [:]
+                print("restored version \(version) of \(key) as version \(result["new_version"] ?? "?") (serial \(result["serial"] ?? "?"))")
             }
         }
     }

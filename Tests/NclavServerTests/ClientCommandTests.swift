@@ -88,3 +88,30 @@ struct ClientCommandTests {
         }
     }
 }
+
+@Suite("nclav state rollback")
+struct RollbackTests {
+    @Test("an old version becomes the newest with a higher serial; locks and run credentials are refused")
+    func rollback() async throws {
+        try await withServer { server async throws in
+            let auth = Auth.bearer(server.token)
+            let url = server.baseURL + "/terraform/state/shop/db"
+            for serial in 1...3 { _ = try await http(.POST, url, auth: auth, body: stateJSON(serial: serial, size: serial * 10)) }
+            let result = try await nclavCLI(["state", "rollback", "shop", "db", "1", "--yes"], server: server)
+            #expect(result.exitCode == 0, "\(result.stderr)")
+            #expect(result.stdout == "restored version 1 of shop/db as version 4 (serial 4)\n")
+            let latest = try await http(.GET, url, auth: auth).json()
+            #expect(latest["serial"] as? Int == 4)
+            #expect((latest["padding"] as? String)?.count == 10, "the content of version 1")
+            let versions = (try await http(.GET, url + "/versions", auth: auth).json())["versions"] as? [[String: Any]]
+            #expect(versions?.count == 4)
+
+            _ = try await http(.POST, url + "/lock", auth: auth, body: lockJSON("busy"))
+            let locked = try await nclavCLI(["state", "rollback", "shop", "db", "2", "--yes"], server: server)
+            #expect(locked.exitCode == 1)
+            #expect(locked.stderr.contains("shop/db is locked by"))
+            let missing = try await http(.POST, url + "/versions/99/restore", auth: auth)
+            #expect(missing.status == 404)
+        }
+    }
+}

@@ -26,7 +26,7 @@ struct AuthenticationTests {
         ("GET", "/terraform/state/shop/api"), ("POST", "/terraform/state/shop/api"), ("DELETE", "/terraform/state/shop/api"),
         ("POST", "/terraform/state/shop/api/lock"), ("DELETE", "/terraform/state/shop/api/lock"), ("GET", "/terraform/state/shop/api/lock"),
         ("LOCK", "/terraform/state/shop/api"), ("UNLOCK", "/terraform/state/shop/api"),
-        ("GET", "/terraform/state/shop/api/versions"), ("GET", "/terraform/state/shop/api/versions/1"),
+        ("GET", "/terraform/state/shop/api/versions"), ("GET", "/terraform/state/shop/api/versions/1"), ("POST", "/terraform/state/shop/api/versions/1/restore"),
         ("GET", "/no/such/route"), ("POST", "/reconcile"), ("POST", "/reconcile/dry-run"), ("GET", "/graph"), ("GET", "/enclaves/shop/graph"),
     ]
 
