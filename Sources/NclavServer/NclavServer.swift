@@ -59,6 +59,7 @@ public enum NclavServer {
         router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token.value)))
         let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
         routes.register(on: router)
+        LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
         let address = ServerAddress()
         ReconcileRoutes(store: store, configuration: configuration, token: token.value, address: address,
                         registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))

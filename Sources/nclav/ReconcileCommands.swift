@@ -194,18 +194,35 @@ struct Iac: AsyncParsableCommand {
                                                         discussion: "Examples:\n  nclav iac logs product-a-dev db\n  nclav iac logs product-a-dev db 3f6d9e1a-c4b2-4d91-a8f0-123456789abc")
         @OptionGroup var address: StateCommand.Address
         @Argument(help: "A run id from `nclav iac runs`.") var runID: String?
+        @Flag(help: "Keep printing lines as terraform writes them, until the run ends.") var follow = false
         @OptionGroup var client: ClientOptions
 
-        struct Run: Decodable { let log: String }
+        struct Run: Decodable { let id: String; let log: String }
+        struct Chunk: Decodable { let next_offset: Int; let text: String; let status: String; let complete: Bool }
 
         func run() async throws {
             let key = try address.key()
             if let runID, UUID(uuidString: runID) == nil { throw ValidationError("`\(runID)` is not a run id (a UUID)") }
             let api = try client.client()
             try await withClient {
-                let answer = try await api.send(.GET, "/enclaves/\(key.enclave)/partitions/\(key.partition)/iac/runs/\(runID ?? "latest")")
+                let base = "/enclaves/\(key.enclave)/partitions/\(key.partition)/iac/runs"
+                let answer = try await api.send(.GET, "\(base)/\(runID ?? "latest")")
                 try NclavAPIClient.requireSuccess(answer)
-                print(try JSONDecoder().decode(Run.self, from: answer.body).log, terminator: "")
+                let run = try JSONDecoder().decode(Run.self, from: answer.body)
+                guard follow else { return print(run.log, terminator: "") }
+                var offset = 0
+                while true {
+                    let chunkAnswer = try await api.send(.GET, "\(base)/\(run.id)/log?offset=\(offset)")
+                    try NclavAPIClient.requireSuccess(chunkAnswer)
+                    let chunk = try JSONDecoder().decode(Chunk.self, from: chunkAnswer.body)
+                    if !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+                    offset = chunk.next_offset
+                    if chunk.complete {
+                        print("== run \(chunk.status)")
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(300))
+                }
             }
         }
     }

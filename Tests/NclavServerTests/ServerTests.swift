@@ -23,6 +23,8 @@ struct AuthenticationTests {
         ("GET", "/status"), ("GET", "/enclaves"), ("GET", "/enclaves/shop"), ("GET", "/events"), ("GET", "/events?limit=5"),
         ("GET", "/enclaves/shop/partitions/api/iac/runs"), ("GET", "/enclaves/shop/partitions/api/iac/runs/latest"),
         ("GET", "/enclaves/shop/partitions/api/iac/runs/00000000-0000-0000-0000-000000000000"),
+        ("GET", "/enclaves/shop/partitions/api/iac/runs/00000000-0000-0000-0000-000000000000/stream"),
+        ("GET", "/enclaves/shop/partitions/api/iac/runs/00000000-0000-0000-0000-000000000000/log?offset=0"),
         ("GET", "/terraform/state/shop/api"), ("POST", "/terraform/state/shop/api"), ("DELETE", "/terraform/state/shop/api"),
         ("POST", "/terraform/state/shop/api/lock"), ("DELETE", "/terraform/state/shop/api/lock"), ("GET", "/terraform/state/shop/api/lock"),
         ("LOCK", "/terraform/state/shop/api"), ("UNLOCK", "/terraform/state/shop/api"),

@@ -1,0 +1,101 @@
+import AsyncHTTPClient
+import Foundation
+import NclavTestSupport
+import NIOCore
+import Testing
+
+/// Reads Server-Sent Events from a live response until `stop` says so.
+func readEvents(_ url: String, token: String, lastEventID: String?, stop: ([(id: String?, event: String, data: String)]) async throws -> Bool)
+    async throws -> [(id: String?, event: String, data: String)] {
+    var request = HTTPClientRequest(url: url)
+    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+    if let lastEventID { request.headers.add(name: "Last-Event-ID", value: lastEventID) }
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+    #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+    var events: [(id: String?, event: String, data: String)] = []
+    var buffer = ""
+    for try await chunk in response.body {
+        buffer += String(buffer: chunk)
+        while let range = buffer.range(of: "\n\n") {
+            let block = buffer[..<range.lowerBound]
+            buffer.removeSubrange(..<range.upperBound)
+            var id: String?, event = "message", data = ""
+            for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
+                if line.hasPrefix("event: ") { event = String(line.dropFirst(7)) }
+                if line.hasPrefix("data: ") { data = String(line.dropFirst(6)) }
+            }
+            events.append((id, event, data))
+            if try await stop(events) { return events }
+        }
+    }
+    return events
+}
+
+@Suite("Live run logs (real terraform)", .serialized)
+struct LiveLogTests {
+    func tickerTree() throws -> (URL, () -> Void) {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-ticker")
+        let partition = scratch.appendingPathComponent("tree/app/ticker")
+        try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
+        try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
+        try "id: ticker\nname: Ticker\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
+        try """
+            resource "terraform_data" "ticker" {
+              provisioner "local-exec" {
+                command = "for i in 1 2 3 4; do echo tick-$i; sleep 1; done"
+              }
+            }
+            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        return (scratch.appendingPathComponent("tree"), { try? FileManager.default.removeItem(at: scratch) })
+    }
+
+    @Test("SSE: lines arrive while the run runs; a reconnect with Last-Event-ID continues without gap or repeat; then the end event")
+    func sse() async throws {
+        let (tree, cleanup) = try tickerTree()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            let auth = Auth.bearer(server.token)
+            async let apply = nclavCLI(["apply", tree.path], server: server)
+            var runID = ""
+            for _ in 0..<200 where runID.isEmpty {
+                let latest = try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/latest", auth: auth)
+                if latest.status == 200, let id = (try latest.json())["id"] as? String { runID = id }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let url = server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)/stream"
+
+            var statusAtFirstTick = ""
+            let first = try await readEvents(url, token: server.token, lastEventID: nil) { events in
+                guard events.contains(where: { $0.data.contains("(local-exec): tick-1") }) else { return false }
+                statusAtFirstTick = (try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)", auth: auth).json())["status"] as? String ?? ""
+                return true
+            }
+            #expect(statusAtFirstTick == "running", "the first line arrived before the run ended")
+            let resumeFrom = try #require(first.last?.id)
+
+            let second = try await readEvents(url, token: server.token, lastEventID: resumeFrom) { events in events.last?.event == "end" }
+            #expect(second.last?.event == "end")
+            #expect(second.last?.data == #"{"status":"succeeded","exit_code":0}"#)
+            #expect(try await apply.exitCode == 0)
+
+            let log = (try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)", auth: auth).json())["log"] as? String ?? ""
+            let streamed = (first + second).filter { $0.event == "line" }.map(\.data)
+            let expected = log.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).dropLast()
+            #expect(streamed == Array(expected), "no gap and no repeat across the reconnect")
+            #expect(streamed.filter { $0.contains("(local-exec): tick-") }.count == 4)
+
+            // Polling clients rebuild the same log from offsets.
+            var offset = 0, rebuilt = "", complete = false
+            while !complete {
+                let chunk = try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)/log?offset=\(offset)", auth: auth).json()
+                rebuilt += chunk["text"] as? String ?? ""
+                offset = chunk["next_offset"] as? Int ?? offset
+                complete = chunk["complete"] as? Bool ?? true
+            }
+            #expect(rebuilt == log)
+            let followed = try await nclavCLI(["iac", "logs", "app", "ticker", "--follow"], server: server)
+            #expect(followed.stdout == log + "== run succeeded\n")
+        }
+    }
+}
