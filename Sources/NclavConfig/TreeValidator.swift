@@ -198,8 +198,7 @@ public enum TreeValidator {
                 return nil
             }
             if cidr.hasHostBits {
-                let network = IPv4CIDR("\(IPv4CIDR.render(cidr.address & cidr.mask))/\(cidr.prefixLength)")!
-                error(location, "\(what) `\(text)` has host bits set; did you mean `\(network)`?")
+                error(location, "\(what) `\(text)` has host bits set; did you mean `\(cidr.network)`?")
                 return nil
             }
             return cidr
@@ -402,11 +401,5 @@ public enum TreeValidator {
                 error(location, "dependency cycle: \(path); each partition needs outputs of the next, so none can be applied first")
             }
         }
-    }
-}
-
-extension IPv4CIDR {
-    static func render(_ address: UInt32) -> String {
-        [24, 16, 8, 0].map { String((address >> UInt32($0)) & 0xff) }.joined(separator: ".")
     }
 }

@@ -21,6 +21,14 @@ public struct IPv4CIDR: Sendable, Hashable, CustomStringConvertible {
         self.prefixLength = prefix
     }
 
+    /// The block with its host bits cleared (`10.0.0.1/16` → `10.0.0.0/16`).
+    public var network: IPv4CIDR { IPv4CIDR(address: address & mask, prefixLength: prefixLength) }
+
+    private init(address: UInt32, prefixLength: Int) {
+        self.address = address
+        self.prefixLength = prefixLength
+    }
+
     public var mask: UInt32 { prefixLength == 0 ? 0 : UInt32.max << (32 - UInt32(prefixLength)) }
 
     /// True when host bits are set (`10.0.0.1/16`), which clouds reject.

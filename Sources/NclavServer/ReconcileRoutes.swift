@@ -45,10 +45,10 @@ struct ReconcileRoutes: Sendable {
         router.post("/reconcile/dry-run") { request, _ in try await dryRun(try await body(request)) }
         router.post("/reconcile") { request, _ in try await apply(try await body(request)) }
         router.delete("/enclaves/:enclave") { _, context in
-            try await destroy(enclave: try Self.id(context, "enclave"), partition: nil)
+            try await destroy(enclave: try Routes.id(context, "enclave"), partition: nil)
         }
         router.delete("/enclaves/:enclave/partitions/:partition") { _, context in
-            try await destroy(enclave: try Self.id(context, "enclave"), partition: try Self.id(context, "partition"))
+            try await destroy(enclave: try Routes.id(context, "enclave"), partition: try Routes.id(context, "partition"))
         }
     }
 
@@ -62,12 +62,6 @@ struct ReconcileRoutes: Sendable {
             return shared.appendingPathComponent("nclav-bundles-\(getuid())")
         }
         return home.appendingPathComponent("bundles")
-    }
-
-    static func id(_ context: NclavRequestContext, _ name: String) throws -> String {
-        let value = context.parameters.get(name) ?? ""
-        if let problem = Identifier.problem(with: value) { throw APIError(.badRequest, "`\(value)` is not a valid \(name) id: \(problem)") }
-        return value
     }
 
     func destroy(enclave: String, partition: String?) async throws -> Response {

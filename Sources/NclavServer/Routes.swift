@@ -24,7 +24,7 @@ struct Routes: Sendable {
         router.get("/events") { request, _ in try await events(request) }
         router.get("/graph") { _, _ in Self.json(try await graph()) }
         router.get("/enclaves/:enclave/graph") { _, context in
-            let enclaveID = try id(context, "enclave")
+            let enclaveID = try Self.id(context, "enclave")
             guard try await store.enclave(enclaveID) != nil else { throw APIError(.notFound, "no enclave `\(enclaveID)` in state") }
             return Self.json(try await graph().filtered(to: enclaveID))
         }
@@ -82,7 +82,7 @@ struct Routes: Sendable {
     }
 
     /// Path ids are checked before anything uses them: they name files and rows.
-    func id(_ context: NclavRequestContext, _ name: String) throws -> String {
+    static func id(_ context: NclavRequestContext, _ name: String) throws -> String {
         let value = context.parameters.get(name) ?? ""
         if let problem = Identifier.problem(with: value) {
             throw APIError(.badRequest, "`\(value)` is not a valid \(name) id: \(problem)")
@@ -151,7 +151,7 @@ struct Routes: Sendable {
     }
 
     func enclave(_ context: NclavRequestContext) async throws -> Response {
-        let enclaveID = try id(context, "enclave")
+        let enclaveID = try Self.id(context, "enclave")
         guard let enclave = try await store.enclave(enclaveID) else {
             throw APIError(.notFound, "no enclave `\(enclaveID)` in state", details: ["`nclav apply` creates enclaves; GET /enclaves lists them"])
         }

@@ -48,6 +48,13 @@ public struct DriverRegistry: Sendable {
 
     public var activeClouds: [CloudTarget] { drivers.keys.sorted() }
 
+    /// The `{{ nclav_* }}` values the enclave's driver gives a partition; an enclave whose cloud
+    /// is not enabled gets the local driver's (its error surfaces when it is provisioned).
+    public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
+        let driver = (try? driver(for: resolvedCloud(for: enclave))) ?? LocalDriver()
+        return driver.contextTokens(enclave: enclave, context: context, partition: partition)
+    }
+
     public func resolvedCloud(for enclave: Enclave) -> CloudTarget { enclave.cloud ?? defaultCloud }
 
     /// The driver for a cloud (for teardown, use the cloud stored with the enclave's state).

@@ -3,6 +3,7 @@ import Foundation
 import IacRunner
 import NclavConfig
 import NclavCore
+import TFBackend
 
 /// What the store holds, as the planner needs it.
 public struct StoredState: Sendable {
@@ -174,7 +175,7 @@ public enum Planner {
     }
 
     static func sha256(_ text: String) -> String {
-        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        Digest.sha256Hex(Data(text.utf8))
     }
 
     /// The enclave's own configuration (its partitions are fingerprinted one by one).
@@ -202,7 +203,7 @@ public enum Planner {
         for relative in PartitionFiles.list(directory).files {
             feed(relative)
             let content = (try? Data(contentsOf: directory.appendingPathComponent(relative))) ?? Data()
-            feed(SHA256.hash(data: content).map { String(format: "%02x", $0) }.joined())
+            feed(Digest.sha256Hex(content))
         }
         feed("inputs")
         let resolved = resolveInputs(partition, in: enclave, tree: tree, stored: stored, tokens: tokens)
@@ -210,7 +211,7 @@ public enum Planner {
             feed(name)
             feed(resolved[name]!)
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Digest.hex(hasher.finalize())
     }
 
     /// Inputs with every placeholder filled: context tokens from the driver, `{{ alias.key }}`

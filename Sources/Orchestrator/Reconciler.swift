@@ -157,9 +157,8 @@ public struct Reconciler: Sendable {
         let registry = environment.registry
         let contexts = Dictionary(stored.enclaves.map { ($0.id, EnclaveContext(values: $0.context)) }, uniquingKeysWith: { a, _ in a })
         return { enclave, partition in
-            let driver = (try? registry.driver(for: registry.resolvedCloud(for: enclave))) ?? LocalDriver()
             let context = contexts[enclave.id] ?? EnclaveContext(values: ["project_id": enclave.id, "region": enclave.region ?? ""])
-            return driver.contextTokens(enclave: enclave, context: context, partition: partition)
+            return registry.contextTokens(enclave: enclave, context: context, partition: partition)
         }
     }
 
@@ -498,9 +497,7 @@ struct PartitionExecutor {
                     for (k, values) in fresh { freshStates[k, default: PartitionState(enclaveID: k.enclave, partitionID: k.partition, desired: Partition(id: k.partition, name: k.partition))].outputs = values }
                     let context = contexts[enclave.enclave.id] ?? EnclaveContext()
                     let registry = reconciler.environment.registry
-                    let tokens: ContextTokensProvider = { e, p in
-                        ((try? registry.driver(for: registry.resolvedCloud(for: e))) ?? LocalDriver()).contextTokens(enclave: e, context: context, partition: p)
-                    }
+                    let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
                     let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: freshStates, tokens: tokens)
                     let previous = storedStates[stateKey]
                     if let previous, previous.fingerprint == fingerprint, previous.status == .active {
@@ -588,25 +585,16 @@ extension String {
 /// Dependency order of stored partitions (for teardown, when the YAML is gone).
 enum StoredGraph {
     /// Removed partitions, dependents before the partitions they import from.
+    /// Uses `StateGraph`'s edges, so teardown order and `nclav graph` follow one rule.
     static func teardownOrder(_ removed: [PartitionState], enclaves: [EnclaveState]) -> [PartitionState] {
-        let enclaveImports = Dictionary(enclaves.map { ($0.id, $0.desired.imports) }, uniquingKeysWith: { a, _ in a })
-        let exports = Dictionary(enclaves.map { ($0.id, $0.desired.exports) }, uniquingKeysWith: { a, _ in a })
-        var graph = Digraph<String>()
-        let names = Set(removed.map { "\($0.enclaveID)/\($0.partitionID)" })
-        for state in removed {
-            let name = "\(state.enclaveID)/\(state.partitionID)"
-            graph.addNode(name)
-            let aliases = Dictionary((enclaveImports[state.enclaveID] ?? []).map { ($0.alias, $0) } + state.desired.imports.map { ($0.alias, $0) },
-                                     uniquingKeysWith: { _, b in b })
-            for entry in aliases.values {
-                guard let export = exports[entry.from]?.first(where: { $0.name == entry.exportName }) else { continue }
-                let target = "\(entry.from)/\(export.targetPartition)"
-                if names.contains(target), target != name { graph.addEdge(from: name, to: target) }
-            }
-        }
-        let order = graph.waves().flatMap { $0 }.reversed()
         let byName = Dictionary(removed.map { ("\($0.enclaveID)/\($0.partitionID)", $0) }, uniquingKeysWith: { a, _ in a })
-        let ordered = order.compactMap { byName[$0] }
-        return ordered + removed.filter { state in !ordered.contains { $0.enclaveID == state.enclaveID && $0.partitionID == state.partitionID } }
+        var graph = Digraph<String>()
+        for name in byName.keys { graph.addNode(name) }
+        for edge in StateGraph(enclaves: enclaves, partitions: removed).edges where byName[edge.to] != nil && edge.from != edge.to {
+            graph.addEdge(from: edge.from, to: edge.to)
+        }
+        let ordered = graph.waves().flatMap { $0 }.reversed().compactMap { byName[$0] }
+        let placed = Set(ordered.map { "\($0.enclaveID)/\($0.partitionID)" })
+        return ordered + removed.filter { !placed.contains("\($0.enclaveID)/\($0.partitionID)") }
     }
 }

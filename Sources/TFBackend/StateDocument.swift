@@ -151,7 +151,12 @@ public indirect enum JSONValue: Sendable, Equatable, Codable {
 
 public enum Digest {
     public static func sha256Hex(_ data: Data) -> String {
-        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        hex(SHA256.hash(data: data))
+    }
+
+    /// Lowercase hex of any digest's bytes.
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { String(format: "%02x", $0) }.joined()
     }
 
     /// Base64 MD5, the form terraform sends and expects in `Content-MD5`.
