@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", exact: "1.8.0"),
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", exact: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", exact: "1.8.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
@@ -33,6 +34,12 @@ let package = Package(
         .target(name: "NclavStore", dependencies: [
             "NclavCore",
             .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
+        // The PostgreSQL StateStore for hosted, multi-replica deployments (postgres-nio pool).
+        .target(name: "NclavPostgres", dependencies: [
+            "NclavCore", "NclavStore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // The admin token (env, file, rotation) and per-run credentials scoped to one state.
         .target(name: "NclavAuth", dependencies: [
@@ -57,7 +64,7 @@ let package = Package(
         ]),
         // The HTTP API and state backend served by `nclav serve` (Hummingbird).
         .target(name: "NclavServer", dependencies: [
-            "NclavCore", "NclavStore", "NclavAuth", "TFBackend", "Orchestrator", "NclavConfig", "IacRunner",
+            "NclavCore", "NclavStore", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavConfig", "IacRunner",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
@@ -83,7 +90,7 @@ let package = Package(
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
-        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
+        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavPostgres", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
         .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavTestSupport"]),
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.

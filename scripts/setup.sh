@@ -3,7 +3,9 @@
 # everything is already there, so `make test` runs it every time.
 #   - the Swift toolchain (>= 6.0) must already be on PATH (it is not an apt package);
 #   - system libraries the build links against are installed with apt-get when missing;
-#   - a real `terraform` >= 1.4 must be on PATH (tests drive it for real).
+#   - a real `terraform` >= 1.4 must be on PATH (tests drive it for real);
+#   - PostgreSQL's server binaries (initdb, postgres) for the PostgreSQL store's tests, which
+#     start their own server on a temporary directory; Debian's postgresql when missing.
 set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -21,6 +23,10 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
 done
+# PostgreSQL: any server install with initdb (PATH, or Debian's /usr/lib/postgresql/<n>/bin) will do.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql postgresql-client)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else
     fail "missing system packages: ${missing[*]}; install them with: apt-get update && apt-get install -y ${missing[*]}"

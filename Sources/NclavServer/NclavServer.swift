@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NclavAuth
 import NclavCore
+import NclavPostgres
 import NclavStore
 import Orchestrator
 import TFBackend
@@ -41,6 +42,11 @@ public enum NclavServer {
                 throw StartError.store(error)
             }
             storeDescription = "sqlite"
+        case .postgres(let url):
+            do { store = try await PostgresStore.open(url: url, retainedVersions: configuration.retainedStateVersions, logger: logger) } catch let error as StoreError {
+                throw StartError.store(error)
+            }
+            storeDescription = "postgres"
         }
 
         let recovery = try await store.recoverAfterRestart(at: Date())
@@ -72,7 +78,11 @@ public enum NclavServer {
         case .generated(let path): tokenNote = "generated and written to \(path) (mode 0600)"
         }
         let storeNote: String
-        if case .sqlite(let path) = configuration.store { storeNote = "sqlite at \(path)" } else { storeNote = "in memory (lost on exit)" }
+        switch configuration.store {
+        case .sqlite(let path): storeNote = "sqlite at \(path)"
+        case .memory: storeNote = "in memory (lost on exit)"
+        case .postgres: storeNote = "postgres at \((store as? PostgresStore)?.url.redacted ?? "?") (replica \((store as? PostgresStore)?.replicaNumber ?? 0))"
+        }
         let host = configuration.bindHost
         let app = Application(
             router: router,

@@ -6,6 +6,8 @@ public struct ServerConfiguration: Sendable {
     public enum StoreKind: Sendable, Equatable {
         case sqlite(path: String)
         case memory
+        /// A PostgreSQL URL; it may hold a password, so it is shown only through `PostgresURL.redacted`.
+        case postgres(url: String)
     }
 
     public var bindHost: String

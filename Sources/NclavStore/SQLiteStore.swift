@@ -440,22 +440,24 @@ struct FileIdentity: Equatable, Sendable {
 
 /// Set once when the store closes; checked before every call so a closed store answers
 /// with `StoreError.closed` instead of a database error.
-private final class ClosedFlag: @unchecked Sendable {
+package final class ClosedFlag: @unchecked Sendable {
     // Guarded by `lock`: read on every call from any task.
     private let lock = NSLock()
     private var closed = false
 
-    func close() { lock.withLock { closed = true } }
+    package init() {}
 
-    func check() throws {
+    package func close() { lock.withLock { closed = true } }
+
+    package func check() throws {
         try lock.withLock { if closed { throw StoreError.closed } }
     }
 }
 
 /// JSON for the columns that hold whole domain values. Dates as reference-date seconds so
 /// they round-trip exactly.
-enum Coding {
-    static func encode<T: Encodable>(_ value: T) throws -> Data {
+package enum Coding {
+    package static func encode<T: Encodable>(_ value: T) throws -> Data {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
@@ -465,7 +467,7 @@ enum Coding {
         do { return try encoder.encode(value) } catch { throw StoreError.corrupt("cannot encode \(T.self): \(error)") }
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
+    package static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
             Date(timeIntervalSinceReferenceDate: try decoder.singleValueContainer().decode(Double.self))

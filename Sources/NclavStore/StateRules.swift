@@ -3,9 +3,9 @@ import NclavCore
 
 /// The decisions every store makes inside its transaction, written once so the SQLite,
 /// in-memory and PostgreSQL stores cannot drift apart.
-enum StateRules {
+package enum StateRules {
     /// `nil` means "store it as a new version"; anything else is the answer instead.
-    static func decide(_ write: StateWrite, latest: StateVersionInfo?, lock: StateLock?) -> StateWriteOutcome? {
+    package static func decide(_ write: StateWrite, latest: StateVersionInfo?, lock: StateLock?) -> StateWriteOutcome? {
         if let lock, lock.id != write.lockID { return .locked(lock) }
         guard let latest else { return nil }
         if latest.sha256 == write.sha256 { return .unchanged(latest) }
@@ -16,13 +16,13 @@ enum StateRules {
     }
 
     /// `nil` means "take the lock".
-    static func decideLock(_ requested: StateLock, existing: StateLock?) -> LockOutcome? {
+    package static func decideLock(_ requested: StateLock, existing: StateLock?) -> LockOutcome? {
         guard let existing else { return nil }
         return existing.id == requested.id ? .alreadyHeld : .heldByOther(existing)
     }
 
     /// `nil` means "remove the lock".
-    static func decideUnlock(id: String?, existing: StateLock?) -> UnlockOutcome? {
+    package static func decideUnlock(id: String?, existing: StateLock?) -> UnlockOutcome? {
         guard let existing else { return .notLocked }
         if let id, id != existing.id { return .heldByOther(existing) }
         return nil

@@ -11,7 +11,8 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the nclav API server and Terraform state backend.",
         discussion: """
         State is kept in $NCLAV_HOME/state.db (SQLite; NCLAV_HOME defaults to ~/.nclav) unless
-        --ephemeral keeps it in memory. The admin token comes from NCLAV_TOKEN, else from
+        --ephemeral keeps it in memory or NCLAV_POSTGRES_URL / --postgres-url names a PostgreSQL
+        database, which several replicas can share (one reconcile at a time across them). The admin token comes from NCLAV_TOKEN, else from
         $NCLAV_HOME/token, which is created (mode 0600) on first start and reused afterwards.
         SIGINT or SIGTERM stops the server gracefully: requests in flight finish and the store
         is closed. Log level: NCLAV_LOG_LEVEL (trace, debug, info, notice, warning, error).
@@ -20,6 +21,7 @@ struct Serve: AsyncParsableCommand {
           nclav serve --cloud local
           nclav serve --ephemeral --port 9090
           NCLAV_BIND=0.0.0.0 nclav serve
+          NCLAV_POSTGRES_URL='postgres://nclav:…@db:5432/nclav?sslmode=verify-full' nclav serve --bind 0.0.0.0
         """
     )
 
@@ -44,6 +46,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("store-path"), help: "SQLite state file (env NCLAV_STORE_PATH; default $NCLAV_HOME/state.db).")
     var storePath: String?
 
+    @Option(name: .customLong("postgres-url"), help: ArgumentHelp(
+        "PostgreSQL store for hosted and multi-replica deployments (env NCLAV_POSTGRES_URL, preferred: a flag is visible in `ps`).",
+        discussion: "postgres://user:password@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem; sslmode is one of disable, allow, prefer (default), require, verify-ca, verify-full."))
+    var postgresURL: String?
+
     @Option(name: .customLong("max-state-size"), help: "Largest state or lock body accepted, in bytes (default 268435456 = 256 MiB).")
     var maxStateSize: Int = 256 * 1024 * 1024
 
@@ -59,6 +66,12 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         for requested in [cloud] + enableCloud where requested != .local {
             throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); use --cloud local")
+        }
+        if ephemeral && (postgresURL != nil || storePath != nil) {
+            throw ValidationError("--ephemeral keeps state in memory; it cannot be combined with --postgres-url or --store-path")
+        }
+        if postgresURL != nil && storePath != nil {
+            throw ValidationError("choose one store: --postgres-url (PostgreSQL) or --store-path (SQLite), not both")
         }
         if let port, !(0...65535).contains(port) { throw ValidationError("--port must be between 0 and 65535, got \(port)") }
         if maxStateSize < 1024 { throw ValidationError("--max-state-size must be at least 1024 bytes") }
@@ -87,6 +100,8 @@ struct Serve: AsyncParsableCommand {
         let store: ServerConfiguration.StoreKind
         if ephemeral {
             store = .memory
+        } else if let url = postgresURL ?? environment["NCLAV_POSTGRES_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            store = .postgres(url: url)
         } else {
             let path = storePath ?? environment["NCLAV_STORE_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? home.appendingPathComponent("state.db").path
             store = .sqlite(path: path)

@@ -1,13 +1,14 @@
 import Foundation
 import NclavCore
 import NclavStore
+import NclavPostgres
 import NclavTestSupport
 import Testing
 
 /// Builds a fresh store for one test, and cleans up after it.
 struct StoreFactory: Sendable, CustomTestStringConvertible {
     let name: String
-    let make: @Sendable (_ retainedVersions: Int) throws -> (store: any StateStore, cleanup: @Sendable () -> Void)
+    let make: @Sendable (_ retainedVersions: Int) async throws -> (store: any StateStore, cleanup: @Sendable () -> Void)
 
     var testDescription: String { name }
 
@@ -17,11 +18,16 @@ struct StoreFactory: Sendable, CustomTestStringConvertible {
         let store = try SQLiteStore(path: directory.appendingPathComponent("state.db").path, retainedVersions: retained)
         return (store, { try? FileManager.default.removeItem(at: directory) })
     }
-    static let all = [memory, sqlite]
+    /// A fresh database on the real PostgreSQL server the tests start (TestPostgres).
+    static let postgres = StoreFactory(name: "postgres") { retained in
+        let url = try await TestPostgres.shared().createDatabase("contract")
+        return (try await PostgresStore.open(url: url, retainedVersions: retained), {})
+    }
+    static let all = [memory, sqlite, postgres]
 }
 
 func withStore(_ factory: StoreFactory, retainedVersions: Int = 100, _ body: (any StateStore) async throws -> Void) async throws {
-    let (store, cleanup) = try factory.make(retainedVersions)
+    let (store, cleanup) = try await factory.make(retainedVersions)
     defer { cleanup() }
     try await body(store)
     try await store.close()
@@ -276,7 +282,7 @@ struct StoreContractTests {
 
     @Test("a closed store refuses further calls", arguments: StoreFactory.all)
     func closed(_ factory: StoreFactory) async throws {
-        let (store, cleanup) = try factory.make(10)
+        let (store, cleanup) = try await factory.make(10)
         defer { cleanup() }
         try await store.ping()
         try await store.close()

@@ -1,0 +1,146 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// `nclav serve --postgres-url` against the real PostgreSQL server the tests start: the whole
+/// apply path, and several replicas on one database behaving as one server.
+@Suite("nclav serve on PostgreSQL (real postgres, real terraform)", .serialized)
+struct PostgresServerTests {
+    /// Replicas share a database and an admin token, as a hosted deployment does.
+    func startReplicas(_ count: Int, database: String) async throws -> ([ServerProcess], () -> Void) {
+        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
+        var servers: [ServerProcess] = []
+        var homes: [URL] = []
+        for _ in 0..<count {
+            let home = try TestSupport.makeScratchDirectory("nclav-replica")
+            try Data(token.utf8).write(to: home.appendingPathComponent("token"))
+            chmod(home.appendingPathComponent("token").path, 0o600)
+            homes.append(home)
+            servers.append(try await ServerProcess.start(home: home, environment: ["NCLAV_POSTGRES_URL": database]))
+        }
+        return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
+    }
+
+    /// A tree with one partition that sleeps in a provisioner, so the test can act mid-apply.
+    func slowTree(seconds: Int) throws -> (URL, () -> Void) {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-pg-tree")
+        let partition = scratch.appendingPathComponent("tree/app/slow")
+        try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
+        try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
+        try "id: slow\nname: Slow\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
+        try """
+            resource "terraform_data" "slow" {
+              input = "v\(seconds)"
+              provisioner "local-exec" {
+                command = "echo sleeping; sleep \(seconds)"
+              }
+            }
+            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        return (scratch.appendingPathComponent("tree"), { try? FileManager.default.removeItem(at: scratch) })
+    }
+
+    @Test("the local example applies, re-applies with no changes and is destroyed, with state kept in PostgreSQL across a restart")
+    func applyExample() async throws {
+        let database = try await TestPostgres.shared().createDatabase("apply")
+        let scratch = try TestSupport.makeScratchDirectory("nclav-examples")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let tree = scratch.appendingPathComponent("local")
+        try FileManager.default.copyItem(at: TestSupport.packageRoot.appendingPathComponent("examples/local"), to: tree)
+
+        let (servers, cleanup) = try await startReplicas(1, database: database)
+        defer { cleanup() }
+        let server = servers[0]
+        #expect(server.stdout.contains("store: postgres at postgres://nclav:***@127.0.0.1:"), "\(server.stdout)")
+        #expect(!server.stdout.contains(try await TestPostgres.shared().password))
+        let first = try await nclavCLI(["apply", tree.path, "--parallelism", "2"], server: server)
+        #expect(first.exitCode == 0, "\(first.stdout)\(first.stderr)")
+        #expect(first.stdout.contains("Apply complete: 5 succeeded, 0 failed, 0 skipped."))
+        await server.stop()
+
+        // A new server process on the same database sees everything: no changes.
+        let restarted = try await ServerProcess.start(home: server.home, environment: ["NCLAV_POSTGRES_URL": database])
+        let again = try await nclavCLI(["apply", tree.path], server: restarted)
+        #expect(again.exitCode == 0)
+        #expect(again.stdout == "No changes.\n", "\(again.stdout)")
+        let versions = try await nclavCLI(["state", "versions", "shop", "web"], server: restarted)
+        #expect(versions.exitCode == 0)
+        #expect(versions.stdoutLines.count >= 2, "\(versions.stdout)")
+        let destroyed = try await nclavCLI(["destroy", "--all", "-y"], server: restarted)
+        #expect(destroyed.exitCode == 0, "\(destroyed.stdout)\(destroyed.stderr)")
+        let status = try await http(.GET, restarted.baseURL + "/enclaves", auth: .bearer(restarted.token))
+        #expect(status.text == #"{"enclaves":[]}"#, "\(status.text)")
+        await restarted.stop()
+    }
+
+    @Test("two replicas: a second apply through the other replica gets 409; terraform lockers through both get one holder")
+    func oneReconcileOneLockHolder() async throws {
+        let database = try await TestPostgres.shared().createDatabase("replicas")
+        let (tree, cleanupTree) = try slowTree(seconds: 3)
+        defer { cleanupTree() }
+        let (servers, cleanup) = try await startReplicas(2, database: database)
+        defer { cleanup() }
+        let (a, b) = (servers[0], servers[1])
+
+        async let first = nclavCLI(["apply", tree.path], server: a)
+        try await Task.sleep(for: .milliseconds(1200))
+        let second = try await nclavCLI(["apply", tree.path], server: b)
+        #expect(second.exitCode == 1)
+        #expect(second.stderr.contains("server answered 409: another reconcile is in progress"), "\(second.stderr)")
+        #expect(try await first.exitCode == 0)
+
+        // Terraform's lock calls through both replicas at once: exactly one wins, and both
+        // replicas then report the same holder.
+        let answers = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<20 {
+                let server = index.isMultiple(of: 2) ? a : b
+                group.addTask {
+                    try await http(.POST, server.baseURL + "/terraform/state/app/other/lock", auth: .basic(user: "nclav", password: server.token),
+                                   body: lockJSON("lock-\(index)")).status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(answers.filter { $0 == 200 }.count == 1, "\(answers)")
+        #expect(answers.filter { $0 == 423 }.count == 19, "\(answers)")
+        let seenByA = try await http(.GET, a.baseURL + "/terraform/state/app/other/lock", auth: .bearer(a.token)).json()
+        let seenByB = try await http(.GET, b.baseURL + "/terraform/state/app/other/lock", auth: .bearer(b.token)).json()
+        #expect(seenByA["ID"] as? String != nil)
+        #expect(seenByA["ID"] as? String == seenByB["ID"] as? String)
+        for server in servers { await server.stop() }
+    }
+
+    @Test("kill -9 of one replica mid-apply: the other takes over, marking the dead replica's run interrupted and freeing its lock")
+    func takeOverFromDeadReplica() async throws {
+        let database = try await TestPostgres.shared().createDatabase("takeover")
+        let (tree, cleanupTree) = try slowTree(seconds: 4)
+        defer { cleanupTree() }
+        let (servers, cleanup) = try await startReplicas(2, database: database)
+        defer { cleanup() }
+        let (a, b) = (servers[0], servers[1])
+
+        async let doomed = nclavCLI(["apply", tree.path], server: a)
+        // Wait until replica A's terraform holds the state lock (visible through B).
+        var locked = false
+        for _ in 0..<200 where !locked {
+            locked = try await http(.GET, b.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(b.token)).status == 200
+            if !locked { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(locked)
+        let refused = try await nclavCLI(["apply", tree.path], server: b)
+        #expect(refused.stderr.contains("409"), "a live replica's reconcile is respected: \(refused.stderr)")
+
+        await a.stop(SIGKILL)
+        #expect(try await doomed.exitCode == 1)
+        // Let the orphaned terraform finish failing against its vanished backend.
+        try await Task.sleep(for: .seconds(4))
+
+        let takeover = try await nclavCLI(["apply", tree.path], server: b)
+        #expect(takeover.exitCode == 0, "\(takeover.stdout)\(takeover.stderr)")
+        let runs = try await nclavCLI(["iac", "runs", "app", "slow", "--output", "json"], server: b)
+        let listing = try #require(try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [String: Any], "\(runs.stdout)")
+        let list = try #require(listing["runs"] as? [[String: Any]])
+        #expect(list.map { $0["status"] as? String } == ["succeeded", "interrupted"], "\(runs.stdout)")
+        #expect(try await http(.GET, b.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(b.token)).status == 204)
+        await b.stop()
+    }
+}

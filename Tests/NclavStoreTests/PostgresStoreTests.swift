@@ -1,0 +1,171 @@
+import Foundation
+import NclavCore
+import NclavPostgres
+import NclavStore
+import NclavTestSupport
+import Testing
+
+/// What only PostgreSQL does: several replicas on one database, migrations, URLs, TLS modes.
+/// Each test gets its own database on the real server that `TestPostgres` starts.
+@Suite("PostgreSQL store: replicas on one database")
+struct PostgresReplicaTests {
+    func twoReplicas() async throws -> (PostgresStore, PostgresStore, String) {
+        let url = try await TestPostgres.shared().createDatabase("replicas")
+        async let first = PostgresStore.open(url: url)
+        async let second = PostgresStore.open(url: url)
+        return (try await first, try await second, url)
+    }
+
+    @Test("replicas starting together apply each migration once")
+    func migrationsOnce() async throws {
+        let (first, second, url) = try await twoReplicas()
+        #expect(first.replicaNumber != second.replicaNumber)
+        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        #expect(try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_schema_migrations", database: database) == "1")
+        try await first.close()
+        try await second.close()
+    }
+
+    @Test("a database migrated by a newer nclav is refused with a message saying so")
+    func newerSchemaRefused() async throws {
+        let url = try await TestPostgres.shared().createDatabase("newer")
+        try await PostgresStore.open(url: url).close()
+        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        try await TestPostgres.shared().psql("INSERT INTO nclav_schema_migrations (version, name) VALUES (99, 'from the future')", database: database)
+        let error = await #expect(throws: StoreError.self) { try await PostgresStore.open(url: url) }
+        #expect("\(error!)".contains("schema is at version 99, newer than this nclav understands (1)"))
+    }
+
+    @Test("lockers spread over two replicas: exactly one holder")
+    func lockersAcrossReplicas() async throws {
+        let (first, second, _) = try await twoReplicas()
+        let k = try StateKey(enclave: "race", partition: "state")
+        let outcomes = try await withThrowingTaskGroup(of: LockOutcome.self) { group in
+            for index in 0..<60 {
+                let store = index.isMultiple(of: 2) ? first : second
+                group.addTask { try await store.acquireLock(k, StateLock(id: "locker-\(index)", info: Data("{}".utf8))) }
+            }
+            return try await group.reduce(into: [LockOutcome]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .acquired }.count == 1)
+        #expect(try await first.lock(k) == second.lock(k))
+        try await first.close()
+        try await second.close()
+    }
+
+    @Test("forced state writes through both replicas: every one kept, versions without gaps or duplicates")
+    func noLostVersion() async throws {
+        let (first, second, _) = try await twoReplicas()
+        let k = try StateKey(enclave: "e", partition: "p")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<40 {
+                let store = index.isMultiple(of: 2) ? first : second
+                group.addTask {
+                    let body = Data(#"{"version":4,"serial":\#(index),"lineage":"l","outputs":{}}"#.utf8)
+                    let outcome = try await store.writeState(k, StateWrite(body: body, serial: Int64(index), lineage: "l",
+                                                                          sha256: "sha-\(index)", lockID: nil, force: true))
+                    guard case .stored = outcome else { throw TestSupport.StartError("write \(index) was not stored: \(outcome)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let versions = try await second.stateVersions(k)
+        #expect(versions.map(\.version) == Array((1...40).reversed()).map(Int64.init))
+        #expect(Set(versions.map(\.sha256)).count == 40)
+        try await first.close()
+        try await second.close()
+    }
+
+    @Test("one reconcile across replicas; a replica that dies frees it and its runs become interrupted when another takes over")
+    func reconcileAcrossReplicas() async throws {
+        let (first, second, _) = try await twoReplicas()
+        let held = ReconcileLock(holder: "replica one")
+        #expect(try await first.acquireReconcileLock(held) == nil)
+        #expect(try await second.acquireReconcileLock(ReconcileLock(holder: "replica two"))?.id == held.id)
+        #expect(try await second.reconcileLock()?.holder == "replica one")
+
+        // Replica one is mid-apply: a run holding a state lock.
+        let run = IacRun(enclaveID: "e", partitionID: "p", operation: .provision, tool: "terraform")
+        try await first.createRun(run)
+        let k = try StateKey(enclave: "e", partition: "p")
+        _ = try await first.acquireLock(k, StateLock(id: "terraform-lock", info: Data("{}".utf8), runID: run.id))
+
+        // A replica starting up now leaves a live neighbour's run alone.
+        let report = try await second.recoverAfterRestart(at: Date())
+        #expect(report.interruptedRuns.isEmpty)
+        #expect(try await second.run(run.id)?.status == .running)
+        #expect(try await second.reconcileLock()?.holder == "replica one")
+
+        // Replica one dies without releasing anything (its connections close).
+        try await first.close()
+        try await waitUntil { try await second.reconcileLock() == nil }
+        #expect(try await second.acquireReconcileLock(ReconcileLock(holder: "replica two")) == nil)
+        #expect(try await second.run(run.id)?.status == .interrupted)
+        #expect(try await second.lock(k) == nil, "the dead run's state lock is freed")
+        try await second.close()
+    }
+
+    @Test("a wrong password is a clear error that does not repeat the password")
+    func wrongPassword() async throws {
+        let server = try await TestPostgres.shared()
+        let url = server.url(database: "postgres").replacingOccurrences(of: server.password, with: "not-the-Secret-pw")
+        let error = await #expect(throws: StoreError.self) { try await PostgresStore.open(url: url) }
+        let message = "\(error!)"
+        #expect(!message.contains("not-the-Secret-pw"))
+        #expect(message.contains("postgres://nclav:***@127.0.0.1:\(server.port)/postgres"))
+        #expect(message.contains("28P01") || message.contains("password authentication failed"), "\(message)")
+    }
+
+    @Test("sslmode=require against a server without TLS is refused rather than silently unencrypted")
+    func requireTLS() async throws {
+        let server = try await TestPostgres.shared()
+        let url = server.url(database: "postgres", query: "sslmode=require")
+        await #expect(throws: StoreError.self) { try await PostgresStore.open(url: url) }
+        // `prefer` (libpq's default) falls back to plain TCP on such a server.
+        try await PostgresStore.open(url: server.url(database: "postgres", query: "sslmode=prefer")).close()
+    }
+
+    func waitUntil(_ condition: () async throws -> Bool) async throws {
+        for _ in 0..<100 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("condition not met within 5 s")
+    }
+}
+
+@Suite("PostgreSQL URLs")
+struct PostgresURLTests {
+    @Test("libpq-style URLs: user, password, host, port, database, sslmode")
+    func parses() throws {
+        let url = try PostgresURL("postgresql://app%40corp:p%2Fss@db.internal:6432/nclav?sslmode=verify-full&application_name=nclav-a")
+        #expect(url.user == "app@corp")
+        #expect(url.password == "p/ss")
+        #expect(url.host == "db.internal")
+        #expect(url.port == 6432)
+        #expect(url.database == "nclav")
+        #expect(url.sslMode == .verifyFull)
+        #expect(url.applicationName == "nclav-a")
+        #expect(url.redacted == "postgres://app@corp:***@db.internal:6432/nclav?sslmode=verify-full")
+        #expect(try PostgresURL("postgres://u@h").sslMode == .prefer, "libpq's default")
+        #expect(try PostgresURL("postgres://u@h").database == "u", "libpq's default database is the user name")
+        #expect(try PostgresURL("postgres://u@/db?host=/run/postgresql").socketDirectory == "/run/postgresql")
+    }
+
+    @Test("bad URLs say what is accepted and never echo the password")
+    func rejects() {
+        #expect(throws: PostgresURL.ParseError.badParameter(name: "sslmode", value: "always",
+                                                          accepted: "disable, allow, prefer, require, verify-ca, verify-full")) {
+            try PostgresURL("postgres://u:secret@h/db?sslmode=always")
+        }
+        #expect(throws: PostgresURL.ParseError.scheme("mysql")) { try PostgresURL("mysql://u:secret@h/db") }
+        #expect(throws: PostgresURL.ParseError.missing("user name")) { try PostgresURL("postgres://h/db") }
+    }
+
+    @Test("an unparseable URL given to the store is reported without its password")
+    func unparseableURL() async {
+        let error = await #expect(throws: StoreError.self) { try await PostgresStore.open(url: "postgres://u:secret@h:notaport/db") }
+        #expect(!"\(error!)".contains("secret"))
+        #expect("\(error!)".contains("postgres://u:***@h:notaport/db"), "\(error!)")
+    }
+}
