@@ -116,13 +116,37 @@ struct PostgresReplicaTests {
         #expect(message.contains("28P01") || message.contains("password authentication failed"), "\(message)")
     }
 
-    @Test("sslmode=require against a server without TLS is refused rather than silently unencrypted")
-    func requireTLS() async throws {
+    @Test("sslmode is honoured: require and verify-full connect over TLS, verify-full with the wrong CA is refused, disable stays plain")
+    func tlsModes() async throws {
         let server = try await TestPostgres.shared()
-        let url = server.url(database: "postgres", query: "sslmode=require")
-        await #expect(throws: StoreError.self) { try await PostgresStore.open(url: url) }
-        // `prefer` (libpq's default) falls back to plain TCP on such a server.
-        try await PostgresStore.open(url: server.url(database: "postgres", query: "sslmode=prefer")).close()
+        let url = try server.createDatabase("tls")
+        let base = url.replacingOccurrences(of: "?sslmode=disable", with: "")
+        /// What the server itself says about this store's connections.
+        func sessionsUseTLS(_ store: PostgresStore, _ database: String) async throws -> String {
+            try server.psql("""
+                SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+                WHERE a.datname = '\(database)' AND a.application_name = 'nclav'
+                """)
+        }
+        let database = String(base.split(separator: "/").last!)
+        for mode in ["require", "verify-full&sslrootcert=\(server.caCertificatePath)", "verify-ca&sslrootcert=\(server.caCertificatePath)"] {
+            let store = try await PostgresStore.open(url: base + "?sslmode=" + mode)
+            _ = try await store.enclaves()
+            #expect(try await sessionsUseTLS(store, database) == "true", "sslmode=\(mode)")
+            try await store.close()
+        }
+        // The system's CAs did not sign this server's certificate.
+        let refused = await #expect(throws: StoreError.self) { try await PostgresStore.open(url: base + "?sslmode=verify-full") }
+        #expect("\(refused!)".contains("postgres://nclav:***@"))
+        let plain = try await PostgresStore.open(url: base + "?sslmode=disable")
+        _ = try await plain.enclaves()
+        #expect(try await sessionsUseTLS(plain, database) == "false")
+        try await plain.close()
+        // A CA file that cannot be read is named in the error.
+        let missing = await #expect(throws: StoreError.self) {
+            try await PostgresStore.open(url: base + "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+        }
+        #expect("\(missing!)".contains("cannot read sslrootcert /nonexistent/ca.pem"))
     }
 
     func waitUntil(_ condition: () async throws -> Bool) async throws {

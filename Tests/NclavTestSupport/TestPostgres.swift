@@ -10,6 +10,8 @@ public final class TestPostgres: Sendable {
     public let port: Int
     public let user = "nclav"
     public let password: String
+    /// The CA that signed the server's TLS certificate (issued for 127.0.0.1), for sslrootcert.
+    public let caCertificatePath: String
     private let binDirectory: String
     private let scratch: URL
 
@@ -46,6 +48,7 @@ public final class TestPostgres: Sendable {
     private init(port: Int, password: String, binDirectory: String, scratch: URL) {
         self.port = port
         self.password = password
+        self.caCertificatePath = scratch.appendingPathComponent("tls/ca.pem").path
         self.binDirectory = binDirectory
         self.scratch = scratch
     }
@@ -82,6 +85,7 @@ public final class TestPostgres: Sendable {
         let passwordFile = scratch.appendingPathComponent("pwfile")
         try Data(password.utf8).write(to: passwordFile)
         let data = scratch.appendingPathComponent("data").path
+        let tls = try makeCertificates(in: scratch.appendingPathComponent("tls"))
         // initdb and postgres refuse to run as root; run them as the `postgres` user then.
         let asRoot = geteuid() == 0
         if asRoot {
@@ -100,7 +104,8 @@ public final class TestPostgres: Sendable {
             // The watchdog: postgres runs while the test process (its pid) exists.
             let watchdog = """
                 '\(bin)/postgres' -D '\(data)' -p \(port) -c listen_addresses=127.0.0.1 -c unix_socket_directories='\(scratch.path)' \
-                -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 >'\(log)' 2>&1 &
+                -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+                -c ssl=on -c ssl_cert_file='\(tls.certificate)' -c ssl_key_file='\(tls.key)' >'\(log)' 2>&1 &
                 pg=$!
                 while [ -d /proc/\(getpid()) ] && kill -0 $pg 2>/dev/null; do sleep 0.5; done
                 kill -INT $pg 2>/dev/null; wait $pg; rm -rf '\(scratch.path)'
@@ -129,6 +134,27 @@ public final class TestPostgres: Sendable {
         }
         throw TestSupport.StartError("postgres could not find a free port")
     }
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it, so tests can check
+/// `sslmode=verify-full` for real (and that a wrong CA is refused).
+private func makeCertificates(in directory: URL) throws -> (certificate: String, key: String) {
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let openssl = try TestSupport.which("openssl")
+    let path = { (name: String) in directory.appendingPathComponent(name).path }
+    try Data("subjectAltName=IP:127.0.0.1,DNS:localhost\n".utf8).write(to: directory.appendingPathComponent("san.ext"))
+    let steps: [[String]] = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=nclav test CA", "-keyout", path("ca.key"), "-out", path("ca.pem")],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", path("server.key"), "-out", path("server.csr")],
+        ["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial", "-days", "2",
+         "-extfile", path("san.ext"), "-out", path("server.pem")],
+    ]
+    for arguments in steps {
+        let result = try TestSupport.run(openssl, arguments)
+        guard result.exitCode == 0 else { throw TestSupport.StartError("openssl \(arguments[0]) failed: \(result.stderr)") }
+    }
+    chmod(path("server.key"), 0o600)
+    return (path("server.pem"), path("server.key"))
 }
 
 extension TestSupport {
