@@ -74,11 +74,14 @@ let package = Package(
             "NclavCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
-        // Bootstrap modules embedded in the binary (issue 6; not built yet).
-        .target(name: "PlatformTemplates"),
+        // The bootstrap/<cloud> modules, embedded in the binary at build time by a plugin.
+        .target(name: "PlatformTemplates", plugins: ["EmbedBootstrapModules"]),
+        // Build-time only: the plugin and the tool it runs to turn bootstrap/ into Swift source.
+        .plugin(name: "EmbedBootstrapModules", capability: .buildTool(), dependencies: ["embed-templates"]),
+        .executableTarget(name: "embed-templates", path: "Sources/EmbedTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator",
+            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -19,7 +19,8 @@ struct Nclav: AsyncParsableCommand {
           nclav state versions product-a-dev db
         """,
         version: NclavVersion.current,
-        subcommands: [Validate.self, Serve.self, Diff.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self]
+        subcommands: [Validate.self, Serve.self, Diff.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self,
+                      Platform.self, Bootstrap.self]
     )
 }
 

@@ -1,0 +1,50 @@
+output "api_url" {
+  description = "The Cloud Run URL (private: reach it through `make connect`, which runs `gcloud run services proxy`)."
+  value       = google_cloud_run_v2_service.api.uri
+}
+
+output "image" {
+  description = "The image reference the service runs; `make push-ar` pushes to it."
+  value       = local.image
+}
+
+output "registry" {
+  description = "Artifact Registry host and repository for docker push."
+  value       = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.nclav.repository_id}"
+}
+
+output "service_account" {
+  description = "The server's service account."
+  value       = google_service_account.server.email
+}
+
+output "database_instance" {
+  description = "The Cloud SQL connection name."
+  value       = google_sql_database_instance.state.connection_name
+}
+
+output "token_secret" {
+  description = "Secret Manager secret holding the API token."
+  value       = google_secret_manager_secret.api_token.secret_id
+}
+
+output "connect_commands" {
+  description = "Commands that point the nclav CLI at this server."
+  value       = <<-EOT
+    gcloud run services proxy ${google_cloud_run_v2_service.api.name} --project=${var.project_id} --region=${var.region} --port=8080 &
+    export NCLAV_URL=http://localhost:8080
+    export NCLAV_TOKEN=$(gcloud secrets versions access latest --secret=${google_secret_manager_secret.api_token.secret_id} --project=${var.project_id})
+  EOT
+}
+
+output "iam_setup_commands" {
+  description = "One-time grants an organization admin runs: folder/org roles for project vending and billing use."
+  value       = <<-EOT
+    # Roles on ${var.enclave_parent} for nclav-server (project creation, IAM, networking, DNS, asset search):
+    %{for role in ["roles/resourcemanager.projectCreator", "roles/resourcemanager.projectDeleter", "roles/resourcemanager.projectIamAdmin", "roles/iam.serviceAccountAdmin", "roles/serviceusage.serviceUsageAdmin", "roles/compute.networkAdmin", "roles/dns.admin", "roles/cloudasset.viewer"]~}
+    gcloud ${split("/", var.enclave_parent)[0]} add-iam-policy-binding ${split("/", var.enclave_parent)[1]} --member=serviceAccount:${google_service_account.server.email} --role=${role}
+    %{endfor~}
+    # Link enclave projects to the billing account:
+    gcloud billing accounts add-iam-policy-binding ${local.billing_account} --member=serviceAccount:${google_service_account.server.email} --role=roles/billing.user
+  EOT
+}
