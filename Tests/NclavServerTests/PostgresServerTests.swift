@@ -109,7 +109,7 @@ struct PostgresServerTests {
         for server in servers { await server.stop() }
     }
 
-    @Test("kill -9 of one replica mid-apply: the other takes over, marking the dead replica's run interrupted and freeing its lock")
+    @Test("kill -9 of one replica mid-apply: terraform through the other is locked out meanwhile; then the other takes over, marking the dead run interrupted and freeing its lock")
     func takeOverFromDeadReplica() async throws {
         let database = try await TestPostgres.shared().createDatabase("takeover")
         let (tree, cleanupTree) = try slowTree(seconds: 4)
@@ -126,6 +126,15 @@ struct PostgresServerTests {
             if !locked { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(locked)
+        // A hand-run terraform on the same state through the other replica is refused and
+        // told who holds the lock: replica A's run.
+        let workspace = try TerraformWorkspace(server: b, enclave: "app", partition: "slow")
+        defer { workspace.remove() }
+        _ = try await workspace.terraform("init", "-input=false", "-no-color")
+        let blocked = try await workspace.terraform("apply", "-auto-approve", "-input=false", "-no-color", "-lock-timeout=0s")
+        #expect(blocked.exitCode != 0)
+        #expect(blocked.stderr.contains("Error acquiring the state lock"), "\(blocked.stderr)")
+        #expect(blocked.stderr.contains("HTTP remote state already locked:") && blocked.stderr.contains("Operation: OperationTypeApply"))
         let refused = try await nclavCLI(["apply", tree.path], server: b)
         #expect(refused.stderr.contains("409"), "a live replica's reconcile is respected: \(refused.stderr)")
 
