@@ -139,7 +139,8 @@ public struct TerraformInvoker: Sendable {
             await emit("== \(toolName) \(step.arguments.joined(separator: " "))  [\(invocation.key)]")
             let spec = ProcessSpec(executable: invocation.tool, arguments: step.arguments, environment: environment, workingDirectory: invocation.workspace.path)
             // Inits that fill the shared plugin cache must not overlap: terraform does not lock it.
-            if step.name == "init", invocation.pluginCacheDirectory != nil {
+            // Modules that use only the built-in provider never write there and run freely.
+            if step.name == "init", invocation.pluginCacheDirectory != nil, ProviderScan.mayInstallProviders(in: invocation.workspace) {
                 last = try await initGate.serialized { try await runner.run(spec, policy: invocation.policy, onLine: emit) }
             } else {
                 last = try await runner.run(spec, policy: invocation.policy, onLine: emit)
