@@ -22,8 +22,8 @@ enum YAMLDocument {
         }
     }
 
-    static func read(_ url: URL, file: String, sink: DiagnosticSink) -> (text: String, root: Node?)? {
-        guard let data = FileManager.default.contents(atPath: url.path) else {
+    static func read(_ path: String, file: String, sink: DiagnosticSink) -> (text: String, root: Node?)? {
+        guard let data = FileManager.default.contents(atPath: path) else {
             sink.error(.start(of: file), "the file could not be read (check its permissions)")
             return nil
         }

@@ -101,7 +101,8 @@ struct ReconcileRoutes: Sendable {
             directory = path
         case let (nil, files?):
             let root = Self.bundleDirectory(home: configuration.home).appendingPathComponent(UUID().uuidString)
-            cleanup = { try? FileManager.default.removeItem(at: root) }
+            // Removing thousands of files is not the caller's wait: it happens after the answer.
+            cleanup = { Task.detached(priority: .background) { try? FileManager.default.removeItem(at: root) } }
             do { try BundleWriter.write(files.map { ($0.path, $0.content) }, into: root) } catch {
                 cleanup()
                 throw APIError(.badRequest, "the bundle could not be unpacked", details: ["\(error)"])
@@ -206,16 +207,25 @@ enum BundleWriter {
     }
 
     static func write(_ files: [(path: String, base64: String)], into root: URL) throws {
+        let rootPath = root.path
+        // Each directory is created once: creating it again for every file cost more than the writes.
+        var created: Set<String> = []
+        func makeDirectory(_ path: String) throws {
+            guard !created.contains(path) else { return }
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            created.insert(path)
+        }
+        try makeDirectory(rootPath)
         for (path, base64) in files {
             let parts = path.split(separator: "/", omittingEmptySubsequences: false)
             guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\0"), parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
                 throw BadPath(path: path)
             }
             guard let data = Data(base64Encoded: base64) else { throw BadPath(path: path + " (content is not base64)") }
-            let target = root.appendingPathComponent(path)
-            try FileManager.default.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try data.write(to: target)
+            if parts.count > 1 { try makeDirectory(rootPath + "/" + parts.dropLast().joined(separator: "/")) }
+            guard FileManager.default.createFile(atPath: rootPath + "/" + path, contents: data) else {
+                throw BadPath(path: path + " (could not be written)")
+            }
         }
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
     }
 }

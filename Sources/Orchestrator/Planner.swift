@@ -189,7 +189,7 @@ public enum Planner {
     public static func fingerprint(_ loaded: LoadedPartition, in enclave: LoadedEnclave, tree: LoadedTree,
                                    stored: [StateKey: PartitionState], tokens: ContextTokensProvider) -> String {
         let partition = loaded.partition
-        let directory = URL(fileURLWithPath: tree.root).appendingPathComponent(loaded.directory)
+        let directory = loaded.directory.isEmpty ? tree.root : "\(tree.root)/\(loaded.directory)"
         var hasher = SHA256()
         func feed(_ text: String) {
             hasher.update(data: Data("\(text.utf8.count):".utf8))
@@ -200,9 +200,9 @@ public enum Planner {
         feed("tool")
         feed(partition.terraform.tool ?? partition.backend.defaultTool)
         feed("files")
-        for relative in PartitionFiles.list(directory).files {
+        for relative in PartitionFiles.list(path: directory).files {
             feed(relative)
-            let content = (try? Data(contentsOf: directory.appendingPathComponent(relative))) ?? Data()
+            let content = FileManager.default.contents(atPath: "\(directory)/\(relative)") ?? Data()
             feed(Digest.sha256Hex(content))
         }
         feed("inputs")
