@@ -26,49 +26,40 @@ public struct StateDocument: Sendable, Equatable {
         }
     }
 
-    /// One pass over the body: large states are parsed exactly once per write.
+    /// One strict validating pass over the whole body (`JSONScan`), then only the few small
+    /// members nclav reads are decoded: large states are never turned into objects.
     public init(parsing data: Data) throws(Problem) {
-        let decoded: Shape
-        do {
-            decoded = try JSONDecoder().decode(Shape.self, from: data)
-        } catch let error as DecodingError {
-            throw Self.problem(for: error)
-        } catch {
-            throw .notJSON
-        }
-        guard !decoded.lineage.isEmpty else { throw .missingLineage }
-        guard decoded.serial >= 0 else { throw .badSerial }
-        lineage = decoded.lineage
-        serial = decoded.serial
-        terraformVersion = decoded.terraformVersion
-        outputs = (decoded.outputs ?? [:]).compactMapValues(\.value)
-    }
+        let found: [String: Range<Int>]?
+        do { found = try JSONScan.topLevelMembers(data) } catch { throw .notJSON }
+        guard let members = found else { throw .notAnObject }
+        func slice(_ key: String) -> Data? { members[key].map { data[data.startIndex + $0.lowerBound..<data.startIndex + $0.upperBound] } }
 
-    private static func problem(for error: DecodingError) -> Problem {
-        func about(_ path: [CodingKey]) -> Problem? {
-            guard let first = path.first?.stringValue else { return nil }
-            return first == "lineage" ? .missingLineage : .badSerial
-        }
-        switch error {
-        case .keyNotFound(let key, let context):
-            return about(context.codingPath + [key]) ?? .badSerial
-        case .typeMismatch(_, let context):
-            return about(context.codingPath) ?? .notAnObject
-        case .dataCorrupted(let context):
-            return about(context.codingPath) ?? .notJSON
-        case .valueNotFound(_, let context):
-            return about(context.codingPath) ?? .notAnObject
-        @unknown default:
-            return .notJSON
+        guard let lineageJSON = slice("lineage"), let lineage = Self.string(lineageJSON), !lineage.isEmpty else { throw .missingLineage }
+        // A whole, non-negative number: digits only (no sign, fraction or exponent).
+        guard let serialJSON = slice("serial"), !serialJSON.isEmpty, serialJSON.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let serial = Int64(String(decoding: serialJSON, as: UTF8.self)) else { throw .badSerial }
+        self.lineage = lineage
+        self.serial = serial
+        terraformVersion = slice("terraform_version").flatMap(Self.string)
+        if let outputsJSON = slice("outputs"), outputsJSON.first != UInt8(ascii: "n") {
+            do {
+                outputs = try JSONDecoder().decode([String: Shape.Output].self, from: outputsJSON).compactMapValues(\.value)
+            } catch {
+                throw .notAnObject
+            }
+        } else {
+            outputs = [:]
         }
     }
 
-    private struct Shape: Decodable {
-        let lineage: String
-        let serial: Int64
-        let terraformVersion: String?
-        let outputs: [String: Output]?
+    /// A JSON string member's value; `nil` for any other JSON type.
+    private static func string(_ json: Data) -> String? {
+        guard json.first == UInt8(ascii: "\""), json.count >= 2 else { return nil }
+        if !json.contains(UInt8(ascii: "\\")) { return String(decoding: json.dropFirst().dropLast(), as: UTF8.self) }
+        return try? JSONDecoder().decode(String.self, from: json)
+    }
 
+    private enum Shape {
         struct Output: Decodable {
             let value: JSONValue?
 
@@ -79,21 +70,6 @@ public struct StateDocument: Sendable, Equatable {
             }
 
             enum CodingKeys: String, CodingKey { case value }
-        }
-
-        enum CodingKeys: String, CodingKey { case lineage, serial, terraformVersion = "terraform_version", outputs }
-
-        init(from decoder: Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            lineage = try container.decode(String.self, forKey: .lineage)
-            // Foundation reports a fractional number as corrupt data without a path; say
-            // which key is wrong instead.
-            guard let serial = try? container.decode(Int64.self, forKey: .serial) else {
-                throw DecodingError.typeMismatch(Int64.self, .init(codingPath: [CodingKeys.serial], debugDescription: "serial is not a whole number"))
-            }
-            self.serial = serial
-            terraformVersion = try container.decodeIfPresent(String.self, forKey: .terraformVersion)
-            outputs = try container.decodeIfPresent([String: Output].self, forKey: .outputs)
         }
     }
 }
