@@ -68,7 +68,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], plugins: ["EmbedBootstrapModules"]),
         // The typed HTTP client the CLI uses to talk to a server.
         .target(name: "NclavClient", dependencies: [
             "NclavCore",
@@ -98,7 +98,9 @@ let package = Package(
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore", "NclavTestSupport"]),

@@ -1,26 +1,41 @@
 import Foundation
 import PackagePlugin
 
-/// Embeds the repository's `bootstrap/<cloud>` modules into the PlatformTemplates target at
-/// build time, so the binary carries them (no resource bundle to lose when the binary is
-/// copied alone) and they can never drift from the files in the repository.
+/// Embeds repository files into a target at build time, so the binary carries them (no
+/// resource bundle to lose when the binary is copied alone) and they can never drift from the
+/// files in the repository:
+/// - PlatformTemplates: the `bootstrap/<cloud>` modules (`EmbeddedModules`);
+/// - NclavServer: `docs/openapi.yaml` and the web UI under `ui/` (`EmbeddedAssets`).
 @main
 struct EmbedBootstrapModules: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: any Target) async throws -> [Command] {
-        let root = context.package.directoryURL.appending(path: "bootstrap")
-        let files = try Self.moduleFiles(under: root)
-        let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedModules.swift")
+        let package = context.package.directoryURL
+        let typeName: String
+        let root: URL
+        let files: [String]
+        switch target.name {
+        case "PlatformTemplates":
+            typeName = "EmbeddedModules"
+            root = package.appending(path: "bootstrap")
+            files = try Self.moduleFiles(under: root)
+        default:
+            typeName = "EmbeddedAssets"
+            root = package
+            files = ["docs/openapi.yaml"] + (try Self.moduleFiles(under: package.appending(path: "ui"))).map { "ui/\($0)" }
+        }
+        let output = context.pluginWorkDirectoryURL.appending(path: "Generated\(typeName).swift")
         return [.buildCommand(
-            displayName: "Embedding \(files.count) bootstrap module files",
+            displayName: "Embedding \(files.count) files into \(target.name)",
             executable: try context.tool(named: "embed-templates").url,
-            arguments: [output.path(percentEncoded: false), root.path(percentEncoded: false)] + files,
+            arguments: [output.path(percentEncoded: false), typeName, root.path(percentEncoded: false)] + files,
             inputFiles: files.map { root.appending(path: $0) },
             outputFiles: [output])]
     }
 
     /// Relative paths of the files a module ships: never a user's tfvars, state or .terraform.
     static func moduleFiles(under root: URL) throws -> [String] {
-        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
+        guard FileManager.default.fileExists(atPath: root.path(percentEncoded: false)),
+              let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return [] }
         var files: [String] = []
         let rootPath = root.standardizedFileURL.path(percentEncoded: false)
         for case let url as URL in walker {

@@ -60,16 +60,9 @@ public enum NclavServer {
             logger.warning("released a reconcile lock left by a previous server", metadata: ["holder": "\(lock.holder)"])
         }
 
-        let router = Router(context: NclavRequestContext.self)
-        router.add(middleware: RequestLogMiddleware(logger: logger))
-        router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token.value)))
-        let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
-        routes.register(on: router)
-        LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
         let address = ServerAddress()
-        ReconcileRoutes(store: store, configuration: configuration, token: token.value, address: address,
-                        registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))
-            .register(on: router) { request in try await routes.body(request) }
+        let router = makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token.value,
+                                address: address, logger: logger)
 
         let tokenNote: String
         switch token.source {
@@ -101,6 +94,34 @@ public enum NclavServer {
         try await app.runService()
         try await store.close()
         logger.info("stopped; store closed")
+    }
+}
+
+extension NclavServer {
+    /// Every route the server answers, with its middleware. Separate from `run` so tests can
+    /// list the routes (`router.routes`) and hold them against the OpenAPI document.
+    public static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
+                                  address: ServerAddress = ServerAddress(), logger: Logger) -> Router<NclavRequestContext> {
+        let metrics = ServerMetrics()
+        let router = Router(context: NclavRequestContext.self)
+        router.add(middleware: RequestLogMiddleware(logger: logger))
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token)))
+        let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
+        routes.register(on: router)
+        LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
+        var reconcileRoutes = ReconcileRoutes(store: store, configuration: configuration, token: token, address: address,
+                                              registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))
+        reconcileRoutes.observer = metrics
+        reconcileRoutes.register(on: router) { request in try await routes.body(request) }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+        }
+        router.get("/openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: EmbeddedAssets.openAPI)))
+        }
+        return router
     }
 }
 

@@ -10,7 +10,8 @@ import Orchestrator
 import TFBackend
 
 /// Where this server listens, known once it has bound its port.
-actor ServerAddress {
+public actor ServerAddress {
+    public init() {}
     private(set) var port: Int = 0
     func set(_ port: Int) { self.port = port }
 }
@@ -28,6 +29,7 @@ struct ReconcileRoutes: Sendable {
     let token: String
     let address: ServerAddress
     let registry: DriverRegistry
+    var observer: any ReconcileObserver = NoObserver()
 
     struct Request: Decodable {
         struct File: Decodable { let path: String; let content: String }
@@ -81,11 +83,13 @@ struct ReconcileRoutes: Sendable {
     func reconciler(progress: @escaping @Sendable (String) async -> Void = { _ in }) async -> Reconciler {
         let host = ["0.0.0.0", "::", ""].contains(configuration.bindHost) ? "127.0.0.1" : configuration.bindHost
         let base = host.contains(":") ? "http://[\(host)]:\(await address.port)" : "http://\(host):\(await address.port)"
-        return Reconciler(environment: ReconcileEnvironment(
+        var environment = ReconcileEnvironment(
             store: store, registry: registry, renderer: WorkspaceRenderer(root: configuration.home.appendingPathComponent("workspaces")),
             signer: RunCredentialSigner(adminToken: token), backendBaseURL: base, secrets: [token],
             pluginCache: configuration.home.appendingPathComponent("plugin-cache"),
-            stopPolicy: StopPolicy(timeout: configuration.runTimeout, gracePeriod: configuration.runGracePeriod), progress: progress))
+            stopPolicy: StopPolicy(timeout: configuration.runTimeout, gracePeriod: configuration.runGracePeriod), progress: progress)
+        environment.observer = observer
+        return Reconciler(environment: environment)
     }
 
     /// Decodes the request and loads a valid tree, or throws the 400/422 that says why.

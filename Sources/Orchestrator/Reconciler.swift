@@ -7,6 +7,19 @@ import NclavStore
 import TFBackend
 
 /// What a reconcile needs from the world, injected so each side can be tested.
+/// Hears what the reconciler did, for metrics; the reconciler does not care who listens.
+public protocol ReconcileObserver: Sendable {
+    func runFinished(operation: IacRun.Operation, status: IacRun.Status, seconds: Double)
+    func reconcileFinished(seconds: Double)
+}
+
+/// The observer when nobody listens.
+public struct NoObserver: ReconcileObserver {
+    public init() {}
+    public func runFinished(operation: IacRun.Operation, status: IacRun.Status, seconds: Double) {}
+    public func reconcileFinished(seconds: Double) {}
+}
+
 public struct ReconcileEnvironment: Sendable {
     public var store: any StateStore
     public var registry: DriverRegistry
@@ -24,6 +37,7 @@ public struct ReconcileEnvironment: Sendable {
     public var stopPolicy: StopPolicy
     /// A line per partition as it starts and ends.
     public var progress: @Sendable (String) async -> Void
+    public var observer: any ReconcileObserver = NoObserver()
 
     public init(store: any StateStore, registry: DriverRegistry, renderer: WorkspaceRenderer, invoker: TerraformInvoker = TerraformInvoker(),
                 signer: RunCredentialSigner, backendBaseURL: String, secrets: [String] = [], pluginCache: URL? = nil,
@@ -130,6 +144,8 @@ public struct Reconciler: Sendable {
     /// Applies `tree` under a lock from `acquire()`, and releases it.
     public func reconcile(_ tree: LoadedTree, options: ReconcileOptions, holding lock: ReconcileLock) async throws -> ReconcileReport {
         let store = environment.store
+        let started = Date()
+        defer { environment.observer.reconcileFinished(seconds: Date().timeIntervalSince(started)) }
         do {
             let stored = StoredState(enclaves: try await store.enclaves(), partitions: try await allPartitions())
             let plan = Planner.plan(tree, stored: stored, tokens: tokenProvider(stored))
@@ -373,11 +389,13 @@ public struct Reconciler: Sendable {
             await logBuffer.flush()
             try? await store.appendRunLog(runID, "== could not run \(tool): \(error)\n")
             try? await store.finishRun(runID, status: .failed, exitCode: nil, finishedAt: Date())
+            environment.observer.runFinished(operation: operation, status: .failed, seconds: Date().timeIntervalSince(start))
             _ = try? await store.releaseLocks(heldBy: runID)
             return fail("\(error)")
         }
         let status: IacRun.Status = result.succeeded ? .succeeded : (result.result.cancelled || result.result.timedOut ? .cancelled : .failed)
         try? await store.finishRun(runID, status: status, exitCode: result.result.exitCode, finishedAt: Date())
+        environment.observer.runFinished(operation: operation, status: status, seconds: Date().timeIntervalSince(start))
         // Terraform unlocks on its own; a killed terraform cannot, so locks die with the run.
         _ = try? await store.releaseLocks(heldBy: runID)
         let seconds = String(format: "%.1f", Date().timeIntervalSince(start))

@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+@testable import NclavServer
+import NclavStore
+import NclavTestSupport
+import Testing
+import Yams
+
+/// The OpenAPI document cannot drift from the router, and /metrics counts real work.
+@Suite("OpenAPI document and /metrics")
+struct OpenAPIAndMetricsTests {
+    static let document = TestSupport.packageRoot.appendingPathComponent("docs/openapi.yaml")
+
+    /// "METHOD /path/{param}" for every operation the document describes.
+    func documentedOperations() throws -> Set<String> {
+        let text = try String(contentsOf: Self.document, encoding: .utf8)
+        guard let root = try Yams.load(yaml: text) as? [String: Any], let paths = root["paths"] as? [String: Any] else {
+            throw TestSupport.StartError("docs/openapi.yaml has no paths")
+        }
+        var operations: Set<String> = []
+        for (path, item) in paths {
+            guard let item = item as? [String: Any] else { continue }
+            for method in ["get", "put", "post", "delete", "patch", "head", "options"] where item[method] != nil {
+                operations.insert("\(method.uppercased()) \(path)")
+            }
+            for method in (item["x-nclav-other-methods"] as? [String: Any] ?? [:]).keys {
+                operations.insert("\(method) \(path)")
+            }
+        }
+        return operations
+    }
+
+    @Test("every route the router serves is in docs/openapi.yaml, and every documented operation is served")
+    func documentMatchesRouter() throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-openapi")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let router = NclavServer.makeRouter(store: MemoryStore(), storeDescription: "memory",
+                                            configuration: ServerConfiguration(home: home, store: .memory),
+                                            token: String(repeating: "t", count: 32), logger: Logger(label: "test"))
+        let served = Set(router.routes.map { "\($0.method.rawValue) \(MetricsMiddleware.template("\($0.path)"))" })
+        let documented = try documentedOperations()
+        #expect(served.count > 30)
+        #expect(served.subtracting(documented).sorted() == [], "served but not documented")
+        #expect(documented.subtracting(served).sorted() == [], "documented but not served")
+        // The document is valid YAML with the OpenAPI 3 header.
+        let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
+        #expect((root["openapi"] as? String)?.hasPrefix("3.") == true)
+    }
+
+    @Test("/openapi.yaml serves the repository's document; /metrics counts requests, runs, locks and state bytes; both need the token")
+    func servedOverHTTP() async throws {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-metrics")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let partition = scratch.appendingPathComponent("tree/app/web")
+        try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
+        try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
+        try "id: web\nname: Web\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
+        try #"resource "terraform_data" "x" { input = "1" }"#.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+
+        try await withServer { server async throws in
+            #expect(try await http(.GET, server.baseURL + "/openapi.yaml").status == 401)
+            #expect(try await http(.GET, server.baseURL + "/metrics").status == 401)
+            let document = try await http(.GET, server.baseURL + "/openapi.yaml", auth: .bearer(server.token))
+            #expect(document.status == 200)
+            #expect(document.body == (try Data(contentsOf: Self.document)))
+
+            let apply = try await nclavCLI(["apply", scratch.appendingPathComponent("tree").path], server: server)
+            #expect(apply.exitCode == 0, "\(apply.stderr)")
+            _ = try await http(.GET, server.baseURL + "/terraform/state/app/web", auth: .bearer(server.token))
+            _ = try await http(.GET, server.baseURL + "/enclaves/nope", auth: .bearer(server.token))
+
+            let metrics = try await http(.GET, server.baseURL + "/metrics", auth: .bearer(server.token))
+            #expect(metrics.status == 200)
+            #expect(metrics.headers.first(name: "Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+            let lines = metrics.text.split(separator: "\n").map(String.init)
+            func value(_ series: String) -> Double? {
+                lines.first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+            }
+            #expect(value(#"nclav_iac_runs_total{operation="provision",status="succeeded"}"#) == 1)
+            #expect(value(#"nclav_iac_run_duration_seconds_count{operation="provision"}"#) == 1)
+            #expect(value("nclav_reconcile_duration_seconds_count") == 1)
+            #expect((value(#"nclav_state_lock_requests_total{outcome="acquired"}"#) ?? 0) >= 1, "terraform locked through the backend")
+            #expect((value("nclav_state_bytes_received_total") ?? 0) > 100)
+            #expect((value("nclav_state_bytes_served_total") ?? 0) > 100)
+            #expect(value(#"nclav_http_requests_total{method="GET",route="/enclaves/{enclave}",status="404"}"#) == 1,
+                    "routes are templates, never concrete paths")
+            #expect(value(#"nclav_http_requests_total{method="POST",route="/reconcile",status="200"}"#) == 1)
+            #expect(lines.contains("# TYPE nclav_iac_run_duration_seconds histogram"))
+            #expect(!metrics.text.contains(server.token))
+        }
+    }
+}
