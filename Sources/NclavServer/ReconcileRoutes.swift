@@ -75,8 +75,7 @@ struct ReconcileRoutes: Sendable {
             }
         }
         return Routes.json(Line(type: "report", reconcileID: report.reconcileID.uuidString, changes: [],
-                                outcomes: report.outcomes.map { Outcome(partition: $0.key.description, operation: $0.operation.rawValue,
-                                                                        result: $0.result.rawValue, runID: $0.runID?.uuidString, reason: $0.reason) },
+                                outcomes: report.outcomes.map(Outcome.init),
                                 errors: report.errors))
     }
 
@@ -155,8 +154,17 @@ struct ReconcileRoutes: Sendable {
 
     struct Outcome: Encodable {
         let partition: String, operation: String, result: String
-        let runID: String?, reason: String?
-        enum CodingKeys: String, CodingKey { case partition, operation, result, runID = "run_id", reason }
+        let runID: String?, reason: String?, seconds: Double?
+        enum CodingKeys: String, CodingKey { case partition, operation, result, runID = "run_id", reason, seconds }
+
+        init(_ outcome: PartitionOutcome) {
+            partition = outcome.key.description
+            operation = outcome.operation.rawValue
+            result = outcome.result.rawValue
+            runID = outcome.runID?.uuidString
+            reason = outcome.reason
+            seconds = outcome.seconds.map { ($0 * 1000).rounded() / 1000 }
+        }
     }
 
     func apply(_ data: Data) async throws -> Response {
@@ -177,8 +185,7 @@ struct ReconcileRoutes: Sendable {
                 let report = try await reconciler.reconcile(tree, options: options, holding: lock)
                 continuation.yield(Self.encode(Line(
                     type: "report", reconcileID: report.reconcileID.uuidString, changes: report.plan.lines,
-                    outcomes: report.outcomes.map { Outcome(partition: $0.key.description, operation: $0.operation.rawValue, result: $0.result.rawValue,
-                                                            runID: $0.runID?.uuidString, reason: $0.reason) },
+                    outcomes: report.outcomes.map(Outcome.init),
                     errors: report.errors)))
             } catch {
                 continuation.yield(Self.encode(Line(type: "error", error: "\(error)")))

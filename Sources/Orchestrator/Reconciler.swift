@@ -79,6 +79,8 @@ public struct PartitionOutcome: Sendable, Equatable, Codable {
     public var runID: UUID?
     /// Why it failed or was skipped.
     public var reason: String?
+    /// Wall time of its terraform run; nil when no run started.
+    public var seconds: Double? = nil
 }
 
 public struct ReconcileReport: Sendable {
@@ -358,7 +360,8 @@ public struct Reconciler: Sendable {
         let runID = UUID()
         let start = Date()
         func fail(_ reason: String) -> (PartitionOutcome, [String: String]) {
-            (PartitionOutcome(key: key, operation: operation, result: .failed, runID: runID, reason: reason), [:])
+            (PartitionOutcome(key: key, operation: operation, result: .failed, runID: runID, reason: reason,
+                              seconds: Date().timeIntervalSince(start)), [:])
         }
         let tool: String
         do { tool = try ToolResolver.resolve(explicit: partition.terraform.tool, backend: partition.backend, path: ProcessInfo.processInfo.environment["PATH"] ?? "") } catch {
@@ -415,7 +418,8 @@ public struct Reconciler: Sendable {
             }
         }
         await environment.progress("  \(operation == .teardown ? "-" : "✓") \(key) \(operation.rawValue) succeeded in \(seconds) s")
-        return (PartitionOutcome(key: key, operation: operation, result: .succeeded, runID: runID, reason: nil), outputs)
+        return (PartitionOutcome(key: key, operation: operation, result: .succeeded, runID: runID, reason: nil,
+                                 seconds: Date().timeIntervalSince(start)), outputs)
     }
 }
 

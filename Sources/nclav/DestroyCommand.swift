@@ -23,6 +23,7 @@ struct Destroy: AsyncParsableCommand {
     @Option(help: "Destroy only this partition of the (single) enclave given.") var partition: String?
     @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
     @OptionGroup var client: ClientOptions
+    @OptionGroup var reportOption: ReportOption
 
     func validate() throws {
         if all && !enclaves.isEmpty { throw ValidationError("give enclave ids or --all, not both") }
@@ -36,8 +37,8 @@ struct Destroy: AsyncParsableCommand {
     }
 
     struct Report: Decodable {
-        struct Outcome: Decodable { let partition: String; let operation: String; let result: String; let reason: String? }
-        let outcomes: [Outcome]
+        let reconcile_id: String?
+        let outcomes: [RunReport.Outcome]
         let errors: [String]
     }
 
@@ -78,6 +79,8 @@ struct Destroy: AsyncParsableCommand {
                 guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else { throw CommandFailure("nothing destroyed") }
             }
             var failed = false
+            let start = Date()
+            var runReport = RunReport(command: "destroy", started: start)
             for target in targets {
                 let path = partition.map { "/enclaves/\(target)/partitions/\($0)" } ?? "/enclaves/\(target)"
                 let answer = try await api.send(.DELETE, path)
@@ -87,7 +90,16 @@ struct Destroy: AsyncParsableCommand {
                 for error in report.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
                 if report.errors.isEmpty { print(partition == nil ? "destroyed enclave \(target)" : "destroyed partition \(target)/\(partition!)") }
                 failed = failed || !report.errors.isEmpty
+                runReport.reconcile_ids += report.reconcile_id.map { [$0] } ?? []
+                runReport.outcomes += report.outcomes
+                runReport.errors += report.errors
             }
+            runReport.finish(at: Date(), started: start)
+            if !runReport.outcomes.isEmpty {
+                print("")
+                runReport.table.forEach { print($0) }
+            }
+            if let path = reportOption.reportFile { try runReport.write(to: path) }
             if failed { throw ExitCode(1) }
         }
     }

@@ -139,13 +139,14 @@ struct Apply: AsyncParsableCommand {
     @Flag(name: .customLong("server-path"), help: "Send the path for the server to read instead of uploading the tree.") var serverPath = false
     @Option(help: "Partitions run at the same time (default: the server's cores).") var parallelism: Int?
     @Flag(name: .customLong("allow-delete-all"), help: "Allow an apply that deletes every enclave in state.") var allowDeleteAll = false
+    @OptionGroup var report: ReportOption
 
     struct Line: Decodable {
-        struct Outcome: Decodable { let partition: String; let operation: String; let result: String; let run_id: String?; let reason: String? }
         let type: String
+        let reconcile_id: String?
         let line: String?
         let changes: [String]?
-        let outcomes: [Outcome]?
+        let outcomes: [RunReport.Outcome]?
         let errors: [String]?
         let error: String?
     }
@@ -161,6 +162,7 @@ struct Apply: AsyncParsableCommand {
         let body = try Bundle.body(directory: directory, serverPath: serverPath, extra: extra)
         var failed = false
         let start = Date()
+        var runReport = RunReport(command: "apply", started: start)
         do {
             try await api.streamLines(.POST, "/reconcile", body: body) { text in
                 guard let line = try? JSONDecoder().decode(Line.self, from: Data(text.utf8)) else { return }
@@ -169,20 +171,23 @@ struct Apply: AsyncParsableCommand {
                     let stamp = String(format: "%6.1fs", Date().timeIntervalSince(start))
                     print("[\(stamp)] \(line.line ?? "")")
                 case "report":
-                    let outcomes = line.outcomes ?? []
-                    if outcomes.isEmpty && (line.errors ?? []).isEmpty {
+                    runReport.reconcile_ids = line.reconcile_id.map { [$0] } ?? []
+                    runReport.outcomes = line.outcomes ?? []
+                    runReport.errors = line.errors ?? []
+                    runReport.finish(at: Date(), started: start)
+                    if runReport.outcomes.isEmpty && runReport.errors.isEmpty {
                         print("No changes.")
                         return
                     }
                     print("")
-                    let rows = outcomes.map { [$0.partition, $0.operation, $0.result, $0.reason ?? ($0.run_id ?? "-")] }
-                    table(["PARTITION", "OPERATION", "RESULT", "RUN / REASON"], rows).forEach { print($0) }
-                    for error in line.errors ?? [] { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
-                    let count = { (result: String) in outcomes.filter { $0.result == result }.count }
-                    print("Apply \((line.errors ?? []).isEmpty ? "complete" : "finished with errors"): \(count("succeeded")) succeeded, \(count("failed")) failed, \(count("skipped")) skipped.")
-                    failed = !(line.errors ?? []).isEmpty
+                    runReport.table.forEach { print($0) }
+                    for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                    let summary = runReport.summary
+                    print("Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped.")
+                    failed = !runReport.errors.isEmpty
                 case "error":
                     FileHandle.standardError.write(Data("error: \(line.error ?? "reconcile failed")\n".utf8))
+                    runReport.errors.append(line.error ?? "reconcile failed")
                     failed = true
                 default:
                     break
@@ -190,6 +195,10 @@ struct Apply: AsyncParsableCommand {
             }
         } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
+        }
+        if let path = report.reportFile {
+            runReport.finish(at: Date(), started: start)
+            try runReport.write(to: path)
         }
         if failed { throw ExitCode(1) }
     }
