@@ -41,7 +41,8 @@ public enum ToolResolver {
 
 /// One terraform operation on one rendered workspace.
 public struct TerraformInvocation: Sendable {
-    public enum Operation: String, Sendable { case apply, destroy }
+    /// `plan` is read-only: `-lock=false`, `-detailed-exitcode` (2 = changes), never writes state.
+    public enum Operation: String, Sendable { case apply, destroy, plan }
 
     public var key: StateKey
     public var operation: Operation
@@ -79,7 +80,8 @@ public struct InvocationResult: Sendable, Equatable {
     public var lastCommand: String
     public var result: ProcessRunResult
     public var toolVersion: String?
-    public var succeeded: Bool { result.succeeded }
+    /// A plan that found changes exits 2: a finding, not a failure.
+    public var succeeded: Bool { result.succeeded || (lastCommand == "plan" && !result.timedOut && !result.cancelled && result.termination == .exited(2)) }
 }
 
 /// Runs `init` then `apply` (or `destroy`) with the backend configured through `TF_HTTP_*`, so
@@ -128,12 +130,12 @@ public struct TerraformInvoker: Sendable {
             return result.succeeded ? await version.value : nil
         }
 
-        let steps: [(name: String, arguments: [String])] = [
-            ("init", ["init", "-input=false", "-no-color"]),
-            invocation.operation == .apply
-                ? ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
-                : ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"]),
-        ]
+        let main: (name: String, arguments: [String]) = switch invocation.operation {
+        case .apply: ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
+        case .destroy: ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"])
+        case .plan: ("plan", ["plan", "-detailed-exitcode", "-lock=false", "-input=false", "-no-color"])
+        }
+        let steps: [(name: String, arguments: [String])] = [("init", ["init", "-input=false", "-no-color"]), main]
         var last = ProcessRunResult(termination: .exited(0))
         for step in steps {
             await emit("== \(toolName) \(step.arguments.joined(separator: " "))  [\(invocation.key)]")
@@ -145,8 +147,9 @@ public struct TerraformInvoker: Sendable {
             } else {
                 last = try await runner.run(spec, policy: invocation.policy, onLine: emit)
             }
-            await emit("== \(step.name) \(Self.describe(last))")
-            if !last.succeeded { return InvocationResult(lastCommand: step.name, result: last, toolVersion: toolVersion) }
+            let stepResult = InvocationResult(lastCommand: step.name, result: last, toolVersion: toolVersion)
+            await emit("== \(step.name) \(step.name == "plan" && stepResult.succeeded && !last.succeeded ? "found changes" : Self.describe(last))")
+            if !stepResult.succeeded { return stepResult }
         }
         return InvocationResult(lastCommand: steps.last!.name, result: last, toolVersion: toolVersion)
     }

@@ -42,6 +42,28 @@ public struct EnclaveState: Codable, Sendable, Hashable {
 }
 
 /// What nclav last applied for one partition, and the outputs terraform produced.
+/// The last drift check of a partition: `terraform plan` against its real infrastructure.
+public struct DriftResult: Codable, Sendable, Hashable {
+    public enum Status: String, Codable, Sendable, CaseIterable {
+        case inSync = "in-sync", drifted, error
+    }
+
+    public var status: Status
+    public var checkedAt: Date
+    /// "Plan: 1 to add, 0 to change, 0 to destroy." when drifted; the error when not checked.
+    public var summary: String
+    public var runID: UUID?
+
+    public init(status: Status, checkedAt: Date = Date(), summary: String, runID: UUID? = nil) {
+        self.status = status
+        self.checkedAt = checkedAt
+        self.summary = summary
+        self.runID = runID
+    }
+
+    enum CodingKeys: String, CodingKey { case status, checkedAt = "checked_at", summary, runID = "run_id" }
+}
+
 public struct PartitionState: Codable, Sendable, Hashable {
     public var enclaveID: String
     public var partitionID: String
@@ -54,10 +76,12 @@ public struct PartitionState: Codable, Sendable, Hashable {
     public var lastError: String?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The last drift check; cleared when the partition is applied again.
+    public var drift: DriftResult?
 
     public init(enclaveID: String, partitionID: String, desired: Partition, status: ProvisionStatus = .pending,
                 outputs: [String: String] = [:], fingerprint: String? = nil, lastRunID: UUID? = nil,
-                lastError: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date()) {
+                lastError: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), drift: DriftResult? = nil) {
         self.enclaveID = enclaveID
         self.partitionID = partitionID
         self.desired = desired
@@ -68,11 +92,12 @@ public struct PartitionState: Codable, Sendable, Hashable {
         self.lastError = lastError
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.drift = drift
     }
 
     enum CodingKeys: String, CodingKey {
         case enclaveID = "enclave_id", partitionID = "partition_id", desired, status, outputs, fingerprint
-        case lastRunID = "last_run_id", lastError = "last_error", createdAt = "created_at", updatedAt = "updated_at"
+        case lastRunID = "last_run_id", lastError = "last_error", createdAt = "created_at", updatedAt = "updated_at", drift
     }
 }
 
@@ -255,6 +280,10 @@ public struct ServerStatus: Codable, Sendable, Equatable {
     public var activeDrivers: [String]
     public var store: String
     public var reconcileInProgress: ReconcileLock?
+    /// Partitions by their last drift check (`in-sync`, `drifted`, `error`), and when the
+    /// newest check ran; empty when none ran yet.
+    public var drift: [String: Int] = [:]
+    public var driftCheckedAt: Date? = nil
 
     public init(version: String, enclaveCount: Int, defaultCloud: String, activeDrivers: [String], store: String, reconcileInProgress: ReconcileLock?) {
         self.version = version
@@ -267,6 +296,6 @@ public struct ServerStatus: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case version, enclaveCount = "enclave_count", defaultCloud = "default_cloud", activeDrivers = "active_drivers"
-        case store, reconcileInProgress = "reconcile_in_progress"
+        case store, reconcileInProgress = "reconcile_in_progress", drift, driftCheckedAt = "drift_checked_at"
     }
 }

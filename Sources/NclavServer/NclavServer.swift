@@ -91,6 +91,15 @@ public enum NclavServer {
             },
             logger: logger
         )
+        // The schedule stops with the server; a check in progress ends with its runs.
+        let drift = configuration.driftInterval.map { interval in
+            Task {
+                await ReconcileRoutes(store: store, configuration: configuration, token: token.value, address: address,
+                                      registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))
+                    .scheduledDrift(every: interval, logger: logger)
+            }
+        }
+        defer { drift?.cancel() }
         try await app.runService()
         try await store.close()
         logger.info("stopped; store closed")

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import IacRunner
+import Logging
 import NclavAuth
 import NclavConfig
 import NclavCore
@@ -46,6 +47,7 @@ struct ReconcileRoutes: Sendable {
     func register(on router: Router<NclavRequestContext>, body: @escaping @Sendable (HummingbirdCore.Request) async throws -> Data) {
         router.post("/reconcile/dry-run") { request, _ in try await dryRun(try await body(request)) }
         router.post("/reconcile") { request, _ in try await apply(try await body(request)) }
+        router.post("/drift") { request, _ in try await drift(try await body(request)) }
         router.delete("/enclaves/:enclave") { _, context in
             try await destroy(enclave: try Routes.id(context, "enclave"), partition: nil)
         }
@@ -167,6 +169,90 @@ struct ReconcileRoutes: Sendable {
         }
     }
 
+    struct DriftRequest: Decodable { let enclave: String? }
+
+    struct DriftLine: Encodable {
+        struct Entry: Encodable {
+            let partition: String
+            let status: String
+            let summary: String
+            let runID: String?
+            let seconds: Double?
+            enum CodingKeys: String, CodingKey { case partition, status, summary, runID = "run_id", seconds }
+        }
+        let type: String
+        var line: String? = nil
+        var reconcileID: String? = nil
+        var results: [Entry]? = nil
+        var error: String? = nil
+        enum CodingKeys: String, CodingKey { case type, line, reconcileID = "reconcile_id", results, error }
+    }
+
+    /// `POST /drift` (`{"enclave": "…"}` optional): NDJSON progress, then the results.
+    func drift(_ data: Data) async throws -> Response {
+        let request = data.isEmpty ? DriftRequest(enclave: nil) : try {
+            do { return try JSONDecoder().decode(DriftRequest.self, from: data) } catch {
+                throw APIError(.badRequest, "the body must be empty or JSON like {\"enclave\": \"<id>\"}")
+            }
+        }()
+        if let enclave = request.enclave {
+            guard Identifier.isValid(enclave) else { throw APIError(.badRequest, "`\(enclave)` is not an enclave id") }
+            guard try await store.enclave(enclave) != nil else { throw APIError(.notFound, "enclave `\(enclave)` is not in state") }
+        }
+        let (lines, continuation) = AsyncStream<String>.makeStream()
+        let reconciler = await reconciler { line in continuation.yield(Self.encode(DriftLine(type: "progress", line: line))) }
+        let lock: ReconcileLock
+        do { lock = try await reconciler.acquire() } catch let error as ReconcileError {
+            throw APIError(.conflict, error.description)
+        }
+        // Unstructured on purpose: a client that disconnects must not cancel terraform runs.
+        Task {
+            do {
+                let report = try await reconciler.drift(enclave: request.enclave, holding: lock)
+                continuation.yield(Self.encode(DriftLine(type: "drift", reconcileID: report.reconcileID.uuidString,
+                                                         results: report.results.map(Self.entry))))
+            } catch {
+                continuation.yield(Self.encode(DriftLine(type: "error", error: "\(error)")))
+            }
+            continuation.finish()
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-ndjson"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            // A vanished client stops the writing, never the drift check.
+            var connected = true
+            for await line in lines where connected {
+                do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
+            }
+            if connected { try await writer.finish(nil) }
+        })
+    }
+
+    static func entry(_ entry: DriftReport.Entry) -> DriftLine.Entry {
+        DriftLine.Entry(partition: entry.key.description, status: entry.result?.status.rawValue ?? "skipped",
+                        summary: entry.result?.summary ?? entry.skipped ?? "", runID: entry.result?.runID?.uuidString,
+                        seconds: entry.seconds.map { ($0 * 1000).rounded() / 1000 })
+    }
+
+    /// The `--drift-interval` loop: a drift check of everything, skipped when a reconcile holds
+    /// the lock (it will be checked next time).
+    func scheduledDrift(every interval: Duration, logger: Logger) async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: interval) } catch { return }
+            let reconciler = await reconciler()
+            do {
+                let lock = try await reconciler.acquire()
+                let report = try await reconciler.drift(holding: lock)
+                logger.info("scheduled drift check", metadata: [
+                    "in_sync": "\(report.count(.inSync))", "drifted": "\(report.count(.drifted))", "errors": "\(report.count(.error))"])
+            } catch let error as ReconcileError {
+                logger.info("scheduled drift check skipped", metadata: ["reason": "\(error)"])
+            } catch {
+                logger.warning("scheduled drift check failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     func apply(_ data: Data) async throws -> Response {
         let (tree, request, cleanup, _) = try load(data)
         let (lines, continuation) = AsyncStream<String>.makeStream()
@@ -203,7 +289,7 @@ struct ReconcileRoutes: Sendable {
         })
     }
 
-    static func encode(_ line: Line) -> String {
+    static func encode<T: Encodable>(_ line: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return ((try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? #"{"type":"error","error":"encoding"}"#) + "\n"

@@ -132,9 +132,18 @@ struct Routes: Sendable {
     }
 
     func status() async throws -> Response {
-        Self.json(ServerStatus(version: NclavServer.version, enclaveCount: try await store.enclaves().count,
-                         defaultCloud: configuration.defaultCloud.rawValue, activeDrivers: configuration.activeClouds.map(\.rawValue),
-                         store: storeDescription, reconcileInProgress: try await store.reconcileLock()))
+        let enclaves = try await store.enclaves()
+        var status = ServerStatus(version: NclavServer.version, enclaveCount: enclaves.count,
+                                  defaultCloud: configuration.defaultCloud.rawValue, activeDrivers: configuration.activeClouds.map(\.rawValue),
+                                  store: storeDescription, reconcileInProgress: try await store.reconcileLock())
+        for enclave in enclaves {
+            for partition in try await store.partitions(ofEnclave: enclave.id) {
+                guard let drift = partition.drift else { continue }
+                status.drift[drift.status.rawValue, default: 0] += 1
+                status.driftCheckedAt = max(status.driftCheckedAt ?? drift.checkedAt, drift.checkedAt)
+            }
+        }
+        return Self.json(status)
     }
 
     struct EnclaveDetail: Encodable {

@@ -22,6 +22,8 @@ public struct ServerConfiguration: Sendable {
     public var retainedStateVersions: Int
     public var rotateToken: Bool
     /// How long one terraform command may run, and how long it gets after SIGINT before SIGKILL.
+    /// Run a drift check of everything this often (`--drift-interval`); nil: never on its own.
+    public var driftInterval: Duration? = nil
     public var runTimeout: Duration = .seconds(30 * 60)
     public var runGracePeriod: Duration = .seconds(60)
 
@@ -51,5 +53,27 @@ public struct ServerConfiguration: Sendable {
     public static func home(environment: [String: String]) -> URL {
         if let home = environment["NCLAV_HOME"], !home.isEmpty { return URL(fileURLWithPath: home, isDirectory: true) }
         return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".nclav", isDirectory: true)
+    }
+}
+
+extension ServerConfiguration {
+    /// `90s`, `30m`, `6h`, `1d`, or sums like `1h30m`; at least one second.
+    public static func parseInterval(_ text: String) -> Duration? {
+        var total: Int64 = 0
+        var number = ""
+        for character in text {
+            if character.isASCII && character.isNumber { number.append(character); continue }
+            guard let value = Int64(number) else { return nil }
+            switch character {
+            case "s": total += value
+            case "m": total += value * 60
+            case "h": total += value * 3600
+            case "d": total += value * 86400
+            default: return nil
+            }
+            number = ""
+        }
+        guard number.isEmpty, total >= 1 else { return nil }
+        return .seconds(total)
     }
 }

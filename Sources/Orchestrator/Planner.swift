@@ -107,7 +107,13 @@ public enum Planner {
                 let upstreamChanging = graph.dependencies(of: ref).contains { dependency in
                     (try? StateKey(enclave: dependency.enclave, partition: dependency.partition)).flatMap { partitionChange[$0] } != nil
                 }
-                if upstreamChanging { partitionChange[key] = .updatePartition(key, reason: "upstream changes") }
+                if upstreamChanging {
+                    partitionChange[key] = .updatePartition(key, reason: "upstream changes")
+                } else if storedPartitions[key]?.drift?.status == .drifted {
+                    // Its YAML and files are unchanged, but its real infrastructure is not what
+                    // was applied: the next apply puts it back.
+                    partitionChange[key] = .updatePartition(key, reason: "drifted")
+                }
             }
         }
 

@@ -92,6 +92,22 @@ public struct ReconcileReport: Sendable {
     public var runCount: Int { outcomes.filter { $0.runID != nil }.count }
 }
 
+/// What a drift check found, partition by partition.
+public struct DriftReport: Sendable {
+    public struct Entry: Sendable {
+        public var key: StateKey
+        /// nil when the partition was skipped.
+        public var result: DriftResult?
+        public var skipped: String?
+        public var seconds: Double?
+    }
+
+    public var reconcileID: UUID
+    public var results: [Entry] = []
+
+    public func count(_ status: DriftResult.Status) -> Int { results.filter { $0.result?.status == status }.count }
+}
+
 public enum ReconcileError: Error, Sendable, Equatable, CustomStringConvertible {
     case busy(ReconcileLock)
     case wouldDeleteEverything(enclaves: [String])
@@ -334,6 +350,66 @@ public struct Reconciler: Sendable {
                                outcomes: outcomes, errors: errors)
     }
 
+    /// Drift detection: `terraform plan -detailed-exitcode -lock=false` on every applied
+    /// partition (of one enclave, or all) in the workspace of its last apply, recorded as an
+    /// IacRun (`plan`) and stored on the partition. Read-only for state. Holds the reconcile
+    /// lock, so an apply never rewrites a partition's record while drift writes it.
+    public func drift(enclave: String? = nil, holding lock: ReconcileLock) async throws -> DriftReport {
+        let store = environment.store
+        defer { Task { try? await store.releaseReconcileLock(lock.id) } }
+        let enclaves = try await store.enclaves().filter { enclave == nil || $0.id == enclave }
+        if let enclave, enclaves.isEmpty { throw ReconcileError.notInState(enclave) }
+        var report = DriftReport(reconcileID: lock.id)
+        for enclaveState in enclaves {
+            for state in try await store.partitions(ofEnclave: enclaveState.id) where state.status == .active {
+                let key = try StateKey(enclave: state.enclaveID, partition: state.partitionID)
+                report.results.append(try await driftCheck(state, key: key, enclave: enclaveState, reconcileID: lock.id))
+            }
+        }
+        try await store.releaseReconcileLock(lock.id)
+        await event("drift.checked", enclave: enclave, partition: nil, reconcile: lock.id,
+                    "drift check: \(report.count(.inSync)) in sync, \(report.count(.drifted)) drifted, \(report.count(.error)) error(s)")
+        return report
+    }
+
+    private func driftCheck(_ state: PartitionState, key: StateKey, enclave: EnclaveState, reconcileID: UUID) async throws -> DriftReport.Entry {
+        let store = environment.store
+        if let latest = try await store.runs(enclave: key.enclave, partition: key.partition, limit: 1).first, latest.status == .running {
+            return DriftReport.Entry(key: key, result: nil, skipped: "a run is in progress", seconds: nil)
+        }
+        let workspace = environment.renderer.directory(for: key)
+        let start = Date()
+        let result: DriftResult
+        if !FileManager.default.fileExists(atPath: workspace.appendingPathComponent(WorkspaceRenderer.backendFile).path) {
+            result = DriftResult(status: .error, summary: "no workspace on this server (\(workspace.path)); apply it once from this server")
+        } else {
+            await environment.progress("  ? \(key) drift check started")
+            let (outcome, _) = await invoke(key: key, partition: state.desired, operation: .plan, workspace: workspace, enclave: enclave.desired,
+                                            context: EnclaveContext(values: enclave.context), cloud: enclave.resolvedCloud, reconcileID: reconcileID)
+            var run: IacRun? = nil
+            if let runID = outcome.runID { run = try await store.run(runID) }
+            if outcome.result != .succeeded {
+                result = DriftResult(status: .error, summary: outcome.reason ?? "terraform plan failed", runID: outcome.runID)
+            } else if run?.exitCode == 2 {
+                result = DriftResult(status: .drifted, summary: Self.planSummary(run?.log ?? "") ?? "terraform plan found changes", runID: outcome.runID)
+            } else {
+                result = DriftResult(status: .inSync, summary: "No changes.", runID: outcome.runID)
+            }
+        }
+        // Re-read: only the drift field changes, whatever else happened meanwhile.
+        if var current = try await store.partitions(ofEnclave: key.enclave).first(where: { $0.partitionID == key.partition }) {
+            current.drift = result
+            try await store.putPartition(current)
+        }
+        return DriftReport.Entry(key: key, result: result, skipped: nil, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// "Plan: 1 to add, 2 to change, 0 to destroy." from terraform's plan output.
+    static func planSummary(_ log: String) -> String? {
+        log.split(separator: "\n").last { $0.hasPrefix("Plan: ") || $0.hasPrefix("Changes to Outputs") }
+            .map { String($0).trimmingCharacters(in: .whitespaces) }
+    }
+
     private func teardown(_ state: PartitionState, stored: StoredState, reconcileID: UUID) async -> PartitionOutcome {
         let key = try! StateKey(enclave: state.enclaveID, partition: state.partitionID)
         await environment.progress("- partition \(key) destroying")
@@ -376,7 +452,7 @@ public struct Reconciler: Sendable {
             enclave.map { driver.terraformEnvironment(enclave: $0, context: context, partition: partition) } ?? [:]
         } ?? [:]
         let invocation = TerraformInvocation(
-            key: key, operation: operation == .teardown ? .destroy : .apply, workspace: workspace, tool: tool,
+            key: key, operation: operation == .teardown ? .destroy : operation == .plan ? .plan : .apply, workspace: workspace, tool: tool,
             backendBaseURL: environment.backendBaseURL,
             credential: environment.signer.mint(RunScope(key: key, runID: runID, expiresAt: Date().addingTimeInterval(6 * 3600))),
             driverEnvironment: driverEnvironment, secrets: environment.secrets + Array(driverEnvironment.values),
@@ -407,7 +483,7 @@ public struct Reconciler: Sendable {
             return fail("terraform \(result.lastCommand) \(TerraformInvoker.describe(result.result)); see `nclav iac logs \(key.enclave) \(key.partition) \(runID)`")
         }
         var outputs: [String: String] = [:]
-        if operation != .teardown {
+        if operation != .teardown && operation != .plan {
             let document = try? await store.latestState(key).flatMap { try StateDocument(parsing: $0.body) }
             for name in partition.declaredOutputs {
                 guard let value = document?.outputs[name] else {
@@ -522,7 +598,7 @@ struct PartitionExecutor {
                     let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
                     let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: freshStates, tokens: tokens)
                     let previous = storedStates[stateKey]
-                    if let previous, previous.fingerprint == fingerprint, previous.status == .active {
+                    if let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted {
                         finished[stateKey] = .unchanged
                         continue
                     }
@@ -557,6 +633,7 @@ struct PartitionExecutor {
                             state.outputs = produced
                             state.fingerprint = fingerprint
                             state.lastError = nil
+                            state.drift = nil  // just applied: whatever drifted is put back
                         } else {
                             state.status = .failed
                             state.lastError = outcome.reason

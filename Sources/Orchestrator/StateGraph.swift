@@ -9,6 +9,8 @@ public struct StateGraph: Codable, Sendable, Equatable {
         public let id: String
         public let status: ProvisionStatus
         public let produces: ExportType?
+        /// `in-sync`, `drifted` or `error` from the last drift check; nil when never checked.
+        public var drift: DriftResult.Status? = nil
     }
 
     public struct EnclaveNode: Codable, Sendable, Equatable {
@@ -37,7 +39,7 @@ public struct StateGraph: Codable, Sendable, Equatable {
         self.enclaves = enclaves.sorted { $0.id < $1.id }.map { enclave in
             EnclaveNode(id: enclave.id, cloud: enclave.resolvedCloud, status: enclave.status,
                         partitions: (byEnclave[enclave.id] ?? []).sorted { $0.partitionID < $1.partitionID }
-                            .map { Node(id: $0.partitionID, status: $0.status, produces: $0.desired.produces) },
+                            .map { Node(id: $0.partitionID, status: $0.status, produces: $0.desired.produces, drift: $0.drift?.status) },
                         exports: enclave.desired.exports.map(\.name))
         }
         let enclaveByID = Dictionary(enclaves.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -77,7 +79,7 @@ public struct StateGraph: Codable, Sendable, Equatable {
         for enclave in enclaves {
             lines.append("enclave \(enclave.id) [\(enclave.cloud.rawValue), \(enclave.status.rawValue)]")
             for node in enclave.partitions {
-                lines.append("  partition \(enclave.id)/\(node.id) [\(node.status.rawValue)]\(node.produces.map { " produces \($0.rawValue)" } ?? "")")
+                lines.append("  partition \(enclave.id)/\(node.id) [\(node.status.rawValue)\(node.drift.map { ", \($0.rawValue)" } ?? "")]\(node.produces.map { " produces \($0.rawValue)" } ?? "")")
             }
         }
         if !edges.isEmpty {

@@ -60,6 +60,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("run-timeout"), help: "Seconds one terraform command may run before it is interrupted (default 1800).")
     var runTimeout: Int = 1800
 
+    @Option(name: .customLong("drift-interval"), help: "Check every applied partition for drift this often (90s, 30m, 6h, 1d); default: only on `nclav drift`.")
+    var driftInterval: String?
+
     @Option(name: .customLong("run-grace-period"), help: "Seconds between the SIGINT and the SIGKILL that stop a run (default 60).")
     var runGracePeriod: Int = 60
 
@@ -78,6 +81,9 @@ struct Serve: AsyncParsableCommand {
         if stateVersions < 1 { throw ValidationError("--state-versions must be at least 1") }
         if runTimeout < 1 { throw ValidationError("--run-timeout must be at least 1 second") }
         if runGracePeriod < 0 { throw ValidationError("--run-grace-period cannot be negative") }
+        if let driftInterval, ServerConfiguration.parseInterval(driftInterval) == nil {
+            throw ValidationError("--drift-interval `\(driftInterval)` is not a duration; use e.g. 90s, 30m, 6h, 1d or 1h30m")
+        }
     }
 
     func run() async throws {
@@ -112,6 +118,7 @@ struct Serve: AsyncParsableCommand {
             maxStateBytes: maxStateSize, retainedStateVersions: stateVersions, rotateToken: rotateToken)
         configuration.runTimeout = .seconds(runTimeout)
         configuration.runGracePeriod = .seconds(runGracePeriod)
+        configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
 
         let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         LoggingSystem.bootstrap { label in

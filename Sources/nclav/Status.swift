@@ -38,6 +38,12 @@ struct Status: AsyncParsableCommand {
             } else {
                 print("reconcile:      idle")
             }
+            if let checked = summary.driftCheckedAt {
+                let counts = ["in-sync", "drifted", "error"].map { "\(summary.drift[$0] ?? 0) \($0)" }.joined(separator: ", ")
+                print("drift:          \(counts) (last check \(ISO8601DateFormatter().string(from: checked)))")
+            } else {
+                print("drift:          never checked (nclav drift)")
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ struct ClientCommandTests {
             #expect(viaEnvironment.exitCode == 0, "\(viaEnvironment.stderr)")
             #expect(viaEnvironment.stdoutLines == [
                 "server:         \(server.baseURL) (nclav 0.1.0)", "store:          sqlite", "enclaves:       0",
-                "default cloud:  local", "active drivers: local", "reconcile:      idle",
+                "default cloud:  local", "active drivers: local", "reconcile:      idle", "drift:          never checked (nclav drift)",
             ])
             let global = try await nclav(["--remote", server.baseURL, "status", "--output", "json"], home: server.home)
             #expect(global.exitCode == 0)
