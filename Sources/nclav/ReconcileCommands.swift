@@ -140,6 +140,8 @@ struct Apply: AsyncParsableCommand {
     @Option(help: "Partitions run at the same time (default: the server's cores).") var parallelism: Int?
     @Flag(name: .customLong("allow-delete-all"), help: "Allow an apply that deletes every enclave in state.") var allowDeleteAll = false
     @OptionGroup var report: ReportOption
+    @Flag(help: "Also print every running partition's terraform lines as they are written, prefixed `enclave/partition | ` (on a terminal with a live status line).")
+    var follow = false
 
     struct Line: Decodable {
         let type: String
@@ -163,28 +165,26 @@ struct Apply: AsyncParsableCommand {
         var failed = false
         let start = Date()
         var runReport = RunReport(command: "apply", started: start)
+        var reported = false
+        let printer = follow ? FollowPrinter() : nil
         do {
             try await api.streamLines(.POST, "/reconcile", body: body) { text in
                 guard let line = try? JSONDecoder().decode(Line.self, from: Data(text.utf8)) else { return }
                 switch line.type {
                 case "progress":
                     let stamp = String(format: "%6.1fs", Date().timeIntervalSince(start))
-                    print("[\(stamp)] \(line.line ?? "")")
+                    if let printer {
+                        await printer.progress("[\(stamp)] \(line.line ?? "")")
+                        await printer.follow(line.line ?? "", api: api)
+                    } else {
+                        print("[\(stamp)] \(line.line ?? "")")
+                    }
                 case "report":
                     runReport.reconcile_ids = line.reconcile_id.map { [$0] } ?? []
                     runReport.outcomes = line.outcomes ?? []
                     runReport.errors = line.errors ?? []
                     runReport.finish(at: Date(), started: start)
-                    if runReport.outcomes.isEmpty && runReport.errors.isEmpty {
-                        print("No changes.")
-                        return
-                    }
-                    print("")
-                    runReport.table.forEach { print($0) }
-                    for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
-                    let summary = runReport.summary
-                    print("Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped.")
-                    failed = !runReport.errors.isEmpty
+                    reported = true
                 case "error":
                     FileHandle.standardError.write(Data("error: \(line.error ?? "reconcile failed")\n".utf8))
                     runReport.errors.append(line.error ?? "reconcile failed")
@@ -195,6 +195,20 @@ struct Apply: AsyncParsableCommand {
             }
         } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
+        }
+        // Every followed run's last lines come before the summary.
+        await printer?.drain()
+        if reported {
+            if runReport.outcomes.isEmpty && runReport.errors.isEmpty {
+                print("No changes.")
+            } else {
+                print("")
+                runReport.table.forEach { print($0) }
+                for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                let summary = runReport.summary
+                print("Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped.")
+                failed = failed || !runReport.errors.isEmpty
+            }
         }
         if let path = report.reportFile {
             runReport.finish(at: Date(), started: start)

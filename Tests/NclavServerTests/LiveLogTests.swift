@@ -98,4 +98,44 @@ struct LiveLogTests {
             #expect(followed.stdout == log + "== run succeeded\n")
         }
     }
+
+    @Test("apply --follow prints each running partition's terraform lines, prefixed, in order, before the summary")
+    func applyFollow() async throws {
+        let (tree, cleanup) = try tickerTree()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            let result = try await nclavCLI(["apply", tree.path, "--follow"], server: server)
+            #expect(result.exitCode == 0, "\(result.stderr)")
+            let lines = result.stdoutLines
+            let ticks = lines.filter { $0.hasPrefix("app/ticker | ") && $0.range(of: #"tick-\d"#, options: .regularExpression) != nil }
+            #expect(ticks.count == 4, "\(result.stdout)")
+            #expect(ticks.map { $0.components(separatedBy: "tick-").last!.prefix(1) } == ["1", "2", "3", "4"])
+            #expect(lines.contains("app/ticker | == terraform init -input=false -no-color  [app/ticker]"))
+            #expect(lines.contains { $0.hasPrefix("app/ticker | Apply complete! Resources: 1 added") })
+            let summary = try #require(lines.firstIndex { $0.hasPrefix("Apply complete:") })
+            let lastTick = try #require(lines.lastIndex { $0.contains("tick-4") })
+            #expect(lastTick < summary, "the run's lines come before the summary")
+            #expect(!result.stdout.contains("\u{1B}["), "not a terminal: plain lines, no live status")
+        }
+    }
+
+    @Test("apply --follow on a terminal keeps a live status line of what is running")
+    func applyFollowTerminal() async throws {
+        let (tree, cleanup) = try tickerTree()
+        defer { cleanup() }
+        let script = try TestSupport.which("script")
+        try await withServer { server async throws in
+            // util-linux `script` gives the CLI a real pseudo-terminal.
+            let command = "'\(TestSupport.nclavBinary.path)' apply '\(tree.path)' --follow"
+            var environment = ProcessInfo.processInfo.environment
+            environment["NCLAV_HOME"] = server.home.path
+            environment["NCLAV_URL"] = server.baseURL
+            environment["NCLAV_TOKEN"] = nil
+            let result = try await TestSupport.runDetached(script, ["-qec", command, "/dev/null"], environment: environment)
+            #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
+            #expect(result.stdout.contains("\u{1B}[K") && result.stdout.contains("running: app/ticker ("), "a status line is drawn and redrawn")
+            #expect(result.stdout.contains("app/ticker | terraform_data.ticker (local-exec): tick-4"))
+            #expect(result.stdout.contains("Apply complete: 1 succeeded, 0 failed, 0 skipped."))
+        }
+    }
 }
