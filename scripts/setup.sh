@@ -5,7 +5,8 @@
 #   - system libraries the build links against are installed with apt-get when missing;
 #   - a real `terraform` >= 1.4 must be on PATH (tests drive it for real);
 #   - PostgreSQL's server binaries (initdb, postgres) for the PostgreSQL store's tests, which
-#     start their own server on a temporary directory; Debian's postgresql when missing.
+#     start their own server on a temporary directory; Debian's postgresql when missing;
+#   - Chromium for the web UI's headless-browser test.
 set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -27,6 +28,12 @@ done
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql postgresql-client)
 fi
+# Chromium: the web UI is tested in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  missing+=(chromium)
+fi
+# util-linux's `script` gives `apply --follow` a pseudo-terminal in its test.
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else
     fail "missing system packages: ${missing[*]}; install them with: apt-get update && apt-get install -y ${missing[*]}"

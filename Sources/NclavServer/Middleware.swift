@@ -20,10 +20,16 @@ public struct NclavRequestContext: RequestContext {
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = NclavRequestContext
     static let openPaths: Set<String> = ["/health", "/ready"]
+
+    /// `/health`, `/ready`, and the web UI's static files (`/ui`, `/ui/<file>`), which hold no
+    /// data: the UI sends the token itself on every API call.
+    static func isOpen(_ path: String) -> Bool {
+        openPaths.contains(path) || path == "/ui" || (path.hasPrefix("/ui/") && !path.dropFirst(4).contains("/"))
+    }
     let authenticator: Authenticator
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if Self.openPaths.contains(request.uri.path) { return try await next(request, context) }
+        if Self.isOpen(request.uri.path) { return try await next(request, context) }
         guard let principal = authenticator.principal(authorization: request.headers[.authorization]) else {
             var response = try APIError(.unauthorized, "missing or invalid token",
                                         details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])

@@ -127,6 +127,10 @@ extension NclavServer {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
         }
+        // The web UI: static files only (no data in them), so they load without the token; the
+        // page asks for the token and sends it as a header on every API call.
+        router.get("/ui") { _, _ in try UIAssets.response("index.html") }
+        router.get("/ui/:asset") { _, context in try UIAssets.response(context.parameters.get("asset") ?? "") }
         router.get("/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: ByteBuffer(bytes: EmbeddedAssets.openAPI)))
         }

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Drives nclav's web UI in a real headless Chromium through the DevTools protocol.
+
+Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run>
+Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
+step never happens. Standard library only: a minimal WebSocket client is below.
+"""
+import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time, urllib.request
+
+BASE, TOKEN, PARTITION = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+class DevTools:
+    def __init__(self, ws_url):
+        host_port, path = ws_url[len("ws://"):].split("/", 1)
+        host, port = host_port.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(1)
+        if b" 101 " not in response.split(b"\r\n")[0]:
+            raise RuntimeError(f"websocket upgrade refused: {response[:200]!r}")
+        self.next_id = 0
+
+    def _send(self, text):
+        payload = text.encode()
+        header = bytes([0x81])
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header += bytes([0x80 | length])
+        elif length < 65536:
+            header += bytes([0x80 | 126]) + struct.pack(">H", length)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack(">Q", length)
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def _exact(self, count):
+        data = b""
+        while len(data) < count:
+            chunk = self.sock.recv(count - len(data))
+            if not chunk:
+                raise RuntimeError("DevTools connection closed")
+            data += chunk
+        return data
+
+    def _receive(self):
+        message = b""
+        while True:
+            first, second = self._exact(2)
+            length = second & 0x7F
+            if length == 126:
+                length = struct.unpack(">H", self._exact(2))[0]
+            elif length == 127:
+                length = struct.unpack(">Q", self._exact(8))[0]
+            payload = self._exact(length)
+            opcode = first & 0x0F
+            if opcode == 0x9:  # ping
+                continue
+            message += payload
+            if first & 0x80:
+                return json.loads(message.decode())
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = self._receive()
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def evaluate(self, expression):
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait(self, expression, what, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        snapshot = self.evaluate("JSON.stringify({detail: document.querySelector('#detail').hidden, "
+                                 "title: document.querySelector('#detail-title').textContent, "
+                                 "runs: [...document.querySelectorAll('#runs tbody tr')].map(r => r.dataset.status), "
+                                 "log: document.querySelector('#log').dataset.state || null, errors: window.__errors || []})")
+        raise RuntimeError(f"timed out waiting for {what}; page: {snapshot}")
+
+
+def main():
+    profile = tempfile.mkdtemp(prefix="nclav-chromium-")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not browser:
+        raise RuntimeError("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
+    process = subprocess.Popen([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.time() + 30
+        while not (os.path.exists(port_file) and open(port_file).read().count("\n") >= 1):
+            if time.time() > deadline:
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = open(port_file).read().split("\n")[0].strip()
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list"))
+        page = next(t for t in targets if t["type"] == "page")
+        tools = DevTools(page["webSocketDebuggerUrl"])
+        tools.call("Page.enable")
+        # Record page errors, so a failure says what broke.
+        tools.call("Page.addScriptToEvaluateOnNewDocument", source="window.__errors = []; "
+                   "addEventListener('error', e => __errors.push(String(e.message))); "
+                   "addEventListener('unhandledrejection', e => __errors.push(String(e.reason)));")
+        tools.call("Page.navigate", url=f"{BASE}/ui")
+        seen = {}
+        tools.wait("document.readyState === 'complete' && !!document.querySelector('#token')", "the login form")
+        seen["login_visible"] = tools.evaluate("!document.querySelector('#login').hidden")
+        tools.evaluate(f"document.querySelector('#token').value = {json.dumps(TOKEN)}; "
+                       "document.querySelector('#login-form').requestSubmit(); true")
+        tools.wait("document.querySelectorAll('svg#graph g.partition').length > 0", "the graph")
+        seen["partitions"] = tools.evaluate(
+            "[...document.querySelectorAll('svg#graph g.partition')].map(g => [g.dataset.partition, g.dataset.status])")
+        seen["edges"] = tools.evaluate("[...document.querySelectorAll('svg#graph path.edge')].map(p => p.dataset.edge)")
+        seen["token_in_url"] = TOKEN in tools.evaluate("location.href")
+        seen["token_in_session_storage"] = tools.evaluate("sessionStorage.getItem('nclav.token')") == TOKEN
+        seen["token_in_page"] = TOKEN in tools.evaluate("document.documentElement.outerHTML")
+        tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(PARTITION)}]')"
+                       ".dispatchEvent(new MouseEvent('click', {bubbles: true})); true")
+        tools.wait("!!document.querySelector('#runs tbody tr.run[data-status=\"running\"]')", "a running run in the history")
+        seen["detail_title"] = tools.evaluate("document.querySelector('#detail-title').textContent")
+        tools.evaluate("document.querySelector('#runs tbody tr.run[data-status=\"running\"]').click(); true")
+        tools.wait("/tick-\\d/.test(document.querySelector('#log-text').textContent)", "the first log lines")
+        seen["first_lines_while"] = tools.evaluate("document.querySelector('#log').dataset.state")
+        seen["first_lines"] = tools.evaluate("document.querySelector('#log-text').textContent.split('\\n').filter(l => /tick-\\d/.test(l))")
+        tools.wait("document.querySelector('#log').dataset.state !== 'streaming'", "the end of the run", timeout=60)
+        seen["final_state"] = tools.evaluate("document.querySelector('#log').dataset.state")
+        seen["final_lines"] = tools.evaluate("document.querySelector('#log-text').textContent.split('\\n').filter(l => /tick-\\d/.test(l))")
+        seen["log_status"] = tools.evaluate("document.querySelector('#log-status').textContent")
+        seen["versions_rows"] = tools.evaluate("document.querySelectorAll('#versions tbody tr').length")
+        print(json.dumps(seen))
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as error:  # the reason goes to the test's failure message
+        print(f"drive_ui: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,90 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// The web UI in a real headless Chromium (Debian's package), driven through the DevTools
+/// protocol by `Tests/Fixtures/ui/drive_ui.py`: load, log in, see the graph, open a running
+/// run and watch its lines arrive.
+@Suite("Web UI in headless Chromium (real terraform)", .serialized)
+struct WebUITests {
+    @Test("static files load without the token, with a strict CSP; anything else under /ui is 404")
+    func staticFiles() async throws {
+        try await withServer { server async throws in
+            let page = try await http(.GET, server.baseURL + "/ui")
+            #expect(page.status == 200)
+            #expect(page.headers.first(name: "Content-Type") == "text/html; charset=utf-8")
+            #expect(page.headers.first(name: "Content-Security-Policy")?.contains("script-src 'self'") == true)
+            #expect(page.headers.first(name: "X-Content-Type-Options") == "nosniff")
+            #expect(page.text.contains(#"<script src="/ui/app.js"></script>"#))
+            #expect(try await http(.GET, server.baseURL + "/ui/app.js").status == 200)
+            #expect(try await http(.GET, server.baseURL + "/ui/style.css").headers.first(name: "Content-Type") == "text/css; charset=utf-8")
+            #expect(try await http(.GET, server.baseURL + "/ui/nope.js").status == 404)
+            #expect(try await http(.GET, server.baseURL + "/ui/..%2Ftoken").status != 200)
+            #expect(try await http(.GET, server.baseURL + "/ui/x/app.js").status == 401, "deeper paths are not UI files and need the token")
+            #expect(!page.text.contains(server.token))
+        }
+    }
+
+    @Test("log in, see the graph with status and import edges, open a running run and see its lines arrive live")
+    func browser() async throws {
+        let python = try TestSupport.which("python3")
+        _ = try TestSupport.which("chromium")
+        let scratch = try TestSupport.makeScratchDirectory("nclav-ui")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let tree = scratch.appendingPathComponent("local")
+        try FileManager.default.copyItem(at: TestSupport.packageRoot.appendingPathComponent("examples/local"), to: tree)
+        // data/cache ticks once a second when ticks.txt says so (and its change re-runs it).
+        let cache = tree.appendingPathComponent("data/cache")
+        try "0\n".write(to: cache.appendingPathComponent("ticks.txt"), atomically: true, encoding: .utf8)
+        let mainTF = cache.appendingPathComponent("main.tf")
+        try (try String(contentsOf: mainTF, encoding: .utf8) + """
+
+            resource "terraform_data" "ticker" {
+              triggers_replace = [filemd5("${path.module}/ticks.txt")]
+              provisioner "local-exec" {
+                command = "n=$(cat ${path.module}/ticks.txt); i=1; while [ $i -le $n ]; do echo tick-$i; i=$((i+1)); sleep 1; done"
+              }
+            }
+            """).write(to: mainTF, atomically: true, encoding: .utf8)
+
+        try await withServer { server async throws in
+            let first = try await nclavCLI(["apply", tree.path], server: server)
+            #expect(first.exitCode == 0, "\(first.stderr)")
+            try "15\n".write(to: cache.appendingPathComponent("ticks.txt"), atomically: true, encoding: .utf8)
+            async let second = nclavCLI(["apply", tree.path], server: server)
+            // Wait until the re-run of data/cache is running.
+            var running = false
+            for _ in 0..<200 where !running {
+                let latest = try await http(.GET, server.baseURL + "/enclaves/data/partitions/cache/iac/runs/latest", auth: .bearer(server.token))
+                let run = latest.status == 200 ? try latest.json() : [:]
+                running = run["status"] as? String == "running"
+                if !running { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(running)
+
+            let driver = TestSupport.fixture("ui/drive_ui.py").path
+            let driven = try await TestSupport.runDetached(python, [driver, server.baseURL, server.token, "data/cache"])
+            #expect(driven.exitCode == 0, "\(driven.stderr)")
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
+            #expect(seen["login_visible"] as? Bool == true)
+            let partitions = (seen["partitions"] as? [[String]] ?? []).map { $0.joined(separator: " ") }
+            #expect(partitions.contains("shop/web active") && partitions.contains("data/postgres active") && partitions.count == 5, "\(partitions)")
+            #expect((seen["edges"] as? [String] ?? []).contains("shop/web->platform/network"))
+            #expect(seen["token_in_url"] as? Bool == false)
+            #expect(seen["token_in_session_storage"] as? Bool == true)
+            #expect(seen["token_in_page"] as? Bool == false)
+            #expect(seen["detail_title"] as? String == "data/cache")
+            // Lines were on screen while the run was still going…
+            #expect(seen["first_lines_while"] as? String == "streaming")
+            let firstLines = seen["first_lines"] as? [String] ?? []
+            #expect(!firstLines.isEmpty && firstLines.count < 15, "\(firstLines)")
+            // …and at the end every line is there exactly once, in order.
+            #expect(seen["final_state"] as? String == "succeeded")
+            let finalLines = (seen["final_lines"] as? [String] ?? []).filter { !$0.contains("echo") }
+            #expect(finalLines.map { $0.components(separatedBy: ": ").last ?? "" } == (1...15).map { "tick-\($0)" }, "\(finalLines)")
+            #expect((seen["log_status"] as? String)?.hasPrefix("run succeeded") == true)
+            #expect((seen["versions_rows"] as? Int ?? 0) >= 1)
+            #expect(try await second.exitCode == 0)
+        }
+    }
+}

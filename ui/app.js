@@ -1,0 +1,221 @@
+// nclav web UI: no build step, no CDN. The token lives in sessionStorage and is sent only as
+// an Authorization header (never in a URL). Logs stream with fetch() because EventSource
+// cannot send headers.
+"use strict";
+
+const TOKEN_KEY = "nclav.token";
+const $ = (selector) => document.querySelector(selector);
+const svgNS = "http://www.w3.org/2000/svg";
+let refreshTimer = null;
+let logAbort = null;
+let selected = null;
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token()}` } });
+  if (response.status === 401) { logout("The token was not accepted."); throw new Error("unauthorized"); }
+  return response;
+}
+
+async function json(path) {
+  const response = await api(path);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+function el(tag, attributes = {}, text) {
+  const node = tag.startsWith("svg:") ? document.createElementNS(svgNS, tag.slice(4)) : document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// --- Login ------------------------------------------------------------------------------
+
+async function login(event) {
+  event.preventDefault();
+  const value = $("#token").value.trim();
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  $("#token").value = "";
+  await start();
+}
+
+function logout(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  if (refreshTimer) clearInterval(refreshTimer);
+  if (logAbort) logAbort.abort();
+  $("#app").hidden = true;
+  $("#logout").hidden = true;
+  $("#login").hidden = false;
+  const error = $("#login-error");
+  error.hidden = !message;
+  error.textContent = message || "";
+}
+
+async function start() {
+  let status;
+  try { status = await json("/status"); } catch (error) { if (token()) logout(`Could not reach the server: ${error.message}`); return; }
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  $("#logout").hidden = false;
+  $("#server").textContent = `nclav ${status.version} · store ${status.store} · default cloud ${status.default_cloud}`;
+  await refresh();
+  refreshTimer = setInterval(refresh, 5000);
+}
+
+// --- Graph ------------------------------------------------------------------------------
+
+async function refresh() {
+  const [graph, status] = await Promise.all([json("/graph"), json("/status")]);
+  const drift = status.drift || {};
+  const checked = status.drift_checked_at ? ` · drift: ${drift["in-sync"] || 0} in sync, ${drift.drifted || 0} drifted, ${drift.error || 0} error(s)` : "";
+  const reconcile = status.reconcile_in_progress ? ` · reconcile in progress (${status.reconcile_in_progress.holder})` : "";
+  $("#summary").textContent = `${status.enclave_count} enclave(s)${reconcile}${checked}`;
+  drawGraph(graph);
+  if (selected) await showDetail(selected.enclave, selected.partition, false);
+}
+
+function drawGraph(graph) {
+  const svg = $("#graph");
+  svg.replaceChildren();
+  const defs = el("svg:defs");
+  const marker = el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "8", markerHeight: "8", orient: "auto-start-reverse" });
+  marker.append(el("svg:path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#90a4ae" }));
+  defs.append(marker);
+  svg.append(defs);
+  if (graph.enclaves.length === 0) {
+    svg.append(el("svg:text", { x: 20, y: 40 }, "Nothing applied yet: run `nclav apply <dir>`."));
+    svg.setAttribute("viewBox", "0 0 600 80");
+    return;
+  }
+  const boxWidth = 190, boxHeight = 34, columnGap = 70, rowGap = 16, top = 48;
+  const position = {};
+  let height = 0;
+  graph.enclaves.forEach((enclave, column) => {
+    const x = 20 + column * (boxWidth + columnGap);
+    const title = el("svg:text", { x, y: 24, class: "enclave-title", "data-enclave": enclave.id }, `${enclave.id} [${enclave.cloud}, ${enclave.status}]`);
+    svg.append(title);
+    enclave.partitions.forEach((partition, row) => {
+      const y = top + row * (boxHeight + rowGap);
+      const key = `${enclave.id}/${partition.id}`;
+      position[key] = { x, y };
+      const group = el("svg:g", { class: "partition", "data-partition": key, "data-status": partition.status, "data-drift": partition.drift || "" });
+      group.append(el("svg:rect", { x, y, width: boxWidth, height: boxHeight, rx: 5, class: partition.status }));
+      if (partition.drift === "drifted") group.append(el("svg:rect", { x, y, width: boxWidth, height: boxHeight, rx: 5, class: "drifted-outline" }));
+      group.append(el("svg:text", { x: x + 10, y: y + 21 }, `${partition.id}${partition.drift === "drifted" ? " (drifted)" : ""}`));
+      group.append(el("svg:title", {}, `${key}: ${partition.status}${partition.drift ? `, drift ${partition.drift}` : ""}`));
+      group.addEventListener("click", () => showDetail(enclave.id, partition.id, true));
+      svg.append(group);
+      height = Math.max(height, y + boxHeight);
+    });
+  });
+  for (const edge of graph.edges) {
+    const from = position[edge.from], to = position[edge.to];
+    if (!from || !to) continue;
+    const sameColumn = from.x === to.x;
+    const x1 = sameColumn ? from.x + boxWidth : (from.x < to.x ? from.x + boxWidth : from.x);
+    const x2 = sameColumn ? to.x + boxWidth : (from.x < to.x ? to.x : to.x + boxWidth);
+    const y1 = from.y + boxHeight / 2, y2 = to.y + boxHeight / 2;
+    const bend = sameColumn ? x1 + 40 : (x1 + x2) / 2;
+    const path = el("svg:path", { d: `M ${x1} ${y1} C ${bend} ${y1}, ${bend} ${y2}, ${x2} ${y2}`, class: "edge", "data-edge": `${edge.from}->${edge.to}` });
+    path.append(el("svg:title", {}, `${edge.from} imports ${edge.export} as ${edge.alias}`));
+    svg.append(path);
+  }
+  const width = 40 + graph.enclaves.length * (boxWidth + columnGap);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 30}`);
+}
+
+// --- Partition detail -------------------------------------------------------------------
+
+async function showDetail(enclave, partition, scroll) {
+  selected = { enclave, partition };
+  const base = `/enclaves/${encodeURIComponent(enclave)}/partitions/${encodeURIComponent(partition)}`;
+  const [detail, runs, versions] = await Promise.all([
+    json(`/enclaves/${encodeURIComponent(enclave)}`),
+    json(`${base}/iac/runs?limit=20`),
+    api(`/terraform/state/${encodeURIComponent(enclave)}/${encodeURIComponent(partition)}/versions`).then((r) => (r.ok ? r.json() : { versions: [] })),
+  ]);
+  $("#detail").hidden = false;
+  $("#detail-title").textContent = `${enclave}/${partition}`;
+  const state = (detail.partitions || []).find((p) => p.partition_id === partition);
+  const drift = state && state.drift;
+  $("#detail-drift").textContent = drift ? `Drift: ${drift.status} — ${drift.summary} (checked ${drift.checked_at})` : "Drift: never checked";
+  const runRows = runs.runs.map((run) => {
+    const row = el("tr", { class: "run", "data-run": run.id, "data-status": run.status });
+    for (const value of [run.started_at, run.operation, run.status, run.exit_code ?? "—"]) row.append(el("td", {}, String(value)));
+    row.addEventListener("click", () => openLog(enclave, partition, run.id));
+    return row;
+  });
+  $("#runs tbody").replaceChildren(...runRows);
+  const versionRows = (versions.versions || []).map((version) => {
+    const row = el("tr", { class: "version" });
+    for (const value of [version.version, version.serial, `${version.size} B`, version.created_at, version.run_id || "—"]) row.append(el("td", {}, String(value)));
+    return row;
+  });
+  $("#versions tbody").replaceChildren(...versionRows);
+  if (scroll) $("#detail").scrollIntoView({ behavior: "smooth" });
+}
+
+// --- Live log (SSE over fetch) ----------------------------------------------------------
+
+async function openLog(enclave, partition, runID) {
+  if (logAbort) logAbort.abort();
+  logAbort = new AbortController();
+  const signal = logAbort.signal;
+  $("#log").hidden = false;
+  $("#log-title").textContent = `Run ${runID} of ${enclave}/${partition}`;
+  $("#log-status").textContent = "streaming…";
+  $("#log").dataset.state = "streaming";
+  const text = $("#log-text");
+  text.textContent = "";
+  let lastEventID = null;
+  // Reconnect with Last-Event-ID if the stream drops before the end event.
+  for (let attempt = 0; attempt < 20 && !signal.aborted; attempt++) {
+    const headers = lastEventID ? { "Last-Event-ID": lastEventID } : {};
+    let response;
+    try {
+      response = await api(`/enclaves/${encodeURIComponent(enclave)}/partitions/${encodeURIComponent(partition)}/iac/runs/${runID}/stream`, { headers, signal });
+    } catch (error) { if (signal.aborted) return; await new Promise((r) => setTimeout(r, 500)); continue; }
+    if (!response.ok) { $("#log-status").textContent = `HTTP ${response.status}`; return; }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      let chunk;
+      try { chunk = await reader.read(); } catch (error) { break; }
+      if (chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let boundary;
+      while ((boundary = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, boundary);
+        buffer = buffer.slice(boundary + 2);
+        let event = "message", data = [], id = null;
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) event = line.slice(7);
+          else if (line.startsWith("data: ")) data.push(line.slice(6));
+          else if (line.startsWith("data:")) data.push(line.slice(5));
+          else if (line.startsWith("id: ")) id = line.slice(4);
+        }
+        if (id) lastEventID = id;
+        if (event === "line") {
+          const atBottom = text.scrollTop + text.clientHeight >= text.scrollHeight - 4;
+          text.append(document.createTextNode(data.join("\n") + "\n"));
+          if (atBottom) text.scrollTop = text.scrollHeight;
+        } else if (event === "end") {
+          const end = JSON.parse(data.join("\n"));
+          $("#log-status").textContent = `run ${end.status}${end.exit_code !== null ? ` (exit ${end.exit_code})` : ""}`;
+          $("#log").dataset.state = end.status;
+          return;
+        }
+      }
+    }
+  }
+}
+
+// --- Wiring -----------------------------------------------------------------------------
+
+$("#login-form").addEventListener("submit", login);
+$("#logout").addEventListener("click", () => logout());
+if (token()) start();
