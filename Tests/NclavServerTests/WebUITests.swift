@@ -67,6 +67,8 @@ struct WebUITests {
             #expect(driven.exitCode == 0, "\(driven.stderr)")
             let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
             #expect(seen["login_visible"] as? Bool == true)
+            #expect(seen["app_visible_before_login"] as? Bool == false)
+            #expect(seen["login_visible_after_login"] as? Bool == false)
             let partitions = (seen["partitions"] as? [[String]] ?? []).map { $0.joined(separator: " ") }
             #expect(partitions.contains("shop/web active") && partitions.contains("data/postgres active") && partitions.count == 5, "\(partitions)")
             #expect((seen["edges"] as? [String] ?? []).contains("shop/web->platform/network"))

@@ -121,10 +121,13 @@ def main():
         tools.call("Page.navigate", url=f"{BASE}/ui")
         seen = {}
         tools.wait("document.readyState === 'complete' && !!document.querySelector('#token')", "the login form")
-        seen["login_visible"] = tools.evaluate("!document.querySelector('#login').hidden")
+        visible = "(selector => getComputedStyle(document.querySelector(selector)).display !== 'none')"
+        seen["login_visible"] = tools.evaluate(f"{visible}('#login')")
+        seen["app_visible_before_login"] = tools.evaluate(f"{visible}('#app')")
         tools.evaluate(f"document.querySelector('#token').value = {json.dumps(TOKEN)}; "
                        "document.querySelector('#login-form').requestSubmit(); true")
         tools.wait("document.querySelectorAll('svg#graph g.partition').length > 0", "the graph")
+        seen["login_visible_after_login"] = tools.evaluate(f"{visible}('#login')")
         seen["partitions"] = tools.evaluate(
             "[...document.querySelectorAll('svg#graph g.partition')].map(g => [g.dataset.partition, g.dataset.status])")
         seen["edges"] = tools.evaluate("[...document.querySelectorAll('svg#graph path.edge')].map(p => p.dataset.edge)")
