@@ -64,6 +64,36 @@ struct DriftTests {
         }
     }
 
+    @Test("a state version pushed behind nclav's back with a different attribute is drift (exit 2); apply puts it back")
+    func tamperedState() async throws {
+        let (tree, _, cleanup) = try tree()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path], server: server).exitCode == 0)
+            let address = server.baseURL + "/terraform/state/app/web"
+            let current = try await http(.GET, address, auth: .bearer(server.token))
+            var state = try current.json()
+            state["serial"] = (state["serial"] as? Int ?? 0) + 1
+            var resources = try #require(state["resources"] as? [[String: Any]])
+            var instances = try #require(resources[0]["instances"] as? [[String: Any]])
+            var attributes = try #require(instances[0]["attributes"] as? [String: Any])
+            attributes["input"] = ["value": "changed by hand", "type": "string"]
+            instances[0]["attributes"] = attributes
+            resources[0]["instances"] = instances
+            state["resources"] = resources
+            let pushed = try await http(.POST, address, auth: .bearer(server.token), body: try JSONSerialization.data(withJSONObject: state))
+            #expect(pushed.status == 200, "\(pushed.text)")
+
+            let drifted = try await nclavCLI(["drift"], server: server)
+            #expect(drifted.exitCode == 2, "\(drifted.stdout)\(drifted.stderr)")
+            #expect(drifted.stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy."))
+            #expect(try await nclavCLI(["apply", tree.path], server: server).exitCode == 0)
+            let again = try await nclavCLI(["drift"], server: server)
+            #expect(again.exitCode == 0, "\(again.stdout)")
+            #expect(again.stdout.contains("Drift: 1 in sync, 0 drifted"))
+        }
+    }
+
     @Test("serve --drift-interval checks on its own; a malformed interval is a usage error")
     func scheduled() async throws {
         let (tree, _, cleanup) = try tree()

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import Logging
 @testable import NclavServer
 import NclavStore
@@ -30,14 +31,39 @@ struct OpenAPIAndMetricsTests {
         return operations
     }
 
+    func makeRouter(home: URL) -> Router<NclavRequestContext> {
+        NclavServer.makeRouter(store: MemoryStore(), storeDescription: "memory", configuration: ServerConfiguration(home: home, store: .memory),
+                               token: String(repeating: "t", count: 32), logger: Logger(label: "test"))
+    }
+
+    func served(_ router: Router<NclavRequestContext>) -> Set<String> {
+        Set(router.routes.map { "\($0.method.rawValue) \(MetricsMiddleware.template("\($0.path)"))" })
+    }
+
+    @Test("the Prometheus text check itself rejects malformed expositions")
+    func prometheusCheckRejects() {
+        #expect(PrometheusText.problems("# TYPE a counter\na 1\n") == [])
+        #expect(PrometheusText.problems("a 1\n") == ["sample before its TYPE: a"])
+        #expect(PrometheusText.problems("# TYPE a counter\na{x=1} 2\n") == ["not a sample line: a{x=1} 2"])
+        #expect(PrometheusText.problems("# TYPE a counter\na 1") == ["the exposition must end with a newline"])
+        #expect(PrometheusText.problems("# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n")
+                    == ["buckets not cumulative: h_bucket{le=\"+Inf\"} 2"])
+    }
+
+    @Test("the check notices a route added without documenting it")
+    func undocumentedRouteIsCaught() throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-openapi")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let router = makeRouter(home: home)
+        router.get("/enclaves/:enclave/secret-new-thing") { _, _ in "x" }
+        #expect(served(router).subtracting(try documentedOperations()) == ["GET /enclaves/{enclave}/secret-new-thing"])
+    }
+
     @Test("every route the router serves is in docs/openapi.yaml, and every documented operation is served")
     func documentMatchesRouter() throws {
         let home = try TestSupport.makeScratchDirectory("nclav-openapi")
         defer { try? FileManager.default.removeItem(at: home) }
-        let router = NclavServer.makeRouter(store: MemoryStore(), storeDescription: "memory",
-                                            configuration: ServerConfiguration(home: home, store: .memory),
-                                            token: String(repeating: "t", count: 32), logger: Logger(label: "test"))
-        let served = Set(router.routes.map { "\($0.method.rawValue) \(MetricsMiddleware.template("\($0.path)"))" })
+        let served = served(makeRouter(home: home))
         let documented = try documentedOperations()
         #expect(served.count > 30)
         #expect(served.subtracting(documented).sorted() == [], "served but not documented")
@@ -86,7 +112,49 @@ struct OpenAPIAndMetricsTests {
                     "routes are templates, never concrete paths")
             #expect(value(#"nclav_http_requests_total{method="POST",route="/reconcile",status="200"}"#) == 1)
             #expect(lines.contains("# TYPE nclav_iac_run_duration_seconds histogram"))
+            #expect(PrometheusText.problems(metrics.text) == [], "the exposition parses as Prometheus text")
             #expect(!metrics.text.contains(server.token))
         }
+    }
+}
+
+/// A strict reader of the Prometheus text exposition format (0.0.4): every sample line is
+/// `name{label="value",…} number`, every family has one `# TYPE` before its samples, sample
+/// names belong to their family, and histogram buckets are cumulative and end at `+Inf`.
+enum PrometheusText {
+    static func problems(_ text: String) -> [String] {
+        var problems: [String] = []
+        var types: [String: String] = [:]
+        var buckets: [String: [Double]] = [:]
+        let sample = #"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*\})? (-?[0-9.]+([eE][-+]?[0-9]+)?|NaN|[+-]Inf)$"#
+        guard text.hasSuffix("\n") else { return ["the exposition must end with a newline"] }
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) {
+            if line.hasPrefix("# HELP ") { continue }
+            if line.hasPrefix("# TYPE ") {
+                let parts = line.split(separator: " ")
+                guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else {
+                    problems.append("bad TYPE line: \(line)"); continue
+                }
+                if types[String(parts[2])] != nil { problems.append("TYPE given twice: \(parts[2])") }
+                types[String(parts[2])] = String(parts[3])
+                continue
+            }
+            guard line.range(of: sample, options: .regularExpression) != nil else { problems.append("not a sample line: \(line)"); continue }
+            let name = String(line.prefix { $0 != "{" && $0 != " " })
+            let family = types.keys.first { name == $0 || (types[$0] == "histogram" && [$0 + "_bucket", $0 + "_sum", $0 + "_count"].contains(name)) }
+            guard let family else { problems.append("sample before its TYPE: \(name)"); continue }
+            if name == family + "_bucket" {
+                let series = line.replacingOccurrences(of: #",?le="[^"]*""#, with: "", options: .regularExpression)
+                    .components(separatedBy: " ")[0]
+                let value = Double(line.split(separator: " ").last!) ?? -1
+                if let previous = buckets[series]?.last, value < previous { problems.append("buckets not cumulative: \(line)") }
+                buckets[series, default: []].append(value)
+            }
+        }
+        for (family, type) in types where type == "histogram" {
+            if !text.contains("\(family)_bucket") { continue }
+            if !text.contains(#"le="+Inf""#) { problems.append("histogram \(family) has no +Inf bucket") }
+        }
+        return problems
     }
 }

@@ -63,7 +63,10 @@ struct WebUITests {
             #expect(running)
 
             let driver = TestSupport.fixture("ui/drive_ui.py").path
-            let driven = try await TestSupport.runDetached(python, [driver, server.baseURL, server.token, "data/cache"])
+            // Screenshots are kept as test artefacts (git ignores .build/).
+            let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
+            try? FileManager.default.removeItem(at: shots)
+            let driven = try await TestSupport.runDetached(python, [driver, server.baseURL, server.token, "data/cache", shots.path])
             #expect(driven.exitCode == 0, "\(driven.stderr)")
             let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
             #expect(seen["login_visible"] as? Bool == true)
@@ -86,6 +89,10 @@ struct WebUITests {
             #expect(finalLines.map { $0.components(separatedBy: ": ").last ?? "" } == (1...15).map { "tick-\($0)" }, "\(finalLines)")
             #expect((seen["log_status"] as? String)?.hasPrefix("run succeeded") == true)
             #expect((seen["versions_rows"] as? Int ?? 0) >= 1)
+            for name in ["1-login.png", "2-graph.png", "3-run-live.png", "4-run-finished.png"] {
+                let png = try Data(contentsOf: shots.appendingPathComponent(name))
+                #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 5_000, "\(name) is a real screenshot")
+            }
             #expect(try await second.exitCode == 0)
         }
     }

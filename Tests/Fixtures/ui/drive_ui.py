@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Drives nclav's web UI in a real headless Chromium through the DevTools protocol.
 
-Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run>
+Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run> [<screenshot directory>]
 Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
 step never happens. Standard library only: a minimal WebSocket client is below.
 """
 import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time, urllib.request
 
 BASE, TOKEN, PARTITION = sys.argv[1], sys.argv[2], sys.argv[3]
+SHOTS = sys.argv[4] if len(sys.argv) > 4 else None
 
 
 class DevTools:
@@ -80,6 +81,15 @@ class DevTools:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def screenshot(self, name):
+        """Saved as a test artefact, so a failure (or a change) can be looked at."""
+        if not SHOTS:
+            return
+        os.makedirs(SHOTS, exist_ok=True)
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        with open(os.path.join(SHOTS, name), "wb") as file:
+            file.write(base64.b64decode(data))
+
     def wait(self, expression, what, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -100,7 +110,7 @@ def main():
     if not browser:
         raise RuntimeError("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
     process = subprocess.Popen([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+                                "--no-first-run", "--window-size=1400,1000", "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port_file = os.path.join(profile, "DevToolsActivePort")
@@ -124,10 +134,12 @@ def main():
         visible = "(selector => getComputedStyle(document.querySelector(selector)).display !== 'none')"
         seen["login_visible"] = tools.evaluate(f"{visible}('#login')")
         seen["app_visible_before_login"] = tools.evaluate(f"{visible}('#app')")
+        tools.screenshot("1-login.png")
         tools.evaluate(f"document.querySelector('#token').value = {json.dumps(TOKEN)}; "
                        "document.querySelector('#login-form').requestSubmit(); true")
         tools.wait("document.querySelectorAll('svg#graph g.partition').length > 0", "the graph")
         seen["login_visible_after_login"] = tools.evaluate(f"{visible}('#login')")
+        tools.screenshot("2-graph.png")
         seen["partitions"] = tools.evaluate(
             "[...document.querySelectorAll('svg#graph g.partition')].map(g => [g.dataset.partition, g.dataset.status])")
         seen["edges"] = tools.evaluate("[...document.querySelectorAll('svg#graph path.edge')].map(p => p.dataset.edge)")
@@ -141,9 +153,11 @@ def main():
         tools.evaluate("document.querySelector('#runs tbody tr.run[data-status=\"running\"]').click(); true")
         tools.wait("/tick-\\d/.test(document.querySelector('#log-text').textContent)", "the first log lines")
         seen["first_lines_while"] = tools.evaluate("document.querySelector('#log').dataset.state")
+        tools.screenshot("3-run-live.png")
         seen["first_lines"] = tools.evaluate("document.querySelector('#log-text').textContent.split('\\n').filter(l => /tick-\\d/.test(l))")
         tools.wait("document.querySelector('#log').dataset.state !== 'streaming'", "the end of the run", timeout=60)
         seen["final_state"] = tools.evaluate("document.querySelector('#log').dataset.state")
+        tools.screenshot("4-run-finished.png")
         seen["final_lines"] = tools.evaluate("document.querySelector('#log-text').textContent.split('\\n').filter(l => /tick-\\d/.test(l))")
         seen["log_status"] = tools.evaluate("document.querySelector('#log-status').textContent")
         seen["versions_rows"] = tools.evaluate("document.querySelectorAll('#versions tbody tr').length")
