@@ -41,6 +41,10 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // AWS plumbing for the AWS driver (issue 5, in progress): SigV4 signing, credentials.
+        .target(name: "NclavAWS", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The admin token (env, file, rotation) and per-run credentials scoped to one state.
         .target(name: "NclavAuth", dependencies: [
             "NclavCore",
@@ -89,6 +93,7 @@ let package = Package(
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
+        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS"]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
