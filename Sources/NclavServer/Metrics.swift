@@ -69,8 +69,8 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
     /// never the concrete path, so label values stay few.
     func request(method: String, route: String, status: Int, seconds: Double, requestBytes: Int?, responseBytes: Int?) {
         let isState = route.hasPrefix("/terraform/state/")
-        let isLockRoute = isState && (route.hasSuffix("/lock") || route == "/terraform/state/{enclave}/{partition}") && (method == "POST" || method == "LOCK")
-            && !(route == "/terraform/state/{enclave}/{partition}" && method == "POST")
+        // LOCK on either address, or POST on `/lock` (POST on the state address is a state write).
+        let isLockRoute = isState && (method == "LOCK" || (method == "POST" && route.hasSuffix("/lock")))
         lock.withLock {
             requests[Labels(pairs: [("method", method), ("route", route), ("status", String(status))]), default: 0] += 1
             requestDuration.observe(seconds)

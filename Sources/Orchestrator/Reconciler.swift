@@ -356,17 +356,21 @@ public struct Reconciler: Sendable {
     /// lock, so an apply never rewrites a partition's record while drift writes it.
     public func drift(enclave: String? = nil, holding lock: ReconcileLock) async throws -> DriftReport {
         let store = environment.store
-        defer { Task { try? await store.releaseReconcileLock(lock.id) } }
-        let enclaves = try await store.enclaves().filter { enclave == nil || $0.id == enclave }
-        if let enclave, enclaves.isEmpty { throw ReconcileError.notInState(enclave) }
         var report = DriftReport(reconcileID: lock.id)
-        for enclaveState in enclaves {
-            for state in try await store.partitions(ofEnclave: enclaveState.id) where state.status == .active {
-                let key = try StateKey(enclave: state.enclaveID, partition: state.partitionID)
-                report.results.append(try await driftCheck(state, key: key, enclave: enclaveState, reconcileID: lock.id))
+        do {
+            let enclaves = try await store.enclaves().filter { enclave == nil || $0.id == enclave }
+            if let enclave, enclaves.isEmpty { throw ReconcileError.notInState(enclave) }
+            for enclaveState in enclaves {
+                for state in try await store.partitions(ofEnclave: enclaveState.id) where state.status == .active {
+                    let key = try StateKey(enclave: state.enclaveID, partition: state.partitionID)
+                    report.results.append(try await driftCheck(state, key: key, enclave: enclaveState, reconcileID: lock.id))
+                }
             }
+            try await store.releaseReconcileLock(lock.id)
+        } catch {
+            try? await store.releaseReconcileLock(lock.id)
+            throw error
         }
-        try await store.releaseReconcileLock(lock.id)
         await event("drift.checked", enclave: enclave, partition: nil, reconcile: lock.id,
                     "drift check: \(report.count(.inSync)) in sync, \(report.count(.drifted)) drifted, \(report.count(.error)) error(s)")
         return report
