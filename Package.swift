@@ -41,9 +41,12 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // AWS plumbing for the AWS driver (issue 5, in progress): SigV4 signing, credentials.
+        // The AWS driver: SigV4, the credential chain, endpoint resolution, the JSON/query/REST-XML
+        // calls it makes (Organizations, STS, EC2, IAM, Route 53, Tagging) over AsyncHTTPClient.
         .target(name: "NclavAWS", dependencies: [
+            "NclavCore", "Orchestrator",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // The admin token (env, file, rotation) and per-run credentials scoped to one state.
         .target(name: "NclavAuth", dependencies: [
@@ -85,7 +88,7 @@ let package = Package(
         .executableTarget(name: "embed-templates", path: "Sources/EmbedTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner",
+            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -93,7 +96,8 @@ let package = Package(
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS"]),
+        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCore", "Orchestrator", "NclavTestSupport",
+                                                          .product(name: "Hummingbird", package: "hummingbird")]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.

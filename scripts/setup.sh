@@ -6,7 +6,8 @@
 #   - a real `terraform` >= 1.4 must be on PATH (tests drive it for real);
 #   - PostgreSQL's server binaries (initdb, postgres) for the PostgreSQL store's tests, which
 #     start their own server on a temporary directory; Debian's postgresql when missing;
-#   - Chromium for the web UI's headless-browser test.
+#   - Chromium for the web UI's headless-browser test;
+#   - moto (PyPI's AWS API emulator) and curl for the AWS driver's tests.
 set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*"; }
@@ -34,6 +35,8 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
 fi
 # util-linux's `script` gives `apply --follow` a pseudo-terminal in its test.
 command -v script >/dev/null 2>&1 || missing+=(bsdutils)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else
     fail "missing system packages: ${missing[*]}; install them with: apt-get update && apt-get install -y ${missing[*]}"
@@ -41,6 +44,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" update -qq
   DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- moto: the AWS driver is tested against a real AWS API emulator ------------------------
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  say "installing moto[server] (pip)"
+  python3 -m pip install --quiet 'moto[server]>=5,<6' 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages 'moto[server]>=5,<6' \
+    || fail "could not install moto; run: python3 -m pip install 'moto[server]>=5,<6'"
 fi
 
 # --- Terraform ---------------------------------------------------------------------------

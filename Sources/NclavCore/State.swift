@@ -78,6 +78,9 @@ public struct PartitionState: Codable, Sendable, Hashable {
     public var updatedAt: Date
     /// The last drift check; cleared when the partition is applied again.
     public var drift: DriftResult?
+    /// The partition's own cloud identity, from its driver (empty for local); removed by the
+    /// driver after terraform's destroy.
+    public var identity: [String: String]?
 
     public init(enclaveID: String, partitionID: String, desired: Partition, status: ProvisionStatus = .pending,
                 outputs: [String: String] = [:], fingerprint: String? = nil, lastRunID: UUID? = nil,
@@ -97,7 +100,7 @@ public struct PartitionState: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case enclaveID = "enclave_id", partitionID = "partition_id", desired, status, outputs, fingerprint
-        case lastRunID = "last_run_id", lastError = "last_error", createdAt = "created_at", updatedAt = "updated_at", drift
+        case lastRunID = "last_run_id", lastError = "last_error", createdAt = "created_at", updatedAt = "updated_at", drift, identity
     }
 }
 

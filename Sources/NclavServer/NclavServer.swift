@@ -95,7 +95,7 @@ public enum NclavServer {
         let drift = configuration.driftInterval.map { interval in
             Task {
                 await ReconcileRoutes(store: store, configuration: configuration, token: token.value, address: address,
-                                      registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))
+                                      registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers))
                     .scheduledDrift(every: interval, logger: logger)
             }
         }
@@ -120,7 +120,7 @@ extension NclavServer {
         routes.register(on: router)
         LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
         var reconcileRoutes = ReconcileRoutes(store: store, configuration: configuration, token: token, address: address,
-                                              registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: []))
+                                              registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers))
         reconcileRoutes.observer = metrics
         reconcileRoutes.register(on: router) { request in try await routes.body(request) }
         router.get("/metrics") { _, _ in

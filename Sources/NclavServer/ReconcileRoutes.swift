@@ -48,6 +48,9 @@ struct ReconcileRoutes: Sendable {
         router.post("/reconcile/dry-run") { request, _ in try await dryRun(try await body(request)) }
         router.post("/reconcile") { request, _ in try await apply(try await body(request)) }
         router.post("/drift") { request, _ in try await drift(try await body(request)) }
+        router.get("/orphans") { request, _ in
+            try await orphans(enclave: request.uri.queryParameters.get("enclave").flatMap { $0.isEmpty ? nil : String($0) })
+        }
         router.delete("/enclaves/:enclave") { _, context in
             try await destroy(enclave: try Routes.id(context, "enclave"), partition: nil)
         }
@@ -66,6 +69,36 @@ struct ReconcileRoutes: Sendable {
             return shared.appendingPathComponent("nclav-bundles-\(getuid())")
         }
         return home.appendingPathComponent("bundles")
+    }
+
+    struct OrphanReport: Encodable {
+        struct Failure: Encodable { let enclave: String; let error: String }
+        let orphans: [Orphan]
+        let errors: [Failure]
+        let scanned: [String]
+    }
+
+    /// `GET /orphans[?enclave=]`: asks each enclave's driver for resources tagged as nclav's
+    /// whose partition is not in state. An enclave whose cloud cannot be asked is reported in
+    /// `errors`, the others are still scanned.
+    func orphans(enclave: String?) async throws -> Response {
+        var enclaves = try await store.enclaves()
+        if let enclave {
+            if let problem = Identifier.problem(with: enclave) { throw APIError(.badRequest, "`\(enclave)` is not a valid enclave id: \(problem)") }
+            enclaves = enclaves.filter { $0.id == enclave }
+            if enclaves.isEmpty { throw APIError(.notFound, "enclave `\(enclave)` is not in state") }
+        }
+        var found: [Orphan] = []
+        var failures: [OrphanReport.Failure] = []
+        for state in enclaves.sorted(by: { $0.id < $1.id }) {
+            let known = Set(try await store.partitions(ofEnclave: state.id).map(\.partitionID))
+            do {
+                found += try await registry.driver(for: state.resolvedCloud).orphans(enclave: state, knownPartitions: known)
+            } catch {
+                failures.append(.init(enclave: state.id, error: "\(error)"))
+            }
+        }
+        return Routes.json(OrphanReport(orphans: found, errors: failures, scanned: enclaves.map(\.id).sorted()))
     }
 
     func destroy(enclave: String, partition: String?) async throws -> Response {

@@ -1,5 +1,6 @@
 import Foundation
 import NclavCore
+import Orchestrator
 
 /// Everything `nclav serve` needs to start, resolved from flags and environment.
 public struct ServerConfiguration: Sendable {
@@ -26,6 +27,8 @@ public struct ServerConfiguration: Sendable {
     public var driftInterval: Duration? = nil
     public var runTimeout: Duration = .seconds(30 * 60)
     public var runGracePeriod: Duration = .seconds(60)
+    /// Cloud drivers for the enabled clouds other than `local` (which is always there).
+    public var drivers: [any Driver] = []
 
     public init(bindHost: String = "127.0.0.1", port: Int = 8080, home: URL, store: StoreKind, defaultCloud: CloudTarget = .local,
                 enabledClouds: [CloudTarget] = [], maxStateBytes: Int = 256 * 1024 * 1024, retainedStateVersions: Int = 100,

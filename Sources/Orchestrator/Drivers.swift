@@ -18,8 +18,59 @@ public protocol Driver: Sendable {
     func teardownEnclave(_ enclave: Enclave, context: EnclaveContext) async throws
     /// The `{{ nclav_* }}` values for one partition.
     func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String]
+    /// Creates (or finds) the partition's own cloud identity — a service account, managed
+    /// identity or IAM role — that terraform acts as. Kept in the partition's state, apart from
+    /// terraform's own state, so teardown can remove it after terraform has destroyed the rest.
+    func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity
+    /// Removes what `provisionPartition` created; called after terraform's destroy succeeded.
+    func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws
     /// Credentials and settings terraform needs for this partition (GOOGLE_*, ARM_*, AWS_*).
-    func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String]
+    /// Short-lived credentials are minted here, for one run.
+    func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment
+    /// Resources the cloud says nclav made in this enclave whose partition is not in `known`.
+    func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan]
+}
+
+/// A partition's cloud identity, as its driver describes it (e.g. `role_arn`, `role_name`).
+public typealias PartitionIdentity = [String: String]
+
+/// Environment for one terraform run; `secretNames` are redacted from its log.
+public struct TerraformEnvironment: Sendable, Equatable {
+    public var variables: [String: String]
+    public var secretNames: Set<String>
+    public init(variables: [String: String] = [:], secretNames: Set<String> = []) {
+        self.variables = variables
+        self.secretNames = secretNames
+    }
+    public var secretValues: [String] { secretNames.compactMap { variables[$0] }.filter { !$0.isEmpty } }
+}
+
+/// A resource tagged as nclav's whose partition nclav no longer knows.
+public struct Orphan: Codable, Sendable, Hashable {
+    public var enclaveID: String
+    public var cloud: String
+    public var resource: String
+    public var partition: String?
+    public var tags: [String: String]
+
+    public init(enclaveID: String, cloud: String, resource: String, partition: String?, tags: [String: String]) {
+        self.enclaveID = enclaveID
+        self.cloud = cloud
+        self.resource = resource
+        self.partition = partition
+        self.tags = tags
+    }
+
+    enum CodingKeys: String, CodingKey { case enclaveID = "enclave_id", cloud, resource, partition, tags }
+}
+
+extension Driver {
+    public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity { [:] }
+    public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {}
+    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
+        TerraformEnvironment()
+    }
+    public func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan] { [] }
 }
 
 public enum DriverError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -79,6 +130,40 @@ public struct LocalDriver: Driver {
         ["nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id,
          "nclav_project_id": context.values["project_id"] ?? enclave.id, "nclav_region": context.values["region"] ?? enclave.region ?? ""]
     }
+}
 
-    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] { [:] }
+/// Waits between polls of a long cloud operation: doubling from `initial`, never more than
+/// `cap`, giving up at `deadline`.
+public struct CappedBackoff: Sendable {
+    public let initial: Duration
+    public let cap: Duration
+    public let deadline: Duration
+
+    public init(initial: Duration = .seconds(1), cap: Duration = .seconds(15), deadline: Duration = .seconds(1800)) {
+        self.initial = initial
+        self.cap = cap
+        self.deadline = deadline
+    }
+
+    /// Calls `attempt` until it returns a value; nil means "not yet". Throws `timedOut` with
+    /// `what` when the deadline passes.
+    public func poll<T: Sendable>(_ what: String, _ attempt: () async throws -> T?) async throws -> T {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var delay = initial
+        while true {
+            if let value = try await attempt() { return value }
+            if clock.now - start + delay > deadline { throw CloudOperationTimeout(operation: what, waited: clock.now - start) }
+            try await Task.sleep(for: delay)
+            delay = min(delay * 2, cap)
+        }
+    }
+}
+
+public struct CloudOperationTimeout: Error, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let waited: Duration
+    public var description: String {
+        "\(operation) did not finish within \(waited.components.seconds) s; it may still complete in the cloud — the next apply picks it up from where it is"
+    }
 }

@@ -389,7 +389,8 @@ public struct Reconciler: Sendable {
         } else {
             await environment.progress("  ? \(key) drift check started")
             let (outcome, _) = await invoke(key: key, partition: state.desired, operation: .plan, workspace: workspace, enclave: enclave.desired,
-                                            context: EnclaveContext(values: enclave.context), cloud: enclave.resolvedCloud, reconcileID: reconcileID)
+                                            context: EnclaveContext(values: enclave.context), cloud: enclave.resolvedCloud, identity: state.identity ?? [:],
+                                            reconcileID: reconcileID)
             var run: IacRun? = nil
             if let runID = outcome.runID { run = try await store.run(runID) }
             if outcome.result != .succeeded {
@@ -423,9 +424,20 @@ public struct Reconciler: Sendable {
                                     reason: "its workspace \(workspace.path) is gone, so terraform cannot destroy it; destroy it by hand, then `nclav state` can remove it")
         }
         let enclaveState = stored.enclaves.first { $0.id == state.enclaveID }
-        let result = await invoke(key: key, partition: state.desired, operation: .teardown, workspace: workspace, enclave: enclaveState?.desired,
-                                  context: EnclaveContext(values: enclaveState?.context ?? [:]), cloud: enclaveState?.resolvedCloud ?? .local,
-                                  reconcileID: reconcileID)
+        let context = EnclaveContext(values: enclaveState?.context ?? [:])
+        let cloud = enclaveState?.resolvedCloud ?? .local
+        var result = await invoke(key: key, partition: state.desired, operation: .teardown, workspace: workspace, enclave: enclaveState?.desired,
+                                  context: context, cloud: cloud, identity: state.identity ?? [:], reconcileID: reconcileID)
+        // Terraform has destroyed what it made; now the identity it acted as can go.
+        if result.outcome.result == .succeeded, let identity = state.identity, !identity.isEmpty, let enclave = enclaveState?.desired {
+            do {
+                try await environment.registry.driver(for: cloud).teardownPartition(enclave: enclave, context: context, partition: state.desired, identity: identity)
+            } catch {
+                result.outcome = PartitionOutcome(key: key, operation: .teardown, result: .failed, runID: result.outcome.runID,
+                                                  reason: "terraform destroyed it, but its \(cloud.rawValue) identity could not be removed: \(error)",
+                                                  seconds: result.outcome.seconds)
+            }
+        }
         if result.outcome.result == .succeeded {
             try? await environment.store.deletePartition(enclave: key.enclave, partition: key.partition)
             await event("partition.destroyed", enclave: key.enclave, partition: key.partition, reconcile: reconcileID, "partition \(key) destroyed")
@@ -435,7 +447,7 @@ public struct Reconciler: Sendable {
 
     /// Renders nothing: runs terraform in `workspace` and records the run.
     func invoke(key: StateKey, partition: Partition, operation: IacRun.Operation, workspace: URL, enclave: Enclave?, context: EnclaveContext,
-                cloud: CloudTarget, reconcileID: UUID) async -> (outcome: PartitionOutcome, outputs: [String: String]) {
+                cloud: CloudTarget, identity: PartitionIdentity, reconcileID: UUID) async -> (outcome: PartitionOutcome, outputs: [String: String]) {
         let store = environment.store
         let runID = UUID()
         let start = Date()
@@ -452,14 +464,23 @@ public struct Reconciler: Sendable {
             return fail("the run could not be recorded: \(error)")
         }
         await environment.progress("  \(operation == .teardown ? "-" : "+") \(key) \(operation.rawValue) started (run \(runID))")
-        let driverEnvironment = (try? environment.registry.driver(for: cloud)).map { driver in
-            enclave.map { driver.terraformEnvironment(enclave: $0, context: context, partition: partition) } ?? [:]
-        } ?? [:]
+        var driverEnvironment = TerraformEnvironment()
+        if let enclave {
+            do {
+                driverEnvironment = try await environment.registry.driver(for: cloud).terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
+            } catch {
+                let reason = "the \(cloud.rawValue) driver could not give terraform its credentials: \(error)"
+                try? await store.appendRunLog(runID, "== \(reason)\n")
+                try? await store.finishRun(runID, status: .failed, exitCode: nil, finishedAt: Date())
+                environment.observer.runFinished(operation: operation, status: .failed, seconds: Date().timeIntervalSince(start))
+                return fail(reason)
+            }
+        }
         let invocation = TerraformInvocation(
             key: key, operation: operation == .teardown ? .destroy : operation == .plan ? .plan : .apply, workspace: workspace, tool: tool,
             backendBaseURL: environment.backendBaseURL,
             credential: environment.signer.mint(RunScope(key: key, runID: runID, expiresAt: Date().addingTimeInterval(6 * 3600))),
-            driverEnvironment: driverEnvironment, secrets: environment.secrets + Array(driverEnvironment.values),
+            driverEnvironment: driverEnvironment.variables, secrets: environment.secrets + driverEnvironment.secretValues,
             pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
@@ -625,10 +646,24 @@ struct PartitionExecutor {
                         } catch {
                             return (ref, PartitionOutcome(key: stateKey, operation: operation, result: .failed, runID: nil, reason: "\(error)"), [:], nil)
                         }
+                        var state = previous ?? PartitionState(enclaveID: stateKey.enclave, partitionID: stateKey.partition, desired: partition.partition)
+                        // The identity terraform acts as exists before terraform runs (idempotent: found when it is there).
+                        let identity: PartitionIdentity
+                        do {
+                            identity = try await reconciler.environment.registry.driver(for: cloud)
+                                .provisionPartition(enclave: enclave.enclave, context: context, partition: partition.partition)
+                        } catch {
+                            state.desired = partition.partition
+                            state.status = .failed
+                            state.lastError = "its \(cloud.rawValue) identity could not be created: \(error)"
+                            state.fingerprint = nil
+                            state.updatedAt = Date()
+                            return (ref, PartitionOutcome(key: stateKey, operation: operation, result: .failed, runID: nil, reason: state.lastError), [:], state)
+                        }
+                        if !identity.isEmpty { state.identity = identity }
                         let (outcome, produced) = await reconciler.invoke(key: stateKey, partition: partition.partition, operation: operation,
                                                                           workspace: rendered.directory, enclave: enclave.enclave, context: context,
-                                                                          cloud: cloud, reconcileID: reconcileID)
-                        var state = previous ?? PartitionState(enclaveID: stateKey.enclave, partitionID: stateKey.partition, desired: partition.partition)
+                                                                          cloud: cloud, identity: state.identity ?? [:], reconcileID: reconcileID)
                         state.desired = partition.partition
                         state.lastRunID = outcome.runID
                         state.updatedAt = Date()

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NclavAWS
 import NclavCore
 import NclavServer
+import Orchestrator
 
 extension CloudTarget: ExpressibleByArgument {}
 
@@ -66,10 +68,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("run-grace-period"), help: "Seconds between the SIGINT and the SIGKILL that stop a run (default 60).")
     var runGracePeriod: Int = 60
 
+    @OptionGroup(title: "AWS driver (with --cloud aws or --enable-cloud aws)")
+    var aws: AWSOptions
+
     func validate() throws {
-        for requested in [cloud] + enableCloud where requested != .local {
-            throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); use --cloud local")
+        for requested in [cloud] + enableCloud where requested == .gcp || requested == .azure {
+            throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); the aws and local drivers are")
         }
+        if ([cloud] + enableCloud).contains(.aws) { _ = try aws.configuration(environment: ProcessInfo.processInfo.environment) }
         if ephemeral && (postgresURL != nil || storePath != nil) {
             throw ValidationError("--ephemeral keeps state in memory; it cannot be combined with --postgres-url or --store-path")
         }
@@ -119,6 +125,11 @@ struct Serve: AsyncParsableCommand {
         configuration.runTimeout = .seconds(runTimeout)
         configuration.runGracePeriod = .seconds(runGracePeriod)
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
+        if ([cloud] + enableCloud).contains(.aws) {
+            let settings = try aws.configuration(environment: environment)
+            configuration.drivers.append(AWSDriver(configuration: settings, chain: .standard(environment: environment),
+                                                   endpoints: AWSEndpointResolver(environment: environment)))
+        }
 
         let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
         LoggingSystem.bootstrap { label in
@@ -132,5 +143,51 @@ struct Serve: AsyncParsableCommand {
         } catch let error as NclavServer.StartError {
             throw CommandFailure(error.description)
         }
+    }
+}
+
+/// `--aws-*` flags, each with its `NCLAV_AWS_*` variable.
+struct AWSOptions: ParsableArguments {
+    @Option(name: .customLong("aws-org-unit-id"), help: "OU new enclave accounts are moved into (env NCLAV_AWS_ORG_UNIT_ID; required for aws).")
+    var orgUnitID: String?
+
+    @Option(name: .customLong("aws-email-domain"), help: "Accounts are registered as <name>@<domain> (env NCLAV_AWS_EMAIL_DOMAIN; required for aws).")
+    var emailDomain: String?
+
+    @Option(name: .customLong("aws-default-region"), help: "Region for enclaves without `region:` (env NCLAV_AWS_DEFAULT_REGION; default us-east-1).")
+    var defaultRegion: String?
+
+    @Option(name: .customLong("aws-account-prefix"), help: "Prefix for account names: acme -> acme-<enclave> (env NCLAV_AWS_ACCOUNT_PREFIX).")
+    var accountPrefix: String?
+
+    @Option(name: .customLong("aws-cross-account-role"), help: "Role assumed inside enclave accounts (env NCLAV_AWS_CROSS_ACCOUNT_ROLE; default OrganizationAccountAccessRole).")
+    var crossAccountRole: String?
+
+    @Option(name: .customLong("aws-role-arn"), help: "Role assumed for the management (Organizations) calls (env NCLAV_AWS_ROLE_ARN).")
+    var roleARN: String?
+
+    @Option(name: .customLong("aws-partition-policy-arn"), help: "Policy attached to each partition's IAM role (repeatable; env NCLAV_AWS_PARTITION_POLICY_ARNS, comma-separated; default AdministratorAccess).")
+    var partitionPolicyARNs: [String] = []
+
+    /// Flags win over environment variables; every problem is reported at once.
+    func configuration(environment: [String: String]) throws -> AWSDriverConfiguration {
+        func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        var missing: [String] = []
+        let ou = value(orgUnitID, "NCLAV_AWS_ORG_UNIT_ID")
+        let domain = value(emailDomain, "NCLAV_AWS_EMAIL_DOMAIN")
+        if ou == nil { missing.append("--aws-org-unit-id (or NCLAV_AWS_ORG_UNIT_ID): the OU enclave accounts go into, e.g. ou-ab12-cd345678") }
+        if domain == nil { missing.append("--aws-email-domain (or NCLAV_AWS_EMAIL_DOMAIN): accounts are registered as <name>@<domain>") }
+        if !missing.isEmpty { throw ValidationError("the aws driver needs:\n  " + missing.joined(separator: "\n  ")) }
+        let policies = !partitionPolicyARNs.isEmpty ? partitionPolicyARNs
+            : environment["NCLAV_AWS_PARTITION_POLICY_ARNS"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        var settings = AWSDriverConfiguration(orgUnitID: ou!, emailDomain: domain!)
+        if let region = value(defaultRegion, "NCLAV_AWS_DEFAULT_REGION") { settings.defaultRegion = region }
+        settings.accountPrefix = value(accountPrefix, "NCLAV_AWS_ACCOUNT_PREFIX")
+        if let role = value(crossAccountRole, "NCLAV_AWS_CROSS_ACCOUNT_ROLE") { settings.crossAccountRole = role }
+        settings.managementRoleARN = value(roleARN, "NCLAV_AWS_ROLE_ARN")
+        if !policies.isEmpty { settings.partitionPolicyARNs = policies }
+        let problems = settings.problems()
+        if !problems.isEmpty { throw ValidationError("the aws driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
+        return settings
     }
 }

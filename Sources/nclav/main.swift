@@ -20,7 +20,7 @@ struct Nclav: AsyncParsableCommand {
         """,
         version: NclavVersion.current,
         subcommands: [Validate.self, Serve.self, Diff.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self,
-                      Drift.self, Platform.self, Bootstrap.self]
+                      Drift.self, Orphans.self, Platform.self, Bootstrap.self]
     )
 }
 

@@ -8,7 +8,6 @@ struct RecordingDriver: Driver {
     func provisionEnclave(_ enclave: Enclave, previous: EnclaveContext?) async throws -> EnclaveContext { EnclaveContext(values: ["project_id": "p-\(enclave.id)"]) }
     func teardownEnclave(_ enclave: Enclave, context: EnclaveContext) async throws {}
     func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] { [:] }
-    func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] { [:] }
 }
 
 @Suite("Driver registry")
@@ -38,6 +37,7 @@ struct DriverRegistryTests {
         #expect(driver.contextTokens(enclave: enclave, context: context, partition: Partition(id: "api", name: "API")) == [
             "nclav_enclave_id": "shop", "nclav_partition_id": "api", "nclav_project_id": "shop", "nclav_region": "local-1",
         ])
-        #expect(driver.terraformEnvironment(enclave: enclave, context: context, partition: Partition(id: "api", name: "API")).isEmpty)
+        #expect(try await driver.terraformEnvironment(enclave: enclave, context: context, partition: Partition(id: "api", name: "API"), identity: [:]) == TerraformEnvironment())
+        #expect(try await driver.provisionPartition(enclave: enclave, context: context, partition: Partition(id: "api", name: "API")).isEmpty)
     }
 }
