@@ -97,7 +97,8 @@ let package = Package(
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
         .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCore", "Orchestrator", "NclavTestSupport",
-                                                          .product(name: "Hummingbird", package: "hummingbird")]),
+                                                          .product(name: "Hummingbird", package: "hummingbird"),
+                                                          .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
@@ -107,7 +108,7 @@ let package = Package(
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "NclavAWS",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -55,6 +55,9 @@ public struct TerraformInvocation: Sendable {
     public var credential: String
     /// Credentials the enclave's driver gives terraform (GOOGLE_*, ARM_*, AWS_*).
     public var driverEnvironment: [String: String]
+    /// Variables of the server's own environment with these prefixes are dropped first, so a
+    /// cloud partition sees only the identity its driver gave it (e.g. `AWS_` for aws).
+    public var clearedPrefixes: [String] = []
     /// Values that must never appear in the log.
     public var secrets: [String]
     public var pluginCacheDirectory: URL?
@@ -109,6 +112,7 @@ public struct TerraformInvoker: Sendable {
             "TF_HTTP_USERNAME": "nclav-run", "TF_HTTP_PASSWORD": invocation.credential,
         ]) { $1 }
         if let cache = invocation.pluginCacheDirectory { environment["TF_PLUGIN_CACHE_DIR"] = cache.path }
+        environment = environment.filter { entry in !invocation.clearedPrefixes.contains { entry.key.hasPrefix($0) } }
         environment.merge(invocation.driverEnvironment) { $1 }
         return environment
     }

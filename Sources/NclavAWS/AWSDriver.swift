@@ -276,9 +276,10 @@ public struct AWSDriver: Driver {
         variables["AWS_SESSION_TOKEN"] = credentials.sessionToken ?? ""
         variables["AWS_REGION"] = region
         variables["AWS_DEFAULT_REGION"] = region
-        // Nothing from the server's own profile may leak into the partition's identity.
-        variables["AWS_PROFILE"] = ""
-        return TerraformEnvironment(variables: variables, secretNames: ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"])
+        // Nothing of the server's own AWS identity (keys, profile, container credentials)
+        // reaches the partition: every AWS_ variable it sees is set here.
+        variables["AWS_EC2_METADATA_DISABLED"] = "true"
+        return TerraformEnvironment(variables: variables, secretNames: ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"], clearedPrefixes: ["AWS_"])
     }
 
     // MARK: Orphans

@@ -34,13 +34,17 @@ public protocol Driver: Sendable {
 /// A partition's cloud identity, as its driver describes it (e.g. `role_arn`, `role_name`).
 public typealias PartitionIdentity = [String: String]
 
-/// Environment for one terraform run; `secretNames` are redacted from its log.
+/// Environment for one terraform run; `secretNames` are redacted from its log; variables of
+/// the server's environment starting with a `clearedPrefixes` entry are not passed on (the
+/// server's own cloud identity must not reach a partition).
 public struct TerraformEnvironment: Sendable, Equatable {
     public var variables: [String: String]
     public var secretNames: Set<String>
-    public init(variables: [String: String] = [:], secretNames: Set<String> = []) {
+    public var clearedPrefixes: [String]
+    public init(variables: [String: String] = [:], secretNames: Set<String> = [], clearedPrefixes: [String] = []) {
         self.variables = variables
         self.secretNames = secretNames
+        self.clearedPrefixes = clearedPrefixes
     }
     public var secretValues: [String] { secretNames.compactMap { variables[$0] }.filter { !$0.isEmpty } }
 }

@@ -476,12 +476,13 @@ public struct Reconciler: Sendable {
                 return fail(reason)
             }
         }
-        let invocation = TerraformInvocation(
+        var invocation = TerraformInvocation(
             key: key, operation: operation == .teardown ? .destroy : operation == .plan ? .plan : .apply, workspace: workspace, tool: tool,
             backendBaseURL: environment.backendBaseURL,
             credential: environment.signer.mint(RunScope(key: key, runID: runID, expiresAt: Date().addingTimeInterval(6 * 3600))),
             driverEnvironment: driverEnvironment.variables, secrets: environment.secrets + driverEnvironment.secretValues,
             pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
+        invocation.clearedPrefixes = driverEnvironment.clearedPrefixes
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
         let logBuffer = RunLogBuffer(store: store, runID: runID)

@@ -97,9 +97,15 @@ struct CrashTests {
         let server = try await ServerProcess.start(home: home)
         async let apply = nclav(["apply", tree.path], server: server)
         let pid = try await terraformApply(under: home)
-        try await Task.sleep(for: .milliseconds(300))
-        // The apply holds the state lock through the server right now.
-        #expect(try await http(.GET, server.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(server.token)).status == 200)
+        // The apply holds the state lock through the server right now (terraform takes it a
+        // moment after its process starts; on a busy machine that moment varies).
+        var lockStatus = 0
+        for _ in 0..<100 {
+            lockStatus = try await http(.GET, server.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(server.token)).status
+            if lockStatus == 200 { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(lockStatus == 200)
         await server.stop(SIGKILL)
         let client = try await apply
         #expect(client.exitCode == 1)

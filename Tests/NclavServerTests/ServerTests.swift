@@ -20,7 +20,7 @@ func withServer(arguments: [String] = [], environment: [String: String] = [:],
 @Suite("nclav serve: authentication on every route")
 struct AuthenticationTests {
     static let protectedRoutes: [(String, String)] = [
-        ("GET", "/status"), ("GET", "/enclaves"), ("GET", "/enclaves/shop"), ("GET", "/events"), ("GET", "/events?limit=5"),
+        ("GET", "/status"), ("GET", "/orphans"), ("GET", "/enclaves"), ("GET", "/enclaves/shop"), ("GET", "/events"), ("GET", "/events?limit=5"),
         ("GET", "/enclaves/shop/partitions/api/iac/runs"), ("GET", "/enclaves/shop/partitions/api/iac/runs/latest"),
         ("GET", "/enclaves/shop/partitions/api/iac/runs/00000000-0000-0000-0000-000000000000"),
         ("GET", "/enclaves/shop/partitions/api/iac/runs/00000000-0000-0000-0000-000000000000/stream"),
