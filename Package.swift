@@ -41,12 +41,24 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // What every cloud driver shares: one HTTP exchange with a cloud API over AsyncHTTPClient.
+        .target(name: "NclavCloud", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         // The AWS driver: SigV4, the credential chain, endpoint resolution, the JSON/query/REST-XML
         // calls it makes (Organizations, STS, EC2, IAM, Route 53, Tagging) over AsyncHTTPClient.
         .target(name: "NclavAWS", dependencies: [
-            "NclavCore", "Orchestrator",
+            "NclavCore", "Orchestrator", "NclavCloud",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        // The GCP driver: credentials (service-account key JWT, ADC refresh token, metadata
+        // server), Resource Manager / Billing / Service Usage / IAM / Compute / DNS / Cloud Asset
+        // over REST with long-running-operation polling.
+        .target(name: "NclavGCP", dependencies: [
+            "NclavCore", "Orchestrator", "NclavCloud",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         // The admin token (env, file, rotation) and per-run credentials scoped to one state.
         .target(name: "NclavAuth", dependencies: [
@@ -88,15 +100,23 @@ let package = Package(
         .executableTarget(name: "embed-templates", path: "Sources/EmbedTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS",
+            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Fixture paths, scratch directories and real-process helpers for the test targets.
         .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
+        // In-test servers speaking cloud APIs' wire formats (for clouds no emulator covers).
+        .target(name: "NclavCloudFakes", dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ], path: "Tests/CloudFakes"),
+        .testTarget(name: "NclavGCPTests", dependencies: ["NclavGCP", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCore", "Orchestrator", "NclavTestSupport",
+        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCloud", "NclavCore", "Orchestrator", "NclavTestSupport",
                                                           .product(name: "Hummingbird", package: "hummingbird"),
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),
@@ -108,7 +128,7 @@ let package = Package(
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "NclavAWS",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "NclavAWS", "NclavCloudFakes",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,5 @@
 import Foundation
+import NclavCloud
 import NIOCore
 
 /// A failed AWS call, phrased so the reader knows what to fix. Never carries credentials.

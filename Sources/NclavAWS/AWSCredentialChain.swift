@@ -1,4 +1,5 @@
 import Foundation
+import NclavCloud
 import NIOCore
 
 /// Why one credential source could not give credentials. `notConfigured` lets the chain move on;

@@ -151,7 +151,7 @@ public struct CappedBackoff: Sendable {
 
     /// Calls `attempt` until it returns a value; nil means "not yet". Throws `timedOut` with
     /// `what` when the deadline passes.
-    public func poll<T: Sendable>(_ what: String, _ attempt: () async throws -> T?) async throws -> T {
+    public func poll<T>(_ what: String, _ attempt: () async throws -> T?) async throws -> T {
         let clock = ContinuousClock()
         let start = clock.now
         var delay = initial

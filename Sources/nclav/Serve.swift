@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NclavAWS
 import NclavCore
+import NclavGCP
 import NclavServer
 import Orchestrator
 
@@ -71,11 +72,15 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "AWS driver (with --cloud aws or --enable-cloud aws)")
     var aws: AWSOptions
 
+    @OptionGroup(title: "GCP driver (with --cloud gcp or --enable-cloud gcp)")
+    var gcp: GCPOptions
+
     func validate() throws {
-        for requested in [cloud] + enableCloud where requested == .gcp || requested == .azure {
+        for requested in [cloud] + enableCloud where requested == .azure {
             throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); the aws and local drivers are")
         }
         if ([cloud] + enableCloud).contains(.aws) { _ = try aws.configuration(environment: ProcessInfo.processInfo.environment) }
+        if ([cloud] + enableCloud).contains(.gcp) { _ = try gcp.configuration(environment: ProcessInfo.processInfo.environment) }
         if ephemeral && (postgresURL != nil || storePath != nil) {
             throw ValidationError("--ephemeral keeps state in memory; it cannot be combined with --postgres-url or --store-path")
         }
@@ -129,6 +134,11 @@ struct Serve: AsyncParsableCommand {
             let settings = try aws.configuration(environment: environment)
             configuration.drivers.append(AWSDriver(configuration: settings, chain: .standard(environment: environment),
                                                    endpoints: AWSEndpointResolver(environment: environment)))
+        }
+        if ([cloud] + enableCloud).contains(.gcp) {
+            let settings = try gcp.configuration(environment: environment)
+            let endpoints = GCPEndpoints(environment: environment)
+            configuration.drivers.append(GCPDriver(configuration: settings, chain: .standard(environment: environment), endpoints: endpoints))
         }
 
         let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
@@ -188,6 +198,44 @@ struct AWSOptions: ParsableArguments {
         if !policies.isEmpty { settings.partitionPolicyARNs = policies }
         let problems = settings.problems()
         if !problems.isEmpty { throw ValidationError("the aws driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
+        return settings
+    }
+}
+
+/// `--gcp-*` flags, each with its `NCLAV_GCP_*` variable.
+struct GCPOptions: ParsableArguments {
+    @Option(name: .customLong("gcp-parent"), help: "Parent of enclave projects: folders/<n> or organizations/<n> (env NCLAV_GCP_PARENT; required for gcp).")
+    var parent: String?
+
+    @Option(name: .customLong("gcp-billing-account"), help: "billingAccounts/XXXXXX-XXXXXX-XXXXXX linked to every enclave project (env NCLAV_GCP_BILLING_ACCOUNT; required for gcp).")
+    var billingAccount: String?
+
+    @Option(name: .customLong("gcp-project-prefix"), help: "Prefix for project ids: acme -> acme-<enclave> (env NCLAV_GCP_PROJECT_PREFIX).")
+    var projectPrefix: String?
+
+    @Option(name: .customLong("gcp-default-region"), help: "Region for enclaves without `region:` (env NCLAV_GCP_DEFAULT_REGION; default us-central1).")
+    var defaultRegion: String?
+
+    @Option(name: .customLong("gcp-partition-role"), help: "Project role given to each partition's service account (repeatable; env NCLAV_GCP_PARTITION_ROLES, comma-separated; default roles/owner).")
+    var partitionRoles: [String] = []
+
+    func configuration(environment: [String: String]) throws -> GCPDriverConfiguration {
+        func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        var missing: [String] = []
+        let parent = value(self.parent, "NCLAV_GCP_PARENT")
+        let billing = value(billingAccount, "NCLAV_GCP_BILLING_ACCOUNT")
+        if parent == nil { missing.append("--gcp-parent (or NCLAV_GCP_PARENT): folders/<number> or organizations/<number>") }
+        if billing == nil { missing.append("--gcp-billing-account (or NCLAV_GCP_BILLING_ACCOUNT): billingAccounts/XXXXXX-XXXXXX-XXXXXX") }
+        if !missing.isEmpty { throw ValidationError("the gcp driver needs:\n  " + missing.joined(separator: "\n  ")) }
+        var settings = GCPDriverConfiguration(parent: parent!, billingAccount: billing!)
+        settings.projectPrefix = value(projectPrefix, "NCLAV_GCP_PROJECT_PREFIX")
+        if let region = value(defaultRegion, "NCLAV_GCP_DEFAULT_REGION") { settings.defaultRegion = region }
+        let roles = !partitionRoles.isEmpty ? partitionRoles
+            : environment["NCLAV_GCP_PARTITION_ROLES"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+        if !roles.isEmpty { settings.partitionRoles = roles }
+        var problems = settings.problems()
+        if let problem = GCPEndpoints(environment: environment).problem { problems.append(problem) }
+        if !problems.isEmpty { throw ValidationError("the gcp driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
         return settings
     }
 }

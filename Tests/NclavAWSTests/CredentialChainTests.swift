@@ -1,4 +1,5 @@
 import Foundation
+import NclavCloud
 import HTTPTypes
 import Logging
 import Hummingbird
