@@ -60,6 +60,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
+        // The Azure driver: credentials (service principal, managed identity, az CLI), subscription
+        // aliases under an MCA billing scope, ARM resources and long-running operations, Resource Graph.
+        .target(name: "NclavAzure", dependencies: [
+            "NclavCore", "Orchestrator", "NclavCloud",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // The admin token (env, file, rotation) and per-run credentials scoped to one state.
         .target(name: "NclavAuth", dependencies: [
             "NclavCore",
@@ -100,7 +106,7 @@ let package = Package(
         .executableTarget(name: "embed-templates", path: "Sources/EmbedTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP",
+            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP", "NclavAzure",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -115,6 +121,7 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], path: "Tests/CloudFakes"),
         .testTarget(name: "NclavGCPTests", dependencies: ["NclavGCP", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
+        .testTarget(name: "NclavAzureTests", dependencies: ["NclavAzure", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
         .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCloud", "NclavCore", "Orchestrator", "NclavTestSupport",
                                                           .product(name: "Hummingbird", package: "hummingbird"),

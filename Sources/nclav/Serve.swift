@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NclavAWS
+import NclavAzure
 import NclavCore
 import NclavGCP
 import NclavServer
@@ -75,12 +76,13 @@ struct Serve: AsyncParsableCommand {
     @OptionGroup(title: "GCP driver (with --cloud gcp or --enable-cloud gcp)")
     var gcp: GCPOptions
 
+    @OptionGroup(title: "Azure driver (with --cloud azure or --enable-cloud azure)")
+    var azure: AzureOptions
+
     func validate() throws {
-        for requested in [cloud] + enableCloud where requested == .azure {
-            throw ValidationError("the \(requested.rawValue) driver is not part of this build yet (see the README's status table); the aws and local drivers are")
-        }
         if ([cloud] + enableCloud).contains(.aws) { _ = try aws.configuration(environment: ProcessInfo.processInfo.environment) }
         if ([cloud] + enableCloud).contains(.gcp) { _ = try gcp.configuration(environment: ProcessInfo.processInfo.environment) }
+        if ([cloud] + enableCloud).contains(.azure) { _ = try azure.configuration(environment: ProcessInfo.processInfo.environment) }
         if ephemeral && (postgresURL != nil || storePath != nil) {
             throw ValidationError("--ephemeral keeps state in memory; it cannot be combined with --postgres-url or --store-path")
         }
@@ -139,6 +141,11 @@ struct Serve: AsyncParsableCommand {
             let settings = try gcp.configuration(environment: environment)
             let endpoints = GCPEndpoints(environment: environment)
             configuration.drivers.append(GCPDriver(configuration: settings, chain: .standard(environment: environment), endpoints: endpoints))
+        }
+        if ([cloud] + enableCloud).contains(.azure) {
+            let settings = try azure.configuration(environment: environment)
+            let chain = AzureCredentialChain.standard(tenantID: settings.tenantID, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
+            configuration.drivers.append(AzureDriver(configuration: settings, chain: chain, environment: environment))
         }
 
         let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
@@ -236,6 +243,58 @@ struct GCPOptions: ParsableArguments {
         var problems = settings.problems()
         if let problem = GCPEndpoints(environment: environment).problem { problems.append(problem) }
         if !problems.isEmpty { throw ValidationError("the gcp driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
+        return settings
+    }
+}
+
+/// `--azure-*` flags, each with its `NCLAV_AZURE_*` variable.
+struct AzureOptions: ParsableArguments {
+    @Option(name: .customLong("azure-tenant-id"), help: "Tenant (directory) id (env NCLAV_AZURE_TENANT_ID; required for azure).")
+    var tenantID: String?
+
+    @Option(name: .customLong("azure-management-group-id"), help: "Management group enclave subscriptions go into (env NCLAV_AZURE_MANAGEMENT_GROUP_ID; required for azure).")
+    var managementGroupID: String?
+
+    @Option(name: .customLong("azure-billing-account-name"), help: "MCA billing account name (env NCLAV_AZURE_BILLING_ACCOUNT_NAME; required for azure).")
+    var billingAccountName: String?
+
+    @Option(name: .customLong("azure-billing-profile-name"), help: "MCA billing profile name (env NCLAV_AZURE_BILLING_PROFILE_NAME; required for azure).")
+    var billingProfileName: String?
+
+    @Option(name: .customLong("azure-invoice-section-name"), help: "MCA invoice section name (env NCLAV_AZURE_INVOICE_SECTION_NAME; required for azure).")
+    var invoiceSectionName: String?
+
+    @Option(name: .customLong("azure-default-location"), help: "Location for enclaves without `region:` (env NCLAV_AZURE_DEFAULT_LOCATION; default eastus2).")
+    var defaultLocation: String?
+
+    @Option(name: .customLong("azure-subscription-prefix"), help: "Prefix for subscription aliases: myorg -> myorg-<enclave> (env NCLAV_AZURE_SUBSCRIPTION_PREFIX).")
+    var subscriptionPrefix: String?
+
+    @Option(name: .customLong("azure-client-id"), help: "Service principal client id (env NCLAV_AZURE_CLIENT_ID); without it: managed identity, then the Azure CLI.")
+    var clientID: String?
+
+    @Option(name: .customLong("azure-client-secret"), help: "Service principal secret (env NCLAV_AZURE_CLIENT_SECRET, preferred: a flag is visible in `ps`).")
+    var clientSecret: String?
+
+    func configuration(environment: [String: String]) throws -> AzureDriverConfiguration {
+        func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        let required: [(String?, String, String)] = [
+            (tenantID, "NCLAV_AZURE_TENANT_ID", "--azure-tenant-id"), (managementGroupID, "NCLAV_AZURE_MANAGEMENT_GROUP_ID", "--azure-management-group-id"),
+            (billingAccountName, "NCLAV_AZURE_BILLING_ACCOUNT_NAME", "--azure-billing-account-name"),
+            (billingProfileName, "NCLAV_AZURE_BILLING_PROFILE_NAME", "--azure-billing-profile-name"),
+            (invoiceSectionName, "NCLAV_AZURE_INVOICE_SECTION_NAME", "--azure-invoice-section-name"),
+        ]
+        let missing = required.filter { value($0.0, $0.1) == nil }.map { "\($0.2) (or \($0.1))" }
+        if !missing.isEmpty { throw ValidationError("the azure driver needs:\n  " + missing.joined(separator: "\n  ")) }
+        let values = required.map { value($0.0, $0.1)! }
+        var settings = AzureDriverConfiguration(tenantID: values[0], managementGroupID: values[1], billingAccountName: values[2],
+                                                billingProfileName: values[3], invoiceSectionName: values[4])
+        if let location = value(defaultLocation, "NCLAV_AZURE_DEFAULT_LOCATION") { settings.defaultLocation = location }
+        settings.subscriptionPrefix = value(subscriptionPrefix, "NCLAV_AZURE_SUBSCRIPTION_PREFIX")
+        settings.clientID = value(clientID, "NCLAV_AZURE_CLIENT_ID")
+        settings.clientSecret = value(clientSecret, "NCLAV_AZURE_CLIENT_SECRET")
+        let problems = settings.problems()
+        if !problems.isEmpty { throw ValidationError("the azure driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
         return settings
     }
 }

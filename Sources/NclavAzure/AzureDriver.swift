@@ -1,0 +1,298 @@
+import Crypto
+import Foundation
+import NclavCloud
+import NclavCore
+import Orchestrator
+
+/// The `--azure-*` settings of `nclav serve`.
+public struct AzureDriverConfiguration: Sendable {
+    public var tenantID: String
+    public var managementGroupID: String
+    public var billingAccountName: String
+    public var billingProfileName: String
+    public var invoiceSectionName: String
+    public var defaultLocation: String
+    public var subscriptionPrefix: String?
+    public var clientID: String?
+    public var clientSecret: String?
+    /// Role definitions (GUIDs) given to each partition's identity on its subscription; default Contributor.
+    public var partitionRoleIDs: [String]
+    public var backoff: CappedBackoff
+
+    public init(tenantID: String, managementGroupID: String, billingAccountName: String, billingProfileName: String, invoiceSectionName: String,
+                defaultLocation: String = "eastus2", subscriptionPrefix: String? = nil, clientID: String? = nil, clientSecret: String? = nil,
+                partitionRoleIDs: [String] = [AzureDriver.contributorRole], backoff: CappedBackoff = CappedBackoff()) {
+        self.tenantID = tenantID
+        self.managementGroupID = managementGroupID
+        self.billingAccountName = billingAccountName
+        self.billingProfileName = billingProfileName
+        self.invoiceSectionName = invoiceSectionName
+        self.defaultLocation = defaultLocation
+        self.subscriptionPrefix = subscriptionPrefix
+        self.clientID = clientID
+        self.clientSecret = clientSecret
+        self.partitionRoleIDs = partitionRoleIDs
+        self.backoff = backoff
+    }
+
+    public var billingScope: String {
+        "/providers/Microsoft.Billing/billingAccounts/\(billingAccountName)/billingProfiles/\(billingProfileName)/invoiceSections/\(invoiceSectionName)"
+    }
+
+    public func problems() -> [String] {
+        var out: [String] = []
+        let guid = #"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"#
+        if tenantID.range(of: guid, options: .regularExpression) == nil { out.append("--azure-tenant-id `\(tenantID)` is not a GUID (the directory/tenant id)") }
+        if managementGroupID.range(of: #"^[A-Za-z0-9._()-]{1,90}$"#, options: .regularExpression) == nil {
+            out.append("--azure-management-group-id `\(managementGroupID)` is not a management group id (the name, not the display name)")
+        }
+        for (flag, value) in [("--azure-billing-account-name", billingAccountName), ("--azure-billing-profile-name", billingProfileName),
+                              ("--azure-invoice-section-name", invoiceSectionName)] where value.isEmpty || value.contains("/") {
+            out.append("\(flag) `\(value)` must be the name (id) of the MCA billing object, without slashes")
+        }
+        if defaultLocation.range(of: #"^[a-z0-9]+$"#, options: .regularExpression) == nil {
+            out.append("--azure-default-location `\(defaultLocation)` is not an Azure location name; expected e.g. eastus2")
+        }
+        if let prefix = subscriptionPrefix, prefix.range(of: #"^[a-z0-9][a-z0-9-]{0,30}$"#, options: .regularExpression) == nil {
+            out.append("--azure-subscription-prefix `\(prefix)` must be 1-31 lowercase letters, digits or hyphens")
+        }
+        return out
+    }
+}
+
+/// Azure enclaves: one subscription per enclave, created as a subscription alias under the
+/// MCA invoice section and placed in the management group; inside it a resource group, an
+/// enclave managed identity, a VNet with subnets and a private DNS zone linked to it when
+/// declared; a user-assigned managed identity per partition with Contributor on the subscription.
+public struct AzureDriver: Driver {
+    public let cloud = CloudTarget.azure
+    public let configuration: AzureDriverConfiguration
+    let client: AzureClient
+
+    public static let contributorRole = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+    static let resourcesAPI = "2021-04-01"
+    static let identityAPI = "2023-01-31"
+    static let networkAPI = "2023-09-01"
+    static let dnsAPI = "2020-06-01"
+    static let aliasAPI = "2021-10-01"
+    static let authorizationAPI = "2022-04-01"
+
+    public init(configuration: AzureDriverConfiguration, chain: AzureCredentialChain, environment: [String: String]) {
+        self.configuration = configuration
+        self.client = AzureClient(chain: chain, environment: environment, backoff: configuration.backoff)
+    }
+
+    func alias(_ enclave: Enclave) -> String { [configuration.subscriptionPrefix, enclave.id].compactMap { $0 }.joined(separator: "-") }
+    func location(_ enclave: Enclave) -> String { enclave.region.flatMap { $0.isEmpty ? nil : $0 } ?? configuration.defaultLocation }
+    static func resourceGroup(_ enclave: String) -> String { "nclav-\(enclave)" }
+    func tags(_ enclave: Enclave, partition: String? = nil) -> [String: String] {
+        var tags = ["nclav-managed": "true", "nclav-enclave": enclave.id]
+        if let partition { tags["nclav-partition"] = partition }
+        return tags
+    }
+
+    /// A stable GUID for a role assignment, so re-applying finds the same one.
+    static func assignmentID(_ parts: String...) -> String {
+        let bytes = Array(SHA256.hash(data: Data(parts.joined(separator: "|").utf8)).prefix(16))
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        let i = hex.startIndex
+        func slice(_ a: Int, _ b: Int) -> Substring { hex[hex.index(i, offsetBy: a)..<hex.index(i, offsetBy: b)] }
+        return "\(slice(0, 8))-\(slice(8, 12))-\(slice(12, 16))-\(slice(16, 20))-\(slice(20, 32))"
+    }
+
+    // MARK: Enclaves
+
+    public func provisionEnclave(_ enclave: Enclave, previous: EnclaveContext?) async throws -> EnclaveContext {
+        if enclave.dns?.zone != nil, enclave.network?.vpcCIDR == nil { throw AzureDriverError.zoneNeedsVNet(enclave: enclave.id) }
+        let aliasName = alias(enclave)
+        let subscription = try await ensureSubscription(aliasName, enclave: enclave)
+        // Placing it in the management group is idempotent; doing it every time repairs a move by hand.
+        try await client.send("PUT", "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)/subscriptions/\(subscription)",
+                              apiVersion: "2020-05-01")
+        for provider in ["Microsoft.ManagedIdentity", "Microsoft.Network"] {
+            try await client.send("POST", "/subscriptions/\(subscription)/providers/\(provider)/register", apiVersion: Self.resourcesAPI)
+        }
+        let location = location(enclave)
+        let group = Self.resourceGroup(enclave.id)
+        let groupPath = "/subscriptions/\(subscription)/resourceGroups/\(group)"
+        try await client.send("PUT", groupPath, apiVersion: Self.resourcesAPI, body: ["location": location, "tags": tags(enclave)])
+        let identity = try await client.putAndWait(groupPath + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave", apiVersion: Self.identityAPI,
+                                                   body: ["location": location, "tags": tags(enclave)], what: "creating the enclave identity")
+        var values = ["subscription_id": subscription, "subscription_alias": aliasName, "tenant_id": configuration.tenantID, "resource_group": group,
+                      "region": location, "project_id": subscription, "identity_id": identity["id"] as? String ?? "",
+                      "identity_client_id": (identity["properties"] as? [String: Any])?["clientId"] as? String ?? ""]
+        if let network = enclave.network, let cidr = network.vpcCIDR {
+            let vnetPath = groupPath + "/providers/Microsoft.Network/virtualNetworks/nclav-vnet"
+            let subnets: [[String: Any]] = network.subnets.map { prefix in
+                ["name": "nclav-" + prefix.replacingOccurrences(of: ".", with: "-").replacingOccurrences(of: "/", with: "-"), "properties": ["addressPrefix": prefix]]
+            }
+            let vnet = try await client.putAndWait(vnetPath, apiVersion: Self.networkAPI,
+                                                   body: ["location": location, "tags": tags(enclave), "properties": ["addressSpace": ["addressPrefixes": [cidr]], "subnets": subnets]],
+                                                   what: "creating the VNet")
+            values["vpc_id"] = vnet["id"] as? String ?? vnetPath
+            values["subnet_ids"] = subnets.map { "\(vnetPath)/subnets/\($0["name"] as! String)" }.joined(separator: ",")
+            if let zone = enclave.dns?.zone {
+                let zonePath = groupPath + "/providers/Microsoft.Network/privateDnsZones/\(zone)"
+                try await client.putAndWait(zonePath, apiVersion: Self.dnsAPI, body: ["location": "global", "tags": tags(enclave)], what: "creating the private DNS zone")
+                try await client.putAndWait(zonePath + "/virtualNetworkLinks/nclav-vnet", apiVersion: Self.dnsAPI,
+                                            body: ["location": "global", "tags": tags(enclave), "properties": ["virtualNetwork": ["id": vnetPath], "registrationEnabled": false]],
+                                            what: "linking the DNS zone to the VNet")
+                values["dns_zone_id"] = zonePath
+            }
+        }
+        return EnclaveContext(values: values)
+    }
+
+    /// The alias's subscription: PUT is idempotent (an existing alias answers with its
+    /// subscription), then polled until provisioning finishes.
+    func ensureSubscription(_ aliasName: String, enclave: Enclave) async throws -> String {
+        let path = "/providers/Microsoft.Subscription/aliases/\(aliasName)"
+        let body: [String: Any] = ["properties": [
+            "displayName": aliasName, "billingScope": configuration.billingScope, "workload": "Production",
+            "additionalProperties": ["managementGroupId": "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)",
+                                     "subscriptionTenantId": configuration.tenantID, "tags": tags(enclave)],
+        ]]
+        try await client.send("PUT", path, apiVersion: Self.aliasAPI, body: body)
+        let properties = try await configuration.backoff.poll("creating subscription \(aliasName)") { () async throws -> [String: Any]? in
+            let alias = try await client.send("GET", path, apiVersion: Self.aliasAPI).json
+            let properties = alias["properties"] as? [String: Any] ?? [:]
+            switch properties["provisioningState"] as? String ?? "" {
+            case "Succeeded": return properties
+            case "Failed", "Canceled":
+                throw AzureDriverError.subscriptionFailed(enclave: enclave.id, alias: aliasName, state: properties["provisioningState"] as? String ?? "Failed")
+            default: return nil
+            }
+        }
+        guard let subscription = properties["subscriptionId"] as? String, !subscription.isEmpty else {
+            throw AzureDriverError.subscriptionFailed(enclave: enclave.id, alias: aliasName, state: "Succeeded without a subscription id")
+        }
+        let state = try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.resourcesAPI).json["state"] as? String ?? "Enabled"
+        guard state == "Enabled" else { throw AzureDriverError.subscriptionNotEnabled(enclave: enclave.id, subscription: subscription, state: state) }
+        return subscription
+    }
+
+    public func teardownEnclave(_ enclave: Enclave, context: EnclaveContext) async throws {
+        guard let subscription = context.values["subscription_id"], !subscription.isEmpty else { return }
+        var state: String? = nil
+        do { state = try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.resourcesAPI).json["state"] as? String } catch {
+            guard error.api?.status == 404 else { throw error }  // gone already
+        }
+        if state == "Enabled" {
+            try await client.send("POST", "/subscriptions/\(subscription)/providers/Microsoft.Subscription/cancel", apiVersion: Self.aliasAPI)
+        }
+        if let alias = context.values["subscription_alias"] {
+            do { try await client.send("DELETE", "/providers/Microsoft.Subscription/aliases/\(alias)", apiVersion: Self.aliasAPI) } catch {
+                guard error.api?.status == 404 else { throw error }
+            }
+        }
+    }
+
+    // MARK: Partitions
+
+    public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
+        let subscription = context.values["subscription_id"] ?? ""
+        return ["nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": subscription,
+                "nclav_region": context.values["region"] ?? location(enclave), "nclav_subscription_id": subscription,
+                "nclav_tenant_id": configuration.tenantID, "nclav_resource_group": context.values["resource_group"] ?? Self.resourceGroup(enclave.id),
+                "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
+                "nclav_dns_zone_id": context.values["dns_zone_id"] ?? ""]
+    }
+
+    func identityPath(_ context: EnclaveContext, enclave: Enclave, partition: String) throws -> (subscription: String, path: String) {
+        guard let subscription = context.values["subscription_id"], !subscription.isEmpty else { throw AzureDriverError.noSubscription(enclave: enclave.id) }
+        let group = context.values["resource_group"] ?? Self.resourceGroup(enclave.id)
+        return (subscription, "/subscriptions/\(subscription)/resourceGroups/\(group)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-\(partition)")
+    }
+
+    public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity {
+        let (subscription, path) = try identityPath(context, enclave: enclave, partition: partition.id)
+        let identity = try await client.putAndWait(path, apiVersion: Self.identityAPI,
+                                                   body: ["location": context.values["region"] ?? location(enclave), "tags": tags(enclave, partition: partition.id)],
+                                                   what: "creating the identity of partition \(partition.id)")
+        let properties = identity["properties"] as? [String: Any] ?? [:]
+        guard let principal = properties["principalId"] as? String, let clientID = properties["clientId"] as? String else {
+            throw AzureCallError.operationFailed(call: "PUT \(path)", message: "the identity has no principalId/clientId")
+        }
+        var assignments: [String] = []
+        for role in configuration.partitionRoleIDs {
+            let assignment = Self.assignmentID(subscription, partition.id, role)
+            let assignmentPath = "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleAssignments/\(assignment)"
+            let body: [String: Any] = ["properties": ["roleDefinitionId": "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
+                                                      "principalId": principal, "principalType": "ServicePrincipal"]]
+            do { try await client.send("PUT", assignmentPath, apiVersion: Self.authorizationAPI, body: body) } catch {
+                guard error.api?.code == "RoleAssignmentExists" else { throw error }
+            }
+            assignments.append(assignmentPath)
+        }
+        return ["identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
+                "role_assignments": assignments.joined(separator: ",")]
+    }
+
+    public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {
+        for assignment in (identity["role_assignments"] ?? "").split(separator: ",") {
+            do { try await client.send("DELETE", String(assignment), apiVersion: Self.authorizationAPI) } catch { guard error.api?.status == 404 else { throw error } }
+        }
+        let path = try identity["identity_id"] ?? identityPath(context, enclave: enclave, partition: partition.id).path
+        do { try await client.send("DELETE", path, apiVersion: Self.identityAPI) } catch { guard error.api?.status == 404 else { throw error } }
+    }
+
+    /// `ARM_*` for the azurerm/azapi providers: the enclave's subscription and tenant. Terraform
+    /// authenticates the way nclav itself does (service principal, or managed identity / Azure
+    /// CLI on the same host); see the README's status table for the per-partition identity.
+    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
+        var variables = ["ARM_SUBSCRIPTION_ID": context.values["subscription_id"] ?? "", "ARM_TENANT_ID": configuration.tenantID]
+        var secrets: Set<String> = []
+        if let id = configuration.clientID, let secret = configuration.clientSecret {
+            variables["ARM_CLIENT_ID"] = id
+            variables["ARM_CLIENT_SECRET"] = secret
+            secrets.insert("ARM_CLIENT_SECRET")
+        } else if ProcessInfo.processInfo.environment["IDENTITY_ENDPOINT"] != nil {
+            variables["ARM_USE_MSI"] = "true"
+        } else {
+            variables["ARM_USE_CLI"] = "true"
+        }
+        if let base = ProcessInfo.processInfo.environment["NCLAV_AZURE_RESOURCE_MANAGER"] { variables["ARM_METADATA_HOSTNAME"] = URL(string: base)?.host ?? "" }
+        return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: ["ARM_"])
+    }
+
+    // MARK: Orphans
+
+    public func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan] {
+        guard let subscription = enclave.context["subscription_id"] else { return [] }
+        var found: [Orphan] = []
+        var skipToken: String? = nil
+        repeat {
+            var options: [String: Any] = ["resultFormat": "objectArray"]
+            if let skipToken { options["$skipToken"] = skipToken }
+            let query = "Resources | where tags['nclav-managed'] =~ 'true' and tags['nclav-enclave'] == '\(enclave.id)' | project id, name, type, tags"
+            let page = try await client.send("POST", "/providers/Microsoft.ResourceGraph/resources", apiVersion: "2021-03-01",
+                                             body: ["subscriptions": [subscription], "query": query, "options": options]).json
+            for row in page["data"] as? [[String: Any]] ?? [] {
+                let tags = row["tags"] as? [String: String] ?? [:]
+                guard let partition = tags["nclav-partition"], !knownPartitions.contains(partition) else { continue }
+                found.append(Orphan(enclaveID: enclave.id, cloud: "azure", resource: row["id"] as? String ?? "?", partition: partition, tags: tags))
+            }
+            skipToken = page["$skipToken"] as? String
+        } while skipToken != nil
+        return found.sorted { $0.resource < $1.resource }
+    }
+}
+
+public enum AzureDriverError: Error, Sendable, CustomStringConvertible {
+    case noSubscription(enclave: String)
+    case subscriptionFailed(enclave: String, alias: String, state: String)
+    case subscriptionNotEnabled(enclave: String, subscription: String, state: String)
+    case zoneNeedsVNet(enclave: String)
+
+    public var description: String {
+        switch self {
+        case .noSubscription(let enclave): return "enclave \(enclave) has no Azure subscription recorded yet; apply it first"
+        case .subscriptionFailed(let enclave, let alias, let state):
+            return "creating the subscription alias \(alias) for enclave \(enclave) ended \(state); check the billing scope and that nclav may create subscriptions in it, then apply again"
+        case .subscriptionNotEnabled(let enclave, let subscription, let state):
+            return "the subscription \(subscription) of enclave \(enclave) is \(state); reactivate it in the Azure portal (possible for 90 days after cancelling) or give the enclave another id"
+        case .zoneNeedsVNet(let enclave):
+            return "enclave \(enclave) declares dns.zone but no network.vpc_cidr; a private DNS zone is linked to the enclave's VNet, so declare network.vpc_cidr too"
+        }
+    }
+}

@@ -1,0 +1,337 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// An in-test stand-in for Entra ID and Azure Resource Manager, answering in their wire
+/// format: the client-credentials token endpoint (`/login/{tenant}/oauth2/v2.0/token`, AADSTS
+/// errors), IMDS and the App Service identity endpoint, subscription aliases (201 Accepted,
+/// then Succeeded on the next GET), management-group placement, provider registration,
+/// resource groups, user-assigned identities, VNets and private DNS zones (201 with an
+/// `Azure-AsyncOperation` URL that reports InProgress, then Succeeded), role assignments
+/// (PrincipalNotFound right after an identity is made, RoleAssignmentExists), subscription
+/// cancel and Resource Graph queries. Errors: `{"error": {"code", "message"}}`.
+public actor FakeAzure {
+    public struct Resource: Sendable {
+        public var id: String
+        public var type: String
+        public var tags: [String: String]
+        public var properties: [String: String]
+    }
+
+    public struct Failure: Sendable {
+        public var match: String
+        public var status: Int
+        public var code: String
+        public var message: String
+        public var times: Int
+        public init(match: String, status: Int = 403, code: String = "AuthorizationFailed", message: String, times: Int = 1) {
+            self.match = match
+            self.status = status
+            self.code = code
+            self.message = message
+            self.times = times
+        }
+    }
+
+    public nonisolated let port: Int
+    public nonisolated var armEndpoint: String { "http://127.0.0.1:\(port)/arm" }
+    public nonisolated var authorityHost: String { "http://127.0.0.1:\(port)/login" }
+    public nonisolated var imdsHost: String { "http://127.0.0.1:\(port)" }
+    public nonisolated let tenantID = "11111111-2222-3333-4444-555555555555"
+    public nonisolated let clientID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    public nonisolated let clientSecret = "sp-secret-\(UUID().uuidString.prefix(8))"
+
+    public private(set) var aliases: [String: String] = [:]  // alias -> subscription id
+    public private(set) var subscriptions: [String: (state: String, managementGroup: String?, billingScope: String)] = [:]
+    public private(set) var resources: [String: Resource] = [:]  // lowercased id -> resource
+    public private(set) var roleAssignments: [String: (principal: String, role: String)] = [:]
+    public private(set) var registered: Set<String> = []
+    public private(set) var requests: [String] = []
+    public var failAliasProvisioning = false
+    /// The first role assignment for a fresh principal gets PrincipalNotFound, as Entra
+    /// replication delays cause in real Azure.
+    public var principalReplicationDelay = true
+    private var seenPrincipals: Set<String> = []
+    private var failures: [Failure] = []
+    private var operations: [String: Int] = [:]  // operation id -> polls left before Succeeded
+    private var pendingAliases: Set<String> = []
+    private var tokens: Set<String> = []
+    private var counter = 0
+    private var task: Task<Void, any Error>?
+
+    public init() throws {
+        var chosen = 0
+        for _ in 0..<20 {
+            let candidate = Int.random(in: 20000...60000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(candidate).bigEndian)
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            close(fd)
+            if bound == 0 { chosen = candidate; break }
+        }
+        port = chosen
+    }
+
+    public func inject(_ failure: Failure) { failures.append(failure) }
+    public func setAliasFailure(_ fail: Bool) { failAliasProvisioning = fail }
+    public func addResource(id: String, type: String, tags: [String: String]) { resources[id.lowercased()] = Resource(id: id, type: type, tags: tags, properties: [:]) }
+    public func resource(_ id: String) -> Resource? { resources[id.lowercased()] }
+
+    public func start() async throws {
+        let router = Router()
+        let fake = self
+        for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
+            router.on("**", method: method) { request, _ -> Response in
+                let body = try await request.body.collect(upTo: 1 << 20)
+                let answer = await fake.handle(method: method.rawValue, path: request.uri.path, query: request.uri.queryParameters.map { (String($0.key), String($0.value)) },
+                                               headers: request.headers, body: Data(buffer: body))
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json; charset=utf-8"
+                for (name, value) in answer.headers { headers[HTTPField.Name(name)!] = value }
+                return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
+            }
+        }
+        var quiet = Logger(label: "fake-azure")
+        quiet.logLevel = .critical
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: quiet)
+        task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        for _ in 0..<200 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            close(fd)
+            if connected == 0 { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+    }
+
+    public func stop() { task?.cancel() }
+
+    struct Answer {
+        var status: Int
+        var body: Data
+        var headers: [(String, String)] = []
+    }
+
+    static func json(_ status: Int, _ object: Any, headers: [(String, String)] = []) -> Answer {
+        Answer(status: status, body: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(), headers: headers)
+    }
+
+    static func error(_ status: Int, _ code: String, _ message: String) -> Answer { json(status, ["error": ["code": code, "message": message]]) }
+
+    func next() -> Int { counter += 1; return counter }
+
+    func guid() -> String {
+        let n = next()
+        return String(format: "%08x-0000-4000-8000-%012x", n, n * 7919)
+    }
+
+    func issue() -> String {
+        let token = "eyJ0eXAiOiJKV1QifQ.fake-\(next()).\(UUID().uuidString.prefix(6))"
+        tokens.insert(token)
+        return token
+    }
+
+    func handle(method: String, path: String, query: [(String, String)], headers: HTTPFields, body: Data) -> Answer {
+        requests.append("\(method) \(path)")
+        if let index = failures.firstIndex(where: { "\(method) \(path)".contains($0.match) }) {
+            let failure = failures[index]
+            failures[index].times -= 1
+            if failures[index].times <= 0 { failures.remove(at: index) }
+            return Self.error(failure.status, failure.code, failure.message)
+        }
+        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
+        if path == "/login/\(tenantID)/oauth2/v2.0/token" {
+            var form: [String: String] = [:]
+            for pair in String(decoding: body, as: UTF8.self).split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+                if parts.count == 2 { form[parts[0]] = parts[1] }
+            }
+            guard form["grant_type"] == "client_credentials", form["scope"] == "https://management.azure.com/.default" else {
+                return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS900144: The request body must contain the following parameter: 'grant_type'."])
+            }
+            guard form["client_id"] == clientID else {
+                return Self.json(400, ["error": "unauthorized_client", "error_description": "AADSTS700016: Application with identifier '\(form["client_id"] ?? "")' was not found in the directory."])
+            }
+            guard form["client_secret"] == clientSecret else {
+                return Self.json(401, ["error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value."])
+            }
+            return Self.json(200, ["token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": issue()])
+        }
+        if path.hasPrefix("/login/") { return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS90002: Tenant not found."]) }
+        if path == "/metadata/identity/oauth2/token" {
+            guard headers[HTTPField.Name("Metadata")!] == "true" else { return Self.json(400, ["error": "invalid_request", "error_description": "Required metadata header not specified"]) }
+            let expires = String(Int(Date().timeIntervalSince1970) + 3600)
+            return Self.json(200, ["access_token": issue(), "expires_on": expires, "resource": "https://management.azure.com/", "token_type": "Bearer"])
+        }
+        if path == "/msi/token" {
+            guard headers[HTTPField.Name("X-IDENTITY-HEADER")!] == "identity-header-secret" else { return Self.json(401, ["error": "unauthorized"]) }
+            return Self.json(200, ["access_token": issue(), "expires_on": Int(Date().timeIntervalSince1970) + 3600, "resource": "https://management.azure.com/", "token_type": "Bearer"])
+        }
+        guard path.hasPrefix("/arm/") else { return Self.error(404, "NotFound", "no such endpoint") }
+        guard query.contains(where: { $0.0 == "api-version" }) else { return Self.error(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.") }
+        guard let bearer = headers[.authorization], bearer.hasPrefix("Bearer "), tokens.contains(String(bearer.dropFirst(7))) else {
+            return Self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        }
+        return arm(method: method, path: String(path.dropFirst(4)), body: object)
+    }
+
+    func asyncOperation(_ subscription: String) -> [(String, String)] {
+        let id = "op-\(next())"
+        operations[id] = 1
+        return [("Azure-AsyncOperation", "\(armEndpoint)/subscriptions/\(subscription)/providers/Microsoft.Network/locations/eastus2/operations/\(id)?api-version=2023-09-01")]
+    }
+
+    func arm(method: String, path: String, body: [String: Any]) -> Answer {
+        let parts = path.split(separator: "/").map(String.init)
+        let lower = path.lowercased()
+        // Subscription aliases
+        if lower.hasPrefix("/providers/microsoft.subscription/aliases/"), parts.count == 4 {
+            let alias = parts[3]
+            switch method {
+            case "PUT":
+                if let subscription = aliases[alias] {
+                    return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Succeeded", "subscriptionId": subscription]])
+                }
+                let properties = body["properties"] as? [String: Any] ?? [:]
+                guard let scope = properties["billingScope"] as? String, scope.hasPrefix("/providers/Microsoft.Billing/billingAccounts/") else {
+                    return Self.error(400, "InvalidBillingScope", "The billing scope is invalid.")
+                }
+                let subscription = guid()
+                let group = ((properties["additionalProperties"] as? [String: Any])?["managementGroupId"] as? String)?.split(separator: "/").last.map(String.init)
+                aliases[alias] = subscription
+                subscriptions[subscription] = ("Enabled", group, scope)
+                pendingAliases.insert(alias)
+                return Self.json(201, ["id": path, "name": alias, "properties": ["provisioningState": "Accepted"]])
+            case "GET":
+                guard let subscription = aliases[alias] else { return Self.error(404, "NotFound", "alias \(alias) not found") }
+                if pendingAliases.remove(alias) != nil {
+                    return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Running"]])
+                }
+                if failAliasProvisioning { return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Failed"]]) }
+                return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Succeeded", "subscriptionId": subscription]])
+            case "DELETE":
+                guard aliases.removeValue(forKey: alias) != nil else { return Self.error(404, "NotFound", "alias \(alias) not found") }
+                return Self.json(200, [:])
+            default: break
+            }
+        }
+        if lower.hasPrefix("/providers/microsoft.management/managementgroups/"), parts.count == 6, method == "PUT" {
+            guard var subscription = subscriptions[parts[5]] else { return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts[5])' could not be found.") }
+            subscription.managementGroup = parts[3]
+            subscriptions[parts[5]] = subscription
+            return Self.json(200, ["id": path, "name": parts[5]])
+        }
+        if lower == "/providers/microsoft.resourcegraph/resources", method == "POST" {
+            let wanted = Set(body["subscriptions"] as? [String] ?? [])
+            let queryText = body["query"] as? String ?? ""
+            let enclave = queryText.range(of: #"tags\['nclav-enclave'\] == '([^']*)'"#, options: .regularExpression).map { String(queryText[$0]).split(separator: "'")[3] }
+            let rows = resources.values.filter { resource in
+                let subscription = resource.id.split(separator: "/").dropFirst().first.map(String.init) ?? ""
+                return wanted.contains(subscription) && resource.tags["nclav-managed"] == "true" && (enclave == nil || resource.tags["nclav-enclave"] == String(enclave!))
+            }.sorted { $0.id < $1.id }
+            return Self.json(200, ["totalRecords": rows.count, "count": rows.count, "resultTruncated": "false",
+                                   "data": rows.map { ["id": $0.id, "name": $0.id.split(separator: "/").last.map(String.init) ?? "", "type": $0.type, "tags": $0.tags] }])
+        }
+        guard parts.count >= 2, parts[0] == "subscriptions", let subscription = subscriptions[parts[1]] else {
+            return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts.count > 1 ? parts[1] : "")' could not be found.")
+        }
+        let subscriptionID = parts[1]
+        if parts.count == 2, method == "GET" {
+            return Self.json(200, ["id": "/subscriptions/\(subscriptionID)", "subscriptionId": subscriptionID, "state": subscription.state, "displayName": subscriptionID])
+        }
+        if lower.hasSuffix("/providers/microsoft.subscription/cancel"), method == "POST" {
+            subscriptions[subscriptionID]?.state = "Disabled"
+            return Self.json(200, ["subscriptionId": subscriptionID])
+        }
+        if parts.count == 5, parts[2] == "providers", parts[4] == "register", method == "POST" {
+            registered.insert("\(subscriptionID)/\(parts[3])")
+            return Self.json(200, ["namespace": parts[3], "registrationState": "Registered"])
+        }
+        if parts.count == 8, parts[2] == "providers", parts[4] == "locations", parts[6] == "operations" {
+            guard let left = operations[parts[7]] else { return Self.error(404, "NotFound", "operation not found") }
+            if left > 0 { operations[parts[7]] = left - 1; return Self.json(200, ["status": "InProgress"]) }
+            return Self.json(200, ["status": "Succeeded"])
+        }
+        guard subscription.state == "Enabled" || method == "GET" else {
+            return Self.error(409, "ReadOnlyDisabledSubscription", "The subscription '\(subscriptionID)' is disabled and therefore marked as read only.")
+        }
+        // Role assignments
+        if lower.contains("/providers/microsoft.authorization/roleassignments/") {
+            let name = parts.last ?? ""
+            switch method {
+            case "PUT":
+                let properties = body["properties"] as? [String: Any] ?? [:]
+                let principal = properties["principalId"] as? String ?? ""
+                let role = properties["roleDefinitionId"] as? String ?? ""
+                guard resources.values.contains(where: { $0.properties["principalId"] == principal }) else {
+                    return Self.error(400, "PrincipalNotFound", "Principal \(principal) does not exist in the directory \(tenantID).")
+                }
+                if principalReplicationDelay, !seenPrincipals.contains(principal) {
+                    seenPrincipals.insert(principal)
+                    return Self.error(400, "PrincipalNotFound", "Principal \(principal) does not exist in the directory \(tenantID). Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay.")
+                }
+                if let existing = roleAssignments.first(where: { $0.value.principal == principal && $0.value.role == role }), existing.key != name {
+                    return Self.error(409, "RoleAssignmentExists", "The role assignment already exists.")
+                }
+                roleAssignments[name] = (principal, role)
+                return Self.json(201, ["id": path, "name": name, "properties": properties])
+            case "DELETE":
+                guard roleAssignments.removeValue(forKey: name) != nil else { return Answer(status: 204, body: Data()) }
+                return Self.json(200, ["id": path, "name": name])
+            default: return Self.error(405, "MethodNotAllowed", method)
+            }
+        }
+        // Generic resources (resource groups, identities, VNets, zones, links)
+        let key = path.lowercased()
+        switch method {
+        case "PUT":
+            let existed = resources[key] != nil
+            var resource = resources[key] ?? Resource(id: path, type: Self.type(of: parts), tags: [:], properties: [:])
+            resource.tags = body["tags"] as? [String: String] ?? resource.tags
+            if resource.type == "Microsoft.ManagedIdentity/userAssignedIdentities", resource.properties["principalId"] == nil {
+                resource.properties = ["principalId": guid(), "clientId": guid(), "tenantId": tenantID]
+            }
+            if resource.type.hasPrefix("Microsoft.Network/virtualNetworks") || resource.type.hasPrefix("Microsoft.Network/privateDnsZones") {
+                // Parent must exist (a link needs its zone; everything needs its resource group).
+                let groupKey = "/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3].lowercased())"
+                guard resources[groupKey] != nil else { return Self.error(404, "ResourceGroupNotFound", "Resource group '\(parts[3])' could not be found.") }
+            }
+            resources[key] = resource
+            let headers = resource.type.hasPrefix("Microsoft.Network") ? asyncOperation(subscriptionID) : []
+            return Self.json(existed ? 200 : 201, representation(resource, provisioning: headers.isEmpty ? "Succeeded" : "Updating"), headers: headers)
+        case "GET":
+            guard let resource = resources[key] else { return Self.error(404, "ResourceNotFound", "The Resource '\(path)' was not found.") }
+            return Self.json(200, representation(resource, provisioning: "Succeeded"))
+        case "DELETE":
+            guard resources.removeValue(forKey: key) != nil else { return Answer(status: 204, body: Data()) }
+            return Self.json(200, [:])
+        default:
+            return Self.error(405, "MethodNotAllowed", method)
+        }
+    }
+
+    func representation(_ resource: Resource, provisioning: String) -> [String: Any] {
+        var properties: [String: Any] = resource.properties
+        properties["provisioningState"] = provisioning
+        return ["id": resource.id, "name": resource.id.split(separator: "/").last.map(String.init) ?? "", "type": resource.type, "tags": resource.tags,
+                "location": "eastus2", "properties": properties]
+    }
+
+    static func type(of parts: [String]) -> String {
+        if parts.count == 4, parts[2].lowercased() == "resourcegroups" { return "Microsoft.Resources/resourceGroups" }
+        guard let providers = parts.firstIndex(where: { $0.lowercased() == "providers" }), providers + 2 < parts.count else { return "unknown" }
+        var segments = [parts[providers + 1], parts[providers + 2]]
+        var index = providers + 4
+        while index < parts.count { segments.append(parts[index]); index += 2 }
+        return segments[0] + "/" + segments.dropFirst().joined(separator: "/")
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import NclavCloud
+import NclavCloudFakes
+import NclavCore
+@testable import NclavAzure
+import NclavTestSupport
+import Orchestrator
+import Testing
+
+struct AzureWorld {
+    let fake: FakeAzure
+    let environment: [String: String]
+
+    static func make() async throws -> AzureWorld {
+        let fake = try FakeAzure()
+        try await fake.start()
+        return AzureWorld(fake: fake, environment: ["NCLAV_AZURE_RESOURCE_MANAGER": fake.armEndpoint, "AZURE_AUTHORITY_HOST": fake.authorityHost,
+                                                     "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1", "PATH": "/nonexistent"])
+    }
+
+    func driver(prefix: String? = "myorg") async -> AzureDriver {
+        let tenant = fake.tenantID
+        let settings = AzureDriverConfiguration(tenantID: tenant, managementGroupID: "mg-enclaves", billingAccountName: "1234:5678_2019-05-31",
+                                                billingProfileName: "AW4F-xxxx", invoiceSectionName: "SH3V-xxxx", subscriptionPrefix: prefix,
+                                                clientID: fake.clientID, clientSecret: fake.clientSecret,
+                                                backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(40), deadline: .seconds(10)))
+        let chain = AzureCredentialChain.standard(tenantID: tenant, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
+        return AzureDriver(configuration: settings, chain: chain, environment: environment)
+    }
+}
+
+@Suite("Azure credentials")
+struct AzureCredentialTests {
+    @Test("a service principal: the client-credentials grant for the ARM scope; AADSTS errors explained; tokens cached")
+    func servicePrincipal() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let tenant = world.fake.tenantID
+        let chain = AzureCredentialChain.standard(tenantID: tenant, clientID: world.fake.clientID, clientSecret: world.fake.clientSecret, environment: world.environment)
+        let token = try await chain.token()
+        #expect(!token.description.contains(token.token))
+        #expect(await chain.source(for: "https://management.azure.com/.default") == "service principal (client secret)")
+        _ = try await chain.token()
+        #expect(await world.fake.requests.filter { $0.hasSuffix("/oauth2/v2.0/token") }.count == 1)
+        do {
+            _ = try await AzureCredentialChain.standard(tenantID: tenant, clientID: world.fake.clientID, clientSecret: "wrong", environment: world.environment).token()
+            Issue.record("a wrong secret was accepted")
+        } catch { #expect(error.description.contains("AADSTS7000215") && error.description.contains("secret is wrong or expired") && !error.description.contains("wrong,")) }
+        do {
+            _ = try await AzureCredentialChain.standard(tenantID: tenant, clientID: world.fake.clientID, clientSecret: nil, environment: world.environment).token()
+            Issue.record("half a service principal was accepted")
+        } catch { #expect(error.description.contains("--azure-client-secret is not")) }
+    }
+
+    @Test("managed identity: the App Service/Container Apps endpoint (IDENTITY_ENDPOINT + header), else IMDS with Metadata: true")
+    func managedIdentity() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let tenant = world.fake.tenantID
+        var environment = world.environment
+        environment["IDENTITY_ENDPOINT"] = "http://127.0.0.1:\(world.fake.port)/msi/token"
+        environment["IDENTITY_HEADER"] = "identity-header-secret"
+        let appService = AzureCredentialChain.standard(tenantID: tenant, clientID: nil, clientSecret: nil, environment: environment)
+        _ = try await appService.token()
+        #expect(await appService.source(for: "https://management.azure.com/.default") == "managed identity")
+        var vm = world.environment
+        vm["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = world.fake.imdsHost
+        let imds = AzureCredentialChain.standard(tenantID: tenant, clientID: nil, clientSecret: nil, environment: vm)
+        _ = try await imds.token()
+        #expect(await world.fake.requests.contains("GET /metadata/identity/oauth2/token"))
+    }
+
+    @Test("the Azure CLI fallback runs `az account get-access-token`; with nothing configured every source is listed")
+    func azureCLI() async throws {
+        let bin = try TestSupport.makeScratchDirectory("fake-az-bin")
+        let script = bin.appendingPathComponent("az")
+        let expires = Int(Date().timeIntervalSince1970) + 3600
+        try Data("""
+            #!/bin/sh
+            [ "$1 $2" = "account get-access-token" ] || { echo "unexpected: $*" >&2; exit 2; }
+            echo '{"accessToken": "cli-token", "expiresOn": "2026-11-22 12:00:00.000000", "expires_on": \(expires), "subscription": "x", "tenant": "t", "tokenType": "Bearer"}'
+            """.utf8).write(to: script)
+        chmod(script.path, 0o755)
+        let chain = AzureCredentialChain.standard(tenantID: "t", clientID: nil, clientSecret: nil,
+                                                  environment: ["PATH": bin.path, "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1"])
+        #expect(try await chain.token().token == "cli-token")
+        #expect(await chain.source(for: "https://management.azure.com/.default") == "Azure CLI (az account get-access-token)")
+        do {
+            _ = try await AzureCredentialChain.standard(tenantID: "t", clientID: nil, clientSecret: nil,
+                                                        environment: ["PATH": "/nonexistent", "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1"]).token()
+            Issue.record("credentials appeared from nowhere")
+        } catch {
+            #expect(error.description.contains("service principal (client secret), managed identity, Azure CLI"))
+            #expect(error.description.contains("az login"))
+        }
+    }
+}
+
+@Suite("Azure driver against the fake ARM")
+struct AzureDriverTests {
+    let enclave = Enclave(id: "product-a-dev", name: "Product A", cloud: .azure, region: "westeurope",
+                          network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24"]), dns: DNS(zone: "product-a.internal"))
+
+    @Test("provisioning: a subscription alias under the billing scope in the management group, resource group, identity, VNet, private zone + link; again is a no-op")
+    func provision() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let subscription = try #require(context.values["subscription_id"])
+        #expect(await world.fake.aliases["myorg-product-a-dev"] == subscription)
+        let record = try #require(await world.fake.subscriptions[subscription])
+        #expect(record.managementGroup == "mg-enclaves")
+        #expect(record.billingScope == "/providers/Microsoft.Billing/billingAccounts/1234:5678_2019-05-31/billingProfiles/AW4F-xxxx/invoiceSections/SH3V-xxxx")
+        #expect(await world.fake.registered == ["\(subscription)/Microsoft.ManagedIdentity", "\(subscription)/Microsoft.Network"])
+        let group = "/subscriptions/\(subscription)/resourceGroups/nclav-product-a-dev"
+        #expect(await world.fake.resource(group)?.tags == ["nclav-managed": "true", "nclav-enclave": "product-a-dev"])
+        #expect(await world.fake.resource(group + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave") != nil)
+        #expect(context.values["vpc_id"] == group + "/providers/Microsoft.Network/virtualNetworks/nclav-vnet")
+        #expect(context.values["subnet_ids"] == group + "/providers/Microsoft.Network/virtualNetworks/nclav-vnet/subnets/nclav-10-0-1-0-24")
+        #expect(await world.fake.resource(group + "/providers/Microsoft.Network/privateDnsZones/product-a.internal/virtualNetworkLinks/nclav-vnet") != nil)
+        // The VNet's Azure-AsyncOperation was followed until it said Succeeded.
+        #expect(await world.fake.requests.contains { $0.contains("/providers/Microsoft.Network/locations/eastus2/operations/") })
+
+        #expect(try await driver.provisionEnclave(enclave, previous: context) == context)
+        #expect(await world.fake.aliases.count == 1)
+        #expect(await world.fake.subscriptions.count == 1)
+    }
+
+    @Test("a failed alias says what to check; permission denied on the resource group explains it; the next apply resumes")
+    func failuresAndResume() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        await world.fake.setAliasFailure(true)
+        do {
+            _ = try await driver.provisionEnclave(enclave, previous: nil)
+            Issue.record("a failed alias was taken for success")
+        } catch { #expect("\(error)".contains("ended Failed") && "\(error)".contains("billing scope"), "\(error)") }
+        await world.fake.setAliasFailure(false)
+        await world.fake.inject(.init(match: "PUT /arm/subscriptions/", message: "The client 'x' does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourcegroups/write'"))
+        do {
+            _ = try await driver.provisionEnclave(enclave, previous: nil)
+            Issue.record("a denied resource group was ignored")
+        } catch { #expect("\(error)".contains("403 AuthorizationFailed") && "\(error)".contains("lacks that permission"), "\(error)") }
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        #expect(context.values["resource_group"] == "nclav-product-a-dev")
+        #expect(await world.fake.aliases.count == 1)
+    }
+
+    @Test("a partition's managed identity with Contributor (retrying PrincipalNotFound while Entra replicates); teardown removes both")
+    func partitionIdentity() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let partition = Partition(id: "api", name: "API")
+        let identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        let subscription = context.values["subscription_id"]!
+        #expect(identity["identity_id"]?.hasSuffix("/userAssignedIdentities/nclav-api") == true)
+        let assignments = await world.fake.roleAssignments
+        #expect(assignments.count == 1)
+        #expect(assignments.values.first?.role == "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(AzureDriver.contributorRole)")
+        #expect(assignments.values.first?.principal == identity["principal_id"])
+        #expect(try await driver.provisionPartition(enclave: enclave, context: context, partition: partition) == identity)
+        #expect(await world.fake.roleAssignments.count == 1)
+
+        let environment = try await driver.terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
+        let tenant = world.fake.tenantID
+        #expect(environment.variables["ARM_SUBSCRIPTION_ID"] == subscription && environment.variables["ARM_TENANT_ID"] == tenant)
+        #expect(environment.secretNames == ["ARM_CLIENT_SECRET"] && environment.clearedPrefixes == ["ARM_"])
+        let tokens = driver.contextTokens(enclave: enclave, context: context, partition: partition)
+        #expect(Set(tokens.keys) == Set(ContextTokens.available(for: .azure)))
+        #expect(tokens["nclav_subscription_id"] == subscription && tokens["nclav_resource_group"] == "nclav-product-a-dev")
+
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: identity)
+        #expect(await world.fake.roleAssignments.isEmpty)
+        #expect(await world.fake.resource(identity["identity_id"]!) == nil)
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: identity)
+    }
+
+    @Test("orphans via Resource Graph; teardown cancels the subscription and removes the alias")
+    func orphansAndTeardown() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let subscription = context.values["subscription_id"]!
+        await world.fake.addResource(id: "/subscriptions/\(subscription)/resourceGroups/nclav-product-a-dev/providers/Microsoft.Storage/storageAccounts/oldlogs",
+                                     type: "Microsoft.Storage/storageAccounts", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "logs"])
+        let state = EnclaveState(id: enclave.id, desired: enclave, resolvedCloud: .azure, context: context.values)
+        let found = try await driver.orphans(enclave: state, knownPartitions: ["api"])
+        #expect(found.map(\.partition) == ["logs"])
+        #expect(found.first?.resource.hasSuffix("storageAccounts/oldlogs") == true)
+
+        try await driver.teardownEnclave(enclave, context: context)
+        #expect(await world.fake.subscriptions[subscription]?.state == "Disabled")
+        #expect(await world.fake.aliases.isEmpty)
+        try await driver.teardownEnclave(enclave, context: context)
+    }
+}
