@@ -65,6 +65,7 @@ let package = Package(
         .target(name: "NclavAzure", dependencies: [
             "NclavCore", "Orchestrator", "NclavCloud",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         // The admin token (env, file, rotation) and per-run credentials scoped to one state.
         .target(name: "NclavAuth", dependencies: [

@@ -17,6 +17,9 @@ public struct AzureDriverConfiguration: Sendable {
     public var clientSecret: String?
     /// Role definitions (GUIDs) given to each partition's identity on its subscription; default Contributor.
     public var partitionRoleIDs: [String]
+    /// When set, terraform acts as each partition's own identity through workload identity
+    /// federation; without it, terraform uses nclav's own credentials.
+    public var workloadIdentityIssuer: WorkloadIdentityIssuer?
     public var backoff: CappedBackoff
 
     public init(tenantID: String, managementGroupID: String, billingAccountName: String, billingProfileName: String, invoiceSectionName: String,
@@ -224,8 +227,15 @@ public struct AzureDriver: Driver {
             }
             assignments.append(assignmentPath)
         }
-        return ["identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
-                "role_assignments": assignments.joined(separator: ",")]
+        var result = ["identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
+                      "role_assignments": assignments.joined(separator: ",")]
+        if let issuer = configuration.workloadIdentityIssuer {
+            let subject = WorkloadIdentityIssuer.subject(enclave: enclave.id, partition: partition.id)
+            try await client.send("PUT", path + "/federatedIdentityCredentials/nclav", apiVersion: Self.identityAPI,
+                                  body: ["properties": ["issuer": issuer.issuer, "subject": subject, "audiences": [WorkloadIdentityIssuer.audience]]])
+            result["federated_subject"] = subject
+        }
+        return result
     }
 
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {
@@ -236,13 +246,19 @@ public struct AzureDriver: Driver {
         do { try await client.send("DELETE", path, apiVersion: Self.identityAPI) } catch { guard error.api?.status == 404 else { throw error } }
     }
 
-    /// `ARM_*` for the azurerm/azapi providers: the enclave's subscription and tenant. Terraform
-    /// authenticates the way nclav itself does (service principal, or managed identity / Azure
-    /// CLI on the same host); see the README's status table for the per-partition identity.
+    /// `ARM_*` for the azurerm/azapi providers: the enclave's subscription and tenant, and the
+    /// partition's own identity through a federated token when an OIDC issuer is configured;
+    /// otherwise terraform authenticates the way nclav itself does (service principal, managed
+    /// identity, or the Azure CLI on the same host).
     public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
         var variables = ["ARM_SUBSCRIPTION_ID": context.values["subscription_id"] ?? "", "ARM_TENANT_ID": configuration.tenantID]
         var secrets: Set<String> = []
-        if let id = configuration.clientID, let secret = configuration.clientSecret {
+        if let issuer = configuration.workloadIdentityIssuer, let clientID = identity["client_id"], let subject = identity["federated_subject"] {
+            variables["ARM_USE_OIDC"] = "true"
+            variables["ARM_CLIENT_ID"] = clientID
+            variables["ARM_OIDC_TOKEN"] = try issuer.token(subject: subject)
+            secrets.insert("ARM_OIDC_TOKEN")
+        } else if let id = configuration.clientID, let secret = configuration.clientSecret {
             variables["ARM_CLIENT_ID"] = id
             variables["ARM_CLIENT_SECRET"] = secret
             secrets.insert("ARM_CLIENT_SECRET")

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import NclavAzure
+import NclavServer
 import IacRunner
 import NclavCore
 import PlatformTemplates
@@ -9,7 +11,40 @@ extension PlatformCloud: ExpressibleByArgument {}
 struct Platform: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "The hosted-platform Terraform modules embedded in this binary.",
-        subcommands: [Render.self])
+        subcommands: [Render.self, AzureOIDCDocuments.self])
+
+    struct AzureOIDCDocuments: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "azure-oidc-documents",
+            abstract: "Write the OpenID documents Entra reads to trust nclav's partition tokens (Azure workload identity federation).",
+            discussion: """
+            Uses the same signing key as `nclav serve --azure-oidc-issuer`: NCLAV_AZURE_OIDC_KEY_PEM, else
+            $NCLAV_HOME/azure-oidc-key.pem (created 0600 when missing). Publish the directory at the issuer
+            URL, e.g. a blob container with public read access:
+              nclav platform azure-oidc-documents --issuer https://acmeoidc.blob.core.windows.net/oidc --out oidc
+              az storage blob upload-batch --account-name acmeoidc -d oidc -s oidc
+            """)
+
+        @Option(help: "The issuer URL (https, no trailing slash) the documents will be served from.")
+        var issuer: String
+
+        @Option(help: "Directory to write .well-known/openid-configuration and openid/v1/jwks into.")
+        var out: String
+
+        func run() throws {
+            let environment = ProcessInfo.processInfo.environment
+            let home = ServerConfiguration.home(environment: environment)
+            let issuer: WorkloadIdentityIssuer
+            do { issuer = try WorkloadIdentityIssuer.load(issuer: self.issuer, environment: environment, file: home.appendingPathComponent("azure-oidc-key.pem")) } catch {
+                throw CommandFailure(error.description)
+            }
+            let directory = URL(fileURLWithPath: out)
+            try issuer.writeDocuments(to: directory)
+            print("wrote \(directory.appendingPathComponent(".well-known/openid-configuration").path)")
+            print("wrote \(directory.appendingPathComponent("openid/v1/jwks").path)")
+            print("publish them at \(self.issuer), then start the server with --azure-oidc-issuer \(self.issuer)")
+        }
+    }
 
     struct Render: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -276,6 +276,9 @@ struct AzureOptions: ParsableArguments {
     @Option(name: .customLong("azure-client-secret"), help: "Service principal secret (env NCLAV_AZURE_CLIENT_SECRET, preferred: a flag is visible in `ps`).")
     var clientSecret: String?
 
+    @Option(name: .customLong("azure-oidc-issuer"), help: "OIDC issuer URL where `nclav platform azure-oidc-documents` output is published (env NCLAV_AZURE_OIDC_ISSUER); terraform then acts as each partition's own managed identity.")
+    var oidcIssuer: String?
+
     func configuration(environment: [String: String]) throws -> AzureDriverConfiguration {
         func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
         let required: [(String?, String, String)] = [
@@ -293,6 +296,12 @@ struct AzureOptions: ParsableArguments {
         settings.subscriptionPrefix = value(subscriptionPrefix, "NCLAV_AZURE_SUBSCRIPTION_PREFIX")
         settings.clientID = value(clientID, "NCLAV_AZURE_CLIENT_ID")
         settings.clientSecret = value(clientSecret, "NCLAV_AZURE_CLIENT_SECRET")
+        if let issuer = value(oidcIssuer, "NCLAV_AZURE_OIDC_ISSUER") {
+            let keyFile = ServerConfiguration.home(environment: environment).appendingPathComponent("azure-oidc-key.pem")
+            do { settings.workloadIdentityIssuer = try WorkloadIdentityIssuer.load(issuer: issuer, environment: environment, file: keyFile) } catch {
+                throw ValidationError("--azure-oidc-issuer: \(error.description)")
+            }
+        }
         let problems = settings.problems()
         if !problems.isEmpty { throw ValidationError("the azure driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
         return settings

@@ -1,3 +1,5 @@
+import Crypto
+import _CryptoExtras
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -58,6 +60,10 @@ public actor FakeAzure {
     private var operations: [String: Int] = [:]  // operation id -> polls left before Succeeded
     private var pendingAliases: Set<String> = []
     private var tokens: Set<String> = []
+    /// Tokens issued for a managed identity through federation: token -> identity client id.
+    public private(set) var federatedTokens: [String: String] = [:]
+    /// JWKS "published" at an issuer URL (what Entra would fetch from the issuer).
+    private var publishedJWKS: [String: Data] = [:]
     private var counter = 0
     private var task: Task<Void, any Error>?
 
@@ -78,6 +84,7 @@ public actor FakeAzure {
     }
 
     public func inject(_ failure: Failure) { failures.append(failure) }
+    public func publish(issuer: String, jwks: Data) { publishedJWKS[issuer] = jwks }
     public func setAliasFailure(_ fail: Bool) { failAliasProvisioning = fail }
     public func addResource(id: String, type: String, tags: [String: String]) { resources[id.lowercased()] = Resource(id: id, type: type, tags: tags, properties: [:]) }
     public func resource(_ id: String) -> Resource? { resources[id.lowercased()] }
@@ -155,6 +162,7 @@ public actor FakeAzure {
                 let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
                 if parts.count == 2 { form[parts[0]] = parts[1] }
             }
+            if form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" { return federated(form) }
             guard form["grant_type"] == "client_credentials", form["scope"] == "https://management.azure.com/.default" else {
                 return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS900144: The request body must contain the following parameter: 'grant_type'."])
             }
@@ -182,6 +190,42 @@ public actor FakeAzure {
             return Self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         }
         return arm(method: method, path: String(path.dropFirst(4)), body: object)
+    }
+
+    /// The client-credentials grant with a federated assertion, as azurerm sends it for
+    /// `ARM_USE_OIDC`: the identity's federated credential must match the token's issuer,
+    /// subject and audience, and the signature must verify against the issuer's published JWKS.
+    func federated(_ form: [String: String]) -> Answer {
+        func refuse(_ code: String, _ text: String) -> Answer { Self.json(400, ["error": "invalid_client", "error_description": "\(code): \(text)"]) }
+        guard let clientID = form["client_id"], let identity = resources.values.first(where: { $0.properties["clientId"] == clientID }) else {
+            return Self.json(400, ["error": "unauthorized_client", "error_description": "AADSTS700016: Application with identifier '\(form["client_id"] ?? "")' was not found in the directory."])
+        }
+        let pieces = (form["client_assertion"] ?? "").split(separator: ".").map(String.init)
+        func decode(_ text: String) -> Data? {
+            var base = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            while base.count % 4 != 0 { base += "=" }
+            return Data(base64Encoded: base)
+        }
+        guard pieces.count == 3, let claimsData = decode(pieces[1]), let claims = (try? JSONSerialization.jsonObject(with: claimsData)) as? [String: Any],
+              let signature = decode(pieces[2]) else { return refuse("AADSTS50027", "JWT token is invalid or malformed.") }
+        let prefix = identity.id.lowercased() + "/federatedidentitycredentials/"
+        let credentials = resources.filter { $0.key.hasPrefix(prefix) }.map(\.value)
+        guard let credential = credentials.first(where: { $0.properties["issuer"] == claims["iss"] as? String }) else {
+            return refuse("AADSTS700211", "No matching federated identity record found for presented assertion issuer '\(claims["iss"] ?? "")'.")
+        }
+        guard credential.properties["subject"] == claims["sub"] as? String, credential.properties["audience"] == claims["aud"] as? String else {
+            return refuse("AADSTS70021", "No matching federated identity record found for presented assertion. Assertion Issuer: '\(claims["iss"] ?? "")'. Assertion Subject: '\(claims["sub"] ?? "")'.")
+        }
+        guard let exp = claims["exp"] as? Int, exp > Int(Date().timeIntervalSince1970) else { return refuse("AADSTS700024", "Client assertion is not within its valid time range.") }
+        guard let jwks = publishedJWKS[credential.properties["issuer"] ?? ""],
+              let keys = ((try? JSONSerialization.jsonObject(with: jwks)) as? [String: Any])?["keys"] as? [[String: String]],
+              let jwk = keys.first, let n = jwk["n"].flatMap(decode), let e = jwk["e"].flatMap(decode),
+              let key = try? _RSA.Signing.PublicKey(n: n, e: e),
+              key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: SHA256.hash(data: Data("\(pieces[0]).\(pieces[1])".utf8)), padding: .insecurePKCS1v1_5)
+        else { return refuse("AADSTS50013", "Assertion failed signature validation.") }
+        let token = issue()
+        federatedTokens[token] = clientID
+        return Self.json(200, ["token_type": "Bearer", "expires_in": 3599, "access_token": token])
     }
 
     func asyncOperation(_ subscription: String) -> [(String, String)] {
@@ -297,6 +341,13 @@ public actor FakeAzure {
             let existed = resources[key] != nil
             var resource = resources[key] ?? Resource(id: path, type: Self.type(of: parts), tags: [:], properties: [:])
             resource.tags = body["tags"] as? [String: String] ?? resource.tags
+            if resource.type == "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials" {
+                let properties = body["properties"] as? [String: Any] ?? [:]
+                let parent = parts.prefix(8).joined(separator: "/").lowercased()
+                guard resources["/" + parent] != nil else { return Self.error(404, "ResourceNotFound", "The identity was not found.") }
+                resource.properties = ["issuer": properties["issuer"] as? String ?? "", "subject": properties["subject"] as? String ?? "",
+                                       "audience": (properties["audiences"] as? [String])?.first ?? ""]
+            }
             if resource.type == "Microsoft.ManagedIdentity/userAssignedIdentities", resource.properties["principalId"] == nil {
                 resource.properties = ["principalId": guid(), "clientId": guid(), "tenantId": tenantID]
             }

@@ -18,14 +18,16 @@ struct AzureWorld {
                                                      "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1", "PATH": "/nonexistent"])
     }
 
-    func driver(prefix: String? = "myorg") async -> AzureDriver {
+    func driver(prefix: String? = "myorg", issuer: WorkloadIdentityIssuer? = nil) async -> AzureDriver {
         let tenant = fake.tenantID
         let settings = AzureDriverConfiguration(tenantID: tenant, managementGroupID: "mg-enclaves", billingAccountName: "1234:5678_2019-05-31",
                                                 billingProfileName: "AW4F-xxxx", invoiceSectionName: "SH3V-xxxx", subscriptionPrefix: prefix,
                                                 clientID: fake.clientID, clientSecret: fake.clientSecret,
                                                 backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(40), deadline: .seconds(10)))
+        var configured = settings
+        configured.workloadIdentityIssuer = issuer
         let chain = AzureCredentialChain.standard(tenantID: tenant, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
-        return AzureDriver(configuration: settings, chain: chain, environment: environment)
+        return AzureDriver(configuration: configured, chain: chain, environment: environment)
     }
 }
 
@@ -197,5 +199,54 @@ struct AzureDriverTests {
         #expect(await world.fake.subscriptions[subscription]?.state == "Disabled")
         #expect(await world.fake.aliases.isEmpty)
         try await driver.teardownEnclave(enclave, context: context)
+    }
+
+    @Test("workload identity federation: the partition identity trusts nclav's issuer; the ARM_OIDC_TOKEN terraform gets is exchanged by Entra for that identity")
+    func federation() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let home = try TestSupport.makeScratchDirectory("azure-oidc")
+        let keyFile = home.appendingPathComponent("azure-oidc-key.pem")
+        let issuerURL = "https://nclavoidc.blob.core.windows.net/oidc"
+        let issuer = try WorkloadIdentityIssuer.load(issuer: issuerURL, environment: [:], file: keyFile)
+        let attributes = try FileManager.default.attributesOfItem(atPath: keyFile.path)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect(try WorkloadIdentityIssuer.load(issuer: issuerURL, environment: [:], file: keyFile).keyID == issuer.keyID)  // reused, not regenerated
+        // The operator publishes the documents at the issuer; Entra (the fake) reads the JWKS there.
+        let published = home.appendingPathComponent("site")
+        try issuer.writeDocuments(to: published)
+        let configuration = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: published.appendingPathComponent(".well-known/openid-configuration"))) as? [String: Any])
+        #expect(configuration["issuer"] as? String == issuerURL && configuration["jwks_uri"] as? String == issuerURL + "/openid/v1/jwks")
+        await world.fake.publish(issuer: issuerURL, jwks: try Data(contentsOf: published.appendingPathComponent("openid/v1/jwks")))
+
+        let driver = await world.driver(issuer: issuer)
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let partition = Partition(id: "api", name: "API")
+        let identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        #expect(identity["federated_subject"] == "nclav:product-a-dev:api")
+        let environment = try await driver.terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
+        #expect(environment.variables["ARM_USE_OIDC"] == "true" && environment.variables["ARM_CLIENT_ID"] == identity["client_id"])
+        #expect(environment.variables["ARM_CLIENT_SECRET"] == nil && environment.secretNames == ["ARM_OIDC_TOKEN"])
+        let assertion = try #require(environment.variables["ARM_OIDC_TOKEN"])
+
+        // What azurerm does with ARM_USE_OIDC: the client-credentials grant with the assertion.
+        func exchange(_ assertion: String, clientID: String) async throws -> CloudHTTP.Response {
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            let form = [("client_id", clientID), ("scope", "https://management.azure.com/.default"), ("grant_type", "client_credentials"),
+                        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion)]
+                .map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&")
+            return try await CloudHTTP().send("POST", URL(string: "\(world.fake.authorityHost)/\(world.fake.tenantID)/oauth2/v2.0/token")!,
+                                              headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Data(form.utf8))
+        }
+        let answer = try await exchange(assertion, clientID: identity["client_id"]!)
+        #expect(answer.status == 200, "\(answer.bodyText)")
+        #expect(await world.fake.federatedTokens.values.contains(identity["client_id"]!))
+        // Another partition's subject, or a key Entra does not know, is refused.
+        let wrongSubject = try issuer.token(subject: "nclav:product-a-dev:other")
+        #expect(try await exchange(wrongSubject, clientID: identity["client_id"]!).bodyText.contains("AADSTS70021"))
+        let stranger = try WorkloadIdentityIssuer.load(issuer: issuerURL, environment: [:], file: home.appendingPathComponent("other-key.pem"))
+        #expect(try await exchange(try stranger.token(subject: "nclav:product-a-dev:api"), clientID: identity["client_id"]!).bodyText.contains("AADSTS50013"))
+        #expect(throws: WorkloadIdentityIssuer.IssuerError.self) { try WorkloadIdentityIssuer.load(issuer: "http://example.com/x/", environment: [:], file: keyFile) }
     }
 }
