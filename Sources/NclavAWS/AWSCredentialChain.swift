@@ -154,11 +154,14 @@ public struct InstanceMetadataCredentials: AWSCredentialSource {
 
     public func resolve() async -> AWSCredentialOutcome {
         if environment["AWS_EC2_METADATA_DISABLED"]?.lowercased() == "true" { return .notConfigured("AWS_EC2_METADATA_DISABLED=true") }
-        var base = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://169.254.169.254"
+        let configured = environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"].flatMap { $0.isEmpty ? nil : $0 }
+        var base = configured ?? "http://169.254.169.254"
         while base.hasSuffix("/") { base.removeLast() }
         guard let tokenURL = URL(string: base + "/latest/api/token") else { return .failed("AWS_EC2_METADATA_SERVICE_ENDPOINT=\(base) is not a URL") }
-        // Off EC2 nothing answers: a short timeout keeps the chain quick.
-        guard let tokenResponse = try? await http.send("PUT", tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")], timeout: .seconds(1)) else {
+        // Off EC2 nothing answers: a short timeout keeps the chain quick (an endpoint named
+        // explicitly is expected to answer and gets longer).
+        guard let tokenResponse = try? await http.send("PUT", tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
+                                                      timeout: .seconds(configured == nil ? 1 : 10)) else {
             return .notConfigured("no instance metadata service at \(base)")
         }
         guard tokenResponse.status == 200, !tokenResponse.body.isEmpty else {

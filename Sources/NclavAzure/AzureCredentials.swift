@@ -122,13 +122,15 @@ public struct ManagedIdentityCredentials: AzureCredentialSource {
             }
             return token
         }
-        var host = environment["AZURE_POD_IDENTITY_AUTHORITY_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "http://169.254.169.254"
+        let configured = environment["AZURE_POD_IDENTITY_AUTHORITY_HOST"].flatMap { $0.isEmpty ? nil : $0 }
+        var host = configured ?? "http://169.254.169.254"
         while host.hasSuffix("/") { host.removeLast() }
         guard let url = URL(string: host + "/metadata/identity/oauth2/token?" + String(decoding: formEncoded([("api-version", "2018-02-01")] + query), as: UTF8.self)) else {
             return nil
         }
-        // Off Azure nothing answers: a short timeout keeps the chain quick.
-        guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(1)) else { return nil }
+        // Off Azure nothing answers: a short timeout keeps the chain quick (an endpoint named
+        // explicitly is expected to answer and gets longer).
+        guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(configured == nil ? 1 : 10)) else { return nil }
         if response.status == 400, response.bodyText.contains("identity") { return nil }  // a VM without an identity
         guard response.status == 200, let token = parseTokenAnswer(response.body) else {
             throw .sourceFailed(source: name, reason: "IMDS answered \(response.status): \(response.bodyText.prefix(200))")

@@ -169,8 +169,13 @@ func base64URL(_ data: Data) -> String {
 public struct MetadataServerCredentials: GCPCredentialSource {
     public let name = "metadata server"
     let host: String
+    /// Probing the default address off GCP must fail fast; a host named explicitly is
+    /// expected to answer, so it gets time to do so on a busy machine.
+    let probeTimeout: Int64
     public init(environment: [String: String]) {
-        host = environment["GCE_METADATA_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "metadata.google.internal"
+        let configured = environment["GCE_METADATA_HOST"].flatMap { $0.isEmpty ? nil : $0 }
+        host = configured ?? "metadata.google.internal"
+        probeTimeout = configured == nil ? 2 : 10
     }
 
     func get(_ path: String, http: CloudHTTP, timeout: Int64) async -> CloudHTTP.Response? {
@@ -179,7 +184,7 @@ public struct MetadataServerCredentials: GCPCredentialSource {
     }
 
     public func token(http: CloudHTTP, endpoints: GCPEndpoints) async throws(GCPCredentialError) -> GCPAccessToken? {
-        guard let response = await get("instance/service-accounts/default/token", http: http, timeout: 2) else { return nil }
+        guard let response = await get("instance/service-accounts/default/token", http: http, timeout: probeTimeout) else { return nil }
         guard response.header("Metadata-Flavor") == "Google" else { return nil }  // something else answered
         guard response.status == 200, let answer = try? JSONDecoder().decode(TokenAnswer.self, from: response.body) else {
             throw .sourceFailed(source: name, reason: "the metadata server answered \(response.status) for the default service account's token; is a service account attached?")

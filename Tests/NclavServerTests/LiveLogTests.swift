@@ -43,7 +43,7 @@ struct LiveLogTests {
         try """
             resource "terraform_data" "ticker" {
               provisioner "local-exec" {
-                command = "for i in 1 2 3 4; do echo tick-$i; sleep 1; done"
+                command = "for i in 1 2 3 4; do echo tick-$i; sleep 2; done"
               }
             }
             """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
