@@ -32,9 +32,9 @@ variable "cross_account_role" {
 }
 
 variable "default_cloud" {
-  description = "The server's default cloud for enclaves without `cloud:`. `aws` needs an nclav build with the AWS driver (README status table); until then `local`."
+  description = "The server's default cloud for enclaves without `cloud:` (`aws`: enclaves get their own account; `local`: no cloud calls)."
   type        = string
-  default     = "local"
+  default     = "aws"
 
   validation {
     condition     = contains(["local", "aws"], var.default_cloud)

@@ -62,9 +62,9 @@ variable "subscription_prefix" {
 }
 
 variable "default_cloud" {
-  description = "The server's default cloud for enclaves without `cloud:`. `azure` needs an nclav build with the Azure driver (README status table); until then `local`."
+  description = "The server's default cloud for enclaves without `cloud:` (`azure`: enclaves get their own subscription; `local`: no cloud calls)."
   type        = string
-  default     = "local"
+  default     = "azure"
 
   validation {
     condition     = contains(["local", "azure"], var.default_cloud)

@@ -31,9 +31,9 @@ variable "project_prefix" {
 }
 
 variable "default_cloud" {
-  description = "The server's default cloud for enclaves without `cloud:`. `gcp` needs an nclav build with the GCP driver (README status table); until then `local`."
+  description = "The server's default cloud for enclaves without `cloud:` (`gcp`: enclaves get their own project; `local`: no cloud calls)."
   type        = string
-  default     = "local"
+  default     = "gcp"
 
   validation {
     condition     = contains(["local", "gcp"], var.default_cloud)
