@@ -161,7 +161,7 @@ public struct InstanceMetadataCredentials: AWSCredentialSource {
         // Off EC2 nothing answers: a short timeout keeps the chain quick (an endpoint named
         // explicitly is expected to answer and gets longer).
         guard let tokenResponse = try? await http.send("PUT", tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                                                      timeout: .seconds(configured == nil ? 1 : 10)) else {
+                                                      timeout: .seconds(configured == nil ? 1 : 4)) else {
             return .notConfigured("no instance metadata service at \(base)")
         }
         guard tokenResponse.status == 200, !tokenResponse.body.isEmpty else {

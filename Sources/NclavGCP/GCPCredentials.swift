@@ -175,7 +175,7 @@ public struct MetadataServerCredentials: GCPCredentialSource {
     public init(environment: [String: String]) {
         let configured = environment["GCE_METADATA_HOST"].flatMap { $0.isEmpty ? nil : $0 }
         host = configured ?? "metadata.google.internal"
-        probeTimeout = configured == nil ? 2 : 10
+        probeTimeout = configured == nil ? 2 : 4
     }
 
     func get(_ path: String, http: CloudHTTP, timeout: Int64) async -> CloudHTTP.Response? {

@@ -283,6 +283,7 @@ public struct GCPDriver: Driver {
 
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {
         guard let email = identity["service_account"], let projectID = identity["project_id"] ?? context.values["project_id"] else { return }
+        try await unwire(identity)
         try await editProjectPolicy(projectID) { policy in Self.remove(member: "serviceAccount:\(email)", from: &policy) }
         do { try await client.call("DELETE", "iam", "/v1/projects/\(projectID)/serviceAccounts/\(email)") } catch {
             guard error.api?.isNotFound == true else { throw error }
@@ -330,6 +331,8 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
     case projectNotOurs(enclave: String, projectID: String)
     case projectNotActive(enclave: String, projectID: String, state: String)
     case zoneNeedsNetwork(enclave: String)
+    case missingExportOutput(export: String, enclave: String, output: String, type: String)
+    case importNeedsNetwork(enclave: String, alias: String)
 
     public var description: String {
         switch self {
@@ -340,8 +343,134 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
             return "GCP project \(id) exists but is not labelled nclav-enclave=\(enclave); nclav will not take over a project it did not create — set --gcp-project-prefix or label the project"
         case .projectNotActive(let enclave, let id, let state):
             return "GCP project \(id) of enclave \(enclave) is \(state); restore it with `gcloud projects undelete \(id)` (within 30 days) or give the enclave another id"
+        case .missingExportOutput(let export, let enclave, let output, let type):
+            return "export \(export) of enclave \(enclave) is a \(type) export on GCP: its partition must declare and produce the output `\(output)` for importers to connect to"
+        case .importNeedsNetwork(let enclave, let alias):
+            return "enclave \(enclave) imports tcp `\(alias)` on GCP, which needs a Private Service Connect endpoint in its VPC; declare network with at least one subnet"
         case .zoneNeedsNetwork(let enclave):
             return "enclave \(enclave) declares dns.zone but no network; a private Cloud DNS zone is attached to the enclave's VPC, so declare network too"
         }
+    }
+}
+
+// MARK: Import wiring
+
+extension GCPDriver {
+    /// What GCP can do for an import between GCP enclaves:
+    /// - `http`: the importer's service account may invoke Cloud Run in the exporter's project
+    ///   (`roles/run.invoker` there);
+    /// - `tcp`: a Private Service Connect endpoint in the importer's VPC to the exporter's
+    ///   service attachment (exporter output `service_attachment`), with an A record
+    ///   `<alias>.<zone>` in the importer's private zone when it has one;
+    /// - `queue`: a Pub/Sub subscription in the importer's project on the exporter's topic
+    ///   (exporter output `topic`), with `roles/pubsub.subscriber` on the topic.
+    /// Imports from other clouds are left alone. Each thing made is recorded (`wired.N`) so
+    /// `teardownPartition` removes it.
+    public func wireImports(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
+                            imports: [ImportWiring]) async throws -> PartitionIdentity {
+        guard let projectID = context.values["project_id"], let email = identity["service_account"] else { return identity }
+        let member = "serviceAccount:\(email)"
+        var result = identity.filter { !$0.key.hasPrefix("wired.") }
+        var records: [String] = []
+        for wiring in imports where wiring.exporterCloud == .gcp {
+            guard let exporterProject = wiring.exporterContext["project_id"] else { continue }
+            switch wiring.export.type {
+            case .http:
+                try await editProjectPolicy(exporterProject) { policy in Self.add(["roles/run.invoker"], member: member, to: &policy) }
+                records.append("invoker|\(exporterProject)|\(member)")
+            case .tcp:
+                guard let attachment = wiring.exporterOutputs["service_attachment"] else {
+                    throw GCPDriverError.missingExportOutput(export: wiring.export.name, enclave: wiring.exporterEnclave, output: "service_attachment", type: "tcp")
+                }
+                guard let network = context.values["vpc_id"], let subnet = context.values["subnet_ids"]?.split(separator: ",").first.map(String.init) else {
+                    throw GCPDriverError.importNeedsNetwork(enclave: enclave.id, alias: wiring.alias)
+                }
+                let region = context.values["region"] ?? region(enclave)
+                let name = "nclav-psc-\(partition.id)-\(wiring.alias)".prefix(63).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
+                try await insertCompute("/compute/v1/projects/\(projectID)/regions/\(region)/addresses",
+                                        body: ["name": name, "addressType": "INTERNAL", "subnetwork": subnet], what: "reserving the PSC address \(name)")
+                let address = try await client.call("GET", "compute", "/compute/v1/projects/\(projectID)/regions/\(region)/addresses/\(name)")
+                let ip = address["address"] as? String ?? ""
+                try await insertCompute("/compute/v1/projects/\(projectID)/regions/\(region)/forwardingRules",
+                                        body: ["name": name, "target": attachment, "network": network, "IPAddress": "projects/\(projectID)/regions/\(region)/addresses/\(name)",
+                                               "loadBalancingScheme": ""],
+                                        what: "creating the PSC endpoint \(name)")
+                records.append("psc|\(projectID)|\(region)|\(name)")
+                if let zoneName = context.values["dns_zone_id"], let zone = enclave.dns?.zone, !ip.isEmpty {
+                    let record = "\(wiring.alias).\(zone.hasSuffix(".") ? zone : zone + ".")"
+                    do {
+                        try await client.call("POST", "dns", "/dns/v1/projects/\(projectID)/managedZones/\(zoneName)/rrsets",
+                                              body: ["name": record, "type": "A", "ttl": 300, "rrdatas": [ip]])
+                    } catch { guard error.api?.isAlreadyExists == true else { throw error } }
+                    records.append("dns|\(projectID)|\(zoneName)|\(record)")
+                }
+            case .queue:
+                guard let topic = wiring.exporterOutputs["topic"] else {
+                    throw GCPDriverError.missingExportOutput(export: wiring.export.name, enclave: wiring.exporterEnclave, output: "topic", type: "queue")
+                }
+                let subscription = "projects/\(projectID)/subscriptions/nclav-\(partition.id)-\(wiring.alias)"
+                do {
+                    try await client.call("PUT", "pubsub", "/v1/\(subscription)", body: ["topic": topic, "labels": labels(enclave).merging(["nclav-partition": partition.id]) { $1 }])
+                } catch { guard error.api?.isAlreadyExists == true else { throw error } }
+                for attempt in 1...5 {
+                    var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
+                    guard Self.add(["roles/pubsub.subscriber"], member: member, to: &policy) else { break }
+                    do { try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy]); break } catch {
+                        guard error.api?.code == 409, attempt < 5 else { throw error }
+                    }
+                }
+                records.append("subscription|\(subscription)|\(topic)|\(member)")
+            }
+        }
+        for (index, record) in records.enumerated() { result["wired.\(index)"] = record }
+        return result
+    }
+
+    /// Undoes what `wireImports` recorded (already-gone is fine).
+    func unwire(_ identity: PartitionIdentity) async throws {
+        for key in identity.keys.filter({ $0.hasPrefix("wired.") }).sorted().reversed() {
+            let parts = identity[key]!.split(separator: "|").map(String.init)
+            switch parts.first {
+            case "invoker" where parts.count == 3:
+                try await editProjectPolicy(parts[1]) { policy in Self.removeRole("roles/run.invoker", member: parts[2], from: &policy) }
+            case "dns" where parts.count == 4:
+                do { try await client.call("DELETE", "dns", "/dns/v1/projects/\(parts[1])/managedZones/\(parts[2])/rrsets/\(parts[3])/A") } catch {
+                    guard error.api?.isNotFound == true else { throw error }
+                }
+            case "psc" where parts.count == 4:
+                for kind in ["forwardingRules", "addresses"] {
+                    do {
+                        let operation = try await client.call("DELETE", "compute", "/compute/v1/projects/\(parts[1])/regions/\(parts[2])/\(kind)/\(parts[3])")
+                        try await client.waitCompute(operation: operation, what: "deleting \(kind) \(parts[3])")
+                    } catch let error as GCPCallError {
+                        guard error.api?.isNotFound == true else { throw error }
+                    }
+                }
+            case "subscription" where parts.count == 4:
+                do { try await client.call("DELETE", "pubsub", "/v1/\(parts[1])") } catch { guard error.api?.isNotFound == true else { throw error } }
+                var policy = try await client.call("POST", "pubsub", "/v1/\(parts[2]):getIamPolicy")
+                if Self.removeRole("roles/pubsub.subscriber", member: parts[3], from: &policy) {
+                    try await client.call("POST", "pubsub", "/v1/\(parts[2]):setIamPolicy", body: ["policy": policy])
+                }
+            default: continue
+            }
+        }
+    }
+
+    /// Removes `member` from one role's binding only; false when it was not there.
+    static func removeRole(_ role: String, member: String, from policy: inout [String: Any]) -> Bool {
+        var changed = false
+        let bindings: [[String: Any]] = (policy["bindings"] as? [[String: Any]] ?? []).compactMap { binding in
+            guard binding["role"] as? String == role else { return binding }
+            var binding = binding
+            var members = binding["members"] as? [String] ?? []
+            guard members.contains(member) else { return binding }
+            changed = true
+            members.removeAll { $0 == member }
+            binding["members"] = members
+            return members.isEmpty ? nil : binding
+        }
+        policy["bindings"] = bindings
+        return changed
     }
 }

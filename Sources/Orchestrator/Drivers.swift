@@ -29,6 +29,31 @@ public protocol Driver: Sendable {
     func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment
     /// Resources the cloud says nclav made in this enclave whose partition is not in `known`.
     func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan]
+    /// Connects a partition to the exports it imports, as far as the cloud can (access grants,
+    /// private endpoints, subscriptions). Returns entries to keep in the partition's identity so
+    /// `teardownPartition` can undo them. Called after `provisionPartition`, before terraform.
+    func wireImports(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
+                     imports: [ImportWiring]) async throws -> PartitionIdentity
+}
+
+/// One import a partition uses, resolved against the exporter's applied state.
+public struct ImportWiring: Sendable, Hashable {
+    public var alias: String
+    public var export: Export
+    public var exporterEnclave: String
+    public var exporterCloud: CloudTarget
+    public var exporterContext: [String: String]
+    /// Declared outputs of the export's target partition (fresh from this reconcile).
+    public var exporterOutputs: [String: String]
+
+    public init(alias: String, export: Export, exporterEnclave: String, exporterCloud: CloudTarget, exporterContext: [String: String], exporterOutputs: [String: String]) {
+        self.alias = alias
+        self.export = export
+        self.exporterEnclave = exporterEnclave
+        self.exporterCloud = exporterCloud
+        self.exporterContext = exporterContext
+        self.exporterOutputs = exporterOutputs
+    }
 }
 
 /// A partition's cloud identity, as its driver describes it (e.g. `role_arn`, `role_name`).
@@ -75,6 +100,8 @@ extension Driver {
         TerraformEnvironment()
     }
     public func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan] { [] }
+    public func wireImports(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
+                            imports: [ImportWiring]) async throws -> PartitionIdentity { identity }
 }
 
 public enum DriverError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -629,6 +629,14 @@ struct PartitionExecutor {
                         continue
                     }
                     let inputs = Planner.resolveInputs(partition.partition, in: enclave, tree: tree, stored: freshStates, tokens: tokens)
+                    // The imports this partition uses (its own and its enclave's), with the exporter's fresh state.
+                    let wirings: [ImportWiring] = (partition.partition.imports + enclave.enclave.imports).compactMap { entry in
+                        guard let exporter = self.tree.enclaves.first(where: { $0.enclave.id == entry.from })?.enclave,
+                              let export = exporter.exports.first(where: { $0.name == entry.exportName }),
+                              let exporterKey = try? StateKey(enclave: exporter.id, partition: export.targetPartition) else { return nil }
+                        return ImportWiring(alias: entry.alias, export: export, exporterEnclave: exporter.id, exporterCloud: registry.resolvedCloud(for: exporter),
+                                            exporterContext: contexts[exporter.id]?.values ?? [:], exporterOutputs: fresh[exporterKey] ?? [:])
+                    }
                     running += 1
                     let reconciler = self.reconciler
                     let tree = self.tree
@@ -649,14 +657,18 @@ struct PartitionExecutor {
                         }
                         var state = previous ?? PartitionState(enclaveID: stateKey.enclave, partitionID: stateKey.partition, desired: partition.partition)
                         // The identity terraform acts as exists before terraform runs (idempotent: found when it is there).
-                        let identity: PartitionIdentity
+                        var identity: PartitionIdentity
                         do {
-                            identity = try await reconciler.environment.registry.driver(for: cloud)
-                                .provisionPartition(enclave: enclave.enclave, context: context, partition: partition.partition)
+                            let driver = try reconciler.environment.registry.driver(for: cloud)
+                            identity = try await driver.provisionPartition(enclave: enclave.enclave, context: context, partition: partition.partition)
+                            if !wirings.isEmpty {
+                                identity = try await driver.wireImports(enclave: enclave.enclave, context: context, partition: partition.partition,
+                                                                        identity: identity, imports: wirings)
+                            }
                         } catch {
                             state.desired = partition.partition
                             state.status = .failed
-                            state.lastError = "its \(cloud.rawValue) identity could not be created: \(error)"
+                            state.lastError = "its \(cloud.rawValue) identity or import wiring could not be set up: \(error)"
                             state.fingerprint = nil
                             state.updatedAt = Date()
                             return (ref, PartitionOutcome(key: stateKey, operation: operation, result: .failed, runID: nil, reason: state.lastError), [:], state)

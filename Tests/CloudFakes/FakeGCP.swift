@@ -29,6 +29,10 @@ public actor FakeGCP {
         public var networks: Set<String> = []
         public var subnetworks: [String: String] = [:]  // name -> cidr
         public var zones: [String: String] = [:]  // name -> dnsName
+        public var addresses: [String: String] = [:]  // name -> ip
+        public var forwardingRules: [String: String] = [:]  // name -> target
+        public var records: [String: [String]] = [:]  // "name A" -> rrdatas
+        public var subscriptions: [String: String] = [:]  // name -> topic
     }
 
     public struct Asset: Sendable {
@@ -68,6 +72,8 @@ public actor FakeGCP {
     public nonisolated var metadataHost: String { "127.0.0.1:\(port)" }
     public private(set) var projects: [String: Project] = [:]
     public private(set) var requests: [String] = []
+    /// Pub/Sub topic IAM policies: topic path -> role -> members.
+    public private(set) var topicBindings: [String: [String: Set<String>]] = [:]
     public var assets: [Asset] = []
     private var failures: [Failure] = []
     private var operations: [String: [String: Any]] = [:]
@@ -386,6 +392,76 @@ public actor FakeGCP {
             project.subnetworks[name] = body["ipCidrRange"] as? String ?? ""
             projects[project.id] = project
             return Self.json(200, computeOperation(project.id, region: rest[5]))
+        // Compute: PSC addresses and forwarding rules
+        case ("POST", "compute", 7) where rest[4] == "regions" && (rest[6] == "addresses" || rest[6] == "forwardingRules"):
+            guard var project = projects[rest[3]] else { return Self.computeError(404, reason: "notFound", "project not found") }
+            let name = body["name"] as? String ?? ""
+            if rest[6] == "addresses" {
+                if project.addresses[name] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/addresses/\(name)' already exists") }
+                project.addresses[name] = "10.0.1.\(10 + project.addresses.count)"
+            } else {
+                if project.forwardingRules[name] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/forwardingRules/\(name)' already exists") }
+                guard let target = body["target"] as? String, target.contains("/serviceAttachments/") else {
+                    return Self.computeError(400, reason: "invalid", "Invalid value for field 'resource.target': a service attachment is required")
+                }
+                project.forwardingRules[name] = target
+            }
+            projects[project.id] = project
+            return Self.json(200, computeOperation(project.id, region: rest[5]))
+        case (_, "compute", 8) where rest[4] == "regions" && (rest[6] == "addresses" || rest[6] == "forwardingRules"):
+            guard var project = projects[rest[3]] else { return Self.computeError(404, reason: "notFound", "project not found") }
+            let name = rest[7]
+            let exists = rest[6] == "addresses" ? project.addresses[name] != nil : project.forwardingRules[name] != nil
+            guard exists else { return Self.computeError(404, reason: "notFound", "The resource '\(name)' was not found") }
+            if method == "GET" {
+                return Self.json(200, ["name": name, "address": project.addresses[name] ?? "", "addressType": "INTERNAL", "status": "IN_USE"])
+            }
+            if rest[6] == "addresses" { project.addresses[name] = nil } else { project.forwardingRules[name] = nil }
+            projects[project.id] = project
+            return Self.json(200, computeOperation(project.id, region: rest[5]))
+        // Cloud DNS records
+        case ("POST", "dns", 7) where rest[2] == "projects" && rest[4] == "managedZones" && rest[6] == "rrsets":
+            guard var project = projects[rest[3]], project.zones[rest[5]] != nil else { return Self.error(404, "NOT_FOUND", "zone not found") }
+            let key = "\(body["name"] as? String ?? "") \(body["type"] as? String ?? "")"
+            if project.records[key] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'entity.change.additions[\(key)]' named '\(key)' already exists") }
+            project.records[key] = body["rrdatas"] as? [String] ?? []
+            projects[project.id] = project
+            return Self.json(200, body)
+        case ("DELETE", "dns", 9) where rest[2] == "projects" && rest[4] == "managedZones" && rest[6] == "rrsets":
+            guard var project = projects[rest[3]], project.records.removeValue(forKey: "\(rest[7]) \(rest[8])") != nil else { return Self.error(404, "NOT_FOUND", "record not found") }
+            projects[project.id] = project
+            return Self.json(200, [:])
+        // Pub/Sub
+        case (_, "pubsub", 5) where rest[1] == "projects" && rest[3] == "subscriptions":
+            guard var project = projects[rest[2]] else { return Self.error(404, "NOT_FOUND", "project not found") }
+            if method == "DELETE" {
+                guard project.subscriptions.removeValue(forKey: rest[4]) != nil else { return Self.error(404, "NOT_FOUND", "Resource not found (resource=\(rest[4])).") }
+                projects[project.id] = project
+                return Self.json(200, [:])
+            }
+            if project.subscriptions[rest[4]] != nil { return Self.error(409, "ALREADY_EXISTS", "Resource already exists in the project (resource=\(rest[4])).") }
+            guard let topic = body["topic"] as? String, let topicProject = topic.split(separator: "/").dropFirst().first.map(String.init), projects[topicProject] != nil else {
+                return Self.error(404, "NOT_FOUND", "Resource not found (resource=topic).")
+            }
+            project.subscriptions[rest[4]] = topic
+            projects[project.id] = project
+            return Self.json(200, ["name": "projects/\(project.id)/subscriptions/\(rest[4])", "topic": topic])
+        case ("POST", "pubsub", 5) where rest[1] == "projects" && rest[3] == "topics" && rest[4].contains(":"):
+            let pieces = rest[4].split(separator: ":").map(String.init)
+            let topic = "projects/\(rest[2])/topics/\(pieces[0])"
+            let current = topicBindings[topic] ?? [:]
+            let etag = "T\(current.values.map(\.count).reduce(0, +))"
+            if pieces[1] == "getIamPolicy" {
+                return Self.json(200, ["etag": etag, "bindings": current.keys.sorted().map { ["role": $0, "members": current[$0]!.sorted()] }])
+            }
+            let policy = body["policy"] as? [String: Any] ?? [:]
+            guard policy["etag"] as? String == etag else { return Self.error(409, "ABORTED", "Concurrent policy changes.") }
+            var bindings: [String: Set<String>] = [:]
+            for binding in policy["bindings"] as? [[String: Any]] ?? [] {
+                if let role = binding["role"] as? String { bindings[role, default: []].formUnion(binding["members"] as? [String] ?? []) }
+            }
+            topicBindings[topic] = bindings
+            return Self.json(200, policy)
         // Cloud DNS
         case ("POST", "dns", 5) where rest[2] == "projects" && rest[4] == "managedZones":
             guard var project = projects[rest[3]] else { return Self.error(404, "NOT_FOUND", "project not found") }

@@ -256,4 +256,52 @@ struct GCPDriverTests {
             Issue.record("a project in deletion was reused")
         } catch { #expect("\(error)".contains("gcloud projects undelete acme-product-a-dev")) }
     }
+
+    @Test("import wiring: http -> run.invoker in the exporter's project; tcp -> PSC endpoint + A record; queue -> subscription + subscriber on the topic; teardown undoes all")
+    func importWiring() async throws {
+        let world = try await GCPWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = world.driver()
+        let exporter = Enclave(id: "shop", name: "Shop", cloud: .gcp, exports: [])
+        let exporterContext = try await driver.provisionEnclave(exporter, previous: nil)
+        let importer = Enclave(id: "web", name: "Web", cloud: .gcp, region: "europe-west1",
+                               network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24"]), dns: DNS(zone: "web.internal"))
+        let context = try await driver.provisionEnclave(importer, previous: nil)
+        let partition = Partition(id: "frontend", name: "Frontend")
+        let identity = try await driver.provisionPartition(enclave: importer, context: context, partition: partition)
+        let member = "serviceAccount:nclav-frontend@acme-web.iam.gserviceaccount.com"
+        func wiring(_ alias: String, _ type: ExportType, outputs: [String: String]) -> ImportWiring {
+            ImportWiring(alias: alias, export: Export(name: alias + "-export", targetPartition: "backend", type: type, to: .anyEnclave, auth: .none),
+                         exporterEnclave: "shop", exporterCloud: .gcp, exporterContext: exporterContext.values, exporterOutputs: outputs)
+        }
+        let attachment = "projects/acme-shop/regions/europe-west1/serviceAttachments/db"
+        let imports = [wiring("api", .http, outputs: [:]), wiring("db", .tcp, outputs: ["service_attachment": attachment]),
+                       wiring("orders", .queue, outputs: ["topic": "projects/acme-shop/topics/orders"]),
+                       ImportWiring(alias: "aws-thing", export: Export(name: "x", targetPartition: "y", type: .http, to: .anyEnclave), exporterEnclave: "elsewhere",
+                                    exporterCloud: .aws, exporterContext: [:], exporterOutputs: [:])]
+        let wired = try await driver.wireImports(enclave: importer, context: context, partition: partition, identity: identity, imports: imports)
+        #expect(wired.keys.filter { $0.hasPrefix("wired.") }.count == 4)  // invoker, psc, dns, subscription; the aws import is left alone
+        #expect(await world.fake.projects["acme-shop"]?.bindings["roles/run.invoker"] == [member])
+        let web = try #require(await world.fake.projects["acme-web"])
+        #expect(web.forwardingRules == ["nclav-psc-frontend-db": attachment])
+        let ip = try #require(web.addresses["nclav-psc-frontend-db"])
+        #expect(web.records == ["db.web.internal. A": [ip]])
+        #expect(web.subscriptions == ["nclav-frontend-orders": "projects/acme-shop/topics/orders"])
+        #expect(await world.fake.topicBindings["projects/acme-shop/topics/orders"]?["roles/pubsub.subscriber"] == [member])
+        // Wiring again changes nothing.
+        #expect(try await driver.wireImports(enclave: importer, context: context, partition: partition, identity: wired, imports: imports) == wired)
+
+        try await driver.teardownPartition(enclave: importer, context: context, partition: partition, identity: wired)
+        let after = try #require(await world.fake.projects["acme-web"])
+        #expect(after.forwardingRules.isEmpty && after.addresses.isEmpty && after.records.isEmpty && after.subscriptions.isEmpty)
+        #expect(await world.fake.projects["acme-shop"]?.bindings["roles/run.invoker"] == nil)
+        #expect(await world.fake.topicBindings["projects/acme-shop/topics/orders"]?["roles/pubsub.subscriber"] == nil)
+
+        // A tcp export whose partition does not produce `service_attachment` says so.
+        let again = try await driver.provisionPartition(enclave: importer, context: context, partition: partition)
+        do {
+            _ = try await driver.wireImports(enclave: importer, context: context, partition: partition, identity: again, imports: [wiring("db", .tcp, outputs: [:])])
+            Issue.record("a tcp import without a service attachment was wired")
+        } catch { #expect("\(error)".contains("must declare and produce the output `service_attachment`")) }
+    }
 }

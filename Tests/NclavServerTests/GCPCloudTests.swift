@@ -24,8 +24,13 @@ struct GCPCloudTests {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(text.utf8).write(to: url)
         }
-        try write("id: data\nname: Data\ncloud: gcp\nregion: europe-west1\nnetwork:\n  vpc_cidr: \"10.1.0.0/16\"\n  subnets: [\"10.1.0.0/24\"]\n", "data/config.yml")
-        try write("id: etl\nname: ETL\ninputs:\n  project: \"{{ nclav_project_id }}\"\n  sa: \"{{ nclav_service_account }}\"\ndeclared_outputs: [project, sa]\n", "data/etl/config.yml")
+        try write("id: data\nname: Data\ncloud: gcp\nregion: europe-west1\nnetwork:\n  vpc_cidr: \"10.1.0.0/16\"\n  subnets: [\"10.1.0.0/24\"]\n"
+                  + "exports:\n  - name: api\n    target_partition: etl\n    type: http\n    to: any_enclave\n    auth: token\n", "data/config.yml")
+        // An importer in another GCP enclave: its partition may invoke the exporter's services.
+        try write("id: app\nname: App\ncloud: gcp\nimports:\n  - from: data\n    export_name: api\n    alias: api\n", "app/config.yml")
+        try write("id: web\nname: Web\ninputs:\n  upstream: \"{{ api.project }}\"\n", "app/web/config.yml")
+        try write("variable \"upstream\" { type = string }\nresource \"terraform_data\" \"w\" { input = var.upstream }\n", "app/web/main.tf")
+        try write("id: etl\nname: ETL\nproduces: http\ninputs:\n  project: \"{{ nclav_project_id }}\"\n  sa: \"{{ nclav_service_account }}\"\ndeclared_outputs: [project, sa, hostname, port]\n", "data/etl/config.yml")
         try write("""
             variable "project" { type = string }
             variable "sa" { type = string }
@@ -37,6 +42,8 @@ struct GCPCloudTests {
             }
             output "project" { value = var.project }
             output "sa" { value = var.sa }
+            output "hostname" { value = "etl.internal" }
+            output "port" { value = 443 }
             """, "data/etl/main.tf")
 
         try await withServer(arguments: ["--cloud", "gcp", "--gcp-parent", "organizations/42", "--gcp-billing-account", "billingAccounts/0A1B2C-3D4E5F-6A7B8C"],
@@ -51,14 +58,18 @@ struct GCPCloudTests {
             #expect(project.serviceAccounts.contains(email))
             let info = try String(contentsOf: probe, encoding: .utf8)
             #expect(info.contains(email), "terraform's token must be the partition's: \(info)")
+            // The importer's partition service account may invoke Cloud Run in the exporter's project.
+            let webAccount = try #require(await fake.projects.values.first { $0.labels["nclav-enclave"] == "app" }).id
+            #expect(try #require(await fake.projects["data-3a6e"]).bindings["roles/run.invoker"] == ["serviceAccount:nclav-web@\(webAccount).iam.gserviceaccount.com"])
             let logs = try await nclavCLI(["iac", "logs", "data", "etl"], server: server)
             #expect(!logs.stdout.contains("ya29."), "no access token in a run log")
 
-            let removed = try await nclavCLI(["destroy", "data", "-y"], server: server)
+            let removed = try await nclavCLI(["destroy", "app", "data", "-y"], server: server)
             #expect(removed.exitCode == 0, "\(removed.stdout)\(removed.stderr)")
             let after = try #require(await fake.projects[project.id])
             #expect(after.state == "DELETE_REQUESTED")
             #expect(!after.serviceAccounts.contains(email))
+            #expect(after.bindings["roles/run.invoker"] == nil, "the importer's grant went with its partition")
         }
     }
 }
