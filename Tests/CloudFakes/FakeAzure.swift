@@ -52,12 +52,15 @@ public actor FakeAzure {
     public private(set) var registered: Set<String> = []
     public private(set) var requests: [String] = []
     public var failAliasProvisioning = false
+    /// The next Network async operation ends `Failed` with this error code, once.
+    public var failNextAsyncOperation: String?
     /// The first role assignment for a fresh principal gets PrincipalNotFound, as Entra
     /// replication delays cause in real Azure.
     public var principalReplicationDelay = true
     private var seenPrincipals: Set<String> = []
     private var failures: [Failure] = []
     private var operations: [String: Int] = [:]  // operation id -> polls left before Succeeded
+    private var failedOperations: [String: String] = [:]
     private var pendingAliases: Set<String> = []
     private var tokens: Set<String> = []
     /// Tokens issued for a managed identity through federation: token -> identity client id.
@@ -86,6 +89,12 @@ public actor FakeAzure {
     public func inject(_ failure: Failure) { failures.append(failure) }
     public func publish(issuer: String, jwks: Data) { publishedJWKS[issuer] = jwks }
     public func setAliasFailure(_ fail: Bool) { failAliasProvisioning = fail }
+    public func failNextOperation(_ code: String) { failNextAsyncOperation = code }
+    public func setPrincipalDelay(_ on: Bool) { principalReplicationDelay = on }
+    public func clearAssignments() { roleAssignments = [:] }
+    /// A role assignment made outside nclav (another name, same principal and role).
+    public func addForeignRoleAssignment(principal: String, role: String) { roleAssignments[UUID().uuidString.lowercased()] = (principal, role) }
+    public func principal(ofIdentity id: String) -> String? { resources[id.lowercased()]?.properties["principalId"] }
     public func addResource(id: String, type: String, tags: [String: String]) { resources[id.lowercased()] = Resource(id: id, type: type, tags: tags, properties: [:]) }
     public func resource(_ id: String) -> Resource? { resources[id.lowercased()] }
 
@@ -231,6 +240,10 @@ public actor FakeAzure {
     func asyncOperation(_ subscription: String) -> [(String, String)] {
         let id = "op-\(next())"
         operations[id] = 1
+        if let code = failNextAsyncOperation {
+            failNextAsyncOperation = nil
+            failedOperations[id] = code
+        }
         return [("Azure-AsyncOperation", "\(armEndpoint)/subscriptions/\(subscription)/providers/Microsoft.Network/locations/eastus2/operations/\(id)?api-version=2023-09-01")]
     }
 
@@ -303,6 +316,9 @@ public actor FakeAzure {
         if parts.count == 8, parts[2] == "providers", parts[4] == "locations", parts[6] == "operations" {
             guard let left = operations[parts[7]] else { return Self.error(404, "NotFound", "operation not found") }
             if left > 0 { operations[parts[7]] = left - 1; return Self.json(200, ["status": "InProgress"]) }
+            if let code = failedOperations[parts[7]] {
+                return Self.json(200, ["status": "Failed", "error": ["code": code, "message": "Address space 10.0.0.0/16 overlaps with a peered virtual network."]])
+            }
             return Self.json(200, ["status": "Succeeded"])
         }
         guard subscription.state == "Enabled" || method == "GET" else {

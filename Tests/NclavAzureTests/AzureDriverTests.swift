@@ -54,6 +54,19 @@ struct AzureCredentialTests {
         } catch { #expect(error.description.contains("--azure-client-secret is not")) }
     }
 
+    @Test("a service principal wins over a managed identity that is also there")
+    func precedence() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        var environment = world.environment
+        environment["IDENTITY_ENDPOINT"] = "http://127.0.0.1:\(world.fake.port)/msi/token"
+        environment["IDENTITY_HEADER"] = "identity-header-secret"
+        let chain = AzureCredentialChain.standard(tenantID: world.fake.tenantID, clientID: world.fake.clientID, clientSecret: world.fake.clientSecret, environment: environment)
+        _ = try await chain.token()
+        #expect(await chain.source(for: "https://management.azure.com/.default") == "service principal (client secret)")
+        #expect(await !world.fake.requests.contains("GET /msi/token"))
+    }
+
     @Test("managed identity: the App Service/Container Apps endpoint (IDENTITY_ENDPOINT + header), else IMDS with Metadata: true")
     func managedIdentity() async throws {
         let world = try await AzureWorld.make()
@@ -145,9 +158,37 @@ struct AzureDriverTests {
             _ = try await driver.provisionEnclave(enclave, previous: nil)
             Issue.record("a denied resource group was ignored")
         } catch { #expect("\(error)".contains("403 AuthorizationFailed") && "\(error)".contains("lacks that permission"), "\(error)") }
+        // A long-running operation that ends Failed is reported with Azure's error.
+        await world.fake.failNextOperation("NetcfgInvalidSubnet")
+        do {
+            _ = try await driver.provisionEnclave(enclave, previous: nil)
+            Issue.record("a failed VNet operation was taken for success")
+        } catch { #expect("\(error)".contains("creating the VNet failed while running: NetcfgInvalidSubnet"), "\(error)") }
         let context = try await driver.provisionEnclave(enclave, previous: nil)
         #expect(context.values["resource_group"] == "nclav-product-a-dev")
         #expect(await world.fake.aliases.count == 1)
+    }
+
+    @Test("a Contributor assignment someone already made by hand (RoleAssignmentExists) counts as done")
+    func roleAssignmentExists() async throws {
+        let world = try await AzureWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let subscription = context.values["subscription_id"]!
+        let partition = Partition(id: "api", name: "API")
+        let first = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: first)
+        // The identity is made again; someone assigns Contributor to it before nclav does.
+        await world.fake.setPrincipalDelay(false)
+        let identityID = first["identity_id"]!
+        _ = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        let principal = try #require(await world.fake.principal(ofIdentity: identityID))
+        await world.fake.clearAssignments()
+        await world.fake.addForeignRoleAssignment(principal: principal, role: "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(AzureDriver.contributorRole)")
+        let identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        #expect(identity["principal_id"] == principal)
+        #expect(await world.fake.roleAssignments.count == 1)
     }
 
     @Test("a partition's managed identity with Contributor (retrying PrincipalNotFound while Entra replicates); teardown removes both")

@@ -62,6 +62,21 @@ struct GCPCredentialTests {
         #expect(try await chain.member() == "user:ops@example.com")
     }
 
+    @Test("GOOGLE_APPLICATION_CREDENTIALS wins over gcloud's ADC file")
+    func precedence() async throws {
+        let world = try await GCPWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let gcloud = world.home.appendingPathComponent("gcloud")
+        try FileManager.default.createDirectory(at: gcloud, withIntermediateDirectories: true)
+        try Data(await world.fake.authorizedUserJSON.utf8).write(to: gcloud.appendingPathComponent("application_default_credentials.json"))
+        var environment = world.environment
+        environment["CLOUDSDK_CONFIG"] = gcloud.path
+        let chain = GCPCredentialChain.standard(environment: environment, home: world.home.path)
+        _ = try await chain.token()
+        #expect(await chain.currentSource == "GOOGLE_APPLICATION_CREDENTIALS")
+        #expect(try await chain.member() == "serviceAccount:nclav-server@mgmt.iam.gserviceaccount.com")
+    }
+
     @Test("the metadata server (GCE_METADATA_HOST), asked with Metadata-Flavor: Google")
     func metadata() async throws {
         let world = try await GCPWorld.make()
