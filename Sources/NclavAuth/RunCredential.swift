@@ -108,6 +108,13 @@ public struct Authenticator: Sendable {
 
     static func secret(from header: String?) -> String? {
         guard let header else { return nil }
+        // Fast path for what every client sends on every request: `Bearer <token>`.
+        if header.utf8.starts(with: "Bearer ".utf8) {
+            let value = header.utf8.dropFirst(7).drop { $0 == UInt8(ascii: " ") }
+            let trimmed = value.reversed().drop { $0 == UInt8(ascii: " ") }.count
+            let token = String(decoding: value.prefix(trimmed), as: UTF8.self)
+            return token.isEmpty ? nil : token
+        }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { return nil }
         let scheme = parts[0].lowercased()

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Hummingbird
 import NclavCore
 import Orchestrator
@@ -165,8 +166,14 @@ struct MetricsMiddleware: RouterMiddleware {
     /// Hummingbird writes captures as `:name` (or `{name}`); the metrics and the OpenAPI
     /// document use `{name}`.
     static func template(_ path: String) -> String {
-        path.split(separator: "/", omittingEmptySubsequences: false).map { part in
+        if let known = templates.withLock({ $0[path] }) { return known }
+        let result = path.split(separator: "/", omittingEmptySubsequences: false).map { part in
             part.hasPrefix(":") ? "{\(part.dropFirst())}" : String(part)
         }.joined(separator: "/")
+        templates.withLock { $0[path] = result }
+        return result
     }
+
+    /// Route patterns are few and fixed: each is converted once.
+    private static let templates = Mutex<[String: String]>([:])
 }

@@ -277,16 +277,16 @@ public final class SQLiteStore: StateStore {
     private static let infoColumns = "version, serial, lineage, sha256, md5, size, created_at, run_id"
 
     private static func latestInfo(_ db: Database, _ key: StateKey) throws -> StateVersionInfo? {
-        try Row.fetchOne(db, sql: """
+        try Row.fetchOne(db.cachedStatement(sql: """
             SELECT \(infoColumns) FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
-            """, arguments: [key.enclave, key.partition]).map(versionInfo(from:))
+            """), arguments: [key.enclave, key.partition]).map(versionInfo(from:))
     }
 
     public func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? {
         try await read { db in
-            try Row.fetchOne(db, sql: """
+            try Row.fetchOne(db.cachedStatement(sql: """
                 SELECT \(Self.infoColumns), body FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
-                """, arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), $0["body"] as Data) }
+                """), arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), $0["body"] as Data) }
         }
     }
 
@@ -314,13 +314,13 @@ public final class SQLiteStore: StateStore {
             if let answer = StateRules.decide(write, latest: latest, lock: lock) { return answer }
             let info = StateVersionInfo(version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
                                         sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO state_versions (enclave_id, partition_id, version, serial, lineage, sha256, md5, size, created_at, run_id, body)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.md5, info.size,
+                """).execute(arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.md5, info.size,
                                  info.createdAt.timeIntervalSinceReferenceDate, info.runID?.uuidString, write.body])
-            try db.execute(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version <= ?",
-                           arguments: [key.enclave, key.partition, info.version - Int64(retained)])
+            try db.cachedStatement(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version <= ?")
+                .execute(arguments: [key.enclave, key.partition, info.version - Int64(retained)])
             return .stored(info)
         }
     }
@@ -336,7 +336,7 @@ public final class SQLiteStore: StateStore {
     // MARK: Locks
 
     private static func lock(_ db: Database, _ key: StateKey) throws -> StateLock? {
-        try Row.fetchOne(db, sql: "SELECT * FROM state_locks WHERE enclave_id = ? AND partition_id = ?",
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT lock_id, info, run_id, created_at FROM state_locks WHERE enclave_id = ? AND partition_id = ?"),
                          arguments: [key.enclave, key.partition]).map(lock(from:))
     }
 
@@ -352,9 +352,9 @@ public final class SQLiteStore: StateStore {
     public func acquireLock(_ key: StateKey, _ lock: StateLock) async throws -> LockOutcome {
         try await write { db in
             if let answer = StateRules.decideLock(lock, existing: try Self.lock(db, key)) { return answer }
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO state_locks (enclave_id, partition_id, lock_id, info, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [key.enclave, key.partition, lock.id, lock.info, lock.runID?.uuidString, lock.createdAt.timeIntervalSinceReferenceDate])
+                """).execute(arguments: [key.enclave, key.partition, lock.id, lock.info, lock.runID?.uuidString, lock.createdAt.timeIntervalSinceReferenceDate])
             return .acquired
         }
     }
@@ -363,7 +363,7 @@ public final class SQLiteStore: StateStore {
         try await write { db in
             let existing = try Self.lock(db, key)
             if let answer = StateRules.decideUnlock(id: id, existing: existing) { return answer }
-            try db.execute(sql: "DELETE FROM state_locks WHERE enclave_id = ? AND partition_id = ?", arguments: [key.enclave, key.partition])
+            try db.cachedStatement(sql: "DELETE FROM state_locks WHERE enclave_id = ? AND partition_id = ?").execute(arguments: [key.enclave, key.partition])
             return .released(existing!)
         }
     }

@@ -44,15 +44,21 @@ final class WriteQueue: @unchecked Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let job = Job(
                 run: { db in
+                    // A savepoint per job, so one failing write rolls back alone. The three
+                    // statements are prepared once per connection (GRDB's `inSavepoint` compiles
+                    // them on every call, which showed up as ~9% of a lock's server CPU).
                     do {
-                        var value: T?
-                        try db.inSavepoint {
-                            value = try body(db)
-                            return .commit
-                        }
-                        let result = value!
+                        try db.cachedStatement(sql: "SAVEPOINT nclav_job").execute()
+                    } catch {
+                        return { continuation.resume(throwing: error) }
+                    }
+                    do {
+                        let result = try body(db)
+                        try db.cachedStatement(sql: "RELEASE SAVEPOINT nclav_job").execute()
                         return { continuation.resume(returning: result) }
                     } catch {
+                        try? db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT nclav_job").execute()
+                        try? db.cachedStatement(sql: "RELEASE SAVEPOINT nclav_job").execute()
                         return { continuation.resume(throwing: error) }
                     }
                 },

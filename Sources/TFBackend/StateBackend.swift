@@ -110,9 +110,20 @@ public struct StateBackend: Sendable {
         enum CodingKeys: String, CodingKey { case id = "ID" }
     }
 
-    private static func lockID(from body: Data) -> String? {
-        guard let info = try? JSONDecoder().decode(LockInfo.self, from: body), !info.id.isEmpty else { return nil }
-        return info.id
+    /// The lock's `ID`. Every lock and unlock carries one, so this is on the hot path: a strict
+    /// scan finds the member and only an escaped string goes through `JSONDecoder`.
+    static func lockID(from body: Data) -> String? {
+        guard let found = try? JSONScan.topLevelMembers(body), let range = found["ID"] else { return nil }
+        let value = body[body.startIndex + range.lowerBound..<body.startIndex + range.upperBound]
+        guard value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") else { return nil }
+        let id: String?
+        if value.contains(UInt8(ascii: "\\")) {
+            id = try? JSONDecoder().decode(String.self, from: Data(value))
+        } else {
+            id = String(decoding: value.dropFirst().dropLast(), as: UTF8.self)
+        }
+        guard let id, !id.isEmpty else { return nil }
+        return id
     }
 
     public func lock(_ key: StateKey, body: Data, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
