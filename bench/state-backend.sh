@@ -59,7 +59,7 @@ cpu_before=$(awk "{print \$14+\$15}" /proc/$nclav_pid/stat)
 start_ns=$(date +%s%N)
 python3 bench/state_backend_bench.py --nclav-port "$nclav_port" --nginx-port "$nginx_port" --token "$(cat "$work/home/token")" "$@"
 clients=50; for ((i = 1; i <= $#; i++)); do [ "${!i}" = "--clients" ] && { j=$((i + 1)); clients=${!j}; }; done
-echo "--- lock/unlock with wrk: $clients threads x 1 connection, 5 s"
+echo "--- lock/unlock with wrk (C client; pairs timed in LuaJIT): $clients threads x 1 connection, 5 s"
 wrk -t "$clients" -c "$clients" -d 5s -s bench/lock_unlock.lua "http://127.0.0.1:$nclav_port" -- "$(cat "$work/home/token")" | grep -E "^(wrk|lock)"
 cpu_after=$(awk '{print $14+$15}' /proc/$nclav_pid/stat)
 elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))

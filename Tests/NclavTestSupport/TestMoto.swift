@@ -14,7 +14,9 @@ public final class TestMoto: Sendable {
         self.pid = pid
     }
 
-    deinit { kill(pid, SIGTERM) }
+    // SIGKILL: moto (Python) inherits the test process's blocked signal mask, so a SIGTERM
+    // would stay pending forever (seen: 135 leaked servers after a few test runs).
+    deinit { kill(pid, SIGKILL) }
 
     /// Environment that points every AWS client at this server with throwaway credentials.
     public var environment: [String: String] {
@@ -36,7 +38,7 @@ public final class TestMoto: Sendable {
                 moto=$!
                 echo $moto > '\(pidFile)'
                 while [ -d /proc/\(getpid()) ] && kill -0 $moto 2>/dev/null; do sleep 0.5; done
-                kill $moto 2>/dev/null; wait $moto
+                kill -9 $moto 2>/dev/null; wait $moto
                 """
             let launcher = Process()
             launcher.executableURL = URL(fileURLWithPath: "/bin/sh")
