@@ -235,10 +235,11 @@ public struct GCPDriver: Driver {
         return changed
     }
 
-    /// Removes `member` from every binding; false when it had none.
-    static func remove(member: String, from policy: inout [String: Any]) -> Bool {
+    /// Removes `member` from every binding, or from `role`'s only; false when it had none.
+    static func remove(member: String, role: String? = nil, from policy: inout [String: Any]) -> Bool {
         var changed = false
         let bindings: [[String: Any]] = (policy["bindings"] as? [[String: Any]] ?? []).compactMap { binding in
+            if let role, binding["role"] as? String != role { return binding }
             var binding = binding
             var members = binding["members"] as? [String] ?? []
             guard members.contains(member) else { return binding }
@@ -432,7 +433,7 @@ extension GCPDriver {
             let parts = identity[key]!.split(separator: "|").map(String.init)
             switch parts.first {
             case "invoker" where parts.count == 3:
-                try await editProjectPolicy(parts[1]) { policy in Self.removeRole("roles/run.invoker", member: parts[2], from: &policy) }
+                try await editProjectPolicy(parts[1]) { policy in Self.remove(member: parts[2], role: "roles/run.invoker", from: &policy) }
             case "dns" where parts.count == 4:
                 do { try await client.call("DELETE", "dns", "/dns/v1/projects/\(parts[1])/managedZones/\(parts[2])/rrsets/\(parts[3])/A") } catch {
                     guard error.api?.isNotFound == true else { throw error }
@@ -449,28 +450,11 @@ extension GCPDriver {
             case "subscription" where parts.count == 4:
                 do { try await client.call("DELETE", "pubsub", "/v1/\(parts[1])") } catch { guard error.api?.isNotFound == true else { throw error } }
                 var policy = try await client.call("POST", "pubsub", "/v1/\(parts[2]):getIamPolicy")
-                if Self.removeRole("roles/pubsub.subscriber", member: parts[3], from: &policy) {
+                if Self.remove(member: parts[3], role: "roles/pubsub.subscriber", from: &policy) {
                     try await client.call("POST", "pubsub", "/v1/\(parts[2]):setIamPolicy", body: ["policy": policy])
                 }
             default: continue
             }
         }
-    }
-
-    /// Removes `member` from one role's binding only; false when it was not there.
-    static func removeRole(_ role: String, member: String, from policy: inout [String: Any]) -> Bool {
-        var changed = false
-        let bindings: [[String: Any]] = (policy["bindings"] as? [[String: Any]] ?? []).compactMap { binding in
-            guard binding["role"] as? String == role else { return binding }
-            var binding = binding
-            var members = binding["members"] as? [String] ?? []
-            guard members.contains(member) else { return binding }
-            changed = true
-            members.removeAll { $0 == member }
-            binding["members"] = members
-            return members.isEmpty ? nil : binding
-        }
-        policy["bindings"] = bindings
-        return changed
     }
 }

@@ -70,21 +70,7 @@ public actor FakeAzure {
     private var counter = 0
     private var task: Task<Void, any Error>?
 
-    public init() throws {
-        var chosen = 0
-        for _ in 0..<20 {
-            let candidate = Int.random(in: 20000...60000)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(candidate).bigEndian)
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(fd)
-            if bound == 0 { chosen = candidate; break }
-        }
-        port = chosen
-    }
+    public init() throws { port = LoopbackServer.freePort() }
 
     public func inject(_ failure: Failure) { failures.append(failure) }
     public func publish(issuer: String, jwks: Data) { publishedJWKS[issuer] = jwks }
@@ -99,33 +85,10 @@ public actor FakeAzure {
     public func resource(_ id: String) -> Resource? { resources[id.lowercased()] }
 
     public func start() async throws {
-        let router = Router()
         let fake = self
-        for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
-            router.on("**", method: method) { request, _ -> Response in
-                let body = try await request.body.collect(upTo: 1 << 20)
-                let answer = await fake.handle(method: method.rawValue, path: request.uri.path, query: request.uri.queryParameters.map { (String($0.key), String($0.value)) },
-                                               headers: request.headers, body: Data(buffer: body))
-                var headers = HTTPFields()
-                headers[.contentType] = "application/json; charset=utf-8"
-                for (name, value) in answer.headers { headers[HTTPField.Name(name)!] = value }
-                return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
-            }
-        }
-        var quiet = Logger(label: "fake-azure")
-        quiet.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: quiet)
-        task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        for _ in 0..<200 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(fd)
-            if connected == 0 { return }
-            try await Task.sleep(for: .milliseconds(25))
+        task = try await LoopbackServer.start(port: port, label: "fake-azure") { method, path, query, headers, body in
+            let answer = await fake.handle(method: method, path: path, query: query, headers: headers, body: body)
+            return LoopbackServer.Reply(status: answer.status, body: answer.body, headers: [("Content-Type", "application/json; charset=utf-8")] + answer.headers)
         }
     }
 

@@ -87,22 +87,7 @@ public actor FakeGCP {
     public let userRefreshToken = "refresh-\(UUID().uuidString)"
     public let userEmail = "ops@example.com"
 
-    public init() throws {
-        var socketPort = 0
-        for _ in 0..<5 {
-            // Reuse TestSupport's idea of a free port without depending on it.
-            let candidate = Int.random(in: 20000...60000)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(candidate).bigEndian)
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(fd)
-            if bound == 0 { socketPort = candidate; break }
-        }
-        port = socketPort
-    }
+    public init() throws { port = LoopbackServer.freePort() }
 
     /// The service-account key file a real console download looks like, pointing its
     /// `token_uri` at this fake.
@@ -121,33 +106,12 @@ public actor FakeGCP {
     public func clearRequests() { requests = [] }
 
     public func start() async throws {
-        let router = Router()
         let fake = self
-        for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
-            router.on("**", method: method) { request, _ -> Response in
-                let body = try await request.body.collect(upTo: 1 << 20)
-                let answer = await fake.handle(method: method.rawValue, path: request.uri.path, query: request.uri.queryParameters.map { (String($0.key), String($0.value)) },
-                                               headers: request.headers, body: Data(buffer: body))
-                var headers = HTTPFields()
-                headers[.contentType] = answer.contentType
-                if answer.metadataFlavor { headers[HTTPField.Name("Metadata-Flavor")!] = "Google" }
-                return Response(status: .init(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer.body)))
-            }
-        }
-        var quiet = Logger(label: "fake-gcp")
-        quiet.logLevel = .critical
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: quiet)
-        task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        for _ in 0..<200 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(fd)
-            if connected == 0 { return }
-            try await Task.sleep(for: .milliseconds(25))
+        task = try await LoopbackServer.start(port: port, label: "fake-gcp") { method, path, query, headers, body in
+            let answer = await fake.handle(method: method, path: path, query: query, headers: headers, body: body)
+            var replyHeaders = [("Content-Type", answer.contentType)]
+            if answer.metadataFlavor { replyHeaders.append(("Metadata-Flavor", "Google")) }
+            return LoopbackServer.Reply(status: answer.status, body: answer.body, headers: replyHeaders)
         }
     }
 
