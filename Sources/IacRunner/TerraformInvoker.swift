@@ -93,6 +93,7 @@ public struct TerraformInvoker: Sendable {
     private let runner: any ProcessRunner
     private let initGate: InitGate
     static let versions = ToolVersionCache()
+    let backendInits = BackendInitCache()
 
     public init(runner: any ProcessRunner = SubprocessRunner()) {
         self.runner = runner
@@ -142,8 +143,15 @@ public struct TerraformInvoker: Sendable {
         let steps: [(name: String, arguments: [String])] = [("init", ["init", "-input=false", "-no-color"]), main]
         var last = ProcessRunResult(termination: .exited(0))
         for step in steps {
-            await emit("== \(toolName) \(step.arguments.joined(separator: " "))  [\(invocation.key)]")
             let spec = ProcessSpec(executable: invocation.tool, arguments: step.arguments, environment: environment, workingDirectory: invocation.workspace.path)
+            // A self-contained module's init would only record the backend, identically for
+            // every workspace: reuse one real init's record instead of starting terraform.
+            if step.name == "init", ProviderScan.isSelfContained(invocation.workspace),
+               await backendInits.install(into: invocation.workspace, tool: invocation.tool, version: toolVersion, environment: environment, runner: runner) {
+                await emit("== \(toolName) init skipped  [\(invocation.key)]: only the built-in provider and no module blocks, so the backend record comes from one shared init of \(toolName) \(toolVersion ?? "")")
+                continue
+            }
+            await emit("== \(toolName) \(step.arguments.joined(separator: " "))  [\(invocation.key)]")
             // Inits that fill the shared plugin cache must not overlap: terraform does not lock it.
             // Modules that use only the built-in provider never write there and run freely.
             if step.name == "init", invocation.pluginCacheDirectory != nil, ProviderScan.mayInstallProviders(in: invocation.workspace) {
@@ -224,5 +232,52 @@ actor VersionCapture {
     func scan(_ line: String) {
         guard value == nil, let range = line.range(of: #""terraform_version":\s*"([^"]+)""#, options: .regularExpression) else { return }
         value = line[range].split(separator: "\"").dropFirst(2).first.map(String.init)
+    }
+}
+
+/// The `.terraform/terraform.tfstate` a real `init` writes for nclav's generated backend block,
+/// per tool binary and version. Every nclav workspace has the same block (the settings come
+/// from `TF_HTTP_*` at run time), so one real init in a scratch directory serves them all.
+actor BackendInitCache {
+    private var records: [String: Data] = [:]
+    private var failed: Set<String> = []
+
+    /// Writes the record into `workspace`; false when none could be made (run a real init).
+    func install(into workspace: URL, tool: String, version: String?, environment: [String: String], runner: any ProcessRunner) async -> Bool {
+        let backendFile = workspace.appendingPathComponent(WorkspaceRenderer.backendFile)
+        guard let version, let backend = try? Data(contentsOf: backendFile) else { return false }
+        let key = "\(tool)|\(version)|\(String(decoding: backend, as: UTF8.self))"
+        if failed.contains(key) { return false }
+        if records[key] == nil {
+            guard let record = await makeRecord(backend: backend, tool: tool, environment: environment, runner: runner) else {
+                failed.insert(key)
+                return false
+            }
+            records[key] = record
+        }
+        let directory = workspace.appendingPathComponent(".terraform")
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try records[key]!.write(to: directory.appendingPathComponent("terraform.tfstate"), options: .atomic)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    private func makeRecord(backend: Data, tool: String, environment: [String: String], runner: any ProcessRunner) async -> Data? {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nclav-init-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        do {
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            try backend.write(to: scratch.appendingPathComponent(WorkspaceRenderer.backendFile))
+            let result = try await runner.run(
+                ProcessSpec(executable: tool, arguments: ["init", "-input=false", "-no-color"], environment: environment, workingDirectory: scratch.path),
+                policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(5))) { _ in }
+            guard result.succeeded else { return nil }
+            return try Data(contentsOf: scratch.appendingPathComponent(".terraform/terraform.tfstate"))
+        } catch {
+            return nil
+        }
     }
 }

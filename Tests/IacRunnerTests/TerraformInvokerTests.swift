@@ -83,7 +83,9 @@ struct TerraformInvokerTests {
         #expect(applied.succeeded, "\(text)")
         #expect(applied.lastCommand == "apply")
         #expect(applied.toolVersion?.hasPrefix("1.") == true)
-        #expect(text.contains("== terraform init -input=false -no-color  [app/web]"))
+        // terraform_data and local-exec only: init would just record the backend, so it is shared.
+        #expect(text.contains("== terraform init skipped  [app/web]: only the built-in provider and no module blocks"))
+        #expect(!text.contains("== terraform init -input=false"))
         #expect(text.contains("== terraform apply -auto-approve -input=false -no-color  [app/web]"))
         #expect(text.contains("Apply complete! Resources: 1 added"))
         #expect(text.contains("provisioning with [redacted] and \n") || text.contains("provisioning with [redacted] and"))
@@ -113,7 +115,7 @@ struct TerraformInvokerTests {
         await server.stop()
     }
 
-    @Test("a broken module fails at init with terraform's own error text in the log")
+    @Test("a module with a syntax error fails with terraform's own error text in the log")
     func brokenModule() async throws {
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
@@ -123,11 +125,59 @@ struct TerraformInvokerTests {
         let log = Log()
         let result = try await TerraformInvoker().run(invocation) { await log.append($0) }
         #expect(!result.succeeded)
-        #expect(result.lastCommand == "init")
         #expect(result.result.exitCode == 1)
         let text = await log.text
         #expect(text.contains("Error: "), "\(text)")
+        #expect(text.contains("== \(result.lastCommand) failed with exit code 1"))
+        await server.stop()
+    }
+
+    @Test("a module with a module block runs a real init, which fails with terraform's error when the module is missing")
+    func moduleBlockRunsInit() async throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let server = try await ServerProcess.start(home: home)
+        let (invocation, base) = try prepare(server, main: "module \"net\" {\n  source = \"./missing\"\n}\n")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let log = Log()
+        let result = try await TerraformInvoker().run(invocation) { await log.append($0) }
+        let text = await log.text
+        #expect(!result.succeeded)
+        #expect(result.lastCommand == "init")
+        #expect(text.contains("== terraform init -input=false -no-color  [app/web]"), "\(text)")
+        #expect(text.contains("Error: "), "\(text)")
         #expect(text.contains("== init failed with exit code 1"))
+        await server.stop()
+    }
+
+    @Test("one invoker shares one init among self-contained workspaces; each still writes its own state")
+    func sharedInit() async throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let server = try await ServerProcess.start(home: home)
+        let invoker = TerraformInvoker()
+        var keys: [StateKey] = []
+        for name in ["one", "two", "three"] {
+            let key = try StateKey(enclave: "app", partition: name)
+            keys.append(key)
+            let (prepared, base) = try prepare(server, main: Self.module)
+            defer { try? FileManager.default.removeItem(at: base) }
+            var invocation = prepared
+            invocation.key = key
+            invocation.credential = RunCredentialSigner(adminToken: server.token).mint(RunScope(key: key, runID: UUID(), expiresAt: Date(timeIntervalSinceNow: 600)))
+            let log = Log()
+            let result = try await invoker.run(invocation) { await log.append($0) }
+            let text = await log.text
+            #expect(result.succeeded, "\(text)")
+            #expect(text.contains("== terraform init skipped  [app/\(name)]"), "\(text)")
+            let record = try String(contentsOf: invocation.workspace.appendingPathComponent(".terraform/terraform.tfstate"), encoding: .utf8)
+            #expect(record.contains("\"type\": \"http\""))
+        }
+        for key in keys {
+            let state = try TestSupport.run("/usr/bin/curl", ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/\(key.enclave)/\(key.partition)"])
+            let document = try JSONSerialization.jsonObject(with: Data(state.stdout.utf8)) as? [String: Any]
+            #expect((document?["resources"] as? [Any])?.count == 1, "\(key)")
+        }
         await server.stop()
     }
 
