@@ -63,6 +63,22 @@ struct JSONScanTests {
         }
     }
 
+    @Test("in a long string, a special byte at every offset (word boundaries included) is found as a strict parser finds it")
+    func longStringsEveryOffset() {
+        let specials: [[UInt8]] = [[0x22], [0x5C, 0x6E], [0x5C, 0x78], [0x01], [0x1F], [0x7F], [0xC3, 0xA9], [0xFF], [0xE2, 0x9C, 0x93], [0xED, 0xA0, 0x80]]
+        for special in specials {
+            for offset in 0..<41 {
+                var bytes = Array(#"{"padding":""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 40)
+                bytes.insert(contentsOf: special, at: 12 + offset)
+                bytes += Array(#""}"#.utf8)
+                let data = Data(bytes)
+                #expect(scanAccepts(data) == reference(data), "\(special) at \(offset): scan \(scanAccepts(data)), reference \(reference(data))")
+            }
+        }
+        let long = Data((#"{"padding":""# + String(repeating: "abcdefgh", count: 100_001) + #"","serial":3}"#).utf8)
+        #expect(scanAccepts(long))
+    }
+
     @Test("member ranges point at the values, and a deep nesting is refused rather than overflowing the stack")
     func membersAndDepth() throws {
         let data = Data(#"{ "serial" : 12 , "lineage":"abc", "outputs": {"a": {"value": 1}} }"#.utf8)
