@@ -151,7 +151,7 @@ struct MetricsMiddleware: RouterMiddleware {
             record(request, context, status: status, start: start, responseBytes: nil)
             throw error
         }
-        record(request, context, status: response.status.code, start: start, responseBytes: response.headers[.contentLength].flatMap(Int.init))
+        record(request, context, status: response.status.code, start: start, responseBytes: response.headers.declaredLength)
         return response
     }
 
@@ -160,7 +160,7 @@ struct MetricsMiddleware: RouterMiddleware {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let route = context.endpointPath.map(Self.template) ?? "unmatched"
         metrics.request(method: request.method.rawValue, route: route, status: status, seconds: seconds,
-                        requestBytes: request.headers[.contentLength].flatMap(Int.init), responseBytes: responseBytes)
+                        requestBytes: request.headers.declaredLength, responseBytes: responseBytes)
     }
 
     /// Hummingbird writes captures as `:name` (or `{name}`); the metrics and the OpenAPI

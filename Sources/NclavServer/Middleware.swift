@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NclavAuth
@@ -30,7 +31,7 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if Self.isOpen(request.uri.path) { return try await next(request, context) }
-        guard let principal = authenticator.principal(authorization: request.headers[.authorization]) else {
+        guard let principal = authenticator.principal(authorization: request.headers.value(.authorization)) else {
             var response = try APIError(.unauthorized, "missing or invalid token",
                                         details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
                 .response(from: request, context: context)
@@ -78,4 +79,22 @@ struct RequestLogMiddleware: RouterMiddleware {
             return try apiError.response(from: request, context: context)
         }
     }
+}
+
+extension HTTPFields {
+    /// A field's value without the subscript's cost: `headers[name]` joins every field of that
+    /// name into a new string, and the hot paths (auth, body length, metrics) read a few fields
+    /// on every request. A repeated field still gets the subscript's joined value, so
+    /// `Authorization: a` + `Authorization: b` stays one (invalid) credential, as before.
+    func value(_ name: HTTPField.Name) -> String? {
+        var found: String?
+        for field in self where field.name == name {
+            if found != nil { return self[name] }
+            found = field.value
+        }
+        return found
+    }
+
+    /// `Content-Length` as a number, when present and well-formed.
+    var declaredLength: Int? { value(.contentLength).flatMap { Int($0) } }
 }

@@ -102,10 +102,11 @@ struct Routes: Sendable {
         let limit = configuration.maxStateBytes
         let tooLarge = APIError(.contentTooLarge, "request body is larger than the \(limit)-byte limit",
                                 details: ["raise it with `nclav serve --max-state-size`"])
-        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit { throw tooLarge }
+        let declared = request.headers.declaredLength
+        if let declared, declared > limit { throw tooLarge }
         // Straight into one Data, sized from Content-Length when known: one copy per byte.
         var collected = Data()
-        if let declared = request.headers[.contentLength].flatMap(Int.init) { collected.reserveCapacity(declared) }
+        if let declared { collected.reserveCapacity(declared) }
         for try await chunk in request.body {
             if collected.count + chunk.readableBytes > limit { throw tooLarge }
             chunk.withUnsafeReadableBytes { collected.append(contentsOf: $0) }
@@ -216,7 +217,7 @@ struct Routes: Sendable {
         guard principal.mayUseState(key) else { throw APIError(.forbidden, "this credential may not use the state of \(key)") }
         let query = request.uri.queryParameters
         let force = query.get("force").map { $0 == "true" || $0 == "1" } ?? false
-        return try await Response(backend.put(key, body: try await body(request), contentMD5: request.headers[.contentMD5],
+        return try await Response(backend.put(key, body: try await body(request), contentMD5: request.headers.value(.contentMD5),
                                               lockID: query.get("ID"), force: force, as: principal))
     }
 

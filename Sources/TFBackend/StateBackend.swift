@@ -113,7 +113,7 @@ public struct StateBackend: Sendable {
     /// The lock's `ID`. Every lock and unlock carries one, so this is on the hot path: a strict
     /// scan finds the member and only an escaped string goes through `JSONDecoder`.
     static func lockID(from body: Data) -> String? {
-        guard let found = try? JSONScan.topLevelMembers(body), let range = found["ID"] else { return nil }
+        guard let range = try? JSONScan.topLevelMember(body, key: "ID") else { return nil }
         let value = body[body.startIndex + range.lowerBound..<body.startIndex + range.upperBound]
         guard value.count >= 2, value.first == UInt8(ascii: "\""), value.last == UInt8(ascii: "\"") else { return nil }
         let id: String?

@@ -149,11 +149,7 @@ struct Serve: AsyncParsableCommand {
         }
 
         let level = environment["NCLAV_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in LineLogHandler(label: label, level: level) }
         let logger = Logger(label: "nclav")
         do {
             try await NclavServer.run(configuration, environment: environment, logger: logger)
