@@ -49,7 +49,12 @@ http {
 CONF
 "$NGINX" -p "$work" -c "$work/nginx.conf"
 
-NCLAV_HOME="$work/home" NCLAV_LOG_LEVEL=warning "$NCLAV" serve --port "$nclav_port" >"$work/nclav.out" 2>"$work/nclav.err" &
+# The single-threaded epoll lock client (bench/lockpairs.c), built with the Swift toolchain's clang.
+CC=$(command -v clang || command -v cc)
+"$CC" -O2 -o "$work/lockpairs" bench/lockpairs.c
+
+retained=10
+NCLAV_HOME="$work/home" NCLAV_LOG_LEVEL=warning "$NCLAV" serve --port "$nclav_port" --state-versions "$retained" >"$work/nclav.out" 2>"$work/nclav.err" &
 nclav_pid=$!
 for _ in $(seq 1 200); do grep -q "listening on" "$work/nclav.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on" "$work/nclav.out" || { cat "$work/nclav.err"; exit 1; }
@@ -57,8 +62,10 @@ grep -q "listening on" "$work/nclav.out" || { cat "$work/nclav.err"; exit 1; }
 echo "machine: $(nproc) cores, $(uname -r); nclav $("$NCLAV" --version), store: sqlite (WAL, synchronous=NORMAL)"
 cpu_before=$(awk "{print \$14+\$15}" /proc/$nclav_pid/stat)
 start_ns=$(date +%s%N)
-python3 bench/state_backend_bench.py --nclav-port "$nclav_port" --nginx-port "$nginx_port" --token "$(cat "$work/home/token")" "$@"
+python3 bench/state_backend_bench.py --nclav-port "$nclav_port" --nginx-port "$nginx_port" --token "$(cat "$work/home/token")" --retained "$retained" "$@"
 clients=50; for ((i = 1; i <= $#; i++)); do [ "${!i}" = "--clients" ] && { j=$((i + 1)); clients=${!j}; }; done
+echo "--- lock/unlock with the epoll C client (bench/lockpairs.c): $clients connections on one thread, 3 x 5 s after 1 s warm-up"
+for _ in 1 2 3; do "$work/lockpairs" 127.0.0.1 "$nclav_port" "$(cat "$work/home/token")" "$clients" 5 1; done
 echo "--- lock/unlock with wrk (C client; pairs timed in LuaJIT): $clients threads x 1 connection, 5 s"
 wrk -t "$clients" -c "$clients" -d 5s -s bench/lock_unlock.lua "http://127.0.0.1:$nclav_port" -- "$(cat "$work/home/token")" | grep -E "^(wrk|lock)"
 cpu_after=$(awk '{print $14+$15}' /proc/$nclav_pid/stat)

@@ -126,6 +126,7 @@ async def main():
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--lock-rounds", type=int, default=100)
+    parser.add_argument("--retained", type=int, default=10, help="the server's --state-versions")
     args = parser.parse_args()
     host, size = "127.0.0.1", int(args.size_mb * 1024 * 1024)
     auth = "Basic " + base64.b64encode(f"nclav:{args.token}".encode()).decode()
@@ -147,12 +148,20 @@ async def main():
         results[f"nginx_get_mb_s_c{connections}"] = await throughput(host, args.nginx_port, "GET", "/state.json", {}, None, args.rounds, connections)
         results[f"nclav_get_mb_s_c{connections}"] = await throughput(host, args.nclav_port, "GET", state_path, headers, None, args.rounds, connections)
     # Each POST is a new serial (so each is stored) and carries Content-MD5, as terraform sends.
+    def posts(count, serials):
+        bodies = []
+        for _ in range(count):
+            body = state_body(next(serials), size)
+            bodies.append((body, {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}))
+        return bodies
+    # Below the retention limit: nothing is pruned.
+    fresh_rounds = max(2, args.retained - 2)
+    results["nclav_post_mb_s_c1"] = await throughput(host, args.nclav_port, "POST", state_path, headers, posts(fresh_rounds, serial), fresh_rounds, 1)
+    # A long-lived state: past the limit, every write also prunes its oldest 10 MB version.
+    steady_path, steady_serial = "/terraform/state/bench/steady", iter(range(1, 10**9))
+    await throughput(host, args.nclav_port, "POST", steady_path, headers, posts(args.retained, steady_serial), args.retained, 1)
     post_rounds = max(4, args.rounds // 2)
-    bodies = []
-    for _ in range(post_rounds):
-        body = state_body(next(serial), size)
-        bodies.append((body, {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode()}))
-    results["nclav_post_mb_s_c1"] = await throughput(host, args.nclav_port, "POST", state_path, headers, bodies, post_rounds, 1)
+    results["nclav_post_pruning_mb_s_c1"] = await throughput(host, args.nclav_port, "POST", steady_path, headers, posts(post_rounds, steady_serial), post_rounds, 1)
     results["lock_unlock"] = await lock_latency(host, args.nclav_port, auth, args.clients, args.lock_rounds)
 
     print(f"state size: {size / 1e6:.1f} MB")
@@ -161,6 +170,9 @@ async def main():
         print(f"GET  {connections} conn: nclav {nclav:8.1f} MB/s   nginx {nginx:8.1f} MB/s   ratio {nclav / nginx:.2f} (target >= 0.50)")
     post = results["nclav_post_mb_s_c1"]
     print(f"POST 1 conn: nclav {post:8.1f} MB/s   ratio to nginx GET {post / results['nginx_get_mb_s_c1']:.2f} (target >= 0.50)")
+    pruning = results["nclav_post_pruning_mb_s_c1"]
+    print(f"POST 1 conn, each write pruning the oldest version (past --state-versions {args.retained}): nclav {pruning:8.1f} MB/s   "
+          f"ratio {pruning / results['nginx_get_mb_s_c1']:.2f}")
     lock = results["lock_unlock"]
     print(f"lock+unlock, {args.clients} clients x {args.lock_rounds}: p50 {lock['p50_ms']:.2f} ms  p99 {lock['p99_ms']:.2f} ms  "
           f"max {lock['max_ms']:.2f} ms  ({lock['pairs_per_second']:.0f} pairs/s; target p99 < 5 ms)")

@@ -31,6 +31,12 @@ public final class SQLiteStore: StateStore {
             try db.execute(sql: "PRAGMA synchronous = \(synchronousFull ? "FULL" : "NORMAL")")
             // Checkpoints run on the write queue between batches, not inside a commit.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            // Debian's SQLite is built with secure_delete on: every page a pruned state version
+            // frees is overwritten with zeros, so pruning a 10 MB version wrote 10 MB more and a
+            // write past the retention limit cost 70 ms instead of 35. FAST still zeroes deleted
+            // content wherever that costs no extra I/O; freed overflow pages keep their bytes
+            // until reused, inside a 0600 file that holds the retained versions anyway.
+            try db.execute(sql: "PRAGMA secure_delete = FAST")
         }
         do {
             let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
