@@ -169,6 +169,26 @@ struct StoreContractTests {
         }
     }
 
+    @Test("large (1 MB) state bodies: versions, refusals, retention and deletion behave as for small ones", arguments: StoreFactory.all)
+    func largeBodies(_ factory: StoreFactory) async throws {
+        try await withStore(factory, retainedVersions: 2) { store async throws in
+            let k = key("e", "big")
+            let padding = String(repeating: "x", count: 1 << 20)
+            func big(_ serial: Int64) -> StateWrite { stateBody(serial: serial, extra: ",\"padding\":\"\(serial)\(padding)\"") }
+            for serial in Int64(1)...4 { guard case .stored = try await store.writeState(k, big(serial)) else { Issue.record("write \(serial)"); return } }
+            #expect(try await store.latestState(k)?.body == big(4).body)
+            #expect(try await store.stateVersions(k).map(\.serial) == [4, 3])
+            #expect(try await store.stateVersion(k, version: 3)?.body == big(3).body)
+            #expect(try await store.stateVersion(k, version: 1) == nil, "pruned")
+            _ = try await store.acquireLock(k, lockInfo("held"))
+            guard case .locked = try await store.writeState(k, big(5)) else { Issue.record("a write without the lock id is refused"); return }
+            #expect(try await store.latestState(k)?.info.serial == 4)
+            guard case .released = try await store.releaseLock(k, id: "held") else { Issue.record("unlock"); return }
+            #expect(try await store.deleteState(k) == .deleted(versions: 2))
+            #expect(try await store.latestState(k) == nil)
+        }
+    }
+
     @Test("locks: one holder, retries with the same id succeed, writes need the holder's id", arguments: StoreFactory.all)
     func locks(_ factory: StoreFactory) async throws {
         try await withStore(factory) { store async throws in
