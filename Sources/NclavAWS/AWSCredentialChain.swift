@@ -161,7 +161,7 @@ public struct InstanceMetadataCredentials: AWSCredentialSource {
         // Off EC2 nothing answers: a short timeout keeps the chain quick (an endpoint named
         // explicitly is expected to answer and gets longer).
         guard let tokenResponse = try? await http.send("PUT", tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                                                      timeout: .seconds(configured == nil ? 1 : 4)) else {
+                                                      timeout: .seconds(configured == nil ? 1 : 15)) else {
             return .notConfigured("no instance metadata service at \(base)")
         }
         guard tokenResponse.status == 200, !tokenResponse.body.isEmpty else {
@@ -169,14 +169,14 @@ public struct InstanceMetadataCredentials: AWSCredentialSource {
         }
         let token = tokenResponse.bodyText
         let listURL = URL(string: base + "/latest/meta-data/iam/security-credentials/")!
-        guard let list = try? await http.send("GET", listURL, headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2)) else {
+        guard let list = try? await http.send("GET", listURL, headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(10)) else {
             return .failed("the metadata service stopped answering")
         }
         guard list.status == 200, let role = list.bodyText.split(separator: "\n").first.map(String.init), !role.isEmpty else {
             return .notConfigured("this instance has no IAM role attached")
         }
         guard let roleURL = URL(string: base + "/latest/meta-data/iam/security-credentials/" + role),
-              let answer = try? await http.send("GET", roleURL, headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(2)),
+              let answer = try? await http.send("GET", roleURL, headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(10)),
               answer.status == 200,
               let document = try? JSONDecoder().decode(TemporaryCredentialsDocument.self, from: answer.body) else {
             return .failed("the metadata service did not return credentials for role \(role)")

@@ -115,14 +115,33 @@ public struct Authenticator: Sendable {
             let token = String(decoding: value.prefix(trimmed), as: UTF8.self)
             return token.isEmpty ? nil : token
         }
+        // Terraform's http backend sends `Basic base64(user:password)` on every state call.
+        if header.utf8.starts(with: "Basic ".utf8) {
+            let value = header.utf8.dropFirst(6).drop { $0 == UInt8(ascii: " ") }
+            return basicPassword(Data(value).trimmingTrailingSpaces())
+        }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { return nil }
         let scheme = parts[0].lowercased()
         let value = parts[1].trimmingCharacters(in: .whitespaces)
         if scheme == "bearer" { return value.isEmpty ? nil : value }
-        guard scheme == "basic", let decoded = Data(base64Encoded: value), let text = String(data: decoded, encoding: .utf8),
-              let colon = text.firstIndex(of: ":") else { return nil }
-        let password = String(text[text.index(after: colon)...])
-        return password.isEmpty ? nil : password
+        guard scheme == "basic" else { return nil }
+        return basicPassword(Data(value.utf8))
+    }
+
+    /// The password of a Basic credential (base64 of `user:password`); the user is ignored.
+    static func basicPassword(_ encoded: Data) -> String? {
+        guard let decoded = Data(base64Encoded: encoded), let colon = decoded.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        let password = decoded[decoded.index(after: colon)...]
+        guard !password.isEmpty, let text = String(data: password, encoding: .utf8) else { return nil }
+        return text
+    }
+}
+
+private extension Data {
+    func trimmingTrailingSpaces() -> Data {
+        var end = endIndex
+        while end > startIndex, self[index(before: end)] == UInt8(ascii: " ") { end = index(before: end) }
+        return self[startIndex..<end]
     }
 }

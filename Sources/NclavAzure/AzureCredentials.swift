@@ -130,7 +130,7 @@ public struct ManagedIdentityCredentials: AzureCredentialSource {
         }
         // Off Azure nothing answers: a short timeout keeps the chain quick (an endpoint named
         // explicitly is expected to answer and gets longer).
-        guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(configured == nil ? 1 : 4)) else { return nil }
+        guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(configured == nil ? 1 : 15)) else { return nil }
         if response.status == 400, response.bodyText.contains("identity") { return nil }  // a VM without an identity
         guard response.status == 200, let token = parseTokenAnswer(response.body) else {
             throw .sourceFailed(source: name, reason: "IMDS answered \(response.status): \(response.bodyText.prefix(200))")
