@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "NclavGCPTests", dependencies: ["NclavGCP", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
         .testTarget(name: "NclavAzureTests", dependencies: ["NclavAzure", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCloud", "NclavCore", "Orchestrator", "NclavTestSupport",
+        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCloud", "NclavCore", "Orchestrator", "NclavTestSupport", "NclavCloudFakes",
                                                           .product(name: "Hummingbird", package: "hummingbird"),
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),

@@ -1,6 +1,7 @@
 import Crypto
 import _CryptoExtras
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -37,7 +38,9 @@ public actor FakeAzure {
         }
     }
 
-    public nonisolated let port: Int
+    /// Known once `start` has bound the server.
+    public nonisolated var port: Int { boundPort.withLock { $0 } }
+    private nonisolated let boundPort = Mutex(0)
     public nonisolated var armEndpoint: String { "http://127.0.0.1:\(port)/arm" }
     public nonisolated var authorityHost: String { "http://127.0.0.1:\(port)/login" }
     public nonisolated var imdsHost: String { "http://127.0.0.1:\(port)" }
@@ -70,7 +73,7 @@ public actor FakeAzure {
     private var counter = 0
     private var task: Task<Void, any Error>?
 
-    public init() throws { port = LoopbackServer.freePort() }
+    public init() throws {}
 
     public func inject(_ failure: Failure) { failures.append(failure) }
     public func publish(issuer: String, jwks: Data) { publishedJWKS[issuer] = jwks }
@@ -86,10 +89,12 @@ public actor FakeAzure {
 
     public func start() async throws {
         let fake = self
-        task = try await LoopbackServer.start(port: port, label: "fake-azure") { method, path, query, headers, body in
+        let started = try await LoopbackServer.start(label: "fake-azure") { method, path, query, headers, body in
             let answer = await fake.handle(method: method, path: path, query: query, headers: headers, body: body)
             return LoopbackServer.Reply(status: answer.status, body: answer.body, headers: [("Content-Type", "application/json; charset=utf-8")] + answer.headers)
         }
+        task = started.task
+        boundPort.withLock { $0 = started.port }
     }
 
     public func stop() { task?.cancel() }

@@ -1,6 +1,7 @@
 import Crypto
 import _CryptoExtras
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -67,7 +68,9 @@ public actor FakeGCP {
         }
     }
 
-    public nonisolated let port: Int
+    /// Known once `start` has bound the server.
+    public nonisolated var port: Int { boundPort.withLock { $0 } }
+    private nonisolated let boundPort = Mutex(0)
     public nonisolated var endpointTemplate: String { "http://127.0.0.1:\(port)/{service}" }
     public nonisolated var metadataHost: String { "127.0.0.1:\(port)" }
     public private(set) var projects: [String: Project] = [:]
@@ -87,7 +90,7 @@ public actor FakeGCP {
     public let userRefreshToken = "refresh-\(UUID().uuidString)"
     public let userEmail = "ops@example.com"
 
-    public init() throws { port = LoopbackServer.freePort() }
+    public init() throws {}
 
     /// The service-account key file a real console download looks like, pointing its
     /// `token_uri` at this fake.
@@ -107,12 +110,14 @@ public actor FakeGCP {
 
     public func start() async throws {
         let fake = self
-        task = try await LoopbackServer.start(port: port, label: "fake-gcp") { method, path, query, headers, body in
+        let started = try await LoopbackServer.start(label: "fake-gcp") { method, path, query, headers, body in
             let answer = await fake.handle(method: method, path: path, query: query, headers: headers, body: body)
             var replyHeaders = [("Content-Type", answer.contentType)]
             if answer.metadataFlavor { replyHeaders.append(("Metadata-Flavor", "Google")) }
             return LoopbackServer.Reply(status: answer.status, body: answer.body, headers: replyHeaders)
         }
+        task = started.task
+        boundPort.withLock { $0 = started.port }
     }
 
     public func stop() { task?.cancel() }

@@ -4,28 +4,48 @@ import Hummingbird
 import Logging
 import NIOCore
 
-/// What the cloud fakes share: a free loopback port, and a Hummingbird app that hands every
-/// request (any method, any path) to one handler and is ready when `start` returns.
-enum LoopbackServer {
-    struct Reply: Sendable {
-        var status: Int
-        var body: Data
-        var headers: [(String, String)] = []
-    }
+/// What the cloud fakes share: a Hummingbird app on a loopback port the kernel picks, that
+/// hands every request (any method, any path) to one handler and is ready when `start` returns.
+///
+/// Why port 0: a port picked first and bound later can be taken by another test in between,
+/// and a readiness probe then talks to the other test's server (seen as a 401 from a
+/// `nclav serve` where a metadata fake was expected).
+public enum LoopbackServer {
+    public struct Reply: Sendable {
+        public var status: Int
+        public var body: Data
+        public var headers: [(String, String)] = []
 
-    /// A port nothing listens on right now.
-    static func freePort() -> Int {
-        for _ in 0..<20 {
-            let candidate = Int.random(in: 20000...60000)
-            if bindOrConnect(candidate, connect: false) { return candidate }
+        public init(status: Int, body: Data, headers: [(String, String)] = []) {
+            self.status = status
+            self.body = body
+            self.headers = headers
         }
-        return 0
     }
 
-    /// Runs the app until the returned task is cancelled.
-    static func start(port: Int, label: String,
+    /// Runs `router` on 127.0.0.1 until the returned task is cancelled; returns once it listens.
+    public static func run(_ router: Router<BasicRequestContext>, label: String) async throws -> (port: Int, task: Task<Void, any Error>) {
+        var quiet = Logger(label: label)
+        quiet.logLevel = .critical  // cancelling the server at the end of a test is not news
+        let (bound, announce) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { channel in
+                                  announce.yield(channel.localAddress?.port ?? 0)
+                                  announce.finish()
+                              }, logger: quiet)
+        let task = Task {
+            defer { announce.finish() }  // a server that fails to start ends the wait too
+            try await app.runService(gracefulShutdownSignals: [])
+        }
+        for await port in bound where port > 0 { return (port, task) }
+        task.cancel()
+        throw FakeStartError(label: label)
+    }
+
+    /// A server answering every request with `handler`.
+    static func start(label: String,
                       handler: @escaping @Sendable (_ method: String, _ path: String, _ query: [(String, String)], _ headers: HTTPFields, _ body: Data) async -> Reply)
-        async throws -> Task<Void, any Error> {
+        async throws -> (port: Int, task: Task<Void, any Error>) {
         let router = Router()
         for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
             router.on("**", method: method) { request, _ -> Response in
@@ -37,37 +57,12 @@ enum LoopbackServer {
                 return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
             }
         }
-        var quiet = Logger(label: label)
-        quiet.logLevel = .critical  // cancelling the server at the end of a test is not news
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: quiet)
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        for _ in 0..<200 {
-            if bindOrConnect(port, connect: true) { return task }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-        task.cancel()
-        throw FakeStartError(label: label, port: port)
+        return try await run(router, label: label)
     }
 
     struct FakeStartError: Error, CustomStringConvertible {
         let label: String
-        let port: Int
-        var description: String { "\(label) did not start listening on 127.0.0.1:\(port)" }
+        var description: String { "\(label) did not start listening on 127.0.0.1" }
     }
 
-    /// Binds (free-port probe) or connects (readiness probe) a TCP socket to 127.0.0.1:port.
-    private static func bindOrConnect(_ port: Int, connect shouldConnect: Bool) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let result = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                shouldConnect ? connect(fd, address, socklen_t(MemoryLayout<sockaddr_in>.size)) : bind(fd, address, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        return result == 0
-    }
 }

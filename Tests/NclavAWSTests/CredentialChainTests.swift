@@ -1,9 +1,11 @@
 import Foundation
+import Synchronization
 import NclavCloud
 import HTTPTypes
 import Logging
 import Hummingbird
 @testable import NclavAWS
+import NclavCloudFakes
 import NclavTestSupport
 import Testing
 
@@ -11,11 +13,13 @@ import Testing
 /// session token, then token-authenticated GETs; a GET without the token is refused, as on an
 /// instance with IMDSv1 disabled) and the ECS container credentials endpoint.
 actor MetadataServer {
-    let port: Int
+    /// Known once `start` has bound the server (on a port the kernel picks).
+    nonisolated var port: Int { boundPort.withLock { $0 } }
+    private nonisolated let boundPort = Mutex(0)
     private var task: Task<Void, any Error>?
     private(set) var requests: [String] = []
 
-    init() throws { port = try TestSupport.freePort() }
+    init() throws {}
 
     func record(_ line: String) { requests.append(line) }
 
@@ -49,15 +53,9 @@ actor MetadataServer {
             if let ecsAuthorization, request.headers[.authorization] != ecsAuthorization { return Response(status: .forbidden) }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: Self.credentialsJSON("ASIAECS"))))
         }
-        var quiet = Logger(label: "metadata-server")
-        quiet.logLevel = .critical  // cancelling the server at the end of a test is not news
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: quiet)
-        task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        for _ in 0..<100 {
-            if (try? await CloudHTTP().send("GET", URL(string: "http://127.0.0.1:\(port)/nothing")!, timeout: .milliseconds(200))) != nil { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestSupport.StartError("metadata server did not start")
+        let started = try await LoopbackServer.run(router, label: "metadata-server")
+        task = started.task
+        boundPort.withLock { $0 = started.port }
     }
 
     func stop() { task?.cancel() }
