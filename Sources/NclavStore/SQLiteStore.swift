@@ -103,9 +103,12 @@ public final class SQLiteStore: StateStore {
         }
     }
 
-    private func write<T: Sendable>(weight: Int = 4096, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    /// `singleStatement`: the write changes the database with at most one statement, which
+    /// SQLite already applies all-or-nothing, so it needs no savepoint of its own in the batch.
+    private func write<T: Sendable>(weight: Int = 4096, singleStatement: Bool = false,
+                                    _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try closedFlag.check()
-        do { return try await writeQueue.submit(weight: weight, body) } catch let error as StoreError { throw error } catch {
+        do { return try await writeQueue.submit(weight: weight, savepoint: !singleStatement, body) } catch let error as StoreError { throw error } catch {
             throw StoreError.database("\(error)")
         }
     }
@@ -355,22 +358,30 @@ public final class SQLiteStore: StateStore {
         try await read { db in try Self.lock(db, key) }
     }
 
+    // Locks are the hottest writes (terraform takes and frees one around every command), so
+    // each is one statement in the common case: the insert or delete itself, with the existing
+    // lock read only when it did not happen. The outcome is the one `StateRules` decides.
+
     public func acquireLock(_ key: StateKey, _ lock: StateLock) async throws -> LockOutcome {
-        try await write { db in
-            if let answer = StateRules.decideLock(lock, existing: try Self.lock(db, key)) { return answer }
+        try await write(singleStatement: true) { db in
             try db.cachedStatement(sql: """
                 INSERT INTO state_locks (enclave_id, partition_id, lock_id, info, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (enclave_id, partition_id) DO NOTHING
                 """).execute(arguments: [key.enclave, key.partition, lock.id, lock.info, lock.runID?.uuidString, lock.createdAt.timeIntervalSinceReferenceDate])
-            return .acquired
+            if db.changesCount == 1 { return .acquired }
+            return StateRules.decideLock(lock, existing: try Self.lock(db, key)) ?? .acquired
         }
     }
 
     public func releaseLock(_ key: StateKey, id: String?) async throws -> UnlockOutcome {
-        try await write { db in
-            let existing = try Self.lock(db, key)
-            if let answer = StateRules.decideUnlock(id: id, existing: existing) { return answer }
-            try db.cachedStatement(sql: "DELETE FROM state_locks WHERE enclave_id = ? AND partition_id = ?").execute(arguments: [key.enclave, key.partition])
-            return .released(existing!)
+        try await write(singleStatement: true) { db in
+            if let removed = try Row.fetchOne(db.cachedStatement(sql: """
+                DELETE FROM state_locks WHERE enclave_id = ? AND partition_id = ? AND (? IS NULL OR lock_id = ?)
+                RETURNING lock_id, info, run_id, created_at
+                """), arguments: [key.enclave, key.partition, id, id]) {
+                return .released(Self.lock(from: removed))
+            }
+            return StateRules.decideUnlock(id: id, existing: try Self.lock(db, key)) ?? .notLocked
         }
     }
 

@@ -40,10 +40,20 @@ final class WriteQueue: @unchecked Sendable {
         thread.start()
     }
 
-    func submit<T: Sendable>(weight: Int = 4096, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    /// `savepoint: false` only for a write that changes the database with at most one
+    /// statement (SQLite applies each statement all-or-nothing): it saves three statements.
+    func submit<T: Sendable>(weight: Int = 4096, savepoint: Bool = true, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let job = Job(
                 run: { db in
+                    guard savepoint else {
+                        do {
+                            let result = try body(db)
+                            return { continuation.resume(returning: result) }
+                        } catch {
+                            return { continuation.resume(throwing: error) }
+                        }
+                    }
                     // A savepoint per job, so one failing write rolls back alone. The three
                     // statements are prepared once per connection (GRDB's `inSavepoint` compiles
                     // them on every call, which showed up as ~9% of a lock's server CPU).

@@ -210,7 +210,7 @@ struct StoreContractTests {
 
             guard case .heldByOther = try await store.releaseLock(k, id: "lock-2") else { Issue.record("unlock with wrong id"); return }
             guard case .released(let released) = try await store.releaseLock(k, id: "lock-1") else { Issue.record("unlock"); return }
-            #expect(released.id == "lock-1")
+            #expect(released.id == "lock-1" && released.info == mine.info, "the freed lock is the one that was held")
             #expect(try await store.releaseLock(k, id: "lock-1") == .notLocked)
             #expect(try await store.lock(k) == nil)
 
