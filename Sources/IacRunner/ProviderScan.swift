@@ -46,14 +46,16 @@ public enum ProviderScan {
     /// provider but the built-in one and no `module` block (even a local module must be
     /// registered in `.terraform/modules`). Such a workspace's init only records the backend,
     /// which is the same for every nclav workspace, so it can be reused (`BackendInitCache`).
+    /// One pass over the files answers both questions.
     public static func isSelfContained(_ workspace: URL) -> Bool {
-        guard !mayInstallProviders(in: workspace) else { return false }
         guard let walker = FileManager.default.enumerator(at: workspace, includingPropertiesForKeys: [.isDirectoryKey]) else { return false }
         for case let url as URL in walker {
             if url.lastPathComponent == ".terraform" { walker.skipDescendants(); continue }
-            guard url.lastPathComponent.hasSuffix(".tf") else { continue }
+            let name = url.lastPathComponent
+            if name.hasSuffix(".tf.json") { return false }
+            guard name.hasSuffix(".tf") else { continue }
             guard let text = try? String(contentsOf: url, encoding: .utf8) else { return false }
-            if declaresModule(text) { return false }
+            if needsProviders(text) || declaresModule(text) { return false }
         }
         return true
     }

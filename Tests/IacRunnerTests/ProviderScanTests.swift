@@ -55,4 +55,21 @@ struct ProviderScanTests {
         try "{}".write(to: directory.appendingPathComponent("extra.tf.json"), atomically: true, encoding: .utf8)
         #expect(ProviderScan.mayInstallProviders(in: directory))
     }
+
+    @Test("only a workspace with built-in resources and no module block skips init; anything init would fetch or register means a real one")
+    func selfContained() throws {
+        let directory = try TestSupport.makeScratchDirectory("nclav-scan")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let main = directory.appendingPathComponent("main.tf")
+        try #"resource "terraform_data" "a" {}\noutput "x" { value = 1 }"#.write(to: main, atomically: true, encoding: .utf8)
+        #expect(ProviderScan.isSelfContained(directory))
+        for other in [#"module "net" { source = "./net" }"#, #"resource "null_resource" "n" {}"#, #"provider "aws" {}"#,
+                      "terraform {\n  required_providers {}\n}"] {
+            try other.write(to: directory.appendingPathComponent("other.tf"), atomically: true, encoding: .utf8)
+            #expect(!ProviderScan.isSelfContained(directory), "\(other)")
+        }
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("other.tf"))
+        try "{}".write(to: directory.appendingPathComponent("extra.tf.json"), atomically: true, encoding: .utf8)
+        #expect(!ProviderScan.isSelfContained(directory))
+    }
 }
