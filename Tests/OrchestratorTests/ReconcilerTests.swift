@@ -60,6 +60,20 @@ struct ReconcileHarness {
         try change(try String(contentsOf: file, encoding: .utf8)).write(to: file, atomically: true, encoding: .utf8)
     }
 
+    /// Runs `body` with a started harness and always stops it (server, store, scratch) before
+    /// returning: a `defer { Task { … } }` could still be pending when the test process exits,
+    /// leaving a `nclav serve` behind.
+    static func with(fixture: String = "valid/landing-zone", _ body: (ReconcileHarness) async throws -> Void) async throws {
+        let harness = try await start(fixture: fixture)
+        do {
+            try await body(harness)
+        } catch {
+            await harness.stop()
+            throw error
+        }
+        await harness.stop()
+    }
+
     func stop() async {
         try? await store.close()
         await server.stop()
@@ -71,111 +85,111 @@ struct ReconcileHarness {
 struct ReconcilerTests {
     @Test("first apply: importers see their exporters' real outputs; re-apply starts nothing")
     func firstApplyAndNoop() async throws {
-        let harness = try await ReconcileHarness.start()
-        defer { Task { await harness.stop() } }
-        let report = try await harness.apply()
-        #expect(report.errors.isEmpty, "\(report.errors)")
-        #expect(report.outcomes.map(\.result) == Array(repeating: .succeeded, count: 5))
-        // api's hostname is built from the gateway's output, resolved before api ran.
-        #expect(try await harness.outputs("product-a-dev", "api") == ["hostname": "api.gw.local-1.internal", "port": "8443"])
-        #expect(try await harness.outputs("data", "db") == ["hostname": "db.internal", "port": "5432"])
-        let runs = try await harness.runCount()
-        #expect(runs == 5)
+        try await ReconcileHarness.with { harness in
+            let report = try await harness.apply()
+            #expect(report.errors.isEmpty, "\(report.errors)")
+            #expect(report.outcomes.map(\.result) == Array(repeating: .succeeded, count: 5))
+            // api's hostname is built from the gateway's output, resolved before api ran.
+            #expect(try await harness.outputs("product-a-dev", "api") == ["hostname": "api.gw.local-1.internal", "port": "8443"])
+            #expect(try await harness.outputs("data", "db") == ["hostname": "db.internal", "port": "5432"])
+            let runs = try await harness.runCount()
+            #expect(runs == 5)
 
-        let again = try await harness.apply()
-        #expect(again.plan.lines == ["No changes."])
-        #expect(again.runCount == 0)
-        #expect(try await harness.runCount() == runs)
+            let again = try await harness.apply()
+            #expect(again.plan.lines == ["No changes."])
+            #expect(again.runCount == 0)
+            #expect(try await harness.runCount() == runs)
 
-        // The admin token is in no run log and no workspace file.
-        for enclave in try await harness.store.enclaves() {
-            for partition in try await harness.store.partitions(ofEnclave: enclave.id) {
-                for run in try await harness.store.runs(enclave: enclave.id, partition: partition.partitionID, limit: 10) {
-                    let log = try await harness.store.run(run.id)?.log ?? ""
-                    #expect(!log.contains(harness.server.token))
-                    #expect(log.contains("== terraform init"))
+            // The admin token is in no run log and no workspace file.
+            for enclave in try await harness.store.enclaves() {
+                for partition in try await harness.store.partitions(ofEnclave: enclave.id) {
+                    for run in try await harness.store.runs(enclave: enclave.id, partition: partition.partitionID, limit: 10) {
+                        let log = try await harness.store.run(run.id)?.log ?? ""
+                        #expect(!log.contains(harness.server.token))
+                        #expect(log.contains("== terraform init"))
+                    }
                 }
             }
-        }
-        let workspaces = harness.server.home.appendingPathComponent("workspaces")
-        for file in FileManager.default.enumerator(atPath: workspaces.path)?.compactMap({ $0 as? String }) ?? [] {
-            let content = (try? String(contentsOf: workspaces.appendingPathComponent(file), encoding: .utf8)) ?? ""
-            #expect(!content.contains(harness.server.token), "workspaces/\(file)")
+            let workspaces = harness.server.home.appendingPathComponent("workspaces")
+            for file in FileManager.default.enumerator(atPath: workspaces.path)?.compactMap({ $0 as? String }) ?? [] {
+                let content = (try? String(contentsOf: workspaces.appendingPathComponent(file), encoding: .utf8)) ?? ""
+                #expect(!content.contains(harness.server.token), "workspaces/\(file)")
+            }
         }
     }
 
     @Test("changing one input reruns it and what depends on its outputs; an edited .tf reruns that partition")
     func incremental() async throws {
-        let harness = try await ReconcileHarness.start()
-        defer { Task { await harness.stop() } }
-        _ = try await harness.apply()
-        try harness.edit("shared/network/gateway/config.yml") { $0.replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: eu-west-1") }
-        let changed = try await harness.apply()
-        #expect(changed.errors.isEmpty)
-        #expect(Set(changed.outcomes.filter { $0.result == .succeeded }.map(\.key.description)) == ["shared-network/gateway", "product-a-dev/api", "product-a-dev/worker"])
-        #expect(try await harness.outputs("product-a-dev", "api")["hostname"] == "api.gw.eu-west-1.internal")
+        try await ReconcileHarness.with { harness in
+            _ = try await harness.apply()
+            try harness.edit("shared/network/gateway/config.yml") { $0.replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: eu-west-1") }
+            let changed = try await harness.apply()
+            #expect(changed.errors.isEmpty)
+            #expect(Set(changed.outcomes.filter { $0.result == .succeeded }.map(\.key.description)) == ["shared-network/gateway", "product-a-dev/api", "product-a-dev/worker"])
+            #expect(try await harness.outputs("product-a-dev", "api")["hostname"] == "api.gw.eu-west-1.internal")
 
-        try harness.edit("data/queue/main.tf") { $0 + "\n# edited\n" }
-        let edited = try await harness.apply()
-        // The queue's outputs did not change, so its importer (db) has nothing new to apply.
-        #expect(edited.outcomes.filter { $0.result == .succeeded }.map(\.key.description) == ["data/queue"])
+            try harness.edit("data/queue/main.tf") { $0 + "\n# edited\n" }
+            let edited = try await harness.apply()
+            // The queue's outputs did not change, so its importer (db) has nothing new to apply.
+            #expect(edited.outcomes.filter { $0.result == .succeeded }.map(\.key.description) == ["data/queue"])
+        }
     }
 
     @Test("removing a partition destroys it; removing an enclave tears it down after its partitions")
     func removal() async throws {
-        let harness = try await ReconcileHarness.start()
-        defer { Task { await harness.stop() } }
-        _ = try await harness.apply()
-        try FileManager.default.removeItem(at: harness.tree.appendingPathComponent("product-a/dev/worker"))
-        let removedPartition = try await harness.apply()
-        #expect(removedPartition.errors.isEmpty, "\(removedPartition.errors)")
-        #expect(removedPartition.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == ["product-a-dev/worker teardown succeeded"])
-        #expect(try await harness.store.partitions(ofEnclave: "product-a-dev").map(\.partitionID) == ["api"])
+        try await ReconcileHarness.with { harness in
+            _ = try await harness.apply()
+            try FileManager.default.removeItem(at: harness.tree.appendingPathComponent("product-a/dev/worker"))
+            let removedPartition = try await harness.apply()
+            #expect(removedPartition.errors.isEmpty, "\(removedPartition.errors)")
+            #expect(removedPartition.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == ["product-a-dev/worker teardown succeeded"])
+            #expect(try await harness.store.partitions(ofEnclave: "product-a-dev").map(\.partitionID) == ["api"])
 
-        try FileManager.default.removeItem(at: harness.tree.appendingPathComponent("product-a"))
-        let removedEnclave = try await harness.apply()
-        #expect(removedEnclave.errors.isEmpty, "\(removedEnclave.errors)")
-        #expect(try await harness.store.enclave("product-a-dev") == nil)
-        #expect(try await harness.store.enclaves().map(\.id) == ["data", "shared-network"])
-        let events = try await harness.store.events(enclave: "product-a-dev", limit: 50).map(\.kind)
-        #expect(events.first == "enclave.destroyed")
+            try FileManager.default.removeItem(at: harness.tree.appendingPathComponent("product-a"))
+            let removedEnclave = try await harness.apply()
+            #expect(removedEnclave.errors.isEmpty, "\(removedEnclave.errors)")
+            #expect(try await harness.store.enclave("product-a-dev") == nil)
+            #expect(try await harness.store.enclaves().map(\.id) == ["data", "shared-network"])
+            let events = try await harness.store.events(enclave: "product-a-dev", limit: 50).map(\.kind)
+            #expect(events.first == "enclave.destroyed")
+        }
     }
 
     @Test("a failing partition skips only its dependents; the error and terraform's text are reported")
     func failureIsolation() async throws {
-        let harness = try await ReconcileHarness.start()
-        defer { Task { await harness.stop() } }
-        try harness.edit("shared/network/gateway/main.tf") { $0.replacingOccurrences(of: "input = \"gw.", with: "input = undefined_function(\"gw.") .replacingOccurrences(of: ".internal\"\n}", with: ".internal\")\n}") }
-        let report = try await harness.apply()
-        let byKey = Dictionary(uniqueKeysWithValues: report.outcomes.map { ($0.key.description, $0) })
-        #expect(byKey["shared-network/gateway"]?.result == .failed)
-        #expect(byKey["product-a-dev/api"]?.result == .skipped)
-        #expect(byKey["product-a-dev/api"]?.reason == "upstream shared-network/gateway failed")
-        #expect(byKey["product-a-dev/worker"]?.result == .skipped)
-        #expect(byKey["data/queue"]?.result == .succeeded)
-        #expect(byKey["data/db"]?.result == .succeeded)
-        #expect(report.errors.count == 1)
-        #expect(report.errors.first?.hasPrefix("shared-network/gateway: terraform") == true)
-        let runID = try #require(byKey["shared-network/gateway"]?.runID)
-        let run = try #require(try await harness.store.run(runID))
-        #expect(run.status == .failed)
-        #expect(run.log.contains("Call to unknown function"), "\(run.log)")
-        #expect(try await harness.store.lock(try StateKey(enclave: "shared-network", partition: "gateway")) == nil)
+        try await ReconcileHarness.with { harness in
+            try harness.edit("shared/network/gateway/main.tf") { $0.replacingOccurrences(of: "input = \"gw.", with: "input = undefined_function(\"gw.") .replacingOccurrences(of: ".internal\"\n}", with: ".internal\")\n}") }
+            let report = try await harness.apply()
+            let byKey = Dictionary(uniqueKeysWithValues: report.outcomes.map { ($0.key.description, $0) })
+            #expect(byKey["shared-network/gateway"]?.result == .failed)
+            #expect(byKey["product-a-dev/api"]?.result == .skipped)
+            #expect(byKey["product-a-dev/api"]?.reason == "upstream shared-network/gateway failed")
+            #expect(byKey["product-a-dev/worker"]?.result == .skipped)
+            #expect(byKey["data/queue"]?.result == .succeeded)
+            #expect(byKey["data/db"]?.result == .succeeded)
+            #expect(report.errors.count == 1)
+            #expect(report.errors.first?.hasPrefix("shared-network/gateway: terraform") == true)
+            let runID = try #require(byKey["shared-network/gateway"]?.runID)
+            let run = try #require(try await harness.store.run(runID))
+            #expect(run.status == .failed)
+            #expect(run.log.contains("Call to unknown function"), "\(run.log)")
+            #expect(try await harness.store.lock(try StateKey(enclave: "shared-network", partition: "gateway")) == nil)
+        }
     }
 
     @Test("a second reconcile while one runs is refused, naming the holder; a dry run starts nothing")
     func oneAtATime() async throws {
-        let harness = try await ReconcileHarness.start()
-        defer { Task { await harness.stop() } }
-        let dry = try await harness.apply(ReconcileOptions(dryRun: true))
-        #expect(dry.plan.changes.count == 16)
-        #expect(dry.runCount == 0)
-        #expect(try await harness.store.enclaves().isEmpty)
-        #expect(try await harness.runCount() == 0)
+        try await ReconcileHarness.with { harness in
+            let dry = try await harness.apply(ReconcileOptions(dryRun: true))
+            #expect(dry.plan.changes.count == 16)
+            #expect(dry.runCount == 0)
+            #expect(try await harness.store.enclaves().isEmpty)
+            #expect(try await harness.runCount() == 0)
 
-        async let first = harness.apply()
-        try await Task.sleep(for: .milliseconds(100))
-        await #expect(throws: ReconcileError.self) { _ = try await harness.apply() }
-        #expect(try await first.errors.isEmpty)
+            async let first = harness.apply()
+            try await Task.sleep(for: .milliseconds(100))
+            await #expect(throws: ReconcileError.self) { _ = try await harness.apply() }
+            #expect(try await first.errors.isEmpty)
+        }
     }
 }
