@@ -15,23 +15,24 @@ enum JSONScan {
     /// The byte ranges of the top-level object's member values, by key; `nil` when the document
     /// is valid JSON but not an object. Throws on anything that is not valid JSON.
     static func topLevelMembers(_ data: Data) throws(Failure) -> [String: Range<Int>]? {
-        try topLevelMembers(data, only: nil)
+        try scan(data, only: nil).members
     }
 
     /// The byte range of one top-level member's value (`nil` when absent or not an object),
     /// after validating the whole document. Records nothing else: the lock path needs only `ID`
     /// and reads it on every lock and unlock.
     static func topLevelMember(_ data: Data, key: StaticString) throws(Failure) -> Range<Int>? {
-        let name = String(decoding: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount), as: UTF8.self)
-        return try topLevelMembers(data, only: key)?[name]
+        try scan(data, only: key).only
     }
 
-    private static func topLevelMembers(_ data: Data, only: StaticString?) throws(Failure) -> [String: Range<Int>]? {
+    private static func scan(_ data: Data, only: StaticString?) throws(Failure) -> (members: [String: Range<Int>]?, only: Range<Int>?) {
         var result: Result<[String: Range<Int>]?, Failure> = .success(nil)
+        var onlyRange: Range<Int>?
         data.withUnsafeBytes { raw in
             let bytes = raw.bindMemory(to: UInt8.self)
             var scanner = Scanner(bytes: bytes)
             scanner.only = only.map { UnsafeBufferPointer(start: $0.utf8Start, count: $0.utf8CodeUnitCount) }
+            defer { onlyRange = scanner.onlyRange }
             do {
                 scanner.skipWhitespace()
                 let members: [String: Range<Int>]?
@@ -50,7 +51,7 @@ enum JSONScan {
                 result = .failure(Failure(offset: scanner.position))
             }
         }
-        return try result.get()
+        return (try result.get(), onlyRange)
     }
 
     /// Nesting deeper than this is refused rather than risking the stack.
@@ -59,8 +60,9 @@ enum JSONScan {
     private struct Scanner {
         let bytes: UnsafeBufferPointer<UInt8>
         var position = 0
-        /// When set, only the member with exactly this (unescaped) key is recorded.
+        /// When set, only the member with exactly this (unescaped) key is recorded, in `onlyRange`.
         var only: UnsafeBufferPointer<UInt8>?
+        var onlyRange: Range<Int>?
 
         init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
@@ -121,7 +123,7 @@ enum JSONScan {
                 if recordMembers {
                     if let only {
                         if keyRange.count == only.count, memcmp(bytes.baseAddress! + keyRange.lowerBound, only.baseAddress!, only.count) == 0 {
-                            members[String(decoding: only, as: UTF8.self)] = start..<position
+                            onlyRange = start..<position
                         }
                     } else if let key = Self.decodeKey(bytes, keyRange) {
                         members[key] = start..<position
