@@ -268,21 +268,23 @@ struct GracefulShutdownTests {
         let body = stateJSON(serial: 1, size: 200_000)
         let half = body.count / 2
         // The body arrives in two halves with a pause between them; SIGTERM lands in the pause.
-        let chunks = AsyncStream<ByteBuffer> { continuation in
-            Task {
-                continuation.yield(ByteBuffer(bytes: body.prefix(half)))
-                try? await Task.sleep(for: .milliseconds(700))
-                continuation.yield(ByteBuffer(bytes: body.suffix(from: half)))
-                continuation.finish()
-            }
-        }
+        // The pause starts only once the client has pulled the first half (so the connection is
+        // up, not merely requested: under a loaded test run connecting alone took > 300 ms, the
+        // signal came first and the connection was refused), and ends when the test says so.
+        let (pulled, announcePulled) = AsyncStream.makeStream(of: Void.self)
+        let (release, releaseSecondHalf) = AsyncStream.makeStream(of: Void.self)
+        let chunks = TwoHalves(first: ByteBuffer(bytes: body.prefix(half)), second: ByteBuffer(bytes: body.suffix(from: half)),
+                               pulledFirst: announcePulled, release: release)
         var request = HTTPClientRequest(url: server.baseURL + "/terraform/state/demo/slow")
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
         request.body = .stream(chunks, length: .known(Int64(body.count)))
         async let response = HTTPClient.shared.execute(request, timeout: .seconds(30))
-        try await Task.sleep(for: .milliseconds(300))
+        for await _ in pulled { break }
+        try await Task.sleep(for: .milliseconds(300))  // the first half reaches the server
         kill(server.process.processIdentifier, SIGTERM)
+        try await Task.sleep(for: .milliseconds(400))
+        releaseSecondHalf.yield()
         let answer = try await response
         #expect(answer.status.code == 200)
         #expect(await server.stop() == 0)
@@ -295,3 +297,34 @@ struct GracefulShutdownTests {
 
 import AsyncHTTPClient
 import NIOCore
+
+/// A request body in two halves: announces when the first is pulled, and holds the second back
+/// until released.
+struct TwoHalves: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let first: ByteBuffer
+    let second: ByteBuffer
+    let pulledFirst: AsyncStream<Void>.Continuation
+    let release: AsyncStream<Void>
+
+    struct Iterator: AsyncIteratorProtocol {
+        let halves: TwoHalves
+        var step = 0
+
+        mutating func next() async -> ByteBuffer? {
+            step += 1
+            switch step {
+            case 1:
+                halves.pulledFirst.yield()
+                return halves.first
+            case 2:
+                for await _ in halves.release { break }
+                return halves.second
+            default:
+                return nil
+            }
+        }
+    }
+
+    func makeAsyncIterator() -> Iterator { Iterator(halves: self) }
+}
