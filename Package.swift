@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "NclavAWS", "NclavCloudFakes",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "TFBackend", "NclavAWS", "NclavCloudFakes",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -12,6 +12,9 @@ import NclavCore
 /// committed transaction across a crash or `kill -9` of the process; after a power loss or
 /// OS crash the last few commits may be lost but the file stays consistent.
 /// `synchronousFull: true` fsyncs every commit and closes that gap at a latency cost.
+///
+/// State bodies of `bodyFileThreshold` bytes or more live as files in `<path>-bodies/` (see
+/// `BodyFiles` for why); a backup is the database plus that directory.
 public final class SQLiteStore: StateStore {
     private let pool: DatabasePool
     public let path: String
@@ -20,10 +23,17 @@ public final class SQLiteStore: StateStore {
     /// replaced, since writes would then go to an unlinked file and vanish on restart.
     private let fileIdentity: FileIdentity?
     private let writeQueue: WriteQueue
+    private let bodyFiles: BodyFiles
+    private let bodyFileThreshold: Int
 
-    public init(path: String, retainedVersions: Int = 100, synchronousFull: Bool = false) throws {
+    /// Bodies this size or larger are stored as files: below it a BLOB costs about as little.
+    public static let defaultBodyFileThreshold = 64 * 1024
+
+    public init(path: String, retainedVersions: Int = 100, synchronousFull: Bool = false,
+                bodyFileThreshold: Int = SQLiteStore.defaultBodyFileThreshold) throws {
         self.path = path
         self.retainedVersions = max(1, retainedVersions)
+        self.bodyFileThreshold = max(0, bodyFileThreshold)
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.label = "nclav-state"
@@ -44,6 +54,11 @@ public final class SQLiteStore: StateStore {
                                                     attributes: [.posixPermissions: 0o700])
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
+            bodyFiles = try BodyFiles(directory: path + "-bodies", synchronous: synchronousFull)
+            let referenced = try pool.read { db in
+                Set(try String.fetchAll(db, sql: "SELECT body_file FROM state_versions WHERE body_file IS NOT NULL"))
+            }
+            _ = bodyFiles.sweep(keeping: referenced)
         } catch {
             throw StoreError.cannotOpen(path: path, reason: "\(error)")
         }
@@ -89,6 +104,10 @@ public final class SQLiteStore: StateStore {
                     holder TEXT NOT NULL, started_at REAL NOT NULL);
                 """)
         }
+        // Large bodies as files (`BodyFiles`); `body` is then empty.
+        migrator.registerMigration("v2-body-files") { db in
+            try db.execute(sql: "ALTER TABLE state_versions ADD COLUMN body_file TEXT")
+        }
         return migrator
     }
 
@@ -123,6 +142,7 @@ public final class SQLiteStore: StateStore {
     public func close() async throws {
         closedFlag.close()
         writeQueue.stop()
+        bodyFiles.drain()
         do { try pool.close() } catch { throw StoreError.database("closing: \(error)") }
     }
 
@@ -291,11 +311,48 @@ public final class SQLiteStore: StateStore {
             """), arguments: [key.enclave, key.partition]).map(versionInfo(from:))
     }
 
+    /// Where a version's body is: in its row, or in a body file.
+    private enum StoredBody: Sendable {
+        case inline(Data)
+        case file(name: String, size: Int)
+    }
+
+    private static func storedBody(from row: Row) -> StoredBody {
+        if let name = row["body_file"] as String? { return .file(name: name, size: row["size"]) }
+        return .inline(row["body"])
+    }
+
+    /// Reads a version's row, then its body file if it has one. A writer may prune that
+    /// version and remove its file between the two steps (the row read is a snapshot), so a
+    /// missing file means "read the row again"; a file still missing while its row is still
+    /// there is damage, reported as such.
+    private func versionWithBody(_ fetch: @escaping @Sendable (Database) throws -> Row?) async throws -> (info: StateVersionInfo, body: Data)? {
+        var attempt = 0
+        while true {
+            attempt += 1
+            guard let (info, stored) = try await read({ db in try fetch(db).map { (Self.versionInfo(from: $0), Self.storedBody(from: $0)) } }) else {
+                return nil
+            }
+            switch stored {
+            case .inline(let body):
+                return (info, body)
+            case .file(let name, let size):
+                do {
+                    return (info, try bodyFiles.read(name, size: size))
+                } catch BodyFiles.Failure.missing {
+                    if attempt < 3 { continue }
+                    throw StoreError.corrupt("the body file of state version \(info.version) (\(bodyFiles.directory)/\(name)) is missing; "
+                                             + "restore an intact version with `nclav state rollback`")
+                }
+            }
+        }
+    }
+
     public func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? {
-        try await read { db in
+        try await versionWithBody { db in
             try Row.fetchOne(db.cachedStatement(sql: """
-                SELECT \(Self.infoColumns), body FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
-                """), arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), $0["body"] as Data) }
+                SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
+                """), arguments: [key.enclave, key.partition])
         }
     }
 
@@ -308,38 +365,73 @@ public final class SQLiteStore: StateStore {
     }
 
     public func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)? {
-        try await read { db in
+        try await versionWithBody { db in
             try Row.fetchOne(db, sql: """
-                SELECT \(Self.infoColumns), body FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version = ?
-                """, arguments: [key.enclave, key.partition, version]).map { (Self.versionInfo(from: $0), $0["body"] as Data) }
+                SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version = ?
+                """, arguments: [key.enclave, key.partition, version])
         }
     }
 
     public func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome {
         let retained = retainedVersions
-        return try await self.write(weight: write.body.count) { db in
-            let latest = try Self.latestInfo(db, key)
-            let lock = try Self.lock(db, key)
-            if let answer = StateRules.decide(write, latest: latest, lock: lock) { return answer }
-            let info = StateVersionInfo(version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
-                                        sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
-            try db.cachedStatement(sql: """
-                INSERT INTO state_versions (enclave_id, partition_id, version, serial, lineage, sha256, md5, size, created_at, run_id, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.md5, info.size,
-                                 info.createdAt.timeIntervalSinceReferenceDate, info.runID?.uuidString, write.body])
-            try db.cachedStatement(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version <= ?")
-                .execute(arguments: [key.enclave, key.partition, info.version - Int64(retained)])
-            return .stored(info)
+        // A large body is written to its file first, outside the transaction, so the writer
+        // thread only records its name; the file is removed again if the write is refused.
+        let bodyFile: String?
+        if let staged = write.staged, staged.directory == bodyFiles.directory, staged.claim() {
+            bodyFile = staged.name
+        } else {
+            bodyFile = write.body.count >= bodyFileThreshold ? try bodyFiles.write(write.body) : nil
         }
+        let result: (outcome: StateWriteOutcome, pruned: [String], superseded: String?)
+        do {
+            result = try await self.write(weight: bodyFile == nil ? write.body.count : 4096) { db in
+                let latest = try Self.latestInfo(db, key)
+                let lock = try Self.lock(db, key)
+                if let answer = StateRules.decide(write, latest: latest, lock: lock) { return (answer, [], nil) }
+                let info = StateVersionInfo(version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
+                                            sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
+                try db.cachedStatement(sql: """
+                    INSERT INTO state_versions (enclave_id, partition_id, version, serial, lineage, sha256, md5, size, created_at, run_id, body, body_file)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """).execute(arguments: [key.enclave, key.partition, info.version, info.serial, info.lineage, info.sha256, info.md5, info.size,
+                                     info.createdAt.timeIntervalSinceReferenceDate, info.runID?.uuidString,
+                                     bodyFile == nil ? write.body : Data(), bodyFile])
+                let pruned = try String?.fetchAll(db.cachedStatement(sql: """
+                    DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version <= ? RETURNING body_file
+                    """), arguments: [key.enclave, key.partition, info.version - Int64(retained)]).compactMap { $0 }
+                let superseded = try latest.flatMap { latest in
+                    try String.fetchOne(db.cachedStatement(sql: """
+                        SELECT body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version = ?
+                        """), arguments: [key.enclave, key.partition, latest.version])
+                }
+                return (.stored(info), pruned, superseded)
+            }
+        } catch {
+            if let bodyFile { bodyFiles.remove([bodyFile]) }
+            throw error
+        }
+        // Files go only after their rows are committed away: a crash in between leaves
+        // unreferenced files for the next open's sweep, never a row without its body.
+        if case .stored = result.outcome {} else if let bodyFile { bodyFiles.remove([bodyFile]) }
+        bodyFiles.remove(result.pruned)
+        if let superseded = result.superseded, !result.pruned.contains(superseded) { bodyFiles.release(superseded) }
+        return result.outcome
+    }
+
+    public func stageStateBody(expectedSize: Int) throws -> StagedStateBody? {
+        try closedFlag.check()
+        return expectedSize >= bodyFileThreshold ? try StagedStateBody(files: bodyFiles) : nil
     }
 
     public func deleteState(_ key: StateKey) async throws -> StateDeleteOutcome {
-        try await write { db in
-            if let lock = try Self.lock(db, key) { return .locked(lock) }
-            try db.execute(sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ?", arguments: [key.enclave, key.partition])
-            return .deleted(versions: db.changesCount)
+        let result: (outcome: StateDeleteOutcome, files: [String]) = try await write { db in
+            if let lock = try Self.lock(db, key) { return (.locked(lock), []) }
+            let deleted = try String?.fetchAll(db, sql: "DELETE FROM state_versions WHERE enclave_id = ? AND partition_id = ? RETURNING body_file",
+                                               arguments: [key.enclave, key.partition])
+            return (.deleted(versions: deleted.count), deleted.compactMap { $0 })
         }
+        bodyFiles.remove(result.files)
+        return result.outcome
     }
 
     // MARK: Locks

@@ -70,6 +70,16 @@ public protocol StateStore: Sendable {
     /// Called once at server start: runs left `running` by a dead process become
     /// `interrupted`, and the state locks and reconcile lock they held are released.
     func recoverAfterRestart(at time: Date) async throws -> RecoveryReport
+
+    // MARK: Staged bodies
+    /// See the default implementation below.
+    func stageStateBody(expectedSize: Int) throws -> StagedStateBody?
+}
+
+extension StateStore {
+    /// Where the server writes a large state body while it arrives, when the store keeps
+    /// bodies outside its database; nil (the default) means the body is passed in memory.
+    public func stageStateBody(expectedSize: Int) throws -> StagedStateBody? { nil }
 }
 
 /// One state write as the backend received it, with the checks the store must apply.
@@ -86,10 +96,14 @@ public struct StateWrite: Sendable {
     public var force: Bool
     public var runID: UUID?
     public var time: Date
+    /// The body's file when it was staged by this store (`stageStateBody`); `body` holds
+    /// the same bytes.
+    public var staged: StagedStateBody?
 
     public init(body: Data, serial: Int64, lineage: String, sha256: String, md5: String = "", lockID: String?, force: Bool = false,
-                runID: UUID? = nil, time: Date = Date()) {
+                runID: UUID? = nil, time: Date = Date(), staged: StagedStateBody? = nil) {
         self.body = body
+        self.staged = staged
         self.serial = serial
         self.lineage = lineage
         self.sha256 = sha256

@@ -60,15 +60,18 @@ public struct StateBackend: Sendable {
         return BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": md5], body: body)
     }
 
-    public func put(_ key: StateKey, body: Data, contentMD5: String?, lockID: String?, force: Bool,
-                    as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
+    /// `digests`: the body's hashes when the caller computed them while receiving it
+    /// (the server does); otherwise they are computed here.
+    /// `staged`: the body's file when the store staged it while it arrived.
+    public func put(_ key: StateKey, body: Data, digests: BodyDigests? = nil, staged: StagedStateBody? = nil, contentMD5: String?,
+                    lockID: String?, force: Bool, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
         guard principal.mayUseState(key) else { return forbidden(key) }
         if force, principal != .admin {
             return .error(403, "only the admin token may force a state write", details: ["drop ?force=true or use the admin token"])
         }
-        // The three passes over a large body are independent: run them side by side.
-        async let md5 = Digest.md5Base64(body)
-        async let sha256 = Digest.sha256Hex(body)
+        // The passes over a large body are independent: run them side by side.
+        async let md5 = digests?.md5Base64 ?? Digest.md5Base64(body)
+        async let sha256 = digests?.sha256Hex ?? Digest.sha256Hex(body)
         async let parsed = Result { () throws(StateDocument.Problem) in try StateDocument(parsing: body) }
         if let contentMD5, !contentMD5.isEmpty, contentMD5 != (await md5) {
             return .error(400, "Content-MD5 does not match the body", details: ["the state was damaged in transit; nothing was stored"])
@@ -79,7 +82,8 @@ public struct StateBackend: Sendable {
         case .failure(let problem): return .error(400, "not a Terraform state: \(problem)", details: ["nothing was stored"])
         }
         let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: await sha256, md5: await md5,
-                               lockID: lockID.flatMap { $0.isEmpty ? nil : $0 }, force: force, runID: principal.runID, time: now)
+                               lockID: lockID.flatMap { $0.isEmpty ? nil : $0 }, force: force, runID: principal.runID, time: now,
+                               staged: staged)
         switch try await store.writeState(key, write) {
         case .stored, .unchanged:
             return BackendResponse(status: 200)

@@ -149,3 +149,37 @@ public enum Digest {
         Data(Insecure.MD5.hash(data: data)).base64EncodedString()
     }
 }
+
+/// The MD5 and SHA-256 of a state body, computed while it arrives instead of after.
+public struct BodyDigests: Sendable, Equatable {
+    /// Base64, the form of `Content-MD5`.
+    public var md5Base64: String
+    /// Lowercase hex.
+    public var sha256Hex: String
+
+    public init(md5Base64: String, sha256Hex: String) {
+        self.md5Base64 = md5Base64
+        self.sha256Hex = sha256Hex
+    }
+
+    public init(of body: Data) {
+        self.init(md5Base64: Digest.md5Base64(body), sha256Hex: Digest.sha256Hex(body))
+    }
+}
+
+/// Incremental hashers for a body that arrives in chunks.
+public enum StreamingDigest {
+    public struct MD5 {
+        private var hasher = Insecure.MD5()
+        public init() {}
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+        public func base64() -> String { Data(hasher.finalize()).base64EncodedString() }
+    }
+
+    public struct SHA256 {
+        private var hasher = Crypto.SHA256()
+        public init() {}
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+        public func hex() -> String { Digest.hex(hasher.finalize()) }
+    }
+}

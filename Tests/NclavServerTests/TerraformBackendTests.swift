@@ -1,4 +1,7 @@
 import Foundation
+import TFBackend
+import AsyncHTTPClient
+import NIOCore
 import NclavAuth
 import NclavCore
 import NclavTestSupport
@@ -186,6 +189,74 @@ struct TerraformBackendTests {
             #expect(malformed.status == 400)
             let badMD5 = try await http(.POST, url, auth: auth, body: stateJSON(serial: 3), headers: [("Content-MD5", "AAAAAAAAAAAAAAAAAAAAAA==")])
             #expect(badMD5.status == 400)
+        }
+    }
+}
+
+@Suite("Large state bodies through the server")
+struct LargeStateTests {
+    /// The body files of a server's SQLite store; removals run in the background, so wait a little for a count.
+    func bodyFiles(_ server: ServerProcess, settlingOn expected: Int) async throws -> [String] {
+        let directory = server.home.appendingPathComponent("state.db-bodies").path
+        var files: [String] = []
+        for _ in 0..<100 {
+            files = try FileManager.default.contentsOfDirectory(atPath: directory)
+            if files.count == expected { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return files
+    }
+
+    @Test("a 3 MB state is hashed and staged as it arrives: served back byte for byte; refused uploads leave no file")
+    func largeStates() async throws {
+        try await withServer(arguments: ["--state-versions", "2"]) { server async throws in
+            let auth = Auth.bearer(server.token)
+            let url = server.baseURL + "/terraform/state/demo/big"
+            func post(_ body: Data, md5: String? = nil) async throws -> Answer {
+                try await http(.POST, url, auth: auth, body: body, headers: [("Content-MD5", md5 ?? Digest.md5Base64(body))])
+            }
+            let first = stateJSON(serial: 1, size: 3 << 20)
+            #expect(try await post(first).status == 200)
+            let served = try await http(.GET, url, auth: auth)
+            #expect(served.status == 200)
+            #expect(served.body == first)
+            #expect(served.headers.first(name: "Content-MD5") == Digest.md5Base64(first))
+            let listed = (try await http(.GET, url + "/versions", auth: auth).json())["versions"] as? [[String: Any]]
+            #expect(listed?.first?["sha256"] as? String == Digest.sha256Hex(first), "the SHA-256 computed while receiving is the body's")
+            #expect(try await bodyFiles(server, settlingOn: 1).count == 1)
+
+            let second = stateJSON(serial: 2, size: 3 << 20)
+            #expect(try await post(second, md5: Digest.md5Base64(first)).status == 400, "Content-MD5 of other bytes")
+            var broken = second
+            broken.removeLast()
+            #expect(try await post(broken).status == 400, "not JSON")
+            #expect(try await post(stateJSON(serial: 1, lineage: "another-lineage", size: 3 << 20)).status == 409)
+            #expect(try await bodyFiles(server, settlingOn: 1).count == 1, "nothing refused was kept")
+
+            #expect(try await post(second).status == 200)
+            #expect(try await post(stateJSON(serial: 3, size: 3 << 20)).status == 200)
+            #expect(try await bodyFiles(server, settlingOn: 2).count == 2, "the version past --state-versions 2 went with its file")
+            #expect(try await http(.GET, url + "/versions/2", auth: auth).body == second)
+        }
+    }
+
+    @Test("a state sent without Content-Length (chunked) is received the same way")
+    func chunkedState() async throws {
+        try await withServer { server async throws in
+            let url = server.baseURL + "/terraform/state/demo/chunked"
+            let body = stateJSON(serial: 1, size: 1 << 20)
+            let pieces = stride(from: 0, to: body.count, by: 100_000).map { ByteBuffer(bytes: body[$0..<min(body.count, $0 + 100_000)]) }
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: "Bearer \(server.token)")
+            request.headers.add(name: "Content-MD5", value: Digest.md5Base64(body))
+            let (stream, feed) = AsyncStream<ByteBuffer>.makeStream()
+            for piece in pieces { feed.yield(piece) }
+            feed.finish()
+            request.body = .stream(stream, length: .unknown)
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            #expect(response.status.code == 200)
+            #expect(try await http(.GET, url, auth: .bearer(server.token)).body == body)
         }
     }
 }

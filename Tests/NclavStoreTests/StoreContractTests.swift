@@ -18,12 +18,18 @@ struct StoreFactory: Sendable, CustomTestStringConvertible {
         let store = try SQLiteStore(path: directory.appendingPathComponent("state.db").path, retainedVersions: retained)
         return (store, { try? FileManager.default.removeItem(at: directory) })
     }
+    /// SQLite with every state body, however small, in a body file (`state.db-bodies/`).
+    static let sqliteBodyFiles = StoreFactory(name: "sqlite, bodies as files") { retained in
+        let directory = try TestSupport.makeScratchDirectory("nclav-store-files")
+        let store = try SQLiteStore(path: directory.appendingPathComponent("state.db").path, retainedVersions: retained, bodyFileThreshold: 0)
+        return (store, { try? FileManager.default.removeItem(at: directory) })
+    }
     /// A fresh database on the real PostgreSQL server the tests start (TestPostgres).
     static let postgres = StoreFactory(name: "postgres") { retained in
         let url = try await TestPostgres.shared().createDatabase("contract")
         return (try await PostgresStore.open(url: url, retainedVersions: retained), {})
     }
-    static let all = [memory, sqlite, postgres]
+    static let all = [memory, sqlite, sqliteBodyFiles, postgres]
 }
 
 func withStore(_ factory: StoreFactory, retainedVersions: Int = 100, _ body: (any StateStore) async throws -> Void) async throws {
