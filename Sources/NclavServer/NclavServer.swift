@@ -61,8 +61,11 @@ public enum NclavServer {
         }
 
         let address = ServerAddress()
+        let metrics = ServerMetrics()
         let router = makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token.value,
-                                address: address, logger: logger)
+                                address: address, metrics: metrics, logger: logger)
+        let lockServices = LockFastPath.Services(backend: StateBackend(store: store), authenticator: Authenticator(adminToken: token.value),
+                                                 metrics: metrics, logger: logger, serverName: "nclav")
 
         let tokenNote: String
         switch token.source {
@@ -79,6 +82,7 @@ public enum NclavServer {
         let host = configuration.bindHost
         let app = Application(
             router: router,
+            server: .http1(configuration: .init(additionalChannelHandlers: [LockFastPath(services: lockServices)])),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "nclav"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -111,7 +115,13 @@ extension NclavServer {
     /// list the routes (`router.routes`) and hold them against the OpenAPI document.
     public static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
                                   address: ServerAddress = ServerAddress(), logger: Logger) -> Router<NclavRequestContext> {
-        let metrics = ServerMetrics()
+        makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token, address: address,
+                   metrics: ServerMetrics(), logger: logger)
+    }
+
+    /// `metrics`: shared with `LockFastPath`, which answers lock requests before the router.
+    static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
+                           address: ServerAddress, metrics: ServerMetrics, logger: Logger) -> Router<NclavRequestContext> {
         let router = Router(context: NclavRequestContext.self)
         router.add(middleware: RequestLogMiddleware(logger: logger))
         router.add(middleware: MetricsMiddleware(metrics: metrics))

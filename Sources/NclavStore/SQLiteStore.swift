@@ -441,9 +441,11 @@ public final class SQLiteStore: StateStore {
                          arguments: [key.enclave, key.partition]).map(lock(from:))
     }
 
+    /// From a row of `lock_id, info, run_id, created_at`, by position: GRDB's lookup by
+    /// name lowercases each name, measurable on the lock path.
     private static func lock(from row: Row) -> StateLock {
-        StateLock(id: row["lock_id"], info: row["info"], runID: (row["run_id"] as String?).flatMap(UUID.init(uuidString:)),
-                  createdAt: Date(timeIntervalSinceReferenceDate: row["created_at"]))
+        StateLock(id: row[0], info: row[1], runID: (row[2] as String?).flatMap(UUID.init(uuidString:)),
+                  createdAt: Date(timeIntervalSinceReferenceDate: row[3]))
     }
 
     public func lock(_ key: StateKey) async throws -> StateLock? {

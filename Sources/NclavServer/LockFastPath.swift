@@ -1,0 +1,288 @@
+import Foundation
+import HTTPTypes
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import NclavAuth
+import NclavCore
+import TFBackend
+
+/// Terraform's lock and unlock requests, answered in the channel pipeline instead of through
+/// Hummingbird's router.
+///
+/// Why: terraform takes and frees a state lock around every command, and a lock is the
+/// smallest request the server answers, so per-request overhead decides its latency.
+/// Profiled with 50 concurrent lockers, ~60 % of the server's CPU per lock request was the
+/// framework around the handler: the async channel streams and their generic metadata, the
+/// router, the request context and the middleware chain. This handler sees the decoded
+/// request parts, answers `POST|LOCK …/lock`, `DELETE|UNLOCK …/lock` and `LOCK|UNLOCK` on the
+/// state address itself with the same `StateBackend` calls, the same `Authenticator` and the
+/// same response bodies, and records the same log line and metrics. Everything else passes
+/// through untouched.
+///
+/// Ordering: HTTP/1.1 answers requests on a connection in order. A request is only taken
+/// here when no request of that connection is being answered by the router; while one is
+/// taken here, later parts wait in this handler and are replayed after its answer.
+final class LockFastPath: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    struct Services: Sendable {
+        let backend: StateBackend
+        let authenticator: Authenticator
+        let metrics: ServerMetrics
+        let logger: Logger
+        let serverName: String
+    }
+
+    private enum State {
+        case passing
+        case receiving(head: HTTPRequest, route: LockRoute, body: ByteBuffer?)
+        case answering
+    }
+
+    /// Largest lock body taken here; terraform's is a few hundred bytes. Bigger bodies go
+    /// the router's way, which applies the server's size cap.
+    static let maxBodyBytes = 64 * 1024
+    /// Pipelined parts held while a lock is answered; past this the client is misbehaving.
+    static let maxHeldParts = 256
+
+    private let services: Services
+    private var state = State.passing
+    /// Requests handed to the router whose response has not finished yet.
+    private var routerRequestsInFlight = 0
+    private var held: [HTTPRequestPart] = []
+    private var quiescePending = false
+
+    init(services: Services) {
+        self.services = services
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .answering = state {
+            hold(part, context: context)
+            return
+        }
+        if !held.isEmpty {
+            hold(part, context: context)
+            return
+        }
+        handle(part, context: context)
+    }
+
+    private func hold(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        held.append(part)
+        if held.count > Self.maxHeldParts { context.close(promise: nil) }
+    }
+
+    private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (state, part) {
+        case (.passing, .head(let head)):
+            if routerRequestsInFlight == 0, let route = LockRoute(head) {
+                state = .receiving(head: head, route: route, body: nil)
+            } else {
+                routerRequestsInFlight += 1
+                context.fireChannelRead(wrapInboundOut(part))
+            }
+        case (.receiving(let head, let route, var body), .body(var chunk)):
+            if (body?.readableBytes ?? 0) + chunk.readableBytes > Self.maxBodyBytes {
+                // Too big to be terraform's lock info: let the router answer it, with the head first.
+                state = .passing
+                routerRequestsInFlight += 1
+                context.fireChannelRead(wrapInboundOut(.head(head)))
+                if let body { context.fireChannelRead(wrapInboundOut(.body(body))) }
+                context.fireChannelRead(wrapInboundOut(.body(chunk)))
+                return
+            }
+            if body == nil { body = chunk } else { body!.writeBuffer(&chunk) }
+            state = .receiving(head: head, route: route, body: body)
+        case (.receiving(let head, let route, let body), .end):
+            state = .answering
+            answer(head, route, body, context: context)
+        default:
+            context.fireChannelRead(wrapInboundOut(part))
+        }
+    }
+
+    /// Graceful shutdown asks each connection to close once idle. The handler after this one
+    /// only knows of the router's requests, so while a lock is being answered here the
+    /// request waits, and goes on once the answer is written.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            switch state {
+            case .passing: break
+            case .receiving, .answering:
+                quiescePending = true
+                return
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            routerRequestsInFlight -= 1
+        }
+        context.write(data, promise: promise)
+    }
+
+    private func answer(_ head: HTTPRequest, _ route: LockRoute, _ body: ByteBuffer?, context: ChannelHandlerContext) {
+        let start = ContinuousClock.now
+        let services = services
+        let authorization = head.headerFields.value(.authorization)
+        let bytes = body.map { Data($0.readableBytesView) } ?? Data()
+        let loopBound = NIOLoopBound(Target(handler: self, context: context), eventLoop: context.eventLoop)
+        Self.spawn(route, head: head, body: bytes, authorization: authorization, services: services, start: start, target: loopBound)
+    }
+
+    /// The handler and its context, used again on the event loop once the answer is known.
+    private struct Target {
+        let handler: LockFastPath
+        let context: ChannelHandlerContext
+    }
+
+    /// Runs the request against the backend and sends the answer from the event loop. The
+    /// SQLite store completes on its writer thread, so the request crosses threads twice.
+    /// Runs the request against the backend on a task and sends the answer from the event
+    /// loop. (Completing from the SQLite writer thread straight onto the event loop, with no
+    /// task, gave 15 % more pairs per second but a worse p99, 5.4-6.0 ms against 4.0-4.2:
+    /// measured and not kept.)
+    private static func spawn(_ route: LockRoute, head: HTTPRequest, body: Data, authorization: String?, services: Services,
+                              start: ContinuousClock.Instant, target: NIOLoopBound<Target>) {
+        Task {
+            let response = await Self.response(route, body: body, authorization: authorization, services: services)
+            target.eventLoop.execute {
+                let target = target.value
+                target.handler.send(response, for: head, route: route, start: start, context: target.context)
+            }
+        }
+    }
+
+    private static func response(_ route: LockRoute, body: Data, authorization: String?, services: Services) async -> BackendResponse {
+        guard let principal = services.authenticator.principal(authorization: authorization) else {
+            var response = BackendResponse.error(401, "missing or invalid token",
+                                                 details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
+            response.headers["WWW-Authenticate"] = #"Bearer realm="nclav""#
+            return response
+        }
+        let key: StateKey
+        do { key = try StateKey(enclave: route.enclave, partition: route.partition) } catch {
+            return .error(400, "invalid state address: \(error)")
+        }
+        do {
+            switch route.operation {
+            case .lock: return try await services.backend.lock(key, body: body, as: principal)
+            case .unlock: return try await services.backend.unlock(key, body: body, as: principal)
+            }
+        } catch {
+            let apiError = APIError.from(error)
+            if apiError.status.code >= 500 {
+                services.logger.error("request failed", metadata: ["path": "\(route.path)", "error": "\(String(describing: error))"])
+            }
+            return .error(apiError.status.code, apiError.message, details: apiError.details)
+        }
+    }
+
+    private func send(_ response: BackendResponse, for head: HTTPRequest, route: LockRoute, start: ContinuousClock.Instant,
+                      context: ChannelHandlerContext) {
+        var fields = HTTPFields()
+        for (name, value) in response.headers {
+            if let fieldName = HTTPField.Name(name) { fields[fieldName] = value }
+        }
+        fields[.contentLength] = String(response.body.count)
+        fields[.server] = services.serverName
+        let closing = head.headerFields.value(.connection).map { $0.lowercased().contains("close") } ?? false
+        if closing { fields[.connection] = "close" }
+        let status = HTTPResponse.Status(code: response.status)
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
+        if !response.body.isEmpty {
+            context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(bytes: response.body))), promise: nil)
+        }
+        // Written from this handler's context, these parts do not pass through `write` above,
+        // which counts only the router's answers.
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        services.metrics.request(method: head.method.rawValue, route: route.template, status: response.status, seconds: seconds,
+                                 requestBytes: head.headerFields.declaredLength, responseBytes: response.body.count)
+        if services.logger.logLevel <= .info {
+            services.logger.info("request", metadata: [
+                "method": "\(head.method.rawValue)", "path": "\(route.path)", "status": "\(response.status)",
+                "ms": "\(String(format: "%.2f", seconds * 1000))",
+            ])
+        }
+        if closing {
+            context.close(promise: nil)
+            return
+        }
+        state = .passing
+        if quiescePending {
+            // Shutting down: answer nothing more here; the next handler closes the connection
+            // once the router's requests, if any, are answered too.
+            quiescePending = false
+            held = []
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            return
+        }
+        let replay = held
+        held = []
+        for part in replay {
+            if case .answering = state { held.append(part) } else { handle(part, context: context) }
+        }
+    }
+}
+
+/// A lock or unlock request on a state, recognised from its method and raw path.
+struct LockRoute: Equatable, Sendable {
+    enum Operation { case lock, unlock }
+    let operation: Operation
+    let enclave: String
+    let partition: String
+    let path: String
+    /// The route as the router's metrics name it.
+    let template: String
+
+    static let lockMethod = HTTPRequest.Method("LOCK")!
+    static let unlockMethod = HTTPRequest.Method("UNLOCK")!
+
+    private static let prefix = Array("/terraform/state/".utf8)
+
+    /// Parsed over the path's bytes: `split` and `hasPrefix` on strings were ~6 % of a lock
+    /// request's CPU in a profile.
+    init?(_ head: HTTPRequest) {
+        guard let target = head.path else { return nil }
+        var utf8 = Array(target.utf8)
+        if let query = utf8.firstIndex(of: UInt8(ascii: "?")) { utf8.removeSubrange(query...) }
+        // Percent-escapes and anything unusual are left to the router, which decodes them.
+        guard utf8.count > Self.prefix.count, utf8.starts(with: Self.prefix), !utf8.contains(UInt8(ascii: "%")) else { return nil }
+        var segments: [Range<Int>] = []
+        var start = Self.prefix.count
+        for index in start...utf8.count where index == utf8.count || utf8[index] == UInt8(ascii: "/") {
+            segments.append(start..<index)
+            start = index + 1
+            if segments.count > 3 { return nil }
+        }
+        let onLockAddress: Bool
+        switch segments.count {
+        case 2: onLockAddress = false
+        case 3 where utf8[segments[2]].elementsEqual("lock".utf8): onLockAddress = true
+        default: return nil
+        }
+        guard !segments[0].isEmpty, !segments[1].isEmpty else { return nil }
+        switch head.method {
+        case Self.lockMethod: operation = .lock
+        case Self.unlockMethod: operation = .unlock
+        case .post where onLockAddress: operation = .lock
+        case .delete where onLockAddress: operation = .unlock
+        default: return nil
+        }
+        enclave = String(decoding: utf8[segments[0]], as: UTF8.self)
+        partition = String(decoding: utf8[segments[1]], as: UTF8.self)
+        path = String(decoding: utf8, as: UTF8.self)
+        template = onLockAddress ? "/terraform/state/{enclave}/{partition}/lock" : "/terraform/state/{enclave}/{partition}"
+    }
+}
