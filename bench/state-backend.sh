@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On-demand benchmark of the Terraform state backend (not part of `make test`).
 # Builds nclav in release mode, starts it on the embedded SQLite store and an nginx serving
-# the same bytes as a static file, both on loopback, then runs bench/state_backend_bench.py.
+# the same bytes as a static file (and accepting them by WebDAV PUT), both on loopback, then runs
+# bench/state_backend_bench.py.
 # Usage: bench/state-backend.sh [--size-mb 10] [--rounds 40] [--clients 50] [--lock-rounds 100]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,7 @@ PY
 mkdir -p "$work/logs"
 # nginx workers run as an unprivileged user: let them read the static copy.
 chmod 755 "$work" "$work/www"; chmod 644 "$work/www/state.json"
+mkdir -p "$work/www/put" "$work/body-temp"; chmod 777 "$work/www/put" "$work/body-temp"
 cat > "$work/nginx.conf" <<CONF
 worker_processes auto;
 pid $work/nginx.pid;
@@ -44,7 +46,12 @@ http {
   access_log off;
   sendfile on;
   keepalive_requests 100000;
-  server { listen 127.0.0.1:$nginx_port; root $work/www; }
+  client_body_temp_path $work/body-temp;
+  server {
+    listen 127.0.0.1:$nginx_port; root $work/www;
+    # The write counterpart of serving a file: WebDAV PUT stores the body as a file.
+    location /put/ { dav_methods PUT; client_max_body_size 1g; }
+  }
 }
 CONF
 "$NGINX" -p "$work" -c "$work/nginx.conf"

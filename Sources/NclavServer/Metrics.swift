@@ -71,11 +71,11 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
     func request(method: String, route: String, status: Int, seconds: Double, requestBytes: Int?, responseBytes: Int?) {
         let isState = route.hasPrefix("/terraform/state/")
         // LOCK on either address, or POST on `/lock` (POST on the state address is a state write).
-        let isLockRoute = isState && (method == "LOCK" || (method == "POST" && route.hasSuffix("/lock")))
+        let isStateRoute = isState && (method == "LOCK" || (method == "POST" && route.hasSuffix("/lock")))
         lock.withLock {
             requests[Labels(pairs: [("method", method), ("route", route), ("status", String(status))]), default: 0] += 1
             requestDuration.observe(seconds)
-            if isLockRoute, status == 200 || status == 423 {
+            if isStateRoute, status == 200 || status == 423 {
                 lockRequests[Labels(pairs: [("outcome", status == 200 ? "acquired" : "conflict")]), default: 0] += 1
             }
             if route == "/terraform/state/{enclave}/{partition}" {

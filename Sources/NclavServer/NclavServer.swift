@@ -64,7 +64,7 @@ public enum NclavServer {
         let metrics = ServerMetrics()
         let router = makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token.value,
                                 address: address, metrics: metrics, logger: logger)
-        let lockServices = LockFastPath.Services(backend: StateBackend(store: store), authenticator: Authenticator(adminToken: token.value),
+        let lockServices = StateFastPath.Services(backend: StateBackend(store: store), authenticator: Authenticator(adminToken: token.value),
                                                  metrics: metrics, logger: logger, serverName: "nclav")
 
         let tokenNote: String
@@ -82,7 +82,7 @@ public enum NclavServer {
         let host = configuration.bindHost
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [LockFastPath(services: lockServices)])),
+            server: .http1(configuration: .init(additionalChannelHandlers: [LargeReads(), StateFastPath(services: lockServices)])),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "nclav"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -119,7 +119,7 @@ extension NclavServer {
                    metrics: ServerMetrics(), logger: logger)
     }
 
-    /// `metrics`: shared with `LockFastPath`, which answers lock requests before the router.
+    /// `metrics`: shared with `StateFastPath`, which answers lock requests before the router.
     static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
                            address: ServerAddress, metrics: ServerMetrics, logger: Logger) -> Router<NclavRequestContext> {
         let router = Router(context: NclavRequestContext.self)

@@ -221,9 +221,9 @@ struct Routes: Sendable {
         let staged = try declared.flatMap { $0 <= configuration.maxStateBytes ? try store.stageStateBody(expectedSize: $0) : nil }
         // Stored, refused or failed: a staged file nobody claimed goes.
         defer { staged?.discardUnlessClaimed() }
-        let (body, digests) = try await hashedBody(request, declared: declared, staging: staged)
-        return try await Response(backend.put(key, body: body, digests: digests, staged: staged, contentMD5: request.headers.value(.contentMD5),
-                                              lockID: query.get("ID"), force: force, as: principal))
+        let (body, digests, document) = try await hashedBody(request, declared: declared, staging: staged)
+        return try await Response(backend.put(key, body: body, digests: digests, document: document, staged: staged,
+                                              contentMD5: request.headers.value(.contentMD5), lockID: query.get("ID"), force: force, as: principal))
     }
 
     /// A state body and its hashes, computed while it arrives: this task only receives, one
@@ -231,7 +231,10 @@ struct Routes: Sendable {
     /// staged file when there is one. MD5 runs at ~850 MB/s here, so hashing 10 MB after
     /// receiving it added ~12 ms; hashing in the receiving loop stalled the transfer (17-23 ms
     /// to receive 10 MB against 8-10 ms now).
-    func hashedBody(_ request: Request, declared: Int?, staging staged: StagedStateBody?) async throws -> (Data, BodyDigests) {
+    ///
+    /// It is also parsed here, after SHA-256 (the faster hash) is done and while MD5 finishes.
+    func hashedBody(_ request: Request, declared: Int?, staging staged: StagedStateBody?) async throws
+        -> (Data, BodyDigests, StateDocument.Parsed) {
         let limit = configuration.maxStateBytes
         let tooLarge = APIError(.contentTooLarge, "request body is larger than the \(limit)-byte limit",
                                 details: ["raise it with `nclav serve --max-state-size`"])
@@ -272,9 +275,10 @@ struct Routes: Sendable {
         }
         md5Feed.finish()
         shaFeed.finish()
-        let digests = BodyDigests(md5Base64: await md5, sha256Hex: await sha256)
+        let sha256Hex = await sha256
         if let staged { collected = try staged.finish() }
-        return (collected, digests)
+        let document = StateDocument.parse(collected)
+        return (collected, BodyDigests(md5Base64: await md5, sha256Hex: sha256Hex), document)
     }
 
     func lock(_ request: Request, _ context: NclavRequestContext) async throws -> Response {

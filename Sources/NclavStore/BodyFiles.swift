@@ -39,7 +39,7 @@ struct BodyFiles: Sendable {
     func write(_ body: Data) throws -> String {
         let name = UUID().uuidString.lowercased()
         let path = try path(name)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.database("cannot create state body file \(path): \(String(cString: strerror(errno)))") }
         var failure: Int32 = 0
         body.withUnsafeBytes { raw in
@@ -67,7 +67,7 @@ struct BodyFiles: Sendable {
     /// The body of `name`, which must be exactly `size` bytes.
     func read(_ name: String, size: Int) throws -> Data {
         let path = try path(name)
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { throw Failure.missing(name: name) }
             throw StoreError.database("cannot open state body file \(path): \(String(cString: strerror(errno)))")
@@ -88,6 +88,24 @@ struct BodyFiles: Sendable {
             offset += count
         }
         return Data(bytesNoCopy: buffer, count: size, deallocator: .free)
+    }
+
+    /// An open descriptor of `name`'s body, checked to be `size` bytes; the caller closes it.
+    func open(_ name: String, size: Int) throws -> Int32 {
+        let path = try path(name)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw Failure.missing(name: name) }
+            throw StoreError.database("cannot open state body file \(path): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, Int(info.st_size) == size else {
+            let actual = Int(info.st_size)
+            close(fd)
+            throw StoreError.corrupt("state body file \(path) should hold \(size) bytes but holds \(actual); "
+                                     + "restore an intact version with `nclav state rollback`")
+        }
+        return fd
     }
 
     /// Removes bodies whose rows are gone, in the background: freeing a written-back file's
@@ -130,7 +148,7 @@ struct BodyFiles: Sendable {
     func release(_ name: String) {
         guard let path = try? path(name) else { return }
         Self.backgroundQueue.async {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { return }
             // Only clean pages can be dropped: write the body out first.
             if fdatasync(fd) == 0 { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) }
@@ -143,7 +161,7 @@ struct BodyFiles: Sendable {
     private static let backgroundQueue = DispatchQueue(label: "nclav-state-bodies", qos: .utility)
 
     private func syncDirectory() {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         fsync(fd)
         close(fd)

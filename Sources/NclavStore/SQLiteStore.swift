@@ -356,6 +356,31 @@ public final class SQLiteStore: StateStore {
         }
     }
 
+    public func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)? {
+        var attempt = 0
+        while true {
+            attempt += 1
+            guard let (info, stored) = try await read({ db in
+                try Row.fetchOne(db.cachedStatement(sql: """
+                    SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
+                    """), arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), Self.storedBody(from: $0)) }
+            }) else { return nil }
+            switch stored {
+            case .inline(let body):
+                return (info, .data(body))
+            case .file(let name, let size):
+                // Pruned between the row read and the open: read the row again (see versionWithBody).
+                do {
+                    return (info, .file(descriptor: try bodyFiles.open(name, size: size), size: size))
+                } catch BodyFiles.Failure.missing {
+                    if attempt < 3 { continue }
+                    throw StoreError.corrupt("the body file of state version \(info.version) (\(bodyFiles.directory)/\(name)) is missing; "
+                                             + "restore an intact version with `nclav state rollback`")
+                }
+            }
+        }
+    }
+
     public func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo] {
         try await read { db in
             try Row.fetchAll(db, sql: """

@@ -74,12 +74,26 @@ public protocol StateStore: Sendable {
     // MARK: Staged bodies
     /// See the default implementation below.
     func stageStateBody(expectedSize: Int) throws -> StagedStateBody?
+
+    /// The newest version's body as an open file when the store keeps it in one (so the
+    /// server can `sendfile` it), else its bytes. The default returns the bytes.
+    func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)?
+}
+
+/// A state body as bytes, or as an open file descriptor the caller must close.
+public enum StateBody: Sendable {
+    case data(Data)
+    case file(descriptor: Int32, size: Int)
 }
 
 extension StateStore {
     /// Where the server writes a large state body while it arrives, when the store keeps
     /// bodies outside its database; nil (the default) means the body is passed in memory.
     public func stageStateBody(expectedSize: Int) throws -> StagedStateBody? { nil }
+
+    public func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)? {
+        try await latestState(key).map { ($0.info, .data($0.body)) }
+    }
 }
 
 /// One state write as the backend received it, with the checks the store must apply.

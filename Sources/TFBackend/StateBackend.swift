@@ -62,8 +62,35 @@ public struct StateBackend: Sendable {
 
     /// `digests`: the body's hashes when the caller computed them while receiving it
     /// (the server does); otherwise they are computed here.
-    /// `staged`: the body's file when the store staged it while it arrived.
-    public func put(_ key: StateKey, body: Data, digests: BodyDigests? = nil, staged: StagedStateBody? = nil, contentMD5: String?,
+    /// `staged`: the body's file when the store staged it while it arrived. `document`: the
+    /// body already parsed, when the caller could do it while waiting for a digest.
+    /// What a state GET sends: an answer in memory, or the newest body's open file (the
+    /// caller sends it, e.g. with `sendfile`, and closes the descriptor).
+    public enum Download: Sendable {
+        case response(BackendResponse)
+        case file(headers: [String: String], descriptor: Int32, size: Int)
+    }
+
+    /// `get`, letting a file-backed body go out as a file.
+    public func download(_ key: StateKey, as principal: Principal) async throws -> Download {
+        guard principal.mayUseState(key) else { return .response(forbidden(key)) }
+        guard let (info, body) = try await store.latestStateBody(key) else { return .response(BackendResponse(status: 204)) }
+        switch body {
+        case .data(let data):
+            let md5 = info.md5.isEmpty ? Digest.md5Base64(data) : info.md5
+            return .response(BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": md5], body: data))
+        case .file(let descriptor, let size):
+            guard !info.md5.isEmpty else {
+                // No stored MD5 (not written by this server): hash it the ordinary way.
+                close(descriptor)
+                return .response(try await get(key, as: principal))
+            }
+            return .file(headers: ["Content-Type": "application/json", "Content-MD5": info.md5], descriptor: descriptor, size: size)
+        }
+    }
+
+    public func put(_ key: StateKey, body: Data, digests: BodyDigests? = nil, document given: StateDocument.Parsed? = nil,
+                    staged: StagedStateBody? = nil, contentMD5: String?,
                     lockID: String?, force: Bool, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
         guard principal.mayUseState(key) else { return forbidden(key) }
         if force, principal != .admin {
@@ -72,7 +99,7 @@ public struct StateBackend: Sendable {
         // The passes over a large body are independent: run them side by side.
         async let md5 = digests?.md5Base64 ?? Digest.md5Base64(body)
         async let sha256 = digests?.sha256Hex ?? Digest.sha256Hex(body)
-        async let parsed = Result { () throws(StateDocument.Problem) in try StateDocument(parsing: body) }
+        async let parsed = given ?? StateDocument.parse(body)
         if let contentMD5, !contentMD5.isEmpty, contentMD5 != (await md5) {
             return .error(400, "Content-MD5 does not match the body", details: ["the state was damaged in transit; nothing was stored"])
         }

@@ -125,6 +125,15 @@ public indirect enum JSONValue: Sendable, Equatable, Codable {
     }
 }
 
+extension StateDocument {
+    /// A parse's outcome as a value, to hand on or to run beside other work.
+    public typealias Parsed = Result<StateDocument, Problem>
+
+    public static func parse(_ body: Data) -> Parsed {
+        Result { () throws(Problem) in try StateDocument(parsing: body) }
+    }
+}
+
 public enum Digest {
     public static func sha256Hex(_ data: Data) -> String {
         hex(SHA256.hash(data: data))

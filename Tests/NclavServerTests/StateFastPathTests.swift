@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 @testable import NclavServer
 import NclavTestSupport
+import TFBackend
 import Testing
 
 /// One plain TCP connection to the server under test, for what an HTTP client library hides:
@@ -74,25 +75,28 @@ final class RawConnection {
     }
 }
 
-@Suite("Lock requests answered in the channel pipeline")
-struct LockFastPathTests {
+@Suite("Lock requests and state reads answered in the channel pipeline")
+struct StateFastPathTests {
     static func head(_ method: String, _ path: String) -> HTTPRequest {
         HTTPRequest(method: HTTPRequest.Method(method)!, scheme: nil, authority: "x", path: path)
     }
 
-    @Test("recognises terraform's lock and unlock requests and nothing else")
+    @Test("recognises terraform's lock, unlock and state reads and nothing else")
     func routes() {
-        let lock = LockRoute(Self.head("POST", "/terraform/state/e1/p1/lock"))
+        let lock = StateRoute(Self.head("POST", "/terraform/state/e1/p1/lock"))
         #expect(lock?.operation == .lock && lock?.enclave == "e1" && lock?.partition == "p1")
         #expect(lock?.template == "/terraform/state/{enclave}/{partition}/lock")
-        #expect(LockRoute(Self.head("LOCK", "/terraform/state/e1/p1"))?.operation == .lock)
-        #expect(LockRoute(Self.head("LOCK", "/terraform/state/e1/p1/lock?x=1"))?.partition == "p1")
-        #expect(LockRoute(Self.head("UNLOCK", "/terraform/state/e1/p1"))?.operation == .unlock)
-        #expect(LockRoute(Self.head("DELETE", "/terraform/state/e1/p1/lock"))?.operation == .unlock)
+        #expect(StateRoute(Self.head("LOCK", "/terraform/state/e1/p1"))?.operation == .lock)
+        #expect(StateRoute(Self.head("LOCK", "/terraform/state/e1/p1/lock?x=1"))?.partition == "p1")
+        #expect(StateRoute(Self.head("UNLOCK", "/terraform/state/e1/p1"))?.operation == .unlock)
+        #expect(StateRoute(Self.head("DELETE", "/terraform/state/e1/p1/lock"))?.operation == .unlock)
+        #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.operation == .get)
+        #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.template == "/terraform/state/{enclave}/{partition}")
         for (method, path) in [("POST", "/terraform/state/e1/p1"), ("DELETE", "/terraform/state/e1/p1"), ("GET", "/terraform/state/e1/p1/lock"),
+                               ("GET", "/terraform/state/e1/p1/versions"),
                                ("POST", "/terraform/state/e1/p1/lock/x"), ("POST", "/terraform/state/e1/p1/"), ("POST", "/terraform/state//p1/lock"),
                                ("POST", "/terraform/state/e%31/p1/lock"), ("POST", "/terraform/state/e1"), ("POST", "/enclaves/e1/lock")] {
-            #expect(LockRoute(Self.head(method, path)) == nil, "\(method) \(path) is the router's")
+            #expect(StateRoute(Self.head(method, path)) == nil, "\(method) \(path) is the router's")
         }
     }
 
@@ -115,6 +119,26 @@ struct LockFastPathTests {
             #expect(answers[0].body.contains("ok"))
             #expect(answers[2].body.contains("pipelined"), "the lock was held when the read behind it ran")
             #expect(answers[3].body.contains("pipelined"), "the second locker is told who holds it")
+        }
+    }
+
+    @Test("a state kept as a file is sent with sendfile, byte for byte, in order with pipelined requests around it")
+    func fileBodies() async throws {
+        try await withServer { server async throws in
+            let state = stateJSON(serial: 1, size: 3 << 20)
+            #expect(try await http(.POST, server.baseURL + "/terraform/state/demo/file", auth: .bearer(server.token), body: state).status == 200)
+            let connection = try RawConnection(port: server.port)
+            let auth = "Authorization: Bearer \(server.token)\r\n"
+            let lock = String(decoding: lockJSON("between"), as: UTF8.self)
+            connection.send("GET /terraform/state/demo/file HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
+                            + "POST /terraform/state/demo/file/lock HTTP/1.1\r\nHost: x\r\n\(auth)Content-Length: \(lock.utf8.count)\r\n\r\n\(lock)"
+                            + "GET /terraform/state/demo/file HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
+                            + "GET /terraform/state/demo/none HTTP/1.1\r\nHost: x\r\n\(auth)\r\n")
+            let answers = connection.responses(4)
+            #expect(answers.map(\.status) == [200, 200, 200, 204])
+            #expect(answers.first?.body == String(decoding: state, as: UTF8.self))
+            #expect(answers.dropFirst(2).first?.body == String(decoding: state, as: UTF8.self))
+            #expect(answers.first?.headers.contains("Content-MD5: \(Digest.md5Base64(state))") == true)
         }
     }
 
