@@ -122,6 +122,16 @@ public final class SQLiteStore: StateStore {
         }
     }
 
+    /// A read on the calling thread. GRDB's async `read` hops to a reader queue and back,
+    /// which cost ~170 µs of a state GET's ~320 µs (nginx answers in ~110 µs); a one-row
+    /// read under WAL never waits for the writer, so blocking for it is the cheaper wait.
+    private func readNow<T>(_ body: (Database) throws -> T) throws -> T {
+        try closedFlag.check()
+        do { return try pool.read(body) } catch let error as StoreError { throw error } catch {
+            throw StoreError.database("\(error)")
+        }
+    }
+
     /// `singleStatement`: the write changes the database with at most one statement, which
     /// SQLite already applies all-or-nothing, so it needs no savepoint of its own in the batch.
     private func write<T: Sendable>(weight: Int = 4096, singleStatement: Bool = false,
@@ -360,7 +370,7 @@ public final class SQLiteStore: StateStore {
         var attempt = 0
         while true {
             attempt += 1
-            guard let (info, stored) = try await read({ db in
+            guard let (info, stored) = try readNow({ db in
                 try Row.fetchOne(db.cachedStatement(sql: """
                     SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
                     """), arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), Self.storedBody(from: $0)) }
