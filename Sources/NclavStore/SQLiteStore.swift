@@ -332,61 +332,50 @@ public final class SQLiteStore: StateStore {
         return .inline(row["body"])
     }
 
-    /// Reads a version's row, then its body file if it has one. A writer may prune that
-    /// version and remove its file between the two steps (the row read is a snapshot), so a
-    /// missing file means "read the row again"; a file still missing while its row is still
-    /// there is damage, reported as such.
-    private func versionWithBody(_ fetch: @escaping @Sendable (Database) throws -> Row?) async throws -> (info: StateVersionInfo, body: Data)? {
+    /// Reads a version's row, then opens its body: `load` turns the stored body into what
+    /// the caller wants (bytes, or an open file). A writer may prune that version and remove
+    /// its file between the two steps (the row read is a snapshot), so a missing file means
+    /// "read the row again"; a file still missing while its row is still there is damage,
+    /// reported as such. Reads run on the calling thread (see `readNow`).
+    private func version<Body>(_ fetch: (Database) throws -> Row?, load: (StoredBody) throws -> Body) throws -> (info: StateVersionInfo, body: Body)? {
         var attempt = 0
         while true {
             attempt += 1
-            guard let (info, stored) = try await read({ db in try fetch(db).map { (Self.versionInfo(from: $0), Self.storedBody(from: $0)) } }) else {
+            guard let (info, stored) = try readNow({ db in try fetch(db).map { (Self.versionInfo(from: $0), Self.storedBody(from: $0)) } }) else {
                 return nil
             }
-            switch stored {
-            case .inline(let body):
-                return (info, body)
-            case .file(let name, let size):
-                do {
-                    return (info, try bodyFiles.read(name, size: size))
-                } catch BodyFiles.Failure.missing {
-                    if attempt < 3 { continue }
-                    throw StoreError.corrupt("the body file of state version \(info.version) (\(bodyFiles.directory)/\(name)) is missing; "
-                                             + "restore an intact version with `nclav state rollback`")
-                }
+            do {
+                return (info, try load(stored))
+            } catch BodyFiles.Failure.missing(let name) {
+                if attempt < 3 { continue }
+                throw StoreError.corrupt("the body file of state version \(info.version) (\(bodyFiles.directory)/\(name)) is missing; "
+                                         + "restore an intact version with `nclav state rollback`")
             }
         }
+    }
+
+    private func bytes(_ stored: StoredBody) throws -> Data {
+        switch stored {
+        case .inline(let body): return body
+        case .file(let name, let size): return try bodyFiles.read(name, size: size)
+        }
+    }
+
+    private static func latestRow(_ db: Database, _ key: StateKey) throws -> Row? {
+        try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT \(infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
+            """), arguments: [key.enclave, key.partition])
     }
 
     public func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? {
-        try await versionWithBody { db in
-            try Row.fetchOne(db.cachedStatement(sql: """
-                SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
-                """), arguments: [key.enclave, key.partition])
-        }
+        try version({ try Self.latestRow($0, key) }, load: bytes)
     }
 
     public func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)? {
-        var attempt = 0
-        while true {
-            attempt += 1
-            guard let (info, stored) = try readNow({ db in
-                try Row.fetchOne(db.cachedStatement(sql: """
-                    SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? ORDER BY version DESC LIMIT 1
-                    """), arguments: [key.enclave, key.partition]).map { (Self.versionInfo(from: $0), Self.storedBody(from: $0)) }
-            }) else { return nil }
+        try version({ try Self.latestRow($0, key) }) { stored in
             switch stored {
-            case .inline(let body):
-                return (info, .data(body))
-            case .file(let name, let size):
-                // Pruned between the row read and the open: read the row again (see versionWithBody).
-                do {
-                    return (info, .file(descriptor: try bodyFiles.open(name, size: size), size: size))
-                } catch BodyFiles.Failure.missing {
-                    if attempt < 3 { continue }
-                    throw StoreError.corrupt("the body file of state version \(info.version) (\(bodyFiles.directory)/\(name)) is missing; "
-                                             + "restore an intact version with `nclav state rollback`")
-                }
+            case .inline(let body): return .data(body)
+            case .file(let name, let size): return .file(descriptor: try bodyFiles.open(name, size: size), size: size)
             }
         }
     }
@@ -399,12 +388,12 @@ public final class SQLiteStore: StateStore {
         }
     }
 
-    public func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)? {
-        try await versionWithBody { db in
+    public func stateVersion(_ key: StateKey, version number: Int64) async throws -> (info: StateVersionInfo, body: Data)? {
+        try version({ db in
             try Row.fetchOne(db, sql: """
                 SELECT \(Self.infoColumns), body, body_file FROM state_versions WHERE enclave_id = ? AND partition_id = ? AND version = ?
-                """, arguments: [key.enclave, key.partition, version])
-        }
+                """, arguments: [key.enclave, key.partition, number])
+        }, load: bytes)
     }
 
     public func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome {
