@@ -183,6 +183,30 @@ struct StateFastPathTests {
         }
     }
 
+    @Test("a lock half received when SIGTERM arrives is still answered and kept, then the server exits 0")
+    func lockInFlightAtShutdown() async throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let server = try await ServerProcess.start(home: home)
+        let connection = try RawConnection(port: server.port)
+        let body = String(decoding: lockJSON("held-over-shutdown"), as: UTF8.self)
+        let half = body.index(body.startIndex, offsetBy: body.count / 2)
+        connection.send("POST /terraform/state/demo/shutdown/lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body[..<half])")
+        try await Task.sleep(for: .milliseconds(300))  // the head and half the body reach the handler
+        kill(server.process.processIdentifier, SIGTERM)
+        try await Task.sleep(for: .milliseconds(400))
+        connection.send(String(body[half...]))
+        let answers = connection.responses(1)
+        #expect(answers.first?.status == 200)
+        #expect(await server.stop() == 0)
+
+        let restarted = try await ServerProcess.start(home: home)
+        let holder = try await http(.GET, restarted.baseURL + "/terraform/state/demo/shutdown/lock", auth: .bearer(restarted.token))
+        #expect((try holder.json())["ID"] as? String == "held-over-shutdown")
+        await restarted.stop()
+    }
+
     @Test("Connection: close on a lock request closes the connection after the answer")
     func connectionClose() async throws {
         try await withServer { server async throws in
