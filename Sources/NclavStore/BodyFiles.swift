@@ -125,7 +125,9 @@ struct BodyFiles: Sendable {
     /// Removes files no row references: bodies written by a process that died before its row
     /// committed, or whose row was pruned just before a crash. Files younger than `graceSeconds`
     /// are left: another process on the same database may be about to commit their row.
-    func sweep(keeping referenced: Set<String>, graceSeconds: TimeInterval = 10) -> Int {
+    static let sweepGraceSeconds: TimeInterval = 10
+
+    func sweep(keeping referenced: Set<String>, graceSeconds: TimeInterval = BodyFiles.sweepGraceSeconds) -> Int {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
         let cutoff = Date().addingTimeInterval(-graceSeconds)
         var removed = 0

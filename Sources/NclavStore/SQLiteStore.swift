@@ -64,6 +64,21 @@ public final class SQLiteStore: StateStore {
         }
         fileIdentity = FileIdentity(path: path)
         writeQueue = WriteQueue(pool: pool)
+        // The sweep above spares files younger than its grace period; after a crash and a quick
+        // restart those are leftovers too, so look once more when the grace period is over.
+        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + BodyFiles.sweepGraceSeconds + 1) { [weak self] in
+            _ = try? self?.sweepOrphanedBodies()
+        }
+    }
+
+    /// Removes body files that no row references and that are older than the sweep's grace
+    /// period (see `BodyFiles.sweep`); returns how many. Runs at open and once shortly after.
+    @discardableResult
+    public func sweepOrphanedBodies() throws -> Int {
+        let referenced = try readNow { db in
+            Set(try String.fetchAll(db, sql: "SELECT body_file FROM state_versions WHERE body_file IS NOT NULL"))
+        }
+        return bodyFiles.sweep(keeping: referenced)
     }
 
     // MARK: Schema

@@ -68,6 +68,13 @@ struct BodyFileTests {
         #expect(FileManager.default.fileExists(atPath: young))
         #expect(FileManager.default.fileExists(atPath: foreign), "only names nclav writes are touched")
         #expect(try await store.latestState(k)?.body == Self.big(1).body)
+        // What the open spared once it is old enough (the store looks again after the grace period).
+        for name in try scratch.files() {
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: scratch.bodies + "/" + name)
+        }
+        #expect(try store.sweepOrphanedBodies() == 1, "only the unreferenced body")
+        #expect(!FileManager.default.fileExists(atPath: young))
+        #expect(try await store.latestState(k)?.body == Self.big(1).body, "a referenced body is never swept")
         try await store.close()
     }
 
