@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NclavAuth
+import TFBackend
 
 /// The request context: Hummingbird's core storage plus who is calling.
 public struct NclavRequestContext: RequestContext {
@@ -29,13 +30,16 @@ struct AuthMiddleware: RouterMiddleware {
     }
     let authenticator: Authenticator
 
+    /// The 401 answer, also sent by `StateFastPath`.
+    static let unauthorized = BackendResponse.error(401, "missing or invalid token",
+                                                    details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
+    static let challenge = #"Bearer realm="nclav""#
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if Self.isOpen(request.uri.path) { return try await next(request, context) }
         guard let principal = authenticator.principal(authorization: request.headers.value(.authorization)) else {
-            var response = try APIError(.unauthorized, "missing or invalid token",
-                                        details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
-                .response(from: request, context: context)
-            response.headers[.wwwAuthenticate] = #"Bearer realm="nclav""#
+            var response = Response(Self.unauthorized)
+            response.headers[.wwwAuthenticate] = Self.challenge
             return response
         }
         if case .run = principal, !request.uri.path.hasPrefix("/terraform/state/") {

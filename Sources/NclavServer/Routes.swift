@@ -96,12 +96,17 @@ struct Routes: Sendable {
         }
     }
 
+    /// The 413 for a body over `--max-state-size`.
+    var tooLargeError: APIError {
+        APIError(.contentTooLarge, "request body is larger than the \(configuration.maxStateBytes)-byte limit",
+                 details: ["raise it with `nclav serve --max-state-size`"])
+    }
+
     /// Reads a request body up to the configured cap, refusing early when the declared
     /// length is already too large.
     func body(_ request: Request) async throws -> Data {
         let limit = configuration.maxStateBytes
-        let tooLarge = APIError(.contentTooLarge, "request body is larger than the \(limit)-byte limit",
-                                details: ["raise it with `nclav serve --max-state-size`"])
+        let tooLarge = tooLargeError
         let declared = request.headers.declaredLength
         if let declared, declared > limit { throw tooLarge }
         // Straight into one Data, sized from Content-Length when known: one copy per byte.
@@ -236,8 +241,7 @@ struct Routes: Sendable {
     func hashedBody(_ request: Request, declared: Int?, staging staged: StagedStateBody?) async throws
         -> (Data, BodyDigests, StateDocument.Parsed) {
         let limit = configuration.maxStateBytes
-        let tooLarge = APIError(.contentTooLarge, "request body is larger than the \(limit)-byte limit",
-                                details: ["raise it with `nclav serve --max-state-size`"])
+        let tooLarge = tooLargeError
         if let declared, declared > limit { throw tooLarge }
         var collected = Data()
         if staged == nil, let declared { collected.reserveCapacity(declared) }

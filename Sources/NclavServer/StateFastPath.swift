@@ -188,9 +188,8 @@ final class StateFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private static func response(_ route: StateRoute, body: Data, authorization: String?, services: Services) async -> BackendResponse {
         guard let principal = services.authenticator.principal(authorization: authorization) else {
-            var response = BackendResponse.error(401, "missing or invalid token",
-                                                 details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
-            response.headers["WWW-Authenticate"] = #"Bearer realm="nclav""#
+            var response = AuthMiddleware.unauthorized
+            response.headers["WWW-Authenticate"] = AuthMiddleware.challenge
             return response
         }
         let key: StateKey

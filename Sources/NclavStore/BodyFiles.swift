@@ -35,43 +35,21 @@ struct BodyFiles: Sendable {
         return directory + "/" + name
     }
 
-    /// Writes a new body file and returns its name.
+    /// Writes a new body file and returns its name: the same steps as a body staged while it
+    /// arrives, with all of it at once.
     func write(_ body: Data) throws -> String {
-        let name = UUID().uuidString.lowercased()
-        let path = try path(name)
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StoreError.database("cannot create state body file \(path): \(String(cString: strerror(errno)))") }
-        var failure: Int32 = 0
-        body.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                offset += written
-            }
+        let staged = try StagedStateBody(files: self)
+        body.withUnsafeBytes { staged.append($0) }
+        do { try staged.complete() } catch {
+            staged.discardUnlessClaimed()
+            throw error
         }
-        if failure == 0, synchronous, fsync(fd) != 0 { failure = errno }
-        close(fd)
-        if failure != 0 {
-            unlink(path)
-            throw StoreError.database("cannot write state body file \(path): \(String(cString: strerror(failure))) (check disk space)")
-        }
-        if synchronous { syncDirectory() }
-        return name
+        return staged.name
     }
 
     /// The body of `name`, which must be exactly `size` bytes.
     func read(_ name: String, size: Int) throws -> Data {
-        let path = try path(name)
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { throw Failure.missing(name: name) }
-            throw StoreError.database("cannot open state body file \(path): \(String(cString: strerror(errno)))")
-        }
+        let (fd, path) = try openForReading(name)
         defer { close(fd) }
         // Allocated uninitialised and handed to Data without a copy.
         guard let buffer = malloc(max(size, 1)) else { throw StoreError.database("out of memory reading \(size) bytes") }
@@ -92,12 +70,7 @@ struct BodyFiles: Sendable {
 
     /// An open descriptor of `name`'s body, checked to be `size` bytes; the caller closes it.
     func open(_ name: String, size: Int) throws -> Int32 {
-        let path = try path(name)
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { throw Failure.missing(name: name) }
-            throw StoreError.database("cannot open state body file \(path): \(String(cString: strerror(errno)))")
-        }
+        let (fd, path) = try openForReading(name)
         var info = stat()
         guard fstat(fd, &info) == 0, Int(info.st_size) == size else {
             let actual = Int(info.st_size)
@@ -106,6 +79,17 @@ struct BodyFiles: Sendable {
                                      + "restore an intact version with `nclav state rollback`")
         }
         return fd
+    }
+
+    /// `name`'s file opened for reading, and its path; `Failure.missing` when it is gone.
+    private func openForReading(_ name: String) throws -> (Int32, String) {
+        let path = try path(name)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { throw Failure.missing(name: name) }
+            throw StoreError.database("cannot open state body file \(path): \(String(cString: strerror(errno)))")
+        }
+        return (fd, path)
     }
 
     /// Removes bodies whose rows are gone, in the background: freeing a written-back file's
@@ -162,7 +146,7 @@ struct BodyFiles: Sendable {
     /// of a file from racing its removal.
     private static let backgroundQueue = DispatchQueue(label: "nclav-state-bodies", qos: .utility)
 
-    private func syncDirectory() {
+    func syncDirectory() {
         let fd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return }
         fsync(fd)
@@ -182,7 +166,7 @@ public final class StagedStateBody: @unchecked Sendable {
     let name: String
     let directory: String
     private let path: String
-    private let synchronous: Bool
+    private let files: BodyFiles
     private var fd: Int32
     private var written = 0
     private var failure: Int32 = 0
@@ -194,7 +178,7 @@ public final class StagedStateBody: @unchecked Sendable {
         name = UUID().uuidString.lowercased()
         directory = files.directory
         path = files.directory + "/" + name
-        synchronous = files.synchronous
+        self.files = files
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError.database("cannot create state body file \(path): \(String(cString: strerror(errno)))") }
     }
@@ -215,16 +199,23 @@ public final class StagedStateBody: @unchecked Sendable {
         written += bytes.count
     }
 
-    /// Closes the file and returns its bytes, mapped from the page cache rather than copied.
-    public func finish() throws -> Data {
+    /// Closes the file (fsyncing it and its directory for a `synchronousFull` store) and
+    /// reports a write error kept by `append`.
+    func complete() throws {
         if fd >= 0 {
-            if failure == 0, synchronous, fsync(fd) != 0 { failure = errno }
+            if failure == 0, files.synchronous, fsync(fd) != 0 { failure = errno }
             close(fd)
             fd = -1
+            if failure == 0, files.synchronous { files.syncDirectory() }
         }
         if failure != 0 {
             throw StoreError.database("cannot write state body file \(path): \(String(cString: strerror(failure))) (check disk space)")
         }
+    }
+
+    /// Closes the file and returns its bytes, mapped from the page cache rather than copied.
+    public func finish() throws -> Data {
+        try complete()
         guard written > 0 else { return Data() }
         let readFD = open(path, O_RDONLY | O_CLOEXEC)
         guard readFD >= 0 else { throw StoreError.database("cannot reopen state body file \(path): \(String(cString: strerror(errno)))") }

@@ -56,6 +56,11 @@ public struct StateBackend: Sendable {
     public func get(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
         guard principal.mayUseState(key) else { return forbidden(key) }
         guard let (info, body) = try await store.latestState(key) else { return BackendResponse(status: 204) }
+        return Self.state(info, body)
+    }
+
+    /// The newest state with its `Content-MD5`: the stored one, or hashed for an old row without it.
+    private static func state(_ info: StateVersionInfo, _ body: Data) -> BackendResponse {
         let md5 = info.md5.isEmpty ? Digest.md5Base64(body) : info.md5
         return BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": md5], body: body)
     }
@@ -77,8 +82,7 @@ public struct StateBackend: Sendable {
         guard let (info, body) = try await store.latestStateBody(key) else { return .response(BackendResponse(status: 204)) }
         switch body {
         case .data(let data):
-            let md5 = info.md5.isEmpty ? Digest.md5Base64(data) : info.md5
-            return .response(BackendResponse(status: 200, headers: ["Content-Type": "application/json", "Content-MD5": md5], body: data))
+            return .response(Self.state(info, data))
         case .file(let descriptor, let size):
             guard !info.md5.isEmpty else {
                 // No stored MD5 (not written by this server): hash it the ordinary way.
