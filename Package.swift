@@ -113,7 +113,7 @@ let package = Package(
         ]),
 
         // Fixture paths, scratch directories and real-process helpers for the test targets.
-        .target(name: "NclavTestSupport", path: "Tests/NclavTestSupport"),
+        .target(name: "NclavTestSupport", dependencies: ["NclavCore", "NclavStore", "NclavAuth"], path: "Tests/NclavTestSupport"),
         // In-test servers speaking cloud APIs' wire formats (for clouds no emulator covers).
         .target(name: "NclavCloudFakes", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -127,13 +127,13 @@ let package = Package(
         .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCloud", "NclavCore", "Orchestrator", "NclavTestSupport", "NclavCloudFakes",
                                                           .product(name: "Hummingbird", package: "hummingbird"),
                                                           .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "nclav"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
         .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavPostgres", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
         .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavTestSupport"]),
-        .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth"]),
+        .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth", "NclavTestSupport"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
             "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "TFBackend", "NclavAWS", "NclavCloudFakes",

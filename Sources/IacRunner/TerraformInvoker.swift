@@ -83,13 +83,29 @@ public struct InvocationResult: Sendable, Equatable {
     public var lastCommand: String
     public var result: ProcessRunResult
     public var toolVersion: String?
+
+    public init(lastCommand: String, result: ProcessRunResult, toolVersion: String?) {
+        self.lastCommand = lastCommand
+        self.result = result
+        self.toolVersion = toolVersion
+    }
+
     /// A plan that found changes exits 2: a finding, not a failure.
     public var succeeded: Bool { result.succeeded || (lastCommand == "plan" && !result.timedOut && !result.cancelled && result.termination == .exited(2)) }
 }
 
+/// The seam between the engine and the IaC binary: everything the reconciler asks of
+/// terraform or tofu. `TerraformInvoker` runs the real binary; tests put a recording tool here.
+public protocol IacTool: Sendable {
+    /// The version `<tool> version -json` reports (e.g. `1.11.4`), or nil when it cannot tell.
+    func version(of tool: String) async -> String?
+    /// Runs the invocation's commands in its workspace, passing every output line to `log`.
+    func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult
+}
+
 /// Runs `init` then `apply` (or `destroy`) with the backend configured through `TF_HTTP_*`, so
 /// no secret is ever written to `.terraform/`.
-public struct TerraformInvoker: Sendable {
+public struct TerraformInvoker: IacTool {
     private let runner: any ProcessRunner
     private let initGate: InitGate
     static let versions = ToolVersionCache()
@@ -118,7 +134,25 @@ public struct TerraformInvoker: Sendable {
         return environment
     }
 
-    public func run(_ invocation: TerraformInvocation, base: [String: String] = ProcessInfo.processInfo.environment,
+    public func version(of tool: String) async -> String? {
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("NCLAV_") && !$0.key.hasPrefix("TF_") }
+        return try? await Self.versions.version(of: tool) { try await probeVersion(of: tool, environment: environment, directory: nil) }
+    }
+
+    private func probeVersion(of tool: String, environment: [String: String], directory: String?) async throws -> String? {
+        let version = VersionCapture()
+        let result = try await runner.run(
+            ProcessSpec(executable: tool, arguments: ["version", "-json"], environment: environment,
+                        workingDirectory: directory ?? FileManager.default.temporaryDirectory.path),
+            policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))) { await version.scan($0) }
+        return result.succeeded ? await version.value : nil
+    }
+
+    public func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
+        try await run(invocation, base: ProcessInfo.processInfo.environment, log: log)
+    }
+
+    public func run(_ invocation: TerraformInvocation, base: [String: String],
                     log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
         let environment = Self.environment(for: invocation, base: base)
         let redactor = Redactor(secrets: invocation.secrets + [invocation.credential])
@@ -128,11 +162,7 @@ public struct TerraformInvoker: Sendable {
         }
         let toolName = URL(fileURLWithPath: invocation.tool).lastPathComponent
         let toolVersion = try await Self.versions.version(of: invocation.tool) {
-            let version = VersionCapture()
-            let result = try await runner.run(
-                ProcessSpec(executable: invocation.tool, arguments: ["version", "-json"], environment: environment, workingDirectory: invocation.workspace.path),
-                policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))) { await version.scan($0) }
-            return result.succeeded ? await version.value : nil
+            try await probeVersion(of: invocation.tool, environment: environment, directory: invocation.workspace.path)
         }
 
         let main: (name: String, arguments: [String]) = switch invocation.operation {

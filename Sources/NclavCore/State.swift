@@ -81,6 +81,12 @@ public struct PartitionState: Codable, Sendable, Hashable {
     /// The partition's own cloud identity, from its driver (empty for local); removed by the
     /// driver after terraform's destroy.
     public var identity: [String: String]?
+    /// When its last successful apply finished; nil until it has been created once.
+    public var appliedAt: Date?
+
+    /// True once an apply of it has succeeded (records from before `applied_at` was kept count
+    /// when they are active or hold outputs).
+    public var wasCreated: Bool { appliedAt != nil || status == .active || !outputs.isEmpty }
 
     public init(enclaveID: String, partitionID: String, desired: Partition, status: ProvisionStatus = .pending,
                 outputs: [String: String] = [:], fingerprint: String? = nil, lastRunID: UUID? = nil,
@@ -101,6 +107,7 @@ public struct PartitionState: Codable, Sendable, Hashable {
     enum CodingKeys: String, CodingKey {
         case enclaveID = "enclave_id", partitionID = "partition_id", desired, status, outputs, fingerprint
         case lastRunID = "last_run_id", lastError = "last_error", createdAt = "created_at", updatedAt = "updated_at", drift, identity
+        case appliedAt = "applied_at"
     }
 }
 
@@ -301,4 +308,9 @@ public struct ServerStatus: Codable, Sendable, Equatable {
         case version, enclaveCount = "enclave_count", defaultCloud = "default_cloud", activeDrivers = "active_drivers"
         case store, reconcileInProgress = "reconcile_in_progress", drift, driftCheckedAt = "drift_checked_at"
     }
+}
+
+extension PartitionState {
+    /// Its state address; nil only for a record whose ids were never validated.
+    public var key: StateKey? { try? StateKey(enclave: enclaveID, partition: partitionID) }
 }

@@ -263,6 +263,11 @@ public final class PostgresStore: StateStore {
         return run
     }
 
+    public func runStatus(_ runID: UUID) async throws -> IacRun.Status? {
+        try await rows("SELECT status FROM nclav_runs WHERE id = \(runID.uuidString)").first
+            .flatMap { IacRun.Status(rawValue: try $0["status"].decode(String.self)) }
+    }
+
     public func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
         try await rows("""
             SELECT * FROM nclav_runs WHERE enclave_id = \(enclave) AND partition_id = \(partition)

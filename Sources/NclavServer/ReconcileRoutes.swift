@@ -54,8 +54,13 @@ struct ReconcileRoutes: Sendable {
         router.delete("/enclaves/:enclave") { _, context in
             try await destroy(enclave: try Routes.id(context, "enclave"), partition: nil)
         }
-        router.delete("/enclaves/:enclave/partitions/:partition") { _, context in
-            try await destroy(enclave: try Routes.id(context, "enclave"), partition: try Routes.id(context, "partition"))
+        router.delete("/enclaves/:enclave/partitions/:partition") { request, context in
+            let enclave = try Routes.id(context, "enclave"), partition = try Routes.id(context, "partition")
+            switch request.uri.queryParameters.get("forget") {
+            case nil, "false": return try await destroy(enclave: enclave, partition: partition)
+            case "true": return try await forget(enclave: enclave, partition: partition)
+            case let other?: throw APIError(.badRequest, "`forget=\(other)` is not understood; use forget=true")
+            }
         }
     }
 
@@ -110,8 +115,29 @@ struct ReconcileRoutes: Sendable {
             }
         }
         return Routes.json(Line(type: "report", reconcileID: report.reconcileID.uuidString, changes: [],
-                                outcomes: report.outcomes.map(Outcome.init),
+                                outcomes: report.outcomes.map(Outcome.init), enclaves: report.enclaves.map(EnclaveLine.init),
                                 errors: report.errors))
+    }
+
+    struct ForgetAnswer: Encodable {
+        let forgotten: String
+        let resources: [String]
+        let identity: [String: String]
+        let workspace: String
+    }
+
+    /// `DELETE /enclaves/{e}/partitions/{p}?forget=true`: drops the partition from nclav's
+    /// records without a teardown, and says what may be left in the cloud.
+    func forget(enclave: String, partition: String) async throws -> Response {
+        let forgotten: Reconciler.Forgotten
+        do { forgotten = try await reconciler().forget(enclave: enclave, partition: partition) } catch let error as ReconcileError {
+            switch error {
+            case .notInState: throw APIError(.notFound, error.description)
+            default: throw APIError(.conflict, error.description)
+            }
+        }
+        return Routes.json(ForgetAnswer(forgotten: forgotten.key.description, resources: forgotten.resources, identity: forgotten.identity,
+                                        workspace: forgotten.workspace))
     }
 
     func reconciler(progress: @escaping @Sendable (String) async -> Void = { _ in }) async -> Reconciler {
@@ -164,16 +190,22 @@ struct ReconcileRoutes: Sendable {
 
     struct PlanAnswer: Encodable {
         let changes: [String]
+        /// Changes an apply makes whatever happens upstream (`--detailed-exitcode` counts these).
         let changeCount: Int
+        /// Partitions that run only if an upstream's outputs (or their enclave's context) change.
+        let conditionalCount: Int
         let deletesEverything: Bool
-        enum CodingKeys: String, CodingKey { case changes, changeCount = "change_count", deletesEverything = "deletes_everything" }
+        enum CodingKeys: String, CodingKey {
+            case changes, changeCount = "change_count", conditionalCount = "conditional_count", deletesEverything = "deletes_everything"
+        }
     }
 
     func dryRun(_ data: Data) async throws -> Response {
         let (tree, _, cleanup, graph) = try load(data)
         defer { cleanup() }
         let report = try await reconciler().plan(tree, graph: graph)
-        return Routes.json(PlanAnswer(changes: report.plan.lines, changeCount: report.plan.changes.count, deletesEverything: report.plan.deletesEverything))
+        return Routes.json(PlanAnswer(changes: report.plan.lines, changeCount: report.plan.certainCount, conditionalCount: report.plan.conditionalCount,
+                                      deletesEverything: report.plan.deletesEverything))
     }
 
     struct Line: Encodable {
@@ -182,9 +214,22 @@ struct ReconcileRoutes: Sendable {
         var reconcileID: String? = nil
         var changes: [String]? = nil
         var outcomes: [Outcome]? = nil
+        var enclaves: [EnclaveLine]? = nil
         var errors: [String]? = nil
         var error: String? = nil
-        enum CodingKeys: String, CodingKey { case type, line, reconcileID = "reconcile_id", changes, outcomes, errors, error }
+        enum CodingKeys: String, CodingKey { case type, line, reconcileID = "reconcile_id", changes, outcomes, enclaves, errors, error }
+    }
+
+    struct EnclaveLine: Encodable {
+        let enclave: String, operation: String, result: String
+        let reason: String?
+
+        init(_ outcome: EnclaveOutcome) {
+            enclave = outcome.enclave
+            operation = outcome.operation.rawValue
+            result = outcome.result.rawValue
+            reason = outcome.reason
+        }
     }
 
     struct Outcome: Encodable {
@@ -304,7 +349,7 @@ struct ReconcileRoutes: Sendable {
                 let report = try await reconciler.reconcile(tree, options: options, holding: lock)
                 continuation.yield(Self.encode(Line(
                     type: "report", reconcileID: report.reconcileID.uuidString, changes: report.plan.lines,
-                    outcomes: report.outcomes.map(Outcome.init),
+                    outcomes: report.outcomes.map(Outcome.init), enclaves: report.enclaves.map(EnclaveLine.init),
                     errors: report.errors)))
             } catch {
                 continuation.yield(Self.encode(Line(type: "error", error: "\(error)")))

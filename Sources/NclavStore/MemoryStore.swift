@@ -102,6 +102,11 @@ public actor MemoryStore: StateStore {
         return runsByID[runID]
     }
 
+    public func runStatus(_ runID: UUID) async throws -> IacRun.Status? {
+        try open()
+        return runsByID[runID]?.status
+    }
+
     public func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
         try open()
         let matching = runsByID.values

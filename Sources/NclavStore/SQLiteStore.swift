@@ -298,6 +298,12 @@ public final class SQLiteStore: StateStore {
         }
     }
 
+    public func runStatus(_ runID: UUID) async throws -> IacRun.Status? {
+        try await read { db in
+            try String.fetchOne(db, sql: "SELECT status FROM runs WHERE id = ?", arguments: [runID.uuidString]).flatMap(IacRun.Status.init(rawValue:))
+        }
+    }
+
     public func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
         try await read { db in
             try Row.fetchAll(db, sql: """

@@ -40,6 +40,9 @@ public protocol StateStore: Sendable {
     func run(_ runID: UUID) async throws -> IacRun?
     /// Newest first, logs left empty (fetch one run for its log).
     func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun]
+    /// A run's status alone (no log): the backend asks on every call made with a run's
+    /// credential, which stops working when the run ends.
+    func runStatus(_ runID: UUID) async throws -> IacRun.Status?
 
     // MARK: Terraform state
     /// The newest version's metadata and body.

@@ -22,7 +22,11 @@ public enum Change: Sendable, Equatable {
     case updateEnclave(String)
     case deleteEnclave(String)
     case createPartition(StateKey)
+    /// Certain to run: `reason` is `changed`, `drifted` or `failed last time`.
     case updatePartition(StateKey, reason: String)
+    /// Runs only if what it reads changes while the apply runs: an upstream partition's
+    /// outputs, or its enclave's context (`condition` says which, e.g. `if shop/api's outputs change`).
+    case mayUpdatePartition(StateKey, condition: String)
     case deletePartition(StateKey)
     case wireExport(enclave: String, name: String)
     case wireImport(enclave: String, partition: String?, alias: String)
@@ -33,17 +37,34 @@ public enum Change: Sendable, Equatable {
         case .createEnclave(let id): return "+ enclave \(id)"
         case .updateEnclave(let id): return "~ enclave \(id)"
         case .deleteEnclave(let id): return "- enclave \(id)"
-        case .createPartition(let key): return "  + partition \(key)"
-        case .updatePartition(let key, let reason): return "  ~ partition \(key) (\(reason))"
-        case .deletePartition(let key): return "  - partition \(key)"
+        case .createPartition(let key): return "+ partition \(key)"
+        case .updatePartition(let key, let reason): return "~ partition \(key) (\(reason))"
+        case .mayUpdatePartition(let key, let condition): return "~ partition \(key) (\(condition))"
+        case .deletePartition(let key): return "- partition \(key)"
         case .wireExport(let enclave, let name): return "  > export \(enclave)/\(name)"
         case .wireImport(let enclave, let partition, let alias):
             return "  < import \(enclave)/\(partition.map { "\($0)/" } ?? "")\(alias)"
         }
     }
+
+    /// The partition a partition change is about.
+    public var partitionKey: StateKey? {
+        switch self {
+        case .createPartition(let key), .updatePartition(let key, _), .mayUpdatePartition(let key, _), .deletePartition(let key): return key
+        default: return nil
+        }
+    }
+
+    /// False for changes that happen only if something upstream turns out different.
+    public var isCertain: Bool {
+        if case .mayUpdatePartition = self { return false }
+        return true
+    }
 }
 
-/// The difference between a loaded tree and the store, in a stable order.
+/// The difference between a loaded tree and the store, in the order an apply works through
+/// it: teardowns (dependents first, then enclaves), enclave boundaries and their wiring, then
+/// partitions in dependency order (exporters before importers).
 public struct Plan: Sendable, Equatable {
     public var changes: [Change]
     /// Fingerprints of every desired partition (`enclave/partition` → hex), for the reconciler
@@ -53,11 +74,29 @@ public struct Plan: Sendable, Equatable {
     /// True when the tree would remove every stored enclave (an empty or wrong directory).
     public var deletesEverything: Bool
 
+    public init(changes: [Change], partitionFingerprints: [StateKey: String] = [:], enclaveFingerprints: [String: String] = [:],
+                deletesEverything: Bool = false) {
+        self.changes = changes
+        self.partitionFingerprints = partitionFingerprints
+        self.enclaveFingerprints = enclaveFingerprints
+        self.deletesEverything = deletesEverything
+    }
+
     public var isEmpty: Bool { changes.isEmpty }
+    /// Changes an apply will make whatever happens upstream.
+    public var certainCount: Int { changes.filter(\.isCertain).count }
+    /// Partitions that run only if an upstream's outputs (or their enclave's context) change.
+    public var conditionalCount: Int { changes.count - certainCount }
 
     /// `nclav diff` output: one line per change, then the summary.
     public var lines: [String] {
-        changes.map(\.line) + [changes.isEmpty ? "No changes." : "\(changes.count) change(s) would be applied."]
+        changes.map(\.line) + [summary]
+    }
+
+    public var summary: String {
+        if changes.isEmpty { return "No changes." }
+        let conditional = conditionalCount
+        return "\(certainCount) change(s) would be applied" + (conditional == 0 ? "." : "; \(conditional) more partition(s) run only if what they read changes.")
     }
 }
 
@@ -73,103 +112,110 @@ public let localContextTokens: ContextTokensProvider = { enclave, partition in
 /// A partition's fingerprint covers its semantic config, the content of every file of its
 /// directory, the tool, and its inputs resolved with the outputs stored for the partitions it
 /// imports from — never the directory's path. A partition whose fingerprint changed is `~`;
-/// a partition downstream of a created or changed one is `~ (upstream changes)`, since its
-/// resolved inputs may change.
+/// one downstream of a changing partition is `~ (if … outputs change)`: it runs only if the
+/// outputs it reads come out different.
 public enum Planner {
     public static func plan(_ tree: LoadedTree, stored: StoredState, tokens: ContextTokensProvider = localContextTokens,
                             graph knownGraph: Digraph<TreeValidator.PartitionRef>? = nil) -> Plan {
         let storedEnclaves = Dictionary(stored.enclaves.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var storedPartitions: [StateKey: PartitionState] = [:]
         for state in stored.partitions {
-            if let key = try? StateKey(enclave: state.enclaveID, partition: state.partitionID) { storedPartitions[key] = state }
+            if let key = state.key { storedPartitions[key] = state }
         }
         let graph = knownGraph ?? TreeValidator.dependencyGraph(of: tree)
         let desiredIDs = Set(tree.enclaves.map(\.enclave.id))
-
-        // Partition fingerprints and first-order changes, in dependency order so upstream
-        // changes are known before their importers are looked at.
-        var fingerprints: [StateKey: String] = [:]
-        var partitionChange: [StateKey: Change] = [:]
         var loadedByRef: [TreeValidator.PartitionRef: (LoadedEnclave, LoadedPartition)] = [:]
         for enclave in tree.enclaves {
             for partition in enclave.partitions { loadedByRef[.init(enclave.enclave.id, partition.partition.id)] = (enclave, partition) }
         }
-        let ordered = graph.waves().flatMap { $0 }
-        for ref in ordered {
-            guard let (enclave, partition) = loadedByRef[ref], let key = try? StateKey(enclave: ref.enclave, partition: ref.partition) else { continue }
-            let fingerprint = Self.fingerprint(partition, in: enclave, tree: tree, stored: storedPartitions, tokens: tokens)
-            fingerprints[key] = fingerprint
-            if storedPartitions[key] == nil {
-                partitionChange[key] = .createPartition(key)
-            } else if storedPartitions[key]?.fingerprint != fingerprint {
-                partitionChange[key] = .updatePartition(key, reason: "changed")
-            } else {
-                let upstreamChanging = graph.dependencies(of: ref).contains { dependency in
-                    (try? StateKey(enclave: dependency.enclave, partition: dependency.partition)).flatMap { partitionChange[$0] } != nil
-                }
-                if upstreamChanging {
-                    partitionChange[key] = .updatePartition(key, reason: "upstream changes")
-                } else if storedPartitions[key]?.drift?.status == .drifted {
-                    // Its YAML and files are unchanged, but its real infrastructure is not what
-                    // was applied: the next apply puts it back.
-                    partitionChange[key] = .updatePartition(key, reason: "drifted")
-                }
-            }
-        }
 
+        // 1. Teardowns: partitions gone from the YAML (dependents first), then enclaves.
         var changes: [Change] = []
+        var desiredKeys: Set<StateKey> = []
+        for ref in loadedByRef.keys { if let key = try? StateKey(enclave: ref.enclave, partition: ref.partition) { desiredKeys.insert(key) } }
+        let removed = stored.partitions.filter { $0.key.map { !desiredKeys.contains($0) } ?? false }
+        changes += StoredGraph.teardownOrder(removed, enclaves: stored.enclaves).compactMap { $0.key.map(Change.deletePartition) }
+        changes += storedEnclaves.keys.filter { !desiredIDs.contains($0) }.sorted().map(Change.deleteEnclave)
+
+        // 2. Enclave boundaries and their export/import wiring.
         var enclaveFingerprints: [String: String] = [:]
-        let allIDs = desiredIDs.union(storedEnclaves.keys).sorted()
-        let loadedByID = Dictionary(tree.enclaves.map { ($0.enclave.id, $0) }, uniquingKeysWith: { first, _ in first })
-        let storedPartitionsByEnclave = Dictionary(grouping: stored.partitions, by: \.enclaveID)
-        for id in allIDs {
-            guard let loaded = loadedByID[id] else {
-                changes.append(.deleteEnclave(id))
-                for state in (storedPartitionsByEnclave[id] ?? []).sorted(by: { $0.partitionID < $1.partitionID }) {
-                    if let key = try? StateKey(enclave: id, partition: state.partitionID) { changes.append(.deletePartition(key)) }
-                }
-                continue
-            }
-            let enclave = loaded.enclave
+        var changedEnclaves: Set<String> = []
+        for loaded in tree.enclaves.sorted(by: { $0.enclave.id < $1.enclave.id }) {
+            let enclave = loaded.enclave, id = enclave.id
             let fingerprint = Self.enclaveFingerprint(enclave)
             enclaveFingerprints[id] = fingerprint
             let previous = storedEnclaves[id]
-            var lines: [Change] = []
-            if previous == nil {
-                lines.append(.createEnclave(id))
-            } else if previous?.fingerprint != fingerprint {
-                lines.append(.updateEnclave(id))
+            var wiring: [Change] = []
+            let previousExports = Set((previous?.desired.exports ?? []).map(Self.canonical))
+            wiring += enclave.exports.filter { !previousExports.contains(Self.canonical($0)) }.map { .wireExport(enclave: id, name: $0.name) }
+            let previousImports = Set((previous?.desired.imports ?? []).map(Self.canonical))
+            wiring += enclave.imports.filter { !previousImports.contains(Self.canonical($0)) }.map { .wireImport(enclave: id, partition: nil, alias: $0.alias) }
+            for partition in enclave.partitions.sorted(by: { $0.id < $1.id }) {
+                let before = (try? StateKey(enclave: id, partition: partition.id)).flatMap { storedPartitions[$0] }
+                    .map { Set($0.desired.imports.map(Self.canonical)) } ?? []
+                wiring += partition.imports.filter { !before.contains(Self.canonical($0)) }.map { .wireImport(enclave: id, partition: partition.id, alias: $0.alias) }
             }
-            let desiredPartitionIDs = Set(enclave.partitions.map(\.id))
-            var partitionLines: [(String, Change)] = []
-            for partition in enclave.partitions {
-                if let key = try? StateKey(enclave: id, partition: partition.id), let change = partitionChange[key] {
-                    partitionLines.append((partition.id, change))
+            if previous == nil {
+                changes.append(.createEnclave(id))
+            } else if previous?.fingerprint != fingerprint || !wiring.isEmpty {
+                // Export and import wiring is part of the enclave: show it as an update.
+                changes.append(.updateEnclave(id))
+                if previous?.fingerprint != fingerprint { changedEnclaves.insert(id) }
+            }
+            changes += wiring
+        }
+
+        // 3. Partitions in dependency order, so upstream changes are known before their importers.
+        var fingerprints: [StateKey: String] = [:]
+        var changing: [StateKey: Change] = [:]
+        for ref in graph.waves().flatMap({ $0 }) {
+            guard let (enclave, partition) = loadedByRef[ref], let key = try? StateKey(enclave: ref.enclave, partition: ref.partition) else { continue }
+            let fingerprint = Self.fingerprint(partition, in: enclave, tree: tree, stored: storedPartitions, tokens: tokens)
+            fingerprints[key] = fingerprint
+            let previous = storedPartitions[key]
+            let change: Change?
+            if previous == nil {
+                change = .createPartition(key)
+            } else if previous?.status == .failed {
+                change = .updatePartition(key, reason: "failed last time")
+            } else if previous?.fingerprint != fingerprint {
+                change = .updatePartition(key, reason: "changed")
+            } else if previous?.drift?.status == .drifted {
+                // Its YAML and files are unchanged, but its real infrastructure is not what
+                // was applied: the next apply puts it back.
+                change = .updatePartition(key, reason: "drifted")
+            } else {
+                let upstream = graph.dependencies(of: ref).compactMap { try? StateKey(enclave: $0.enclave, partition: $0.partition) }
+                    .filter { changing[$0] != nil }
+                if !upstream.isEmpty {
+                    let names = upstream.map(\.description)
+                    change = .mayUpdatePartition(key, condition: "if \(names.joined(separator: " or "))'s outputs change")
+                } else if changedEnclaves.contains(enclave.enclave.id) && Self.readsContext(partition.partition) {
+                    change = .mayUpdatePartition(key, condition: "if enclave \(enclave.enclave.id)'s context changes")
+                } else {
+                    change = nil
                 }
             }
-            for state in storedPartitionsByEnclave[id] ?? [] where !desiredPartitionIDs.contains(state.partitionID) {
-                if let key = try? StateKey(enclave: id, partition: state.partitionID) { partitionLines.append((state.partitionID, .deletePartition(key))) }
+            if let change {
+                changing[key] = change
+                changes.append(change)
             }
-            lines += partitionLines.sorted { $0.0 < $1.0 }.map(\.1)
-            let previousExports = Set((previous?.desired.exports ?? []).map(Self.canonical))
-            lines += enclave.exports.filter { !previousExports.contains(Self.canonical($0)) }.map { .wireExport(enclave: id, name: $0.name) }
-            let previousImports = Set((previous?.desired.imports ?? []).map(Self.canonical))
-            lines += enclave.imports.filter { !previousImports.contains(Self.canonical($0)) }.map { .wireImport(enclave: id, partition: nil, alias: $0.alias) }
-            for partition in enclave.partitions.sorted(by: { $0.id < $1.id }) {
-                let key = try? StateKey(enclave: id, partition: partition.id)
-                let before = key.flatMap { storedPartitions[$0] }.map { Set($0.desired.imports.map(Self.canonical)) } ?? []
-                lines += partition.imports.filter { !before.contains(Self.canonical($0)) }.map { .wireImport(enclave: id, partition: partition.id, alias: $0.alias) }
-            }
-            if !lines.isEmpty, previous != nil, !lines.contains(where: { if case .updateEnclave = $0 { return true }; return false }),
-               lines.contains(where: { if case .wireExport = $0 { return true }; if case .wireImport = $0 { return true }; return false }) {
-                // Export and import wiring is part of the enclave: show it as an update.
-                lines.insert(.updateEnclave(id), at: 0)
-            }
-            changes += lines
         }
         let deletesEverything = !storedEnclaves.isEmpty && desiredIDs.isDisjoint(with: storedEnclaves.keys)
         return Plan(changes: changes, partitionFingerprints: fingerprints, enclaveFingerprints: enclaveFingerprints,
                     deletesEverything: deletesEverything)
+    }
+
+    /// True when an input uses a `{{ nclav_* }}` token that comes from the enclave's driver
+    /// context (everything but the enclave and partition ids, which never change).
+    static func readsContext(_ partition: Partition) -> Bool {
+        partition.inputs.values.contains { value in
+            guard let template = try? Template(parsing: value) else { return false }
+            return template.segments.contains { segment in
+                if case .context(let token) = segment { return token != "nclav_enclave_id" && token != "nclav_partition_id" }
+                return false
+            }
+        }
     }
 
     // MARK: Fingerprints
@@ -210,6 +256,18 @@ public enum Planner {
             feed(relative)
             let content = FileManager.default.contents(atPath: "\(directory)/\(relative)") ?? Data()
             feed(Digest.sha256Hex(content))
+        }
+        // A local module outside the partition directory is vendored into the workspace, so
+        // its content is part of what terraform applies.
+        if let source = partition.terraform.source, source.hasPrefix("./") || source.hasPrefix("../") {
+            let module = source.standardizedPath(relativeTo: URL(fileURLWithPath: directory, isDirectory: true))
+            if module != directory && !module.hasPrefix(directory + "/") {
+                feed("module")
+                for relative in PartitionFiles.list(path: module, keepConfig: true).files {
+                    feed(relative)
+                    feed(Digest.sha256Hex(FileManager.default.contents(atPath: "\(module)/\(relative)") ?? Data()))
+                }
+            }
         }
         feed("inputs")
         let resolved = resolveInputs(partition, in: enclave, tree: tree, stored: stored, tokens: tokens)

@@ -51,10 +51,21 @@ public struct StateBackend: Sendable {
         .error(403, "this credential may not use the state of \(key)", details: ["a run credential is scoped to its own partition's state"])
     }
 
+    /// Why `principal` may not use the state at `key` now, or nil when it may: a run
+    /// credential opens only its own partition's state, and only while its run is running.
+    private func refusal(_ key: StateKey, _ principal: Principal) async throws -> BackendResponse? {
+        guard principal.mayUseState(key) else { return forbidden(key) }
+        if case .run(let scope) = principal, try await store.runStatus(scope.runID) != .running {
+            return .error(401, "this run credential ended with its run",
+                          details: ["run \(scope.runID) is not running; a run's credential works only while the run does"])
+        }
+        return nil
+    }
+
     // MARK: State
 
     public func get(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         guard let (info, body) = try await store.latestState(key) else { return BackendResponse(status: 204) }
         return Self.state(info, body)
     }
@@ -78,7 +89,7 @@ public struct StateBackend: Sendable {
 
     /// `get`, letting a file-backed body go out as a file.
     public func download(_ key: StateKey, as principal: Principal) async throws -> Download {
-        guard principal.mayUseState(key) else { return .response(forbidden(key)) }
+        if let refusal = try await refusal(key, principal) { return .response(refusal) }
         guard let (info, body) = try await store.latestStateBody(key) else { return .response(BackendResponse(status: 204)) }
         switch body {
         case .data(let data):
@@ -96,7 +107,7 @@ public struct StateBackend: Sendable {
     public func put(_ key: StateKey, body: Data, digests: BodyDigests? = nil, document given: StateDocument.Parsed? = nil,
                     staged: StagedStateBody? = nil, contentMD5: String?,
                     lockID: String?, force: Bool, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         if force, principal != .admin {
             return .error(403, "only the admin token may force a state write", details: ["drop ?force=true or use the admin token"])
         }
@@ -162,7 +173,7 @@ public struct StateBackend: Sendable {
     }
 
     public func lock(_ key: StateKey, body: Data, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         guard let id = Self.lockID(from: body) else {
             return .error(400, "the lock body must be Terraform's lock info JSON with a non-empty `ID`")
         }
@@ -174,13 +185,13 @@ public struct StateBackend: Sendable {
 
     /// The current holder's lock info (200), or 204 when the state is not locked.
     public func lockInfo(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         guard let lock = try await store.lock(key) else { return BackendResponse(status: 204) }
         return .holder(200, lock)
     }
 
     public func unlock(_ key: StateKey, body: Data, as principal: Principal) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         let isForce = body.allSatisfy { $0 == 0x20 || $0 == 0x0a || $0 == 0x0d || $0 == 0x09 }
         if isForce, principal != .admin {
             return .error(403, "only the admin token may force-unlock", details: ["send the lock info JSON with the holder's ID to unlock"])
@@ -203,7 +214,7 @@ public struct StateBackend: Sendable {
     // MARK: Versions
 
     public func versions(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         struct Listing: Encodable { let enclave: String; let partition: String; let versions: [StateVersionInfo] }
         return .json(200, Listing(enclave: key.enclave, partition: key.partition, versions: try await store.stateVersions(key)))
     }
@@ -236,7 +247,7 @@ public struct StateBackend: Sendable {
     }
 
     public func version(_ key: StateKey, version: Int64, as principal: Principal) async throws -> BackendResponse {
-        guard principal.mayUseState(key) else { return forbidden(key) }
+        if let refusal = try await refusal(key, principal) { return refusal }
         guard let (info, body) = try await store.stateVersion(key, version: version) else {
             return .error(404, "state \(key) has no version \(version)", details: ["list versions at /terraform/state/\(key)/versions"])
         }

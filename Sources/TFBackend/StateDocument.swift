@@ -192,3 +192,28 @@ public enum StreamingDigest {
         public func hex() -> String { Digest.hex(hasher.finalize()) }
     }
 }
+
+extension StateDocument {
+    /// The managed and data resources a state holds, as terraform addresses
+    /// (`module.net.aws_vpc.main`, `data.terraform_remote_state.x`), or nil when the body is not
+    /// a state. Decodes the resource list, so it is for teardown decisions and messages, not
+    /// for the backend's hot path.
+    public static func resourceAddresses(_ body: Data) -> [String]? {
+        struct Shape: Decodable {
+            struct Resource: Decodable {
+                let module: String?
+                let mode: String?
+                let type: String
+                let name: String
+                let instances: [Instance]?
+            }
+            struct Instance: Decodable {}
+            let resources: [Resource]?
+        }
+        guard let shape = try? JSONDecoder().decode(Shape.self, from: body) else { return nil }
+        return (shape.resources ?? []).filter { ($0.instances?.count ?? 1) > 0 }.map { resource in
+            let local = (resource.mode == "data" ? "data." : "") + "\(resource.type).\(resource.name)"
+            return resource.module.map { "\($0).\(local)" } ?? local
+        }
+    }
+}

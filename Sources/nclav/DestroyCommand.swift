@@ -15,12 +15,18 @@ struct Destroy: AsyncParsableCommand {
           nclav destroy product-a-dev
           nclav destroy product-a-dev product-b-staging --yes
           nclav destroy product-a-dev --partition db
+          nclav destroy product-a-dev --partition db --forget
           nclav destroy --all --yes
+
+        --forget drops one partition from nclav's state without running terraform, for a
+        partition whose teardown can never succeed (its tool, code or workspace is gone). Its
+        Terraform state and workspace are kept; whatever it created stays in the cloud.
         """
     )
     @Argument(help: "Enclave ids.") var enclaves: [String] = []
     @Flag(help: "Destroy every enclave the server knows.") var all = false
     @Option(help: "Destroy only this partition of the (single) enclave given.") var partition: String?
+    @Flag(help: "With --partition: drop it from state without a teardown (its cloud resources are left as they are).") var forget = false
     @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
     @OptionGroup var client: ClientOptions
     @OptionGroup var reportOption: ReportOption
@@ -29,6 +35,7 @@ struct Destroy: AsyncParsableCommand {
         if all && !enclaves.isEmpty { throw ValidationError("give enclave ids or --all, not both") }
         if !all && enclaves.isEmpty { throw ValidationError("name the enclaves to destroy, or pass --all") }
         if partition != nil && (all || enclaves.count != 1) { throw ValidationError("--partition needs exactly one enclave id") }
+        if forget && partition == nil { throw ValidationError("--forget needs --partition: only one partition at a time is forgotten") }
     }
 
     struct Listing: Decodable {
@@ -58,6 +65,9 @@ struct Destroy: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if forget, let partition {
+            return try await ForgetCommand.forget(enclave: enclaves[0], partition: partition, yes: yes, client: client)
+        }
         let api = try client.client()
         try await withClient {
             var targets = enclaves
@@ -73,11 +83,7 @@ struct Destroy: AsyncParsableCommand {
                 targets = Self.importersFirst(targets, graph: try JSONDecoder().decode(StateGraph.self, from: answer.body))
             }
             let what = partition.map { "partition \(targets[0])/\($0)" } ?? "enclave(s) \(targets.joined(separator: ", "))"
-            if !yes {
-                guard isatty(STDIN_FILENO) != 0 else { throw CommandFailure("refusing to destroy \(what) without confirmation; pass --yes") }
-                print("This runs terraform destroy for \(what). Type `yes` to continue: ", terminator: "")
-                guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else { throw CommandFailure("nothing destroyed") }
-            }
+            try Confirmation.require("destroy \(what)", question: "This runs terraform destroy for \(what).", declined: "nothing destroyed", yes: yes)
             var failed = false
             let start = Date()
             var runReport = RunReport(command: "destroy", started: start)

@@ -149,6 +149,7 @@ struct Apply: AsyncParsableCommand {
         let line: String?
         let changes: [String]?
         let outcomes: [RunReport.Outcome]?
+        let enclaves: [RunReport.EnclaveOutcome]?
         let errors: [String]?
         let error: String?
     }
@@ -182,6 +183,7 @@ struct Apply: AsyncParsableCommand {
                 case "report":
                     runReport.reconcile_ids = line.reconcile_id.map { [$0] } ?? []
                     runReport.outcomes = line.outcomes ?? []
+                    runReport.enclaves = line.enclaves ?? []
                     runReport.errors = line.errors ?? []
                     runReport.finish(at: Date(), started: start)
                     reported = true
@@ -199,14 +201,16 @@ struct Apply: AsyncParsableCommand {
         // Every followed run's last lines come before the summary.
         await printer?.drain()
         if reported {
-            if runReport.outcomes.isEmpty && runReport.errors.isEmpty {
+            // "No changes." only when nothing ran, nothing was created or torn down, nothing failed.
+            if runReport.outcomes.isEmpty && runReport.enclaves.isEmpty && runReport.errors.isEmpty {
                 print("No changes.")
             } else {
                 print("")
                 runReport.table.forEach { print($0) }
                 for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
                 let summary = runReport.summary
-                print("Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped.")
+                let unchanged = summary.unchanged > 0 ? ", \(summary.unchanged) unchanged" : ""
+                print("Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped\(unchanged).")
                 failed = failed || !runReport.errors.isEmpty
             }
         }

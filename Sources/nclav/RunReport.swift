@@ -14,8 +14,16 @@ struct RunReport: Codable {
         var reason: String?
     }
 
+    /// An enclave boundary created, updated or torn down.
+    struct EnclaveOutcome: Codable {
+        let enclave: String
+        let operation: String
+        let result: String
+        var reason: String?
+    }
+
     struct Summary: Codable {
-        var succeeded = 0, failed = 0, skipped = 0, other = 0
+        var succeeded = 0, failed = 0, skipped = 0, unchanged = 0, other = 0
     }
 
     let command: String
@@ -24,6 +32,7 @@ struct RunReport: Codable {
     var seconds: Double
     var reconcile_ids: [String] = []
     var outcomes: [Outcome] = []
+    var enclaves: [EnclaveOutcome] = []
     var errors: [String] = []
     var summary = Summary()
 
@@ -49,14 +58,16 @@ struct RunReport: Codable {
             case "succeeded", "in-sync": summary.succeeded += 1
             case "failed", "error": summary.failed += 1
             case "skipped": summary.skipped += 1
+            case "unchanged": summary.unchanged += 1
             default: summary.other += 1
             }
         }
     }
 
-    /// PARTITION OPERATION RESULT DURATION RUN / REASON, one row per partition.
+    /// PARTITION OPERATION RESULT DURATION RUN / REASON, one row per partition (enclave
+    /// boundaries first, as `enclave <id>`).
     var table: [String] {
-        let rows = outcomes.map { outcome in
+        let rows = enclaves.map { ["enclave \($0.enclave)", $0.operation, $0.result, "-", $0.reason ?? "-"] } + outcomes.map { outcome in
             [outcome.partition, outcome.operation, outcome.result,
              outcome.seconds.map { String(format: "%.1fs", $0) } ?? "-",
              outcome.reason ?? outcome.run_id ?? "-"]

@@ -7,7 +7,7 @@ struct StateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "state",
         abstract: "Inspect and repair the Terraform state nclav keeps for a partition.",
-        subcommands: [Versions.self, Pull.self, Rollback.self, Unlock.self]
+        subcommands: [Versions.self, Pull.self, Push.self, Rollback.self, Unlock.self, Forget.self]
     )
 
     /// `<enclave> <partition>`, validated before any request is made.
@@ -97,11 +97,8 @@ struct StateCommand: AsyncParsableCommand {
             let key = try address.key()
             let api = try client.client()
             try await withClient {
-                if !yes {
-                    guard isatty(STDIN_FILENO) != 0 else { throw CommandFailure("refusing to roll \(key) back without confirmation; pass --yes") }
-                    print("Restore version \(version) of \(key) as its newest state? Type `yes` to confirm: ", terminator: "")
-                    guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else { throw CommandFailure("nothing restored") }
-                }
+                try Confirmation.require("roll \(key) back", question: "Restore version \(version) of \(key) as its newest state?",
+                                         declined: "nothing restored", yes: yes)
                 let answer = try await api.send(.POST, "/terraform/state/\(key)/versions/\(version)/restore")
                 if answer.status == 423 { throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first") }
                 try NclavAPIClient.requireSuccess(answer)
@@ -109,6 +106,72 @@ struct StateCommand: AsyncParsableCommand {
                 print("restored version \(version) of \(key) as version \(result["new_version"] ?? "?") (serial \(result["serial"] ?? "?"))")
             }
         }
+    }
+
+    struct Forget: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drop a partition from nclav's state without a teardown (admin token only).",
+            discussion: """
+            For a partition whose teardown can never succeed: its tool, its code or its workspace
+            is gone. Runs nothing: whatever the partition created stays in the cloud, and the
+            command lists it (from the partition's Terraform state, which is kept). An audit event
+            records it. Refused while another partition imports from it. Asks unless --yes.
+
+            Example:
+              nclav state forget product-a-dev db --yes
+            """
+        )
+        @OptionGroup var address: Address
+        @OptionGroup var client: ClientOptions
+        @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
+
+        func run() async throws {
+            try await ForgetCommand.forget(enclave: address.enclave, partition: address.partition, yes: yes, client: client)
+        }
+    }
+
+    struct Push: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Store a state file as a partition's newest state (admin token only).",
+            discussion: """
+            Without --force the state must continue the stored one: the same lineage and a higher
+            serial (what `terraform state push` checks). With --force it is stored whatever its
+            lineage and serial, as a new version (older versions are kept; `nclav state rollback`
+            undoes it). Refused while the state is locked.
+
+            Examples:
+              nclav state push product-a-dev db fixed.tfstate
+              nclav state push product-a-dev db other-workspace.tfstate --force
+            """
+        )
+        @OptionGroup var address: Address
+        @Argument(help: "The state file to store.") var file: String
+        @Flag(help: "Store it even with another lineage or a serial that is not newer.") var force = false
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            let key = try address.key()
+            guard let body = FileManager.default.contents(atPath: file) else { throw CommandFailure("cannot read \(file)") }
+            let api = try client.client()
+            try await withClient {
+                let answer = try await api.send(.POST, "/terraform/state/\(key)\(force ? "?force=true" : "")", body: body, contentType: "application/json")
+                switch answer.status {
+                case 409:
+                    let message = (try? JSONDecoder().decode(ErrorAnswer.self, from: answer.body))?.error ?? "conflict"
+                    throw CommandFailure("\(key): \(message); pass --force to store it anyway (`nclav state versions \(key.enclave) \(key.partition)` shows what is there)")
+                case 423:
+                    throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first")
+                default:
+                    try NclavAPIClient.requireSuccess(answer)
+                }
+                let latest = try await api.send(.GET, "/terraform/state/\(key)/versions")
+                try NclavAPIClient.requireSuccess(latest)
+                let version = try NclavAPIClient.decoder.decode(Versions.Listing.self, from: latest.body).versions.first
+                print("stored \(file) as version \(version.map { String($0.version) } ?? "?") of \(key) (serial \(version.map { String($0.serial) } ?? "?"))")
+            }
+        }
+
+        struct ErrorAnswer: Decodable { let error: String }
     }
 
     struct Unlock: AsyncParsableCommand {
@@ -134,17 +197,46 @@ struct StateCommand: AsyncParsableCommand {
                 if current.status == 204 { return print("\(key) is not locked") }
                 try NclavAPIClient.requireSuccess(current)
                 print("\(key) is locked by: \(String(decoding: current.body, as: UTF8.self))")
-                if !yes {
-                    guard isatty(STDIN_FILENO) != 0 else {
-                        throw CommandFailure("refusing to force-unlock without confirmation; pass --yes")
-                    }
-                    print("Force-unlock \(key)? Type `yes` to confirm: ", terminator: "")
-                    guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else { throw CommandFailure("not unlocked") }
-                }
+                try Confirmation.require("force-unlock", question: "Force-unlock \(key)?", declined: "not unlocked", yes: yes)
                 let answer = try await api.send(.DELETE, "/terraform/state/\(key)/lock")
                 try NclavAPIClient.requireSuccess(answer)
                 print("unlocked \(key)")
             }
+        }
+    }
+}
+
+/// `nclav state forget` and `nclav destroy --partition p --forget`.
+enum ForgetCommand {
+    struct Answer: Decodable {
+        let forgotten: String
+        let resources: [String]
+        let identity: [String: String]
+        let workspace: String
+    }
+
+    static func forget(enclave: String, partition: String, yes: Bool, client: ClientOptions) async throws {
+        let key: StateKey
+        do { key = try StateKey(enclave: enclave, partition: partition) } catch { throw ValidationError(error.description) }
+        let api = try client.client()
+        try await withClient {
+            try Confirmation.require("forget \(key)",
+                                     question: "Forget \(key)? nclav drops it from state without running terraform: whatever it created stays in the cloud.",
+                                     declined: "nothing forgotten", yes: yes)
+            let answer = try await api.send(.DELETE, "/enclaves/\(key.enclave)/partitions/\(key.partition)?forget=true")
+            try NclavAPIClient.requireSuccess(answer)
+            let forgotten = try JSONDecoder().decode(Answer.self, from: answer.body)
+            print("forgot \(forgotten.forgotten): it is no longer in nclav's state")
+            if forgotten.resources.isEmpty {
+                print("its Terraform state holds no resources")
+            } else {
+                print("left in the cloud (from its Terraform state, which is kept: `nclav state pull \(key.enclave) \(key.partition)`):")
+                for resource in forgotten.resources { print("  \(resource)") }
+            }
+            if !forgotten.identity.isEmpty {
+                print("its cloud identity is left too: " + forgotten.identity.keys.sorted().map { "\($0)=\(forgotten.identity[$0]!)" }.joined(separator: ", "))
+            }
+            print("its workspace is kept at \(forgotten.workspace) (terraform can destroy from there by hand)")
         }
     }
 }

@@ -41,14 +41,14 @@ struct TerraformInvokerTests {
         var text: String { lines.joined(separator: "\n") }
     }
 
-    func prepare(_ server: ServerProcess, main: String) throws -> (TerraformInvocation, URL) {
+    func prepare(_ server: ServerProcess, main: String) async throws -> (TerraformInvocation, URL) {
         let base = try TestSupport.makeScratchDirectory("nclav-invoke")
         let source = base.appendingPathComponent("web")
         try FileManager.default.createDirectory(at: source, withIntermediateDirectories: true)
         try main.write(to: source.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
         let rendered = try WorkspaceRenderer(root: base.appendingPathComponent("workspaces")).render(
             WorkspaceSpec(key: key, sourceDirectory: source, inputs: ["greeting": "hello from nclav"]))
-        let credential = RunCredentialSigner(adminToken: server.token).mint(RunScope(key: key, runID: UUID(), expiresAt: Date(timeIntervalSinceNow: 600)))
+        let (credential, _) = try await server.runCredential(for: key)
         let invocation = TerraformInvocation(key: key, operation: .apply, workspace: rendered.directory, tool: try TestSupport.which("terraform"),
                                              backendBaseURL: server.baseURL, credential: credential, secrets: [server.token],
                                              pluginCacheDirectory: base.appendingPathComponent("plugin-cache"))
@@ -73,7 +73,7 @@ struct TerraformInvokerTests {
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
         let server = try await ServerProcess.start(home: home)
-        let (invocation, base) = try prepare(server, main: Self.module)
+        let (invocation, base) = try await prepare(server, main: Self.module)
         defer { try? FileManager.default.removeItem(at: base) }
         let log = Log()
         // The server's own secret is in the environment nclav runs with; terraform must not get it.
@@ -120,7 +120,7 @@ struct TerraformInvokerTests {
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
         let server = try await ServerProcess.start(home: home)
-        let (invocation, base) = try prepare(server, main: "resource \"terraform_data\" \"broken\" {\n  input = \n}\n")
+        let (invocation, base) = try await prepare(server, main: "resource \"terraform_data\" \"broken\" {\n  input = \n}\n")
         defer { try? FileManager.default.removeItem(at: base) }
         let log = Log()
         let result = try await TerraformInvoker().run(invocation) { await log.append($0) }
@@ -137,7 +137,7 @@ struct TerraformInvokerTests {
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
         let server = try await ServerProcess.start(home: home)
-        let (invocation, base) = try prepare(server, main: "module \"net\" {\n  source = \"./missing\"\n}\n")
+        let (invocation, base) = try await prepare(server, main: "module \"net\" {\n  source = \"./missing\"\n}\n")
         defer { try? FileManager.default.removeItem(at: base) }
         let log = Log()
         let result = try await TerraformInvoker().run(invocation) { await log.append($0) }
@@ -160,11 +160,11 @@ struct TerraformInvokerTests {
         for name in ["one", "two", "three"] {
             let key = try StateKey(enclave: "app", partition: name)
             keys.append(key)
-            let (prepared, base) = try prepare(server, main: Self.module)
+            let (prepared, base) = try await prepare(server, main: Self.module)
             defer { try? FileManager.default.removeItem(at: base) }
             var invocation = prepared
             invocation.key = key
-            invocation.credential = RunCredentialSigner(adminToken: server.token).mint(RunScope(key: key, runID: UUID(), expiresAt: Date(timeIntervalSinceNow: 600)))
+            invocation.credential = try await server.runCredential(for: key).credential
             let log = Log()
             let result = try await invoker.run(invocation) { await log.append($0) }
             let text = await log.text

@@ -47,7 +47,7 @@ struct ApplyCommandTests {
                 .write(to: config, atomically: true, encoding: .utf8)
             let changed = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
             #expect(changed.exitCode == 2)
-            #expect(changed.stdoutLines.first == "  ~ partition platform/network (changed)")
+            #expect(changed.stdoutLines.first == "~ partition platform/network (changed)")
             let reapplied = try await nclav(["apply", tree.path], server: server)
             #expect(reapplied.exitCode == 0, "\(reapplied.stderr)")
             #expect(reapplied.stdout.contains("platform/network  update"))
@@ -65,6 +65,42 @@ struct ApplyCommandTests {
             #expect(firstLog.stdout.contains("storefront behind edge.local-1.platform.internal calls https://shop-api.internal:8443 (upstream pg.data.internal:5432)"), "\(firstLog.stdout)")
             #expect(firstLog.stdout.contains("Apply complete! Resources: 1 added"))
             #expect(!logs.stdout.contains(server.token))
+        }
+    }
+
+    @Test("changing an input of a partition that imports something applies it, then its importer, and converges")
+    func middlePartitionEdit() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclav(["apply", tree.path, "--parallelism", "2"], server: server).exitCode == 0)
+            // shop/api imports data/postgres and is imported by shop/web: neither a root nor a leaf.
+            let config = tree.appendingPathComponent("shop/api/config.yml")
+            try (try String(contentsOf: config, encoding: .utf8)).replacingOccurrences(of: "service_name: \"shop-", with: "service_name: \"shop2-")
+                .write(to: config, atomically: true, encoding: .utf8)
+            let diff = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
+            #expect(diff.exitCode == 2)
+            #expect(diff.stdoutLines == [
+                "~ partition shop/api (changed)",
+                "~ partition shop/web (if shop/api's outputs change)",
+                "1 change(s) would be applied; 1 more partition(s) run only if what they read changes.",
+            ])
+            let apply = try await nclav(["apply", tree.path], server: server)
+            #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)")
+            #expect(!apply.stdout.contains("No changes."), "\(apply.stdout)")
+            let started = apply.stdoutLines.filter { $0.contains(" started (run ") }
+            #expect(started.count == 2)
+            #expect(started.first?.contains("shop/api update started") == true, "shop/api runs first: \(apply.stdout)")
+            #expect(started.last?.contains("shop/web update started") == true, "\(apply.stdout)")
+            #expect(apply.stdoutLines.contains { $0.hasPrefix("shop/api") && $0.contains("update") && $0.contains("succeeded") })
+            #expect(apply.stdoutLines.contains { $0.hasPrefix("shop/web") && $0.contains("update") && $0.contains("succeeded") })
+            #expect(apply.stdout.contains("Apply complete: 2 succeeded, 0 failed, 0 skipped."))
+            let after = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
+            #expect(after.exitCode == 0)
+            #expect(after.stdout == "No changes.\n")
+            let outputs = try await http(.GET, server.baseURL + "/enclaves/shop", auth: .bearer(server.token)).json()
+            let api = (outputs["partitions"] as? [[String: Any]])?.first { $0["partition_id"] as? String == "api" }
+            #expect(((api?["outputs"] as? [String: String])?["hostname"])?.hasPrefix("shop2-") == true, "\(String(describing: api))")
         }
     }
 

@@ -50,6 +50,63 @@ struct ClientCommandTests {
         #expect(Date().timeIntervalSince(start) < 10, "a refused connection is reported at once")
     }
 
+    @Test("state push: a continuing state as terraform would; another lineage only with --force")
+    func statePush() async throws {
+        try await withServer { server async throws in
+            let url = server.baseURL + "/terraform/state/shop/db"
+            _ = try await http(.POST, url, auth: .bearer(server.token), body: stateJSON(serial: 3))
+            let scratch = try TestSupport.makeScratchDirectory("nclav-push")
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            let next = scratch.appendingPathComponent("next.tfstate")
+            try stateJSON(serial: 4).write(to: next)
+            let foreign = scratch.appendingPathComponent("foreign.tfstate")
+            try stateJSON(serial: 1, lineage: "11111111-2222-3333-4444-555555555555").write(to: foreign)
+
+            let pushed = try await nclavCLI(["state", "push", "shop", "db", next.path], server: server)
+            #expect(pushed.exitCode == 0, "\(pushed.stderr)")
+            #expect(pushed.stdout == "stored \(next.path) as version 2 of shop/db (serial 4)\n")
+            let refused = try await nclavCLI(["state", "push", "shop", "db", foreign.path], server: server)
+            #expect(refused.exitCode == 1)
+            #expect(refused.stderr.contains("shop/db: state lineage differs from the stored state's; pass --force to store it anyway"), "\(refused.stderr)")
+            let forced = try await nclavCLI(["state", "push", "shop", "db", foreign.path, "--force"], server: server)
+            #expect(forced.exitCode == 0, "\(forced.stderr)")
+            #expect(forced.stdout == "stored \(foreign.path) as version 3 of shop/db (serial 1)\n")
+            let latest = try await http(.GET, url, auth: .bearer(server.token))
+            #expect(latest.body == stateJSON(serial: 1, lineage: "11111111-2222-3333-4444-555555555555"))
+            let missing = try await nclavCLI(["state", "push", "shop", "db", scratch.appendingPathComponent("nope").path], server: server)
+            #expect(missing.exitCode == 1)
+            #expect(missing.stderr.contains("cannot read"))
+        }
+    }
+
+    @Test("state forget: asks off a terminal, drops the record, keeps the state, lists what is left")
+    func stateForget() async throws {
+        let builder = try TreeBuilder.scratch()
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        try builder.enclave("app")
+        try builder.partition("app", "keep", main: "resource \"terraform_data\" \"a\" { input = 1 }\n")
+        try builder.partition("app", "lost", main: "resource \"terraform_data\" \"b\" { input = 2 }\n")
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", builder.root.path], server: server).exitCode == 0)
+            let unconfirmed = try await nclavCLI(["state", "forget", "app", "lost"], server: server)
+            #expect(unconfirmed.exitCode == 1)
+            #expect(unconfirmed.stderr.contains("refusing to forget app/lost without confirmation; pass --yes"))
+            let forgotten = try await nclavCLI(["destroy", "app", "--partition", "lost", "--forget", "--yes"], server: server)
+            #expect(forgotten.exitCode == 0, "\(forgotten.stderr)")
+            #expect(forgotten.stdoutLines.first == "forgot app/lost: it is no longer in nclav's state")
+            #expect(forgotten.stdoutLines.contains("  terraform_data.b"), "\(forgotten.stdout)")
+            let enclave = try await http(.GET, server.baseURL + "/enclaves/app", auth: .bearer(server.token)).json()
+            #expect((enclave["partitions"] as? [[String: Any]])?.compactMap { $0["partition_id"] as? String } == ["keep"])
+            #expect(try await http(.GET, server.baseURL + "/terraform/state/app/lost", auth: .bearer(server.token)).status == 200)
+            let again = try await nclavCLI(["state", "forget", "app", "lost", "--yes"], server: server)
+            #expect(again.exitCode == 1)
+            #expect(again.stderr.contains("is not in state"), "\(again.stderr)")
+            let misuse = try await nclavCLI(["destroy", "app", "--forget", "--yes"], server: server)
+            #expect(misuse.exitCode != 0)
+            #expect(misuse.stderr.contains("--forget needs --partition"))
+        }
+    }
+
     @Test("state versions, pull and unlock")
     func stateCommands() async throws {
         try await withServer { server async throws in

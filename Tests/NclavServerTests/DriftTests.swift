@@ -54,7 +54,7 @@ struct DriftTests {
             #expect(try await nclavCLI(["graph"], server: server).stdoutLines.contains("  partition app/web [active, drifted]"))
             let diff = try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server)
             #expect(diff.exitCode == 2)
-            #expect(diff.stdoutLines.first == "  ~ partition app/web (drifted)", "\(diff.stdout)")
+            #expect(diff.stdoutLines.first == "~ partition app/web (drifted)", "\(diff.stdout)")
 
             let repaired = try await nclavCLI(["apply", tree.path], server: server)
             #expect(repaired.exitCode == 0, "\(repaired.stderr)")

@@ -149,9 +149,7 @@ struct TerraformBackendTests {
     @Test("a run credential works for its own partition only and cannot force-unlock")
     func runCredential() async throws {
         try await withServer { server async throws in
-            let runID = UUID()
-            let scope = RunScope(key: try StateKey(enclave: "demo", partition: "app"), runID: runID, expiresAt: Date(timeIntervalSinceNow: 600))
-            let credential = RunCredentialSigner(adminToken: server.token).mint(scope)
+            let (credential, runID) = try await server.runCredential(for: try StateKey(enclave: "demo", partition: "app"))
             let workspace = try TerraformWorkspace(server: server, password: credential)
             defer { workspace.remove() }
             let (initResult, apply) = try await workspace.initAndApply()
@@ -171,6 +169,12 @@ struct TerraformBackendTests {
             let forced = try await workspace.terraform("force-unlock", "-force", "admin-lock")
             #expect(forced.exitCode != 0, "a run credential must not force-unlock")
             #expect(try await http(.GET, workspace.address + "/lock", auth: .bearer(server.token)).status == 200)
+
+            // Once its run is over, the credential opens nothing, though it has not expired.
+            try await server.finishRun(runID)
+            #expect(try await http(.GET, workspace.address, auth: .basic(user: "nclav", password: credential)).status == 401)
+            let late = try await workspace.terraform("plan", "-input=false", "-no-color", "-lock=false")
+            #expect(late.exitCode != 0)
         }
     }
 

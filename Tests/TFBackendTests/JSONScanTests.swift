@@ -1,5 +1,6 @@
 import Foundation
 @testable import TFBackend
+import NclavTestSupport
 import Testing
 
 /// The validating scanner must accept exactly what a strict JSON parser accepts.
@@ -45,7 +46,7 @@ struct JSONScanTests {
     @Test("random damage to a real state body: the scan and a strict parser agree every time")
     func agreesUnderMutation() throws {
         let state = Data(#"{"version":4,"terraform_version":"1.11.4","serial":7,"lineage":"5f1c-é","outputs":{"url":{"value":"https://x","type":"string"},"n":{"value":[1,2.5,{"k":null}],"type":["tuple",["number"]]}},"resources":[{"mode":"managed","type":"terraform_data","name":"a","instances":[{"attributes":{"id":"\u0041b","input":{"value":"x\ny","type":"string"}}}]}],"check_results":null}"#.utf8)
-        var generator = SplitMix(seed: 20261122)
+        var generator = SeededGenerator(seed: 20261122)
         let alphabet = Array(#"{}[]",:0123456789.-eE+tfnul\ "#.utf8) + [0x00, 0x1F, 0xC3, 0xA9, 0xFF]
         for _ in 0..<3000 {
             var bytes = [UInt8](state)
@@ -92,15 +93,3 @@ struct JSONScanTests {
     }
 }
 
-/// A tiny deterministic generator, so a failure reproduces.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

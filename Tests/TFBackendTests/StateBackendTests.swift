@@ -57,8 +57,11 @@ struct StateBackendTests {
     let key = try! StateKey(enclave: "shop", partition: "api")
     let other = try! StateKey(enclave: "shop", partition: "web")
 
-    func runPrincipal(_ key: StateKey) -> Principal {
-        .run(RunScope(key: key, runID: UUID(), expiresAt: Date(timeIntervalSinceNow: 60)))
+    /// A run credential's principal, for a run recorded as running in `store`.
+    func runPrincipal(_ key: StateKey, in store: MemoryStore) async throws -> Principal {
+        let runID = UUID()
+        try await store.createRun(IacRun(id: runID, enclaveID: key.enclave, partitionID: key.partition, operation: .update, tool: "terraform"))
+        return .run(RunScope(key: key, runID: runID, expiresAt: Date(timeIntervalSinceNow: 60)))
     }
 
     @Test("GET answers 204 before the first write, then the latest body with its MD5")
@@ -86,7 +89,7 @@ struct StateBackendTests {
         let foreign = try await backend.put(key, body: state(serial: 9, lineage: "other"), contentMD5: nil, lockID: nil, force: false, as: .admin)
         #expect(foreign.status == 409)
         #expect(String(decoding: foreign.body, as: UTF8.self).contains("lineage"))
-        #expect(try await backend.put(key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: runPrincipal(key)).status == 403)
+        #expect(try await backend.put(key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: try await runPrincipal(key, in: store)).status == 403)
         #expect(try await backend.put(key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: .admin).status == 200)
         #expect(try await store.stateVersions(key).count == 2)
     }
@@ -116,8 +119,9 @@ struct StateBackendTests {
 
     @Test("force-unlock (empty body) and delete are for the admin token only")
     func adminOnly() async throws {
-        let backend = StateBackend(store: MemoryStore())
-        let run = runPrincipal(key)
+        let store = MemoryStore()
+        let backend = StateBackend(store: store)
+        let run = try await runPrincipal(key, in: store)
         #expect(try await backend.lock(key, body: lockBody("A"), as: run).status == 200)
         #expect(try await backend.unlock(key, body: Data(), as: run).status == 403)
         #expect(try await backend.lockInfo(key, as: .admin).body == lockBody("A"))
@@ -131,7 +135,7 @@ struct StateBackendTests {
     func scoped() async throws {
         let store = MemoryStore()
         let backend = StateBackend(store: store)
-        let run = runPrincipal(key)
+        let run = try await runPrincipal(key, in: store)
         #expect(try await backend.put(key, body: state(serial: 1), contentMD5: nil, lockID: nil, force: false, as: run).status == 200)
         #expect(try await store.stateVersions(key).first?.runID == run.runID)
         #expect(try await backend.get(other, as: run).status == 403)
@@ -140,6 +144,26 @@ struct StateBackendTests {
         #expect(try await backend.versions(other, as: run).status == 403)
         #expect(try await backend.lock(key, body: lockBody("R"), as: run).status == 200)
         #expect(try await store.lock(key)?.runID == run.runID)
+    }
+
+    @Test("a run credential stops working when its run ends, however it ends")
+    func endsWithRun() async throws {
+        for status in [IacRun.Status.succeeded, .failed, .cancelled, .interrupted] {
+            let store = MemoryStore()
+            let backend = StateBackend(store: store)
+            let run = try await runPrincipal(key, in: store)
+            #expect(try await backend.put(key, body: state(serial: 1), contentMD5: nil, lockID: nil, force: false, as: run).status == 200)
+            try await store.finishRun(try #require(run.runID), status: status, exitCode: 0, finishedAt: Date())
+            for answer in [try await backend.get(key, as: run), try await backend.lock(key, body: lockBody("L"), as: run),
+                           try await backend.put(key, body: state(serial: 2), contentMD5: nil, lockID: nil, force: false, as: run)] {
+                #expect(answer.status == 401, "after the run \(status.rawValue)")
+            }
+            #expect(try await store.stateVersions(key).count == 1)
+        }
+        // A credential for a run nclav never recorded opens nothing.
+        let store = MemoryStore()
+        let stranger = Principal.run(RunScope(key: key, runID: UUID(), expiresAt: Date(timeIntervalSinceNow: 60)))
+        #expect(try await StateBackend(store: store).get(key, as: stranger).status == 401)
     }
 
     @Test("versions list newest first and each can be fetched")

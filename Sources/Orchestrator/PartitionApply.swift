@@ -1,0 +1,118 @@
+import Foundation
+import IacRunner
+import NclavConfig
+import NclavCore
+import NclavStore
+
+/// What one partition's work in a reconcile came to: its outcome and, when it succeeded, the
+/// outputs its importers read.
+public struct PartitionResult: Sendable {
+    public var outcome: PartitionOutcome
+    public var outputs: [String: String]
+
+    public init(outcome: PartitionOutcome, outputs: [String: String] = [:]) {
+        self.outcome = outcome
+        self.outputs = outputs
+    }
+}
+
+/// One partition's apply, from its loaded YAML to its stored record: render the workspace,
+/// set up its cloud identity and import wiring, run terraform, read its declared outputs,
+/// store the result. Everything it needs is resolved before it starts, so it never calls back
+/// into the reconcile; every failure (a store write's included) becomes its outcome.
+struct PartitionApply: Sendable {
+    let environment: ReconcileEnvironment
+    let reconcileID: UUID
+    let key: StateKey
+    let enclave: Enclave
+    let partition: LoadedPartition
+    /// The enclaves directory the tree was loaded from.
+    let treeRoot: String
+    let previous: PartitionState?
+    let inputs: [String: String]
+    let fingerprint: String
+    let context: EnclaveContext
+    let cloud: CloudTarget
+    let wirings: [ImportWiring]
+
+    var operation: IacRun.Operation { Self.operation(previous: previous) }
+
+    /// `provision` until the partition has been created once, `update` afterwards.
+    static func operation(previous: PartitionState?) -> IacRun.Operation {
+        previous?.wasCreated == true ? .update : .provision
+    }
+
+    func run() async -> PartitionResult {
+        let start = Date()
+        func failed(_ reason: String, runID: UUID? = nil) -> PartitionOutcome {
+            PartitionOutcome(key: key, operation: operation, result: .failed, runID: runID, reason: reason, seconds: Date().timeIntervalSince(start))
+        }
+        let directory = URL(fileURLWithPath: treeRoot).appendingPathComponent(partition.directory)
+        let moduleSource = partition.partition.terraform.source.map { source in
+            source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
+        }
+        let rendered: RenderedWorkspace
+        do {
+            rendered = try environment.renderer.render(WorkspaceSpec(
+                key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs, declaredOutputs: partition.partition.declaredOutputs))
+        } catch {
+            return await store(failed("its workspace could not be rendered: \(error)"), outputs: [:], identity: nil)
+        }
+        // The identity terraform acts as exists before terraform runs (idempotent: found when it is there).
+        var identity: PartitionIdentity
+        do {
+            let driver = try environment.registry.driver(for: cloud)
+            identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition.partition)
+            if !wirings.isEmpty {
+                identity = try await driver.wireImports(enclave: enclave, context: context, partition: partition.partition, identity: identity, imports: wirings)
+            }
+        } catch {
+            return await store(failed("its \(cloud.rawValue) identity or import wiring could not be set up: \(error)"), outputs: [:], identity: nil)
+        }
+        let run = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
+            key, partition: partition.partition, operation: operation, workspace: rendered.directory, enclave: enclave, context: context,
+            cloud: cloud, identity: identity.isEmpty ? (previous?.identity ?? [:]) : identity)
+        var outcome = run.outcome
+        outcome.seconds = Date().timeIntervalSince(start)
+        return await store(outcome, outputs: run.outputs, identity: identity.isEmpty ? nil : identity)
+    }
+
+    /// Records the outcome on the partition's state. A record that cannot be written makes the
+    /// partition fail (the next apply runs it again), and its outputs are not passed on.
+    private func store(_ outcome: PartitionOutcome, outputs: [String: String], identity: PartitionIdentity?) async -> PartitionResult {
+        var state = previous ?? PartitionState(enclaveID: key.enclave, partitionID: key.partition, desired: partition.partition)
+        state.desired = partition.partition
+        if let identity { state.identity = identity }
+        if let runID = outcome.runID { state.lastRunID = runID }
+        state.updatedAt = Date()
+        if outcome.result == .succeeded {
+            state.status = .active
+            state.outputs = outputs
+            state.fingerprint = fingerprint
+            state.lastError = nil
+            state.drift = nil  // just applied: whatever drifted is put back
+            state.appliedAt = Date()
+        } else {
+            state.status = .failed
+            state.lastError = outcome.reason
+            state.fingerprint = nil
+        }
+        do {
+            try await environment.store.putPartition(state)
+        } catch {
+            var failed = outcome
+            failed.result = .failed
+            failed.reason = (outcome.result == .succeeded ? "terraform \(outcome.operation.rawValue) succeeded, but " : "\(outcome.reason ?? "it failed"), and ")
+                + "its record could not be stored: \(error); the next apply runs it again"
+            return PartitionResult(outcome: failed)
+        }
+        return PartitionResult(outcome: outcome, outputs: outcome.result == .succeeded ? outputs : [:])
+    }
+}
+
+extension String {
+    /// A local module path made absolute against the partition directory.
+    func standardizedPath(relativeTo base: URL) -> String {
+        base.appendingPathComponent(self).standardized.path
+    }
+}
