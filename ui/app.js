@@ -140,6 +140,10 @@ async function showDetail(enclave, partition, scroll) {
   $("#detail").hidden = false;
   $("#detail-title").textContent = `${enclave}/${partition}`;
   const state = (detail.partitions || []).find((p) => p.partition_id === partition);
+  // A failure that started no terraform process has no run to open: its reason is here.
+  const failed = state && state.status === "failed" && state.last_error;
+  $("#detail-error").hidden = !failed;
+  $("#detail-error").textContent = failed ? `Last apply failed: ${state.last_error}` : "";
   const drift = state && state.drift;
   $("#detail-drift").textContent = drift ? `Drift: ${drift.status} — ${drift.summary} (checked ${drift.checked_at})` : "Drift: never checked";
   const runRows = runs.runs.map((run) => {

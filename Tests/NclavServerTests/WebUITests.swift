@@ -96,4 +96,28 @@ struct WebUITests {
             #expect(try await second.exitCode == 0)
         }
     }
+
+    @Test("a partition that failed before terraform could start shows why on its detail")
+    func failureWithoutRun() async throws {
+        let python = try TestSupport.which("python3")
+        _ = try TestSupport.which("chromium")
+        let builder = try TreeBuilder.scratch("nclav-ui-failed")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        try builder.enclave("app")
+        try builder.partition("app", "ok", main: "resource \"terraform_data\" \"a\" { input = 1 }\n")
+        try builder.partition("app", "notool", "terraform:\n  tool: /nonexistent/terraform\n", main: "resource \"terraform_data\" \"b\" { input = 2 }\n")
+        try await withServer { server async throws in
+            let apply = try await nclavCLI(["apply", builder.root.path], server: server)
+            #expect(apply.exitCode == 1)
+            #expect(apply.stdoutLines.contains { $0.contains("! app/notool provision failed after") && $0.contains("no IaC tool found") }, "\(apply.stdout)")
+            let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
+            let driven = try await TestSupport.runDetached(python, [TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token,
+                                                                    "--failed", "app/notool", shots.path])
+            #expect(driven.exitCode == 0, "\(driven.stderr)")
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
+            #expect(seen["status"] as? String == "failed")
+            #expect((seen["detail_error"] as? String)?.hasPrefix("Last apply failed: no IaC tool found: tried `/nonexistent/terraform`") == true, "\(seen)")
+            #expect(seen["runs_rows"] as? Int == 0, "no process started, so no run")
+        }
+    }
 }

@@ -2,13 +2,17 @@
 """Drives nclav's web UI in a real headless Chromium through the DevTools protocol.
 
 Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run> [<screenshot directory>]
+       drive_ui.py <base-url> <token> --failed <failed partition> [<screenshot directory>]
 Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
 step never happens. Standard library only: a minimal WebSocket client is below.
 """
 import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time, urllib.request
 
-BASE, TOKEN, PARTITION = sys.argv[1], sys.argv[2], sys.argv[3]
-SHOTS = sys.argv[4] if len(sys.argv) > 4 else None
+BASE, TOKEN = sys.argv[1], sys.argv[2]
+FAILED = sys.argv[3] == "--failed"
+ARGS = sys.argv[4:] if FAILED else sys.argv[3:]
+PARTITION = ARGS[0]
+SHOTS = ARGS[1] if len(ARGS) > 1 else None
 
 
 class DevTools:
@@ -148,6 +152,16 @@ def main():
         seen["token_in_page"] = TOKEN in tools.evaluate("document.documentElement.outerHTML")
         tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(PARTITION)}]')"
                        ".dispatchEvent(new MouseEvent('click', {bubbles: true})); true")
+        if FAILED:
+            # A failure that started no process: no run to open, its reason on the detail.
+            tools.wait(f"document.querySelector('#detail-title').textContent === {json.dumps(PARTITION)}"
+                       " && !document.querySelector('#detail-error').hidden", "the failure on the partition's detail")
+            seen["status"] = tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(PARTITION)}]').dataset.status")
+            seen["detail_error"] = tools.evaluate("document.querySelector('#detail-error').textContent")
+            seen["runs_rows"] = tools.evaluate("document.querySelectorAll('#runs tbody tr').length")
+            tools.screenshot("5-failed-without-run.png")
+            print(json.dumps(seen))
+            return
         tools.wait("!!document.querySelector('#runs tbody tr.run[data-status=\"running\"]')", "a running run in the history")
         seen["detail_title"] = tools.evaluate("document.querySelector('#detail-title').textContent")
         tools.evaluate("document.querySelector('#runs tbody tr.run[data-status=\"running\"]').click(); true")
