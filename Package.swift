@@ -21,13 +21,19 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess.git", exact: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system.git", exact: "1.8.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+        // Hummingbird's own; named so the server can import NIOCore and NIOHTTP1 directly.
+        .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
         .target(name: "NclavCore"),
+        // Reads an enclaves directory from disk under one set of rules (links, hidden names,
+        // state files, depth, unreadable entries), shared by validation, fingerprints, the
+        // CLI's upload and workspace mirroring.
+        .target(name: "NclavFiles"),
         // YAML → domain: discovery, strict decoding with file:line:col, whole-tree validation.
         .target(name: "NclavConfig", dependencies: [
-            "NclavCore",
+            "NclavCore", "NclavFiles",
             .product(name: "Yams", package: "Yams"),
         ]),
         // Everything nclav keeps: the StateStore protocol, SQLite (GRDB) and in-memory stores.
@@ -79,7 +85,7 @@ let package = Package(
         ]),
         // Workspace rendering and the terraform/tofu process runner (swift-subprocess).
         .target(name: "IacRunner", dependencies: [
-            "NclavCore",
+            "NclavCore", "NclavFiles",
             .product(name: "Subprocess", package: "swift-subprocess"),
             .product(name: "SystemPackage", package: "swift-system"),
         ]),
@@ -90,10 +96,13 @@ let package = Package(
         ]),
         // The HTTP API and state backend served by `nclav serve` (Hummingbird).
         .target(name: "NclavServer", dependencies: [
-            "NclavCore", "NclavStore", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavConfig", "IacRunner",
+            "NclavCore", "NclavFiles", "NclavStore", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavConfig", "IacRunner",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ], plugins: ["EmbedBootstrapModules"]),
         // The typed HTTP client the CLI uses to talk to a server.
         .target(name: "NclavClient", dependencies: [
@@ -107,7 +116,7 @@ let package = Package(
         .executableTarget(name: "embed-templates", path: "Sources/EmbedTemplates"),
         // The executable: argument parsing and output only; logic lives in the libraries.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP", "NclavAzure",
+            "NclavConfig", "NclavFiles", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP", "NclavAzure",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

@@ -1,5 +1,6 @@
 import Foundation
 import NclavCore
+import NclavFiles
 
 /// What a partition's workspace is made from: its directory, and values already resolved
 /// (templates filled, module source made absolute) by the orchestrator.
@@ -12,9 +13,13 @@ public struct WorkspaceSpec: Sendable, Equatable {
     /// Input name → resolved value.
     public var inputs: [String: String]
     public var declaredOutputs: [String]
+    /// The enclaves directory: links are followed only inside it (nil: inside the partition).
+    public var treeRoot: URL?
 
-    public init(key: StateKey, sourceDirectory: URL, moduleSource: String? = nil, inputs: [String: String] = [:], declaredOutputs: [String] = []) {
+    public init(key: StateKey, sourceDirectory: URL, moduleSource: String? = nil, inputs: [String: String] = [:], declaredOutputs: [String] = [],
+                treeRoot: URL? = nil) {
         self.key = key
+        self.treeRoot = treeRoot
         self.sourceDirectory = sourceDirectory
         self.moduleSource = moduleSource
         self.inputs = inputs
@@ -29,7 +34,7 @@ public struct RenderedWorkspace: Sendable, Equatable {
     public let mirrored: [String]
     /// Files nclav generated, sorted.
     public let generated: [String]
-    /// Paths in the partition directory that were not copied, with the reason.
+    /// Files in the partition directory left out on purpose (local state files), with the reason.
     public let skipped: [String: String]
 }
 
@@ -37,10 +42,14 @@ public enum WorkspaceError: Error, Sendable, Equatable, CustomStringConvertible 
     case sourceMissing(String)
     case invalidName(String)
     case io(path: String, reason: String)
+    /// Files of the partition that cannot be used; nothing is rendered without them.
+    case unreadable([TreeFiles.Problem])
 
     public var description: String {
         switch self {
         case .sourceMissing(let path): return "the partition directory \(path) does not exist"
+        case .unreadable(let problems):
+            return "its files cannot all be read, so nothing was rendered: " + problems.map(\.description).joined(separator: "; ")
         case .invalidName(let name): return "`\(name)` cannot be written as a Terraform name"
         case .io(let path, let reason): return "cannot write the workspace at \(path): \(reason)"
         }
@@ -52,14 +61,13 @@ public enum WorkspaceError: Error, Sendable, Equatable, CustomStringConvertible 
 /// and keeps terraform's own `.terraform/` directory so providers and modules are not fetched
 /// again.
 public struct WorkspaceRenderer: Sendable {
-    public static let backendFile = "nclav_backend.tf"
-    public static let contextFile = "nclav_context.auto.tfvars"
-    public static let moduleFile = "nclav_module.tf"
-    public static let outputsFile = "nclav_outputs.tf"
+    public static let backendFile = GeneratedNames.backendFile
+    public static let contextFile = GeneratedNames.contextFile
+    public static let moduleFile = GeneratedNames.moduleFile
+    public static let outputsFile = GeneratedNames.outputsFile
     /// A local module (`terraform.source` is a path) is copied here, so the workspace alone is
     /// enough to destroy the partition after its directory and module are gone.
-    public static let vendoredModuleDirectory = "nclav_module_source"
-    static let generatedNames: Set<String> = [backendFile, contextFile, moduleFile, outputsFile, vendoredModuleDirectory]
+    public static let vendoredModuleDirectory = GeneratedNames.vendoredModuleDirectory
     /// Terraform's working data in a workspace: never mirrored over, never deleted.
     static let terraformOwned: Set<String> = [".terraform", ".terraform.lock.hcl", ".terraform.tfstate.lock.info", "errored.tfstate"]
 
@@ -81,24 +89,27 @@ public struct WorkspaceRenderer: Sendable {
         for name in Array(spec.inputs.keys) + spec.declaredOutputs where !HCL.isIdentifier(name) { throw .invalidName(name) }
 
         let workspace = directory(for: spec.key)
-        let files = PartitionFiles.list(spec.sourceDirectory)
+        let files = PartitionFiles.list(spec.sourceDirectory, treeRoot: spec.treeRoot)
+        guard files.problems.isEmpty else { throw .unreadable(files.problems) }
         do {
             try manager.createDirectory(at: workspace, withIntermediateDirectories: true)
-            for relative in files.files {
-                let target = workspace.appendingPathComponent(relative)
+            for file in files.files {
+                let target = workspace.appendingPathComponent(file.path)
                 try manager.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
-                let source = try Data(contentsOf: spec.sourceDirectory.appendingPathComponent(relative))
+                // A link inside the tree is copied as the file it points to.
+                let source = try Data(contentsOf: URL(fileURLWithPath: file.source))
                 if (try? Data(contentsOf: target)) != source { try source.write(to: target, options: .atomic) }
             }
         } catch {
             throw .io(path: workspace.path, reason: error.localizedDescription)
         }
+        let mirrored = files.files.map(\.path)
 
         var generated: [String: String] = [:]
         generated[Self.backendFile] = "# Generated by nclav: state lives in nclav's HTTP backend, configured through TF_HTTP_* variables.\nterraform {\n  backend \"http\" {}\n}\n"
         // Terraform warns about every value for a variable the module does not declare, so the
         // enclave and partition ids go in only where they are declared (module mode declares them).
-        let declared = spec.moduleSource != nil ? Set(Self.contextVariables) : Self.declaredContextVariables(in: workspace, files: files.files)
+        let declared = spec.moduleSource != nil ? Set(Self.contextVariables) : Self.declaredContextVariables(in: workspace, files: mirrored)
         var context = "# Generated by nclav.\n"
         if declared.contains("nclav_enclave") { context += "nclav_enclave = \(HCL.quoted(spec.key.enclave))\n" }
         if declared.contains("nclav_partition") { context += "nclav_partition = \(HCL.quoted(spec.key.partition))\n" }
@@ -107,13 +118,14 @@ public struct WorkspaceRenderer: Sendable {
         var vendored = false
         if let source = spec.moduleSource, source.hasPrefix("/") {
             let target = workspace.appendingPathComponent(Self.vendoredModuleDirectory)
+            let module = PartitionFiles.list(URL(fileURLWithPath: source, isDirectory: true), treeRoot: spec.treeRoot, keepConfig: true)
+            guard module.problems.isEmpty else { throw .unreadable(module.problems) }
             do {
                 try? manager.removeItem(at: target)
-                let module = URL(fileURLWithPath: source, isDirectory: true)
-                for relative in PartitionFiles.list(module, keepConfig: true).files {
-                    let destination = target.appendingPathComponent(relative)
+                for file in module.files {
+                    let destination = target.appendingPathComponent(file.path)
                     try manager.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
-                    try Data(contentsOf: module.appendingPathComponent(relative)).write(to: destination, options: .atomic)
+                    try Data(contentsOf: URL(fileURLWithPath: file.source)).write(to: destination, options: .atomic)
                 }
                 vendored = true
             } catch {
@@ -136,11 +148,11 @@ public struct WorkspaceRenderer: Sendable {
                 let target = workspace.appendingPathComponent(name)
                 if (try? String(contentsOf: target, encoding: .utf8)) != text { try Data(text.utf8).write(to: target, options: .atomic) }
             }
-            try removeStale(in: workspace, keeping: Set(files.files), generated: Set(generated.keys).union(vendored ? [Self.vendoredModuleDirectory] : []))
+            try removeStale(in: workspace, keeping: Set(mirrored), generated: Set(generated.keys).union(vendored ? [Self.vendoredModuleDirectory] : []))
         } catch {
             throw .io(path: workspace.path, reason: error.localizedDescription)
         }
-        return RenderedWorkspace(directory: workspace, mirrored: files.files, generated: generated.keys.sorted(), skipped: files.skipped)
+        return RenderedWorkspace(directory: workspace, mirrored: mirrored, generated: generated.keys.sorted(), skipped: files.ignored)
     }
 
     /// The variables nclav sets for every partition that declares them.
@@ -186,44 +198,33 @@ public struct WorkspaceRenderer: Sendable {
 }
 
 /// The files of a partition directory that make up its Terraform code: everything but the
-/// top-level `config.yml`, terraform's working data and local state files. Symbolic links are
-/// not followed (a link could point anywhere on the server); they are reported as skipped.
+/// top-level `config.yml`, under `TreeFiles`' rules (links inside the tree count as their
+/// targets; hidden names and local state files are left out; anything unreadable is a problem,
+/// and so is a file with a name nclav generates).
 public enum PartitionFiles {
-    public static func list(_ directory: URL, keepConfig: Bool = false) -> (files: [String], skipped: [String: String]) {
-        list(path: directory.path, keepConfig: keepConfig)
+    public static func list(_ directory: URL, treeRoot: URL? = nil, keepConfig: Bool = false) -> TreeFiles.Listing {
+        list(path: directory.path, treeRoot: treeRoot?.path, keepConfig: keepConfig)
     }
 
-    /// Plain string paths and `lstat`: URL building and `attributesOfItem` cost more than the
-    /// walk itself on trees of thousands of partitions.
-    public static func list(path root: String, keepConfig: Bool = false) -> (files: [String], skipped: [String: String]) {
-        var files: [String] = []
-        var skipped: [String: String] = [:]
-        let manager = FileManager.default
-        func walk(_ relative: String) {
-            let directory = relative.isEmpty ? root : "\(root)/\(relative)"
-            for name in ((try? manager.contentsOfDirectory(atPath: directory)) ?? []).sorted() {
-                let path = relative.isEmpty ? name : "\(relative)/\(name)"
-                if relative.isEmpty && name == "config.yml" && !keepConfig { continue }
-                if name == ".terraform" || name == ".git" { continue }
-                if name.hasSuffix(".tfstate") || name.hasSuffix(".tfstate.backup") {
-                    skipped[path] = "local state files are never copied: state lives in nclav's backend"
-                    continue
-                }
-                if relative.isEmpty && !keepConfig && WorkspaceRenderer.generatedNames.contains(name) {
-                    skipped[path] = "nclav generates this file"
-                    continue
-                }
-                var info = stat()
-                guard lstat("\(directory)/\(name)", &info) == 0 else { skipped[path] = "not a regular file"; continue }
-                switch info.st_mode & S_IFMT {
-                case S_IFLNK: skipped[path] = "symbolic links are not followed"
-                case S_IFDIR: walk(path)
-                case S_IFREG: files.append(path)
-                default: skipped[path] = "not a regular file"
-                }
+    public static func list(path given: String, treeRoot: String?, keepConfig: Bool = false) -> TreeFiles.Listing {
+        // Both absolute and normalised, so a relative root and an absolute directory compare.
+        let directory = URL(fileURLWithPath: given).standardized.path
+        let root = treeRoot.map { URL(fileURLWithPath: $0).standardized.path }
+        let files: TreeFiles
+        let relative: String
+        if let root, directory == root || directory.hasPrefix(root + "/") {
+            files = TreeFiles(root: root)
+            relative = directory == root ? "" : String(directory.dropFirst(root.count + 1))
+        } else {
+            files = TreeFiles(root: directory)
+            relative = ""
+        }
+        var listing = files.files(below: relative, skip: keepConfig ? [] : ["config.yml"])
+        if !keepConfig {
+            for file in listing.files where GeneratedNames.all.contains(String(file.path.split(separator: "/").first ?? "")) {
+                listing.problems.append(TreeFiles.Problem(path: TreeFiles.join(relative, file.path), message: "has a name nclav generates in every workspace; rename it"))
             }
         }
-        walk("")
-        return (files.sorted(), skipped)
+        return listing
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import NclavCore
+import NclavFiles
 
 /// Positions of the values read from one config file, keyed by a path such as `id`,
 /// `exports[1].type` or `inputs.db_host`. Validation uses it to point at the exact value.
@@ -25,6 +26,9 @@ public struct LoadedPartition: Sendable {
     public let source: SourceMap
     /// `.tf` / `.tf.json` files directly inside the partition directory, sorted.
     public let terraformFiles: [String]
+    /// Every file of the partition directory but its `config.yml` (paths relative to it, links
+    /// inside the tree resolved), as validation read them.
+    public let files: [TreeFiles.File]
     /// Source-map prefix (`imports[2]`) for each entry of `partition.imports`.
     public let importPaths: [String]
     /// Accepted keys that were written with a typo (already reported): checks that need

@@ -1,5 +1,6 @@
 import Foundation
 import NclavCore
+import NclavFiles
 import Yams
 
 /// Discovers and strictly decodes an enclaves directory.
@@ -8,7 +9,10 @@ import Yams
 /// nothing inside it is searched for further enclaves. Its partitions are the immediate
 /// subdirectories named in `partitions:`, or, without that key, every immediate
 /// subdirectory holding a `config.yml`. Directories are visited in sorted order; names
-/// starting with `.` (`.git`, `.terraform`) are not part of the tree.
+/// starting with `.` (`.git`, `.terraform`) are not part of the tree. Files are read under
+/// `TreeFiles`' rules: a link inside the tree counts as its target, anything that cannot be
+/// read (a link leaving the tree, a dangling link, a `config.yml` that is a directory) is an
+/// error naming it, and depth and path length are bounded.
 public enum TreeLoader {
     static let enclaveKeys = ["id", "name", "cloud", "region", "identity", "network", "dns", "exports", "imports", "partitions"]
     static let partitionKeys = ["id", "name", "produces", "backend", "terraform", "inputs", "declared_outputs", "imports"]
@@ -34,36 +38,71 @@ public enum TreeLoader {
     private struct Walk {
         /// Plain string paths: `URL.appendingPathComponent` was a fifth of loading a large tree.
         let root: String
+        let files: TreeFiles
         let sink = DiagnosticSink()
         var enclaves: [LoadedEnclave] = []
         var unreadableEnclaveIDs: Set<String> = []
         var filesRead = 0
         var visitedDirectories: Set<String> = []
 
-        func path(_ relative: String) -> String {
-            relative.isEmpty ? root : "\(root)/\(relative)"
+        init(root: String) {
+            self.root = root
+            files = TreeFiles(root: root)
         }
 
-        func join(_ relative: String, _ name: String) -> String { relative.isEmpty ? name : "\(relative)/\(name)" }
+        func path(_ relative: String) -> String { files.absolute(relative) }
 
+        func join(_ relative: String, _ name: String) -> String { TreeFiles.join(relative, name) }
+
+        /// Directories (and links to directories inside the tree) directly in `relative`.
+        /// A link that cannot be followed is an error: it may have been meant as a directory.
         func subdirectories(of relative: String) -> [String] {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: path(relative))) ?? []
-            return names.filter { !$0.hasPrefix(".") && isDirectory(join(relative, $0)) }.sorted()
+            guard case .success(let names) = files.names(in: relative) else { return [] }
+            return names.filter { name in
+                let entry = join(relative, name)
+                switch files.entry(entry) {
+                case .directory: return true
+                case .unusable(let why) where isLink(entry):
+                    sink.error(.start(of: entry), "`\(entry)` \(why)")
+                    return false
+                default: return false
+                }
+            }
+        }
+
+        func isLink(_ relative: String) -> Bool {
+            var info = stat()
+            return lstat(path(relative), &info) == 0 && info.st_mode & S_IFMT == S_IFLNK
         }
 
         func isDirectory(_ relative: String) -> Bool {
-            var flag: ObjCBool = false
-            return FileManager.default.fileExists(atPath: path(relative), isDirectory: &flag) && flag.boolValue
+            if case .directory = files.entry(relative) { return true }
+            return false
         }
 
         func isFile(_ relative: String) -> Bool {
-            var flag: ObjCBool = false
-            return FileManager.default.fileExists(atPath: path(relative), isDirectory: &flag) && !flag.boolValue
+            if case .file = files.entry(relative) { return true }
+            return false
+        }
+
+        /// Whether a `config.yml` is there to read. Anything present that is not a readable
+        /// file is an error naming it (it would otherwise make its enclave or partition vanish).
+        func hasConfig(_ relative: String) -> Bool {
+            switch files.entry(relative) {
+            case .missing: return false
+            case .file: return true
+            case .directory:
+                sink.error(.start(of: relative), "`\(relative)` is a directory; a config.yml must be a file")
+                return false
+            case .unusable(let why):
+                sink.error(.start(of: relative), "`\(relative)` \(why)")
+                return false
+            }
         }
 
         /// A `config.yml` at the root usually means the user passed an enclave directory.
         mutating func checkRootConfig() {
-            guard isFile(Self.configName) else { return }
+            guard hasConfig(Self.configName) else { return }
             let sink = DiagnosticSink()
             if let document = YAMLDocument.read(path(Self.configName), file: Self.configName, sink: sink),
                let root = document.root, case .mapping(let mapping) = root, mapping["id"] != nil {
@@ -74,36 +113,49 @@ public enum TreeLoader {
 
         static let configName = TreeLoader.configFileName
 
-        mutating func visit(relative: String) {
-            let canonical = realpath(path(relative), nil).map { resolved in defer { free(resolved) }; return String(cString: resolved) } ?? path(relative)
-            guard visitedDirectories.insert(canonical).inserted else { return }
-            let configRelative = join(relative, Self.configName)
-            if !relative.isEmpty, isFile(configRelative) {
-                filesRead += 1
-                guard let document = YAMLDocument.read(path(configRelative), file: configRelative, sink: sink) else { return }
-                guard let root = document.root else {
-                    if let id = salvageID(from: document.text) { unreadableEnclaveIDs.insert(id) }
-                    return
+        /// Visits every directory below the root in sorted order, depth first, with an explicit
+        /// stack: a deep tree costs memory in proportion to its depth, never the call stack.
+        mutating func visit(relative start: String) {
+            var stack = [start]
+            while let relative = stack.popLast() {
+                if let problem = files.boundsProblem(relative) {
+                    sink.error(.start(of: problem.path), problem.message)
+                    continue
                 }
-                guard let probe = MappingReader(root, what: "enclave config", file: configRelative, sink: DiagnosticSink()) else {
-                    _ = MappingReader(root, what: "enclave config", file: configRelative, sink: sink)
-                    return
+                let canonical = realpath(path(relative), nil).map { resolved in defer { free(resolved) }; return String(cString: resolved) } ?? path(relative)
+                guard visitedDirectories.insert(canonical).inserted else { continue }
+                let configRelative = join(relative, Self.configName)
+                if !relative.isEmpty, hasConfig(configRelative) {
+                    loadEnclaveConfig(relative: relative, configRelative: configRelative)
+                    continue
                 }
-                guard probe.has("id") else {
-                    let reader = probe
-                    sink.error(reader.location,
-                               "this config.yml is not inside an enclave and has no `id`, so it declares nothing; add `id:` to make `\(relative)` an enclave (accepted keys: \(TreeLoader.enclaveKeys.plainList))")
-                    return
-                }
-                let reader = MappingReader(root, what: "enclave config", file: configRelative, sink: sink, allowed: TreeLoader.enclaveKeys)!
-                if let enclave = loadEnclave(relative: relative, reader: reader) {
-                    enclaves.append(enclave)
-                } else if let id = salvageID(from: document.text) {
-                    unreadableEnclaveIDs.insert(id)
-                }
+                stack.append(contentsOf: subdirectories(of: relative).reversed().map { join(relative, $0) })
+            }
+        }
+
+        mutating func loadEnclaveConfig(relative: String, configRelative: String) {
+            filesRead += 1
+            guard let document = YAMLDocument.read(path(configRelative), file: configRelative, sink: sink) else { return }
+            guard let root = document.root else {
+                if let id = salvageID(from: document.text) { unreadableEnclaveIDs.insert(id) }
                 return
             }
-            for name in subdirectories(of: relative) { visit(relative: join(relative, name)) }
+            guard let probe = MappingReader(root, what: "enclave config", file: configRelative, sink: DiagnosticSink()) else {
+                _ = MappingReader(root, what: "enclave config", file: configRelative, sink: sink)
+                return
+            }
+            guard probe.has("id") else {
+                let reader = probe
+                sink.error(reader.location,
+                           "this config.yml is not inside an enclave and has no `id`, so it declares nothing; add `id:` to make `\(relative)` an enclave (accepted keys: \(TreeLoader.enclaveKeys.plainList))")
+                return
+            }
+            let reader = MappingReader(root, what: "enclave config", file: configRelative, sink: sink, allowed: TreeLoader.enclaveKeys)!
+            if let enclave = loadEnclave(relative: relative, reader: reader) {
+                enclaves.append(enclave)
+            } else if let id = salvageID(from: document.text) {
+                unreadableEnclaveIDs.insert(id)
+            }
         }
 
         /// Best-effort `id:` from a file that failed to parse, so other enclaves' references to
@@ -271,19 +323,19 @@ public enum TreeLoader {
                     if !isDirectory(directory) {
                         let hint = Suggestions.didYouMean(name, among: subdirectories(of: enclaveRelative))
                         sink.error(item.location, "`partitions` lists `\(name)`, but `\(directory)` is not a directory\(hint)")
-                    } else if !isFile(join(directory, Self.configName)) {
+                    } else if case .missing = files.entry(join(directory, Self.configName)) {
                         sink.error(item.location, "`partitions` lists `\(name)`, but `\(directory)` has no config.yml")
-                    } else {
+                    } else if hasConfig(join(directory, Self.configName)) {
                         directories.append(name)
                     }
                 }
                 let keyLocation = reader.keyLocation("partitions") ?? reader.location
-                for name in subdirectories(of: enclaveRelative)
-                where !listed.contains(name) && isFile(join(join(enclaveRelative, name), Self.configName)) {
+                for name in subdirectories(of: enclaveRelative) where !listed.contains(name) {
+                    if case .missing = files.entry(join(join(enclaveRelative, name), Self.configName)) { continue }
                     sink.warning(keyLocation, "`\(join(enclaveRelative, name))` has a config.yml but is not listed in `partitions`, so it is not loaded")
                 }
             } else {
-                directories = subdirectories(of: enclaveRelative).filter { isFile(join(join(enclaveRelative, $0), Self.configName)) }
+                directories = subdirectories(of: enclaveRelative).filter { hasConfig(join(join(enclaveRelative, $0), Self.configName)) }
             }
 
             var loaded: [LoadedPartition] = []
@@ -361,14 +413,23 @@ public enum TreeLoader {
             }
             let (imports, importPaths) = readImports(reader, pathPrefix: "imports", into: &map)
 
-            let terraformFiles = ((try? FileManager.default.contentsOfDirectory(atPath: path(directory))) ?? [])
-                .filter { ($0.hasSuffix(".tf") || $0.hasSuffix(".tf.json")) && isFile(join(directory, $0)) }
-                .sorted()
+            // Every file of the partition, read under the tree's rules: what validation saw is
+            // what the fingerprint covers and what the workspace mirrors.
+            let listing = files.files(below: directory, skip: [Self.configName])
+            for problem in listing.problems { sink.error(.start(of: problem.path), "`\(problem.path)` \(problem.message)") }
+            for (file, reason) in listing.ignored.sorted(by: { $0.key < $1.key }) {
+                sink.warning(.start(of: join(directory, file)), "`\(join(directory, file))` is ignored: \(reason)")
+            }
+            for file in listing.files where GeneratedNames.all.contains(String(file.path.split(separator: "/").first ?? "")) {
+                sink.error(.start(of: join(directory, file.path)),
+                           "`\(join(directory, file.path))` has a name nclav generates in every workspace (\(GeneratedNames.all.sorted().plainList)); rename it")
+            }
+            let terraformFiles = listing.files.map(\.path).filter { !$0.contains("/") && ($0.hasSuffix(".tf") || $0.hasSuffix(".tf.json")) }
 
             guard let id, !backendBroken, !producesBroken else { return nil }
             let partition = Partition(id: id, name: name ?? "", produces: produces, backend: backend ?? .terraform,
                                       terraform: terraform, inputs: inputs, declaredOutputs: outputs, imports: imports)
-            return LoadedPartition(partition: partition, directory: directory, source: map, terraformFiles: terraformFiles,
+            return LoadedPartition(partition: partition, directory: directory, source: map, terraformFiles: terraformFiles, files: listing.files,
                                    importPaths: importPaths, misspelledKeys: reader.misspelledKeys, inputsWithExactColumns: exactColumns)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import NclavCore
+import NclavFiles
 
 /// Whole-tree validation (spec §2). Collects every problem rather than stopping at the
 /// first, and points each at the value that causes it.
@@ -306,18 +307,51 @@ public enum TreeValidator {
                     error(loaded.source["terraform.source"],
                           "partition `\(partition.id)` sets `terraform.source`, but its directory also holds \(loaded.terraformFiles.plainList); in module mode nclav generates the root module, so remove those files or the `source`")
                 }
-                if source.hasPrefix("./") || source.hasPrefix("../") {
-                    let resolved = URL(fileURLWithPath: tree.root).appendingPathComponent(loaded.directory).appendingPathComponent(source).standardized
-                    var isDirectory: ObjCBool = false
-                    if !FileManager.default.fileExists(atPath: resolved.path, isDirectory: &isDirectory) || !isDirectory.boolValue {
-                        error(loaded.source["terraform.source"],
-                              "`terraform.source` `\(source)` is not a directory (local module paths are resolved from `\(loaded.directory)`)")
-                    }
-                }
+                checkLocalSource(source, of: loaded)
             } else if loaded.terraformFiles.isEmpty {
                 error(loaded.source["id"],
                       "partition `\(partition.id)` has no Terraform code: add .tf files to `\(loaded.directory)` or set `terraform.source`")
             }
+        }
+
+        /// A local module must be a directory inside the enclaves tree, however the path is
+        /// written: the server vendors it into the workspace, so a path leaving the tree would
+        /// copy whatever it points at.
+        func checkLocalSource(_ source: String, of loaded: LoadedPartition) {
+            let location = loaded.source["terraform.source"]
+            if source.hasPrefix("/") || source.hasPrefix("~") || source.lowercased().hasPrefix("file::") {
+                error(location, "`terraform.source` `\(source)` is an absolute path; a local module must be inside the enclaves directory, given relative to the partition (`./module`, `../../modules/x`)")
+                return
+            }
+            guard source.hasPrefix("./") || source.hasPrefix("../") else { return }
+            guard let relative = Self.normalize(TreeFiles.join(loaded.directory, source)) else {
+                error(location, "`terraform.source` `\(source)` leaves the enclaves directory (local module paths are resolved from `\(loaded.directory)`); move the module inside the tree")
+                return
+            }
+            let files = TreeFiles(root: tree.root)
+            switch files.entry(relative) {
+            case .directory:
+                let listing = files.files(below: relative)
+                for problem in listing.problems { error(.start(of: problem.path), "`\(problem.path)` \(problem.message)") }
+            case .missing, .file:
+                error(location, "`terraform.source` `\(source)` is not a directory (local module paths are resolved from `\(loaded.directory)`)")
+            case .unusable(let why):
+                error(location, "`terraform.source` `\(source)`: `\(relative)` \(why)")
+            }
+        }
+
+        /// `a/b/../c` → `a/c`; nil when `..` climbs above the root.
+        static func normalize(_ path: String) -> String? {
+            var parts: [Substring] = []
+            for part in path.split(separator: "/") where part != "." {
+                if part == ".." {
+                    guard !parts.isEmpty else { return nil }
+                    parts.removeLast()
+                } else {
+                    parts.append(part)
+                }
+            }
+            return parts.joined(separator: "/")
         }
 
         // MARK: Templates

@@ -12,7 +12,7 @@ enum YAMLDocument {
                 sink.error(.start(of: file), "the file is empty; expected a mapping of keys")
                 return nil
             }
-            return root
+            return checkTags(root, file: file, sink: sink) ? root : nil
         } catch let error as YamlError {
             sink.append(diagnostic(for: error, file: file))
             return nil
@@ -20,6 +20,33 @@ enum YAMLDocument {
             sink.error(.start(of: file), "the file could not be parsed as YAML: \(error)")
             return nil
         }
+    }
+
+    /// The tags plain YAML values resolve to. Any other (`!!python/object:…`, `!Ref`) asks a
+    /// reader to build something nclav does not build; reading past it would silently drop it.
+    static let plainTags: Set<String> = ["str", "int", "bool", "null", "float", "timestamp", "map", "seq", "merge"].reduce(into: []) {
+        $0.insert("tag:yaml.org,2002:\($1)")
+    }
+
+    /// Reports every node with a tag outside `plainTags`; true when there is none. Iterative:
+    /// nesting depth costs memory, not stack.
+    static func checkTags(_ root: Node, file: String, sink: DiagnosticSink) -> Bool {
+        var clean = true
+        var stack = [root]
+        while let node = stack.popLast() {
+            let tag = node.tag.rawValue
+            if !plainTags.contains(tag) && tag != "!" && tag != "?" {
+                let shown = tag.hasPrefix("tag:yaml.org,2002:") ? "!!" + tag.dropFirst("tag:yaml.org,2002:".count) : tag
+                sink.error(node.location(in: file), "the YAML tag `\(shown)` is not accepted: nclav reads plain text, numbers, booleans, lists and mappings; remove the tag")
+                clean = false
+            }
+            switch node {
+            case .mapping(let mapping): for (key, value) in mapping { stack.append(key); stack.append(value) }
+            case .sequence(let sequence): stack.append(contentsOf: sequence)
+            default: break
+            }
+        }
+        return clean
     }
 
     static func read(_ path: String, file: String, sink: DiagnosticSink) -> (text: String, root: Node?)? {

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOHTTP1
 import NclavStore
 import TFBackend
 
@@ -29,6 +30,9 @@ struct APIError: HTTPResponseError {
             // The router's own answers (unknown route, wrong method) keep their status.
             let message = error.status == .notFound ? "no such route" : (error.body ?? error.status.reasonPhrase)
             return APIError(error.status, message, details: error.status == .notFound ? ["the routes are listed in the README"] : [])
+        case let error as HTTPParserError:
+            // Broken framing (chunk sizes, header syntax) is the client's request, not our fault.
+            return APIError(.badRequest, "the request is not valid HTTP: \(error)", details: ["nothing was read or stored"])
         case let error as StoreError:
             switch error {
             case .closed: return APIError(.serviceUnavailable, "the server is shutting down")

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NclavAuth
 import NclavCore
@@ -59,6 +60,8 @@ public enum NclavServer {
         if let lock = recovery.releasedReconcileLock {
             logger.warning("released a reconcile lock left by a previous server", metadata: ["holder": "\(lock.holder)"])
         }
+        let swept = BundleWriter.sweep(ReconcileRoutes.bundleDirectory(home: configuration.home))
+        if swept > 0 { logger.info("removed uploaded trees left behind by servers that are gone", metadata: ["count": "\(swept)"]) }
 
         let address = ServerAddress()
         let metrics = ServerMetrics()
@@ -82,7 +85,13 @@ public enum NclavServer {
         let host = configuration.bindHost
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [LargeReads(), StateFastPath(services: lockServices)])),
+            // The connection-state handler goes before the fast path so it sees every request and
+            // answer: its idle timeout then closes only connections with nothing in flight.
+            server: .http1(configuration: .init(additionalChannelHandlers: [
+                LargeReads(),
+                HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger),
+                StateFastPath(services: lockServices),
+            ])),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "nclav"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port

@@ -6,6 +6,7 @@ import Logging
 import NclavAuth
 import NclavConfig
 import NclavCore
+import NclavFiles
 import NclavStore
 import Orchestrator
 import TFBackend
@@ -158,13 +159,16 @@ struct ReconcileRoutes: Sendable {
         do { request = try JSONDecoder().decode(Request.self, from: data) } catch {
             throw APIError(.badRequest, "the body must be JSON with `enclaves_dir` or `bundle`", details: ["\(error)"])
         }
+        if let parallelism = request.parallelism, parallelism < 1 {
+            throw APIError(.badRequest, "`parallelism` must be at least 1, got \(parallelism)")
+        }
         var directory: String
         var cleanup: @Sendable () -> Void = {}
         switch (request.enclavesDir, request.bundle) {
         case let (path?, nil):
             directory = path
         case let (nil, files?):
-            let root = Self.bundleDirectory(home: configuration.home).appendingPathComponent(UUID().uuidString)
+            let root = Self.bundleDirectory(home: configuration.home).appendingPathComponent(BundleWriter.directoryName())
             // Removing thousands of files is not the caller's wait: it happens after the answer.
             cleanup = { Task.detached(priority: .background) { try? FileManager.default.removeItem(at: root) } }
             do { try BundleWriter.write(files.map { ($0.path, $0.content) }, into: root) } catch {
@@ -341,7 +345,7 @@ struct ReconcileRoutes: Sendable {
             throw APIError(.conflict, error.description)
         }
         var options = ReconcileOptions(allowDeleteEverything: request.allowDeleteAll ?? false)
-        if let parallelism = request.parallelism { options.parallelism = max(1, parallelism) }
+        if let parallelism = request.parallelism { options.parallelism = parallelism }
         // Unstructured on purpose: a client that disconnects must not cancel terraform runs.
         Task {
             defer { cleanup() }
@@ -374,33 +378,76 @@ struct ReconcileRoutes: Sendable {
     }
 }
 
-/// Unpacks an uploaded enclaves tree, refusing any path that could leave the directory.
+/// Unpacks an uploaded enclaves tree. Every path is checked before anything is written: a
+/// path that could leave the directory, one given twice, a file where another path needs a
+/// directory, a path deeper or longer than a tree may be, content that is not base64. Errors
+/// name the path as the client sent it, never where the server unpacks it.
 enum BundleWriter {
-    struct BadPath: Error, CustomStringConvertible {
+    struct Refused: Error, CustomStringConvertible {
         let path: String
-        var description: String { "`\(path)` is not a relative path inside the tree" }
+        let reason: String
+        var description: String { "`\(path)`: \(reason)" }
     }
 
+    static let limits = TreeFiles.Limits.standard
+
     static func write(_ files: [(path: String, base64: String)], into root: URL) throws {
-        let rootPath = root.path
-        // Each directory is created once: creating it again for every file cost more than the writes.
-        var created: Set<String> = []
-        func makeDirectory(_ path: String) throws {
-            guard !created.contains(path) else { return }
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            created.insert(path)
-        }
-        try makeDirectory(rootPath)
+        // 1. Every path on its own, then all of them together, before a byte is written.
+        var seen: Set<String> = []
+        var directories: Set<String> = []
+        var decoded: [(path: String, data: Data)] = []
         for (path, base64) in files {
             let parts = path.split(separator: "/", omittingEmptySubsequences: false)
             guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\0"), parts.allSatisfy({ !$0.isEmpty && $0 != "." && $0 != ".." }) else {
-                throw BadPath(path: path)
+                throw Refused(path: path, reason: "is not a relative path inside the tree (no leading `/`, no empty, `.` or `..` parts)")
             }
-            guard let data = Data(base64Encoded: base64) else { throw BadPath(path: path + " (content is not base64)") }
-            if parts.count > 1 { try makeDirectory(rootPath + "/" + parts.dropLast().joined(separator: "/")) }
+            if parts.count > limits.maxDepth {
+                throw Refused(path: String(path.prefix(120)), reason: "is \(parts.count) levels deep; a tree may be at most \(limits.maxDepth) deep")
+            }
+            if path.utf8.count > limits.maxPathBytes {
+                throw Refused(path: String(path.prefix(120)) + "…", reason: "is \(path.utf8.count) bytes long; paths may be at most \(limits.maxPathBytes) bytes")
+            }
+            guard seen.insert(path).inserted else { throw Refused(path: path, reason: "appears more than once in the bundle") }
+            guard let data = Data(base64Encoded: base64) else { throw Refused(path: path, reason: "its content is not valid base64") }
+            for end in 1..<parts.count { directories.insert(parts[..<end].joined(separator: "/")) }
+            decoded.append((path, data))
+        }
+        if let clash = seen.first(where: directories.contains) {
+            throw Refused(path: clash, reason: "is sent as a file, but other paths in the bundle need it to be a directory")
+        }
+        // 2. Write: directories once each (creating one per file cost more than the writes).
+        let rootPath = root.path
+        do {
+            try FileManager.default.createDirectory(atPath: rootPath, withIntermediateDirectories: true)
+            for directory in directories.sorted() {
+                try FileManager.default.createDirectory(atPath: rootPath + "/" + directory, withIntermediateDirectories: true)
+            }
+        } catch {
+            throw Refused(path: ".", reason: "the server could not unpack the bundle (\((error as NSError).localizedFailureReason ?? "no space or permission"))")
+        }
+        for (path, data) in decoded {
             guard FileManager.default.createFile(atPath: rootPath + "/" + path, contents: data) else {
-                throw BadPath(path: path + " (could not be written)")
+                throw Refused(path: path, reason: "the server could not write it (no space or permission)")
             }
         }
+    }
+
+    /// A new bundle directory's name: this process's id, then a UUID, so a sweep can tell
+    /// whose it is.
+    static func directoryName() -> String { "\(getpid())-\(UUID().uuidString)" }
+
+    /// Removes bundle directories left behind by servers that are gone (killed mid-request):
+    /// those named after a process that no longer exists. Several servers of one user share
+    /// the directory, so a live one's upload is never touched, however long its reconcile runs.
+    static func sweep(_ directory: URL) -> Int {
+        let manager = FileManager.default
+        guard let names = try? manager.contentsOfDirectory(atPath: directory.path) else { return 0 }
+        var removed = 0
+        for name in names {
+            guard let dash = name.firstIndex(of: "-"), let pid = pid_t(name[..<dash]), UUID(uuidString: String(name[name.index(after: dash)...])) != nil,
+                  pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if (try? manager.removeItem(atPath: directory.appendingPathComponent(name).path)) != nil { removed += 1 }
+        }
+        return removed
     }
 }

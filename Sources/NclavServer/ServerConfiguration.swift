@@ -26,6 +26,9 @@ public struct ServerConfiguration: Sendable {
     /// Run a drift check of everything this often (`--drift-interval`); nil: never on its own.
     public var driftInterval: Duration? = nil
     public var runTimeout: Duration = .seconds(30 * 60)
+    /// A connection that sends no complete request part (head, body chunk, end) for this long
+    /// while no answer is being written is closed: a slow or stalled client cannot hold one.
+    public var idleTimeout: Duration = .seconds(60)
     public var runGracePeriod: Duration = .seconds(60)
     /// Cloud drivers for the enabled clouds other than `local` (which is always there).
     public var drivers: [any Driver] = []

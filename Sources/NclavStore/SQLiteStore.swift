@@ -63,7 +63,7 @@ public final class SQLiteStore: StateStore {
             throw StoreError.cannotOpen(path: path, reason: "\(error)")
         }
         fileIdentity = FileIdentity(path: path)
-        writeQueue = WriteQueue(pool: pool)
+        writeQueue = WriteQueue(pool: pool, databasePath: path)
         // The sweep above spares files younger than its grace period; after a crash and a quick
         // restart those are leftovers too, so look once more when the grace period is over.
         DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + BodyFiles.sweepGraceSeconds + 1) { [weak self] in
@@ -132,6 +132,8 @@ public final class SQLiteStore: StateStore {
 
     private func read<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try closedFlag.check()
+        // Readers write their read marks into the shared-memory file too.
+        if let problem = writeQueue.filesProblem() { throw problem }
         do { return try await pool.read(body) } catch let error as StoreError { throw error } catch {
             throw StoreError.database("\(error)")
         }
@@ -142,6 +144,7 @@ public final class SQLiteStore: StateStore {
     /// read under WAL never waits for the writer, so blocking for it is the cheaper wait.
     private func readNow<T>(_ body: (Database) throws -> T) throws -> T {
         try closedFlag.check()
+        if let problem = writeQueue.filesProblem() { throw problem }
         do { return try pool.read(body) } catch let error as StoreError { throw error } catch {
             throw StoreError.database("\(error)")
         }
@@ -161,6 +164,8 @@ public final class SQLiteStore: StateStore {
         if let fileIdentity, FileIdentity(path: path) != fileIdentity {
             throw StoreError.database("the database file \(path) was removed or replaced while the server runs; restart the server")
         }
+        // Ready means able to write too: a store that only reads would fail every apply.
+        if let problem = writeQueue.writeProblem() { throw problem }
         _ = try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reconcile_lock") }
     }
 

@@ -19,6 +19,7 @@ final class WriteQueue: @unchecked Sendable {
     private var finished = false
     private var walBytes = 0
     private let pool: DatabasePool
+    private let files: WritableFiles?
 
     /// Checkpoint when idle past this much WAL, and even when busy past the hard limit.
     static let idleCheckpointBytes = 4 * 1024 * 1024
@@ -33,8 +34,10 @@ final class WriteQueue: @unchecked Sendable {
         let weight: Int
     }
 
-    init(pool: DatabasePool) {
+    /// `databasePath`: checked for writability before writes (nil for an in-memory database).
+    init(pool: DatabasePool, databasePath: String? = nil) {
         self.pool = pool
+        self.files = databasePath.map(WritableFiles.init)
         let thread = Thread { [self] in self.loop() }
         thread.name = "nclav-sqlite-writer"
         thread.start()
@@ -86,6 +89,12 @@ final class WriteQueue: @unchecked Sendable {
         }
     }
 
+    /// Why writes would fail now (the files cannot be written), checked afresh.
+    func writeProblem() -> StoreError? { files?.problem(fresh: true) }
+
+    /// The same, from a check at most 100 ms old (cheap enough for every read).
+    func filesProblem() -> StoreError? { files?.problem() }
+
     /// Finishes queued writes, checkpoints, and stops the thread.
     func stop() {
         condition.lock()
@@ -130,6 +139,10 @@ final class WriteQueue: @unchecked Sendable {
     }
 
     private func run(_ batch: [Job]) {
+        if let problem = files?.problem() {
+            for job in batch { job.fail(problem) }
+            return
+        }
         var completions: [() -> Void] = []
         completions.reserveCapacity(batch.count)
         do {
@@ -147,7 +160,40 @@ final class WriteQueue: @unchecked Sendable {
     }
 
     private func checkpoint() {
+        if files?.problem() != nil { return }
         // PASSIVE never waits for readers; frames still in use are copied on a later pass.
         _ = try? pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(PASSIVE)") }
+    }
+}
+
+/// Whether the database and its WAL and shared-memory files can still be written. SQLite
+/// writes the shared-memory file through a memory map: if that file stops being writable
+/// under a running server (made immutable, a read-only remount), the next write would end the
+/// process with SIGBUS, which no program can catch. Checked before writes, at most every
+/// 100 ms (an `access` per file; checking every batch measurably slowed the lock path), so a
+/// change is noticed within that window and writes fail as store errors (503) instead.
+final class WritableFiles: @unchecked Sendable {
+    private let paths: [String]
+    private let lock = NSLock()
+    private var checkedAt: UInt64 = 0
+    private var cached: StoreError?
+
+    init(databasePath: String) {
+        paths = [databasePath, databasePath + "-wal", databasePath + "-shm"]
+    }
+
+    /// Why the files cannot be written, or nil; `fresh` skips the 100 ms reuse (for /ready).
+    func problem(fresh: Bool = false) -> StoreError? {
+        let now = DispatchTime.now().uptimeNanoseconds
+        lock.lock()
+        defer { lock.unlock() }
+        if !fresh, checkedAt != 0, now &- checkedAt < 100_000_000 { return cached }
+        checkedAt = now
+        cached = nil
+        for path in paths where access(path, F_OK) == 0 && access(path, W_OK) != 0 {
+            cached = .database("\(path) cannot be written (\(String(cString: strerror(errno)))); SQLite needs it writable even to read. Restore write access (permissions, `chattr -i`, a read-write mount); the server keeps running and answers 503 meanwhile")
+            break
+        }
+        return cached
     }
 }

@@ -54,7 +54,8 @@ struct PartitionApply: Sendable {
         let rendered: RenderedWorkspace
         do {
             rendered = try environment.renderer.render(WorkspaceSpec(
-                key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs, declaredOutputs: partition.partition.declaredOutputs))
+                key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs, declaredOutputs: partition.partition.declaredOutputs,
+                treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
         } catch {
             return await store(failed("its workspace could not be rendered: \(error)"), outputs: [:], identity: nil)
         }

@@ -252,10 +252,11 @@ public enum Planner {
         feed("tool")
         feed(partition.terraform.tool ?? partition.backend.defaultTool)
         feed("files")
-        for relative in PartitionFiles.list(path: directory).files {
-            feed(relative)
-            let content = FileManager.default.contents(atPath: "\(directory)/\(relative)") ?? Data()
-            feed(Digest.sha256Hex(content))
+        // The files validation read (links inside the tree resolved): the same set the
+        // workspace mirrors. One that vanished since counts as a change; rendering then says why.
+        for file in loaded.files {
+            feed(file.path)
+            feed(FileManager.default.contents(atPath: file.source).map(Digest.sha256Hex) ?? "unreadable")
         }
         // A local module outside the partition directory is vendored into the workspace, so
         // its content is part of what terraform applies.
@@ -263,9 +264,9 @@ public enum Planner {
             let module = source.standardizedPath(relativeTo: URL(fileURLWithPath: directory, isDirectory: true))
             if module != directory && !module.hasPrefix(directory + "/") {
                 feed("module")
-                for relative in PartitionFiles.list(path: module, keepConfig: true).files {
-                    feed(relative)
-                    feed(Digest.sha256Hex(FileManager.default.contents(atPath: "\(module)/\(relative)") ?? Data()))
+                for file in PartitionFiles.list(path: module, treeRoot: tree.root, keepConfig: true).files {
+                    feed(file.path)
+                    feed(FileManager.default.contents(atPath: file.source).map(Digest.sha256Hex) ?? "unreadable")
                 }
             }
         }

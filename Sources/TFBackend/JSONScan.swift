@@ -10,6 +10,9 @@ import Foundation
 enum JSONScan {
     struct Failure: Error {
         let offset: Int
+        /// Set when the document is valid JSON but its top-level object names a key twice,
+        /// which readers resolve differently (first wins, last wins).
+        var duplicateKey: String? = nil
     }
 
     /// The byte ranges of the top-level object's member values, by key; `nil` when the document
@@ -123,10 +126,13 @@ enum JSONScan {
                 if recordMembers {
                     if let only {
                         if keyRange.count == only.count, memcmp(bytes.baseAddress! + keyRange.lowerBound, only.baseAddress!, only.count) == 0 {
+                            if onlyRange != nil {
+                                throw Failure(offset: keyRange.lowerBound, duplicateKey: String(decoding: UnsafeBufferPointer(rebasing: only[...]), as: UTF8.self))
+                            }
                             onlyRange = start..<position
                         }
                     } else if let key = Self.decodeKey(bytes, keyRange) {
-                        members[key] = start..<position
+                        if members.updateValue(start..<position, forKey: key) != nil { throw Failure(offset: keyRange.lowerBound, duplicateKey: key) }
                     }
                 }
                 skipWhitespace()

@@ -15,6 +15,7 @@ public struct StateDocument: Sendable, Equatable {
         case notAnObject
         case missingLineage
         case badSerial
+        case duplicateKey(String)
 
         public var description: String {
             switch self {
@@ -22,6 +23,7 @@ public struct StateDocument: Sendable, Equatable {
             case .notAnObject: return "the body is JSON but not a Terraform state object"
             case .missingLineage: return "the state has no `lineage` string"
             case .badSerial: return "the state has no non-negative integer `serial`"
+            case .duplicateKey(let key): return "the state names the top-level key `\(key)` more than once (readers disagree on which one counts)"
             }
         }
     }
@@ -30,7 +32,7 @@ public struct StateDocument: Sendable, Equatable {
     /// members nclav reads are decoded: large states are never turned into objects.
     public init(parsing data: Data) throws(Problem) {
         let found: [String: Range<Int>]?
-        do { found = try JSONScan.topLevelMembers(data) } catch { throw .notJSON }
+        do { found = try JSONScan.topLevelMembers(data) } catch { throw error.duplicateKey.map(Problem.duplicateKey) ?? .notJSON }
         guard let members = found else { throw .notAnObject }
         func slice(_ key: String) -> Data? { members[key].map { data[data.startIndex + $0.lowerBound..<data.startIndex + $0.upperBound] } }
 

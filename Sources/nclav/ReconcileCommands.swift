@@ -1,36 +1,31 @@
 import ArgumentParser
 import Foundation
 import NclavClient
+import NclavFiles
 
-/// Reads a local enclaves directory into the upload format: every regular file, skipping
-/// hidden directories (`.git`, `.terraform`), symbolic links and local state files.
-enum Bundle {
-    /// Every regular file under `directory` (no dot-files, no local state), as (path, bytes).
-    /// Plain string paths and `lstat`: URL building and `attributesOfItem` dominated this walk
-    /// on trees of thousands of partitions.
+/// Reads a local enclaves directory into the upload format, under the same rules the server
+/// reads a directory by (`TreeFiles`): a link inside the tree is sent as the file it points to,
+/// hidden names and local state files stay behind, and anything that cannot be read — a link
+/// leaving the tree, a dangling link, a file without read permission — stops the upload with
+/// its path, so the server never sees a tree with a file missing.
+enum TreeBundle {
     static func files(_ directory: String) throws -> [(path: String, contents: Data)] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("`\(directory)` is not a directory; pass the directory that holds your enclave directories")
         }
-        let root = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
-        var files: [(path: String, contents: Data)] = []
-        func walk(_ relative: String) throws {
-            let here = relative.isEmpty ? root : "\(root)/\(relative)"
-            for name in try FileManager.default.contentsOfDirectory(atPath: here).sorted() where !name.hasPrefix(".") {
-                let path = relative.isEmpty ? name : "\(relative)/\(name)"
-                var info = stat()
-                guard lstat("\(here)/\(name)", &info) == 0 else { continue }
-                if info.st_mode & S_IFMT == S_IFDIR { try walk(path); continue }
-                guard info.st_mode & S_IFMT == S_IFREG, !name.hasSuffix(".tfstate"), !name.hasSuffix(".tfstate.backup") else { continue }
-                guard let contents = FileManager.default.contents(atPath: "\(here)/\(name)") else {
-                    throw ValidationError("`\(here)/\(name)` could not be read (check its permissions)")
-                }
-                files.append((path, contents))
-            }
+        let tree = TreeFiles(root: directory)
+        let listing = tree.files(below: "")
+        guard listing.problems.isEmpty else {
+            throw CommandFailure((["the enclaves directory cannot be uploaded as it is:"]
+                + listing.problems.map { "\(tree.absolute($0.path)): error: \($0.message)" }).joined(separator: "\n"))
         }
-        try walk("")
-        return files
+        return try listing.files.map { file in
+            guard let contents = FileManager.default.contents(atPath: file.source) else {
+                throw CommandFailure("\(tree.absolute(file.path)): error: could not be read (check its permissions)")
+            }
+            return (file.path, contents)
+        }
     }
 
     /// The request body. The bundle part is written by hand: JSONSerialization of thousands of
@@ -108,7 +103,7 @@ struct Diff: AsyncParsableCommand {
 
     func run() async throws {
         let api = try client.client()
-        let body = try Bundle.body(directory: directory, serverPath: serverPath)
+        let body = try TreeBundle.body(directory: directory, serverPath: serverPath)
         let answer: HTTPAnswer
         do {
             answer = try await api.send(.POST, "/reconcile/dry-run", body: body, contentType: "application/json")
@@ -162,7 +157,7 @@ struct Apply: AsyncParsableCommand {
         let api = try client.client()
         var extra: [String: Any] = ["allow_delete_all": allowDeleteAll]
         if let parallelism { extra["parallelism"] = parallelism }
-        let body = try Bundle.body(directory: directory, serverPath: serverPath, extra: extra)
+        let body = try TreeBundle.body(directory: directory, serverPath: serverPath, extra: extra)
         var failed = false
         let start = Date()
         var runReport = RunReport(command: "apply", started: start)

@@ -63,6 +63,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("run-timeout"), help: "Seconds one terraform command may run before it is interrupted (default 1800).")
     var runTimeout: Int = 1800
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may send nothing (headers included) while no answer is being written, before it is closed (default 60).")
+    var idleTimeout: Int = 60
 
     @Option(name: .customLong("drift-interval"), help: "Check every applied partition for drift this often (90s, 30m, 6h, 1d); default: only on `nclav drift`.")
     var driftInterval: String?
@@ -93,6 +95,7 @@ struct Serve: AsyncParsableCommand {
         if maxStateSize < 1024 { throw ValidationError("--max-state-size must be at least 1024 bytes") }
         if stateVersions < 1 { throw ValidationError("--state-versions must be at least 1") }
         if runTimeout < 1 { throw ValidationError("--run-timeout must be at least 1 second") }
+        if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
         if runGracePeriod < 0 { throw ValidationError("--run-grace-period cannot be negative") }
         if let driftInterval, ServerConfiguration.parseInterval(driftInterval) == nil {
             throw ValidationError("--drift-interval `\(driftInterval)` is not a duration; use e.g. 90s, 30m, 6h, 1d or 1h30m")
@@ -130,6 +133,7 @@ struct Serve: AsyncParsableCommand {
             port: resolvedPort, home: home, store: store, defaultCloud: cloud, enabledClouds: enableCloud,
             maxStateBytes: maxStateSize, retainedStateVersions: stateVersions, rotateToken: rotateToken)
         configuration.runTimeout = .seconds(runTimeout)
+        configuration.idleTimeout = .seconds(idleTimeout)
         configuration.runGracePeriod = .seconds(runGracePeriod)
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
         if ([cloud] + enableCloud).contains(.aws) {

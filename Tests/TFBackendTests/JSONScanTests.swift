@@ -3,12 +3,13 @@ import Foundation
 import NclavTestSupport
 import Testing
 
-/// The validating scanner must accept exactly what a strict JSON parser accepts.
+/// The validating scanner must accept exactly what a strict JSON parser accepts, except a
+/// top-level key named twice, which it refuses (readers disagree on which value counts).
 @Suite("JSON scan of state bodies")
 struct JSONScanTests {
     static let valid = [
         #"{}"#, #"[]"#, #"0"#, #"-0.5e+10"#, #""x""#, #"true"#, #"null"#, #" { "a" : [1, 2.5, -3e2, "s", {"b": null}] } "#,
-        #"{"esc":"\" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00"}"#, #"{"utf8":"héllo ✓ 😀"}"#, #"[[[[[]]]]]"#, #"{"a":1,"a":2}"#,
+        #"{"esc":"\" \\ \/ \b \f \n \r \t \u00e9 \uD83D\uDE00"}"#, #"{"utf8":"héllo ✓ 😀"}"#, #"[[[[[]]]]]"#, #"{"a":{"b":1,"b":2}}"#,
     ]
     static let invalid = [
         "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{'a':1}", "01", "1.", ".5", "-", "+1", "1e", "tru", "nul", "\"unterminated",
@@ -33,6 +34,18 @@ struct JSONScanTests {
             let data = Data(text.utf8)
             #expect(scanAccepts(data) == reference(data), "\(text.debugDescription): scan \(scanAccepts(data)), reference \(reference(data))")
         }
+    }
+
+    @Test("a top-level key named twice is refused with its name; nested duplicates are the document's business")
+    func duplicateTopLevelKey() throws {
+        for (text, key) in [(#"{"a":1,"a":2}"#, "a"), (#"{"serial":1,"lineage":"l","serial":2}"#, "serial")] {
+            #expect(throws: JSONScan.Failure.self) { try JSONScan.topLevelMembers(Data(text.utf8)) }
+            do { _ = try JSONScan.topLevelMembers(Data(text.utf8)) } catch { #expect(error.duplicateKey == key) }
+        }
+        #expect(throws: StateDocument.Problem.duplicateKey("serial")) {
+            try StateDocument(parsing: Data(#"{"serial":1,"lineage":"l","serial":2}"#.utf8))
+        }
+        #expect(throws: JSONScan.Failure.self) { try JSONScan.topLevelMember(Data(#"{"ID":"a","ID":"b"}"#.utf8), key: "ID") }
     }
 
     @Test("invalid UTF-8 inside a string is refused")
