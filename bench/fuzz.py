@@ -112,11 +112,13 @@ def mutate_tree(tree, rng, outside):
                        "deep", "long-name", "big", "bytes", "yaml-tag", "dup-key", "empty", "fifo", "unicode",
                        "link-dir-loop", "source-outside", "chmod"])
     files, dirs = files_in(tree), dirs_in(tree)
-    target = rng.choice(files) if files else None
+    # Writing to a FIFO made by an earlier mutation would block: mutate regular files only.
+    regular = [f for f in files if os.path.isfile(f) and not os.path.islink(f)]
+    target = rng.choice(regular) if regular else None
     directory = rng.choice(dirs)
     try:
         if kind == "link-inside" and target:
-            other = rng.choice(files)
+            other = rng.choice(regular)
             os.remove(target)
             os.symlink(os.path.relpath(other, os.path.dirname(target)), target)
         elif kind == "link-outside" and target:
