@@ -27,6 +27,9 @@ let package = Package(
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
         .target(name: "NclavCore"),
+        // The HTTP API's contract: every request, response and stream-event type and every
+        // route path, shared by the server and the client so neither can drift from the other.
+        .target(name: "NclavAPI", dependencies: ["NclavCore"]),
         // Reads an enclaves directory from disk under one set of rules (links, hidden names,
         // state files, depth, unreadable entries), shared by validation, fingerprints, the
         // CLI's upload and workspace mirroring.
@@ -47,14 +50,17 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // What every cloud driver shares: one HTTP exchange with a cloud API over AsyncHTTPClient.
-        .target(name: "NclavCloud", dependencies: [
+        // What the engine asks of a cloud, and what every cloud driver shares: the `Driver`
+        // protocol, the registry and the local driver, capped backoff, and one HTTP exchange
+        // with a cloud API over AsyncHTTPClient. Cloud modules depend on this, never on the engine.
+        .target(name: "NclavDrivers", dependencies: [
+            "NclavCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // The AWS driver: SigV4, the credential chain, endpoint resolution, the JSON/query/REST-XML
         // calls it makes (Organizations, STS, EC2, IAM, Route 53, Tagging) over AsyncHTTPClient.
         .target(name: "NclavAWS", dependencies: [
-            "NclavCore", "Orchestrator", "NclavCloud",
+            "NclavCore", "NclavDrivers",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
@@ -62,14 +68,14 @@ let package = Package(
         // server), Resource Manager / Billing / Service Usage / IAM / Compute / DNS / Cloud Asset
         // over REST with long-running-operation polling.
         .target(name: "NclavGCP", dependencies: [
-            "NclavCore", "Orchestrator", "NclavCloud",
+            "NclavCore", "NclavDrivers",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         // The Azure driver: credentials (service principal, managed identity, az CLI), subscription
         // aliases under an MCA billing scope, ARM resources and long-running operations, Resource Graph.
         .target(name: "NclavAzure", dependencies: [
-            "NclavCore", "Orchestrator", "NclavCloud",
+            "NclavCore", "NclavDrivers",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
@@ -80,7 +86,7 @@ let package = Package(
         ]),
         // Partition dependency graph and (later) planner + reconciler + driver registry.
         .target(name: "Orchestrator", dependencies: [
-            "NclavCore", "NclavConfig", "IacRunner", "NclavStore", "NclavAuth", "TFBackend",
+            "NclavCore", "NclavDrivers", "NclavConfig", "IacRunner", "NclavStore", "NclavAuth", "TFBackend",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // Workspace rendering and the terraform/tofu process runner (swift-subprocess).
@@ -96,7 +102,8 @@ let package = Package(
         ]),
         // The HTTP API and state backend served by `nclav serve` (Hummingbird).
         .target(name: "NclavServer", dependencies: [
-            "NclavCore", "NclavFiles", "NclavStore", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavConfig", "IacRunner",
+            "NclavCore", "NclavAPI", "NclavFiles", "NclavStore", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavDrivers",
+            "NclavConfig", "IacRunner",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -106,7 +113,7 @@ let package = Package(
         ], plugins: ["EmbedBootstrapModules"]),
         // The typed HTTP client the CLI uses to talk to a server.
         .target(name: "NclavClient", dependencies: [
-            "NclavCore",
+            "NclavCore", "NclavAPI",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // The bootstrap/<cloud> modules, embedded in the binary at build time by a plugin.
@@ -114,9 +121,16 @@ let package = Package(
         // Build-time only: the plugin and the tool it runs to turn bootstrap/ into Swift source.
         .plugin(name: "EmbedBootstrapModules", capability: .buildTool(), dependencies: ["embed-templates"]),
         .executableTarget(name: "embed-templates", path: "Sources/EmbedTemplates"),
-        // The executable: argument parsing and output only; logic lives in the libraries.
+        // The client commands (status, validate, diff, apply, destroy, graph, iac, state, drift,
+        // orphans): parse, call the typed client, print. They know the API, never the server.
+        .target(name: "NclavCLI", dependencies: [
+            "NclavAPI", "NclavClient", "NclavConfig", "NclavFiles", "NclavCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // The executable: the root command, `serve` and the platform commands, which run the
+        // server side in this process.
         .executableTarget(name: "nclav", dependencies: [
-            "NclavConfig", "NclavFiles", "NclavServer", "NclavClient", "NclavStore", "NclavAuth", "Orchestrator", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP", "NclavAzure",
+            "NclavCLI", "NclavServer", "NclavStore", "NclavDrivers", "PlatformTemplates", "IacRunner", "NclavAWS", "NclavGCP", "NclavAzure", "NclavCore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -130,13 +144,14 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], path: "Tests/CloudFakes"),
-        .testTarget(name: "NclavGCPTests", dependencies: ["NclavGCP", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
-        .testTarget(name: "NclavAzureTests", dependencies: ["NclavAzure", "NclavCloud", "NclavCore", "Orchestrator", "NclavCloudFakes", "NclavTestSupport"]),
+        .testTarget(name: "NclavGCPTests", dependencies: ["NclavGCP", "NclavDrivers", "NclavCore", "NclavCloudFakes", "NclavTestSupport"]),
+        .testTarget(name: "NclavAzureTests", dependencies: ["NclavAzure", "NclavDrivers", "NclavCore", "NclavCloudFakes", "NclavTestSupport"]),
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
-        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavCloud", "NclavCore", "Orchestrator", "NclavTestSupport", "NclavCloudFakes",
+        .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavDrivers", "NclavCore", "NclavTestSupport", "NclavCloudFakes",
                                                           .product(name: "Hummingbird", package: "hummingbird"),
                                                           .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
+        .testTarget(name: "NclavDriversTests", dependencies: ["NclavDrivers", "NclavCore"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavDrivers", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
@@ -145,7 +160,7 @@ let package = Package(
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth", "NclavTestSupport"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore", "NclavAuth", "NclavServer", "NclavStore", "TFBackend", "NclavAWS", "NclavCloudFakes",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAPI", "NclavAuth", "NclavServer", "NclavStore", "TFBackend", "NclavAWS", "NclavCloudFakes",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,5 +1,5 @@
 import Foundation
-import NclavCloud
+import NclavDrivers
 import NIOCore
 
 /// A failed AWS call, phrased so the reader knows what to fix. Never carries credentials.

@@ -1,5 +1,5 @@
 import Foundation
-import NclavCloud
+import NclavDrivers
 import NIOCore
 
 /// Why one credential source could not give credentials. `notConfigured` lets the chain move on;

@@ -1,6 +1,6 @@
 import Foundation
 import NclavCore
-import Orchestrator
+import NclavDrivers
 
 /// The `--aws-*` settings of `nclav serve`.
 public struct AWSDriverConfiguration: Sendable, Equatable {

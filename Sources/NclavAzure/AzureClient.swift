@@ -1,6 +1,5 @@
 import Foundation
-import NclavCloud
-import Orchestrator
+import NclavDrivers
 
 /// An Azure Resource Manager error (`{"error": {"code", "message"}}`) with what to do next.
 public struct AzureError: Error, Sendable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 import Foundation
-import NclavCloud
+import NclavDrivers
 
 /// An Entra ID access token for Azure Resource Manager. `description` never shows it.
 public struct AzureAccessToken: Sendable, Equatable, CustomStringConvertible {

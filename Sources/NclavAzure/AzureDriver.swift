@@ -1,8 +1,7 @@
 import Crypto
 import Foundation
-import NclavCloud
+import NclavDrivers
 import NclavCore
-import Orchestrator
 
 /// The `--azure-*` settings of `nclav serve`.
 public struct AzureDriverConfiguration: Sendable {

@@ -314,3 +314,22 @@ extension PartitionState {
     /// Its state address; nil only for a record whose ids were never validated.
     public var key: StateKey? { try? StateKey(enclave: enclaveID, partition: partitionID) }
 }
+
+/// A resource tagged as nclav's whose partition nclav no longer knows.
+public struct Orphan: Codable, Sendable, Hashable {
+    public var enclaveID: String
+    public var cloud: String
+    public var resource: String
+    public var partition: String?
+    public var tags: [String: String]
+
+    public init(enclaveID: String, cloud: String, resource: String, partition: String?, tags: [String: String]) {
+        self.enclaveID = enclaveID
+        self.cloud = cloud
+        self.resource = resource
+        self.partition = partition
+        self.tags = tags
+    }
+
+    enum CodingKeys: String, CodingKey { case enclaveID = "enclave_id", cloud, resource, partition, tags }
+}

@@ -1,6 +1,5 @@
 import Foundation
-import NclavCloud
-import Orchestrator
+import NclavDrivers
 
 /// Where each Google API lives: `https://<service>.googleapis.com`, or, when
 /// `NCLAV_GCP_ENDPOINT` is set (tests, private access), that URL with `{service}` replaced,

@@ -1,7 +1,7 @@
 import Crypto
 import _CryptoExtras
 import Foundation
-import NclavCloud
+import NclavDrivers
 
 /// An OAuth access token and when it stops working. `description` never shows the token.
 public struct GCPAccessToken: Sendable, Equatable, CustomStringConvertible {

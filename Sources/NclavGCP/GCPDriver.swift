@@ -1,8 +1,7 @@
 import Crypto
 import Foundation
-import NclavCloud
+import NclavDrivers
 import NclavCore
-import Orchestrator
 
 /// The `--gcp-*` settings of `nclav serve`.
 public struct GCPDriverConfiguration: Sendable {

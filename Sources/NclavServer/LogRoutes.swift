@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NclavAPI
 import NclavCore
 import NclavStore
 import TFBackend
@@ -21,21 +22,19 @@ struct LogRoutes: Sendable {
     static let pollInterval: Duration = .milliseconds(200)
 
     func register(on router: Router<NclavRequestContext>, key: @escaping @Sendable (NclavRequestContext) throws -> StateKey) {
-        let base = "/enclaves/:enclave/partitions/:partition/iac/runs/:run"
-        router.get(RouterPath(base + "/stream")) { request, context in
+        router.get(RouterPath(APIPath.Template.runStream)) { request, context in
             let (runID, _) = try await run(context, key: key)
             let start = Self.offset(request.headers[.lastEventID] ?? request.uri.queryParameters.get("offset").map { String($0) })
             return stream(runID, from: start)
         }
-        router.get(RouterPath(base + "/log")) { request, context in
+        router.get(RouterPath(APIPath.Template.runLog)) { request, context in
             let (_, run) = try await run(context, key: key)
             let bytes = Array(run.log.utf8)
             let start = min(Self.offset(request.uri.queryParameters.get("offset").map { String($0) }), bytes.count)
             // Only whole lines, so a reader never sees half a line twice.
             let end = Self.completeLinesEnd(bytes, from: start, final: run.status != .running)
-            struct Chunk: Encodable { let offset: Int; let next_offset: Int; let text: String; let status: String; let complete: Bool }
-            return Routes.json(Chunk(offset: start, next_offset: end, text: String(decoding: bytes[start..<end], as: UTF8.self),
-                                     status: run.status.rawValue, complete: run.status != .running && end == bytes.count))
+            return Routes.json(LogChunk(offset: start, nextOffset: end, text: String(decoding: bytes[start..<end], as: UTF8.self),
+                                        status: run.status.rawValue, complete: run.status != .running && end == bytes.count))
         }
     }
 

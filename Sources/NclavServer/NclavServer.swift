@@ -1,4 +1,5 @@
 import Foundation
+import NclavDrivers
 import Hummingbird
 import HummingbirdCore
 import Logging

@@ -1,8 +1,10 @@
 import Foundation
+import NclavDrivers
 import HTTPTypes
 import Hummingbird
 import IacRunner
 import Logging
+import NclavAPI
 import NclavAuth
 import NclavConfig
 import NclavCore
@@ -18,13 +20,14 @@ public actor ServerAddress {
     func set(_ port: Int) { self.port = port }
 }
 
-/// `POST /reconcile` and `POST /reconcile/dry-run`.
+/// `POST /reconcile`, `POST /reconcile/dry-run`, `POST /drift`, `POST /destroy` and the
+/// `DELETE` routes of enclaves and partitions. Wire types come from `NclavAPI`.
 ///
 /// The body names a directory on the server (`{"enclaves_dir": "…"}`) or carries the tree
 /// itself (`{"bundle": [{"path": "…", "content": "<base64>"}]}`, what the CLI sends so a
 /// remote server works). The tree is validated first (422 with every diagnostic); a second
-/// reconcile is refused (409) before anything starts. An apply answers with NDJSON, one
-/// object per line: `progress` lines while it runs, then the `report` (or an `error`).
+/// reconcile is refused (409) before anything starts. Long operations answer with NDJSON, one
+/// event per line: `progress` while they run, then their result (or an `error`).
 struct ReconcileRoutes: Sendable {
     let store: any StateStore
     let configuration: ServerConfiguration
@@ -33,32 +36,21 @@ struct ReconcileRoutes: Sendable {
     let registry: DriverRegistry
     var observer: any ReconcileObserver = NoObserver()
 
-    struct Request: Decodable {
-        struct File: Decodable { let path: String; let content: String }
-        let enclavesDir: String?
-        let bundle: [File]?
-        let parallelism: Int?
-        let allowDeleteAll: Bool?
-
-        enum CodingKeys: String, CodingKey {
-            case enclavesDir = "enclaves_dir", bundle, parallelism, allowDeleteAll = "allow_delete_all"
-        }
-    }
-
     func register(on router: Router<NclavRequestContext>, body: @escaping @Sendable (HummingbirdCore.Request) async throws -> Data) {
-        router.post("/reconcile/dry-run") { request, _ in try await dryRun(try await body(request)) }
-        router.post("/reconcile") { request, _ in try await apply(try await body(request)) }
-        router.post("/drift") { request, _ in try await drift(try await body(request)) }
-        router.get("/orphans") { request, _ in
+        router.post(RouterPath(APIPath.dryRun)) { request, _ in try await dryRun(try await body(request)) }
+        router.post(RouterPath(APIPath.reconcile)) { request, _ in try await apply(try await body(request)) }
+        router.post(RouterPath(APIPath.drift)) { request, _ in try await drift(try await body(request)) }
+        router.post(RouterPath(APIPath.destroy)) { request, _ in try await destroy(try await body(request)) }
+        router.get(RouterPath(APIPath.orphansBase)) { request, _ in
             try await orphans(enclave: request.uri.queryParameters.get("enclave").flatMap { $0.isEmpty ? nil : String($0) })
         }
-        router.delete("/enclaves/:enclave") { _, context in
-            try await destroy(enclave: try Routes.id(context, "enclave"), partition: nil)
+        router.delete(RouterPath(APIPath.Template.enclave)) { _, context in
+            try await destroyNow(DestroyRequest(enclaves: [try Routes.id(context, "enclave")]))
         }
-        router.delete("/enclaves/:enclave/partitions/:partition") { request, context in
+        router.delete(RouterPath(APIPath.Template.partition)) { request, context in
             let enclave = try Routes.id(context, "enclave"), partition = try Routes.id(context, "partition")
             switch request.uri.queryParameters.get("forget") {
-            case nil, "false": return try await destroy(enclave: enclave, partition: partition)
+            case nil, "false": return try await destroyNow(DestroyRequest(enclaves: [enclave], partition: partition))
             case "true": return try await forget(enclave: enclave, partition: partition)
             case let other?: throw APIError(.badRequest, "`forget=\(other)` is not understood; use forget=true")
             }
@@ -75,13 +67,6 @@ struct ReconcileRoutes: Sendable {
             return shared.appendingPathComponent("nclav-bundles-\(getuid())")
         }
         return home.appendingPathComponent("bundles")
-    }
-
-    struct OrphanReport: Encodable {
-        struct Failure: Encodable { let enclave: String; let error: String }
-        let orphans: [Orphan]
-        let errors: [Failure]
-        let scanned: [String]
     }
 
     /// `GET /orphans[?enclave=]`: asks each enclave's driver for resources tagged as nclav's
@@ -107,24 +92,69 @@ struct ReconcileRoutes: Sendable {
         return Routes.json(OrphanReport(orphans: found, errors: failures, scanned: enclaves.map(\.id).sorted()))
     }
 
-    func destroy(enclave: String, partition: String?) async throws -> Response {
-        let report: ReconcileReport
-        do { report = try await reconciler().destroy(enclaves: [enclave], partition: partition) } catch let error as ReconcileError {
-            switch error {
-            case .notInState: throw APIError(.notFound, error.description)
-            default: throw APIError(.conflict, error.description)
-            }
+    // MARK: Destroy and forget
+
+    /// Refusals found before anything is torn down, as HTTP answers.
+    static func refusal(_ error: ReconcileError) -> APIError {
+        switch error {
+        case .notInState: return APIError(.notFound, error.description)
+        default: return APIError(.conflict, error.description)
         }
-        return Routes.json(Line(type: "report", reconcileID: report.reconcileID.uuidString, changes: [],
-                                outcomes: report.outcomes.map(Outcome.init), enclaves: report.enclaves.map(EnclaveLine.init),
-                                errors: report.errors))
     }
 
-    struct ForgetAnswer: Encodable {
-        let forgotten: String
-        let resources: [String]
-        let identity: [String: String]
-        let workspace: String
+    /// Checks a destroy under the reconcile lock; the caller owns the lock afterwards.
+    func prepareDestroy(_ request: DestroyRequest, reconciler: Reconciler) async throws -> ReconcileLock {
+        guard !request.enclaves.isEmpty else { throw APIError(.badRequest, "name at least one enclave in `enclaves`") }
+        for id in request.enclaves + (request.partition.map { [$0] } ?? []) {
+            if let problem = Identifier.problem(with: id) { throw APIError(.badRequest, "`\(id)` is not a valid id: \(problem)") }
+        }
+        if request.partition != nil && request.enclaves.count != 1 {
+            throw APIError(.badRequest, "`partition` needs exactly one enclave in `enclaves`")
+        }
+        let lock: ReconcileLock
+        do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw Self.refusal(error) }
+        do {
+            try await reconciler.checkDestroy(enclaves: request.enclaves, partition: request.partition)
+        } catch let error as ReconcileError {
+            try? await store.releaseReconcileLock(lock.id)
+            throw Self.refusal(error)
+        }
+        return lock
+    }
+
+    /// `DELETE /enclaves/{e}[/partitions/{p}]`: the destroy report as one JSON answer.
+    func destroyNow(_ request: DestroyRequest) async throws -> Response {
+        let reconciler = await reconciler()
+        let lock = try await prepareDestroy(request, reconciler: reconciler)
+        let report = try await reconciler.destroy(enclaves: request.enclaves, partition: request.partition, holding: lock)
+        return Routes.json(ApplyEvent.report(Self.reportBody(report)))
+    }
+
+    /// `POST /destroy`: several enclaves (the engine orders them) or one partition; NDJSON
+    /// progress, then the report.
+    func destroy(_ data: Data) async throws -> Response {
+        let request: DestroyRequest
+        do { request = try Wire.decoder().decode(DestroyRequest.self, from: data) } catch {
+            throw APIError(.badRequest, "the body must be JSON like {\"enclaves\": [\"<id>\"], \"partition\": \"<id>\"}")
+        }
+        if request.forget == true {
+            guard let partition = request.partition, request.enclaves.count == 1 else {
+                throw APIError(.badRequest, "`forget` needs exactly one enclave and a `partition`")
+            }
+            return try await forget(enclave: request.enclaves[0], partition: partition)
+        }
+        return try await Self.ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
+            let reconciler = await reconciler { emit(.progress($0)) }
+            let lock = try await prepareDestroy(request, reconciler: reconciler)
+            return {
+                do {
+                    let report = try await reconciler.destroy(enclaves: request.enclaves, partition: request.partition, holding: lock)
+                    emit(.report(Self.reportBody(report)))
+                } catch {
+                    emit(.error("\(error)"))
+                }
+            }
+        }
     }
 
     /// `DELETE /enclaves/{e}/partitions/{p}?forget=true`: drops the partition from nclav's
@@ -132,14 +162,13 @@ struct ReconcileRoutes: Sendable {
     func forget(enclave: String, partition: String) async throws -> Response {
         let forgotten: Reconciler.Forgotten
         do { forgotten = try await reconciler().forget(enclave: enclave, partition: partition) } catch let error as ReconcileError {
-            switch error {
-            case .notInState: throw APIError(.notFound, error.description)
-            default: throw APIError(.conflict, error.description)
-            }
+            throw Self.refusal(error)
         }
         return Routes.json(ForgetAnswer(forgotten: forgotten.key.description, resources: forgotten.resources, identity: forgotten.identity,
                                         workspace: forgotten.workspace))
     }
+
+    // MARK: Plumbing
 
     func reconciler(progress: @escaping @Sendable (String) async -> Void = { _ in }) async -> Reconciler {
         let host = ["0.0.0.0", "::", ""].contains(configuration.bindHost) ? "127.0.0.1" : configuration.bindHost
@@ -153,10 +182,48 @@ struct ReconcileRoutes: Sendable {
         return Reconciler(environment: environment)
     }
 
+    static func reportBody(_ report: ReconcileReport) -> ReconcileReportBody {
+        ReconcileReportBody(
+            reconcileID: report.reconcileID.uuidString, changes: report.plan.changes.isEmpty ? [] : report.plan.lines,
+            outcomes: report.outcomes.map {
+                OutcomeLine(partition: $0.key.description, operation: $0.operation.rawValue, result: $0.result.rawValue,
+                            runID: $0.runID?.uuidString, reason: $0.reason, seconds: $0.seconds)
+            },
+            enclaves: report.enclaves.map { EnclaveOutcomeLine(enclave: $0.enclave, operation: $0.operation.rawValue, result: $0.result.rawValue, reason: $0.reason) },
+            errors: report.errors)
+    }
+
+    /// An NDJSON answer. `start` runs first, in the request: what it throws becomes the HTTP
+    /// status (400, 409, 422) before any line is sent. The work it returns then runs on its
+    /// own task — unstructured on purpose: a client that disconnects must not cancel terraform
+    /// runs — and every event it emits is written as one line while the client listens.
+    static func ndjson<Event: Encodable & Sendable>(
+        _ start: (@escaping @Sendable (Event) -> Void) async throws -> @Sendable () async -> Void
+    ) async throws -> Response {
+        let (lines, continuation) = AsyncStream<String>.makeStream()
+        let work = try await start { continuation.yield(Wire.line($0)) }
+        Task {
+            await work()
+            continuation.finish()
+        }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-ndjson"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            // A vanished client stops the writing, never the work.
+            var connected = true
+            for await line in lines where connected {
+                do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
+            }
+            if connected { try? await writer.finish(nil) }
+        })
+    }
+
+    // MARK: Reconcile
+
     /// Decodes the request and loads a valid tree, or throws the 400/422 that says why.
-    func load(_ data: Data) throws -> (tree: LoadedTree, request: Request, cleanup: @Sendable () -> Void, graph: Digraph<TreeValidator.PartitionRef>) {
-        let request: Request
-        do { request = try JSONDecoder().decode(Request.self, from: data) } catch {
+    func load(_ data: Data) throws -> (tree: LoadedTree, request: ReconcileRequest, cleanup: @Sendable () -> Void, graph: Digraph<TreeValidator.PartitionRef>) {
+        let request: ReconcileRequest
+        do { request = try JSONDecoder().decode(ReconcileRequest.self, from: data) } catch {
             throw APIError(.badRequest, "the body must be JSON with `enclaves_dir` or `bundle`", details: ["\(error)"])
         }
         if let parallelism = request.parallelism, parallelism < 1 {
@@ -192,128 +259,71 @@ struct ReconcileRoutes: Sendable {
         return (result.tree, request, cleanup, result.graph)
     }
 
-    struct PlanAnswer: Encodable {
-        let changes: [String]
-        /// Changes an apply makes whatever happens upstream (`--detailed-exitcode` counts these).
-        let changeCount: Int
-        /// Partitions that run only if an upstream's outputs (or their enclave's context) change.
-        let conditionalCount: Int
-        let deletesEverything: Bool
-        enum CodingKeys: String, CodingKey {
-            case changes, changeCount = "change_count", conditionalCount = "conditional_count", deletesEverything = "deletes_everything"
-        }
-    }
-
     func dryRun(_ data: Data) async throws -> Response {
         let (tree, _, cleanup, graph) = try load(data)
         defer { cleanup() }
-        let report = try await reconciler().plan(tree, graph: graph)
-        return Routes.json(PlanAnswer(changes: report.plan.lines, changeCount: report.plan.certainCount, conditionalCount: report.plan.conditionalCount,
-                                      deletesEverything: report.plan.deletesEverything))
+        let plan = try await reconciler().plan(tree, graph: graph).plan
+        return Routes.json(DryRunAnswer(changes: plan.lines, changeCount: plan.certainCount, conditionalCount: plan.conditionalCount,
+                                        deletesEverything: plan.deletesEverything))
     }
 
-    struct Line: Encodable {
-        let type: String
-        var line: String? = nil
-        var reconcileID: String? = nil
-        var changes: [String]? = nil
-        var outcomes: [Outcome]? = nil
-        var enclaves: [EnclaveLine]? = nil
-        var errors: [String]? = nil
-        var error: String? = nil
-        enum CodingKeys: String, CodingKey { case type, line, reconcileID = "reconcile_id", changes, outcomes, enclaves, errors, error }
-    }
-
-    struct EnclaveLine: Encodable {
-        let enclave: String, operation: String, result: String
-        let reason: String?
-
-        init(_ outcome: EnclaveOutcome) {
-            enclave = outcome.enclave
-            operation = outcome.operation.rawValue
-            result = outcome.result.rawValue
-            reason = outcome.reason
+    func apply(_ data: Data) async throws -> Response {
+        let (tree, request, cleanup, graph) = try load(data)
+        let options = ReconcileOptions(parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount,
+                                       allowDeleteEverything: request.allowDeleteAll ?? false)
+        do {
+            return try await Self.ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
+                let reconciler = await reconciler { emit(.progress($0)) }
+                let lock: ReconcileLock
+                do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw APIError(.conflict, error.description) }
+                return {
+                    defer { cleanup() }
+                    do {
+                        let report = try await reconciler.reconcile(tree, options: options, holding: lock, graph: graph)
+                        var body = Self.reportBody(report)
+                        body.changes = report.plan.lines
+                        emit(.report(body))
+                    } catch {
+                        emit(.error("\(error)"))
+                    }
+                }
+            }
+        } catch {
+            cleanup()
+            throw error
         }
     }
 
-    struct Outcome: Encodable {
-        let partition: String, operation: String, result: String
-        let runID: String?, reason: String?, seconds: Double?
-        enum CodingKeys: String, CodingKey { case partition, operation, result, runID = "run_id", reason, seconds }
-
-        init(_ outcome: PartitionOutcome) {
-            partition = outcome.key.description
-            operation = outcome.operation.rawValue
-            result = outcome.result.rawValue
-            runID = outcome.runID?.uuidString
-            reason = outcome.reason
-            seconds = outcome.seconds.map { ($0 * 1000).rounded() / 1000 }
-        }
-    }
-
-    struct DriftRequest: Decodable { let enclave: String? }
-
-    struct DriftLine: Encodable {
-        struct Entry: Encodable {
-            let partition: String
-            let status: String
-            let summary: String
-            let runID: String?
-            let seconds: Double?
-            enum CodingKeys: String, CodingKey { case partition, status, summary, runID = "run_id", seconds }
-        }
-        let type: String
-        var line: String? = nil
-        var reconcileID: String? = nil
-        var results: [Entry]? = nil
-        var error: String? = nil
-        enum CodingKeys: String, CodingKey { case type, line, reconcileID = "reconcile_id", results, error }
-    }
+    // MARK: Drift
 
     /// `POST /drift` (`{"enclave": "…"}` optional): NDJSON progress, then the results.
     func drift(_ data: Data) async throws -> Response {
-        let request = data.isEmpty ? DriftRequest(enclave: nil) : try {
-            do { return try JSONDecoder().decode(DriftRequest.self, from: data) } catch {
-                throw APIError(.badRequest, "the body must be empty or JSON like {\"enclave\": \"<id>\"}")
-            }
-        }()
+        let request: DriftRequest
+        do { request = data.isEmpty ? DriftRequest() : try JSONDecoder().decode(DriftRequest.self, from: data) } catch {
+            throw APIError(.badRequest, "the body must be empty or JSON like {\"enclave\": \"<id>\"}")
+        }
         if let enclave = request.enclave {
             guard Identifier.isValid(enclave) else { throw APIError(.badRequest, "`\(enclave)` is not an enclave id") }
             guard try await store.enclave(enclave) != nil else { throw APIError(.notFound, "enclave `\(enclave)` is not in state") }
         }
-        let (lines, continuation) = AsyncStream<String>.makeStream()
-        let reconciler = await reconciler { line in continuation.yield(Self.encode(DriftLine(type: "progress", line: line))) }
-        let lock: ReconcileLock
-        do { lock = try await reconciler.acquire() } catch let error as ReconcileError {
-            throw APIError(.conflict, error.description)
-        }
-        // Unstructured on purpose: a client that disconnects must not cancel terraform runs.
-        Task {
-            do {
-                let report = try await reconciler.drift(enclave: request.enclave, holding: lock)
-                continuation.yield(Self.encode(DriftLine(type: "drift", reconcileID: report.reconcileID.uuidString,
-                                                         results: report.results.map(Self.entry))))
-            } catch {
-                continuation.yield(Self.encode(DriftLine(type: "error", error: "\(error)")))
+        return try await Self.ndjson { (emit: @escaping @Sendable (DriftEvent) -> Void) in
+            let reconciler = await reconciler { emit(.progress($0)) }
+            let lock: ReconcileLock
+            do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw APIError(.conflict, error.description) }
+            return {
+                do {
+                    let report = try await reconciler.drift(enclave: request.enclave, holding: lock)
+                    emit(.drift(reconcileID: report.reconcileID.uuidString, results: report.results.map(Self.entry)))
+                } catch {
+                    emit(.error("\(error)"))
+                }
             }
-            continuation.finish()
         }
-        var headers = HTTPFields()
-        headers[.contentType] = "application/x-ndjson"
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            // A vanished client stops the writing, never the drift check.
-            var connected = true
-            for await line in lines where connected {
-                do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
-            }
-            if connected { try await writer.finish(nil) }
-        })
     }
 
-    static func entry(_ entry: DriftReport.Entry) -> DriftLine.Entry {
-        DriftLine.Entry(partition: entry.key.description, status: entry.result?.status.rawValue ?? "skipped",
-                        summary: entry.result?.summary ?? entry.skipped ?? "", runID: entry.result?.runID?.uuidString,
-                        seconds: entry.seconds.map { ($0 * 1000).rounded() / 1000 })
+    static func entry(_ entry: DriftReport.Entry) -> DriftEntry {
+        DriftEntry(partition: entry.key.description, status: entry.result?.status.rawValue ?? "skipped",
+                   summary: entry.result?.summary ?? entry.skipped ?? "", runID: entry.result?.runID?.uuidString, seconds: entry.seconds)
     }
 
     /// The `--drift-interval` loop: a drift check of everything, skipped when a reconcile holds
@@ -333,48 +343,6 @@ struct ReconcileRoutes: Sendable {
                 logger.warning("scheduled drift check failed", metadata: ["error": "\(error)"])
             }
         }
-    }
-
-    func apply(_ data: Data) async throws -> Response {
-        let (tree, request, cleanup, _) = try load(data)
-        let (lines, continuation) = AsyncStream<String>.makeStream()
-        let reconciler = await reconciler { line in continuation.yield(Self.encode(Line(type: "progress", line: line))) }
-        let lock: ReconcileLock
-        do { lock = try await reconciler.acquire() } catch let error as ReconcileError {
-            cleanup()
-            throw APIError(.conflict, error.description)
-        }
-        var options = ReconcileOptions(allowDeleteEverything: request.allowDeleteAll ?? false)
-        if let parallelism = request.parallelism { options.parallelism = parallelism }
-        // Unstructured on purpose: a client that disconnects must not cancel terraform runs.
-        Task {
-            defer { cleanup() }
-            do {
-                let report = try await reconciler.reconcile(tree, options: options, holding: lock)
-                continuation.yield(Self.encode(Line(
-                    type: "report", reconcileID: report.reconcileID.uuidString, changes: report.plan.lines,
-                    outcomes: report.outcomes.map(Outcome.init), enclaves: report.enclaves.map(EnclaveLine.init),
-                    errors: report.errors)))
-            } catch {
-                continuation.yield(Self.encode(Line(type: "error", error: "\(error)")))
-            }
-            continuation.finish()
-        }
-        var headers = HTTPFields()
-        headers[.contentType] = "application/x-ndjson"
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            var connected = true
-            for await line in lines where connected {
-                do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
-            }
-            try? await writer.finish(nil)
-        })
-    }
-
-    static func encode<T: Encodable>(_ line: T) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return ((try? encoder.encode(line)).map { String(decoding: $0, as: UTF8.self) } ?? #"{"type":"error","error":"encoding"}"#) + "\n"
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NclavAPI
 import NclavAuth
 import NclavCore
 import NclavStore
@@ -16,23 +17,23 @@ struct Routes: Sendable {
     let storeDescription: String
 
     func register(on router: Router<NclavRequestContext>) {
-        router.get("/health") { _, _ in Self.json(["status": "ok"]) }
-        router.get("/ready") { _, _ in try await ready() }
-        router.get("/status") { _, _ in try await status() }
-        router.get("/enclaves") { _, _ in try await enclaves() }
-        router.get("/enclaves/:enclave") { _, context in try await enclave(context) }
-        router.get("/events") { request, _ in try await events(request) }
-        router.get("/graph") { _, _ in Self.json(try await graph()) }
-        router.get("/enclaves/:enclave/graph") { _, context in
+        router.get(RouterPath(APIPath.health)) { _, _ in Self.json(["status": "ok"]) }
+        router.get(RouterPath(APIPath.ready)) { _, _ in try await ready() }
+        router.get(RouterPath(APIPath.status)) { _, _ in try await status() }
+        router.get(RouterPath(APIPath.enclaves)) { _, _ in try await enclaves() }
+        router.get(RouterPath(APIPath.Template.enclave)) { _, context in try await enclave(context) }
+        router.get(RouterPath(APIPath.events)) { request, _ in try await events(request) }
+        router.get(RouterPath(APIPath.graph)) { _, _ in Self.json(try await graph()) }
+        router.get(RouterPath(APIPath.Template.enclaveGraph)) { _, context in
             let enclaveID = try Self.id(context, "enclave")
             guard try await store.enclave(enclaveID) != nil else { throw APIError(.notFound, "no enclave `\(enclaveID)` in state") }
             return Self.json(try await graph().filtered(to: enclaveID))
         }
-        router.get("/enclaves/:enclave/partitions/:partition/iac/runs") { request, context in try await runs(request, context) }
-        router.get("/enclaves/:enclave/partitions/:partition/iac/runs/latest") { _, context in try await latestRun(context) }
-        router.get("/enclaves/:enclave/partitions/:partition/iac/runs/:run") { _, context in try await run(context) }
+        router.get(RouterPath(APIPath.Template.runs)) { request, context in try await runs(request, context) }
+        router.get(RouterPath(APIPath.Template.latestRun)) { _, context in try await latestRun(context) }
+        router.get(RouterPath(APIPath.Template.run)) { _, context in try await run(context) }
 
-        let state = "/terraform/state/:enclave/:partition"
+        let state = APIPath.Template.state
         router.get(RouterPath(state)) { _, context in
             try await Response(backend.get(try key(context), as: try principal(context)))
         }
@@ -152,17 +153,12 @@ struct Routes: Sendable {
         return Self.json(status)
     }
 
-    struct EnclaveDetail: Encodable {
-        let enclave: EnclaveState
-        let partitions: [PartitionState]
-    }
-
     func enclaves() async throws -> Response {
         var details: [EnclaveDetail] = []
         for enclave in try await store.enclaves() {
             details.append(EnclaveDetail(enclave: enclave, partitions: try await store.partitions(ofEnclave: enclave.id)))
         }
-        return Self.json(["enclaves": details])
+        return Self.json(EnclaveListing(enclaves: details))
     }
 
     func enclave(_ context: NclavRequestContext) async throws -> Response {
@@ -187,13 +183,13 @@ struct Routes: Sendable {
             throw APIError(.badRequest, "`enclave_id` is not a valid id: \(problem)")
         }
         let events = try await store.events(enclave: enclave, limit: try limit(request, default: 100, maximum: 1000))
-        return Self.json(["events": events])
+        return Self.json(EventListing(events: events))
     }
 
     func runs(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
         let key = try key(context)
         let runs = try await store.runs(enclave: key.enclave, partition: key.partition, limit: try limit(request, default: 50, maximum: 1000))
-        return Self.json(["runs": runs])
+        return Self.json(RunListing(runs: runs))
     }
 
     func latestRun(_ context: NclavRequestContext) async throws -> Response {

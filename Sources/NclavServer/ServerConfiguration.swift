@@ -1,4 +1,6 @@
 import Foundation
+import NclavDrivers
+import NclavAPI
 import NclavCore
 import Orchestrator
 
@@ -56,10 +58,7 @@ public struct ServerConfiguration: Sendable {
     }
 
     /// `$NCLAV_HOME`, else `~/.nclav`.
-    public static func home(environment: [String: String]) -> URL {
-        if let home = environment["NCLAV_HOME"], !home.isEmpty { return URL(fileURLWithPath: home, isDirectory: true) }
-        return FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".nclav", isDirectory: true)
-    }
+    public static func home(environment: [String: String]) -> URL { NclavHome.directory(environment: environment) }
 }
 
 extension ServerConfiguration {

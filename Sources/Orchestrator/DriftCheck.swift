@@ -1,6 +1,7 @@
 import Foundation
 import IacRunner
 import NclavCore
+import NclavDrivers
 import NclavStore
 
 /// Drift detection: `terraform plan -detailed-exitcode -lock=false` on every applied

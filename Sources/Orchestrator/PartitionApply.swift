@@ -2,6 +2,7 @@ import Foundation
 import IacRunner
 import NclavConfig
 import NclavCore
+import NclavDrivers
 import NclavStore
 
 /// What one partition's work in a reconcile came to: its outcome and, when it succeeded, the

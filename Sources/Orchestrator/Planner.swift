@@ -3,6 +3,7 @@ import Foundation
 import IacRunner
 import NclavConfig
 import NclavCore
+import NclavDrivers
 import TFBackend
 
 /// What the store holds, as the planner needs it.

@@ -2,6 +2,7 @@ import Foundation
 import IacRunner
 import NclavAuth
 import NclavCore
+import NclavDrivers
 import NclavStore
 
 /// Hears what the reconciler did, for metrics; the reconciler does not care who listens.

@@ -1,6 +1,7 @@
 import Foundation
 import NclavConfig
 import NclavCore
+import NclavDrivers
 import NclavStore
 
 /// The engine's entry points: plan, apply, destroy, forget and drift. Each that changes
@@ -53,16 +54,22 @@ public struct Reconciler: Sendable {
     /// the same way removing them from the YAML would. Refuses while anything outside what is
     /// destroyed still imports from it.
     public func destroy(enclaves ids: [String], partition: String? = nil) async throws -> ReconcileReport {
-        let lock = try await acquire()
-        return try await ReconcileLockScope(store: environment.store, lock: lock).run {
+        try await destroy(enclaves: ids, partition: partition, holding: try await acquire())
+    }
+
+    /// Refuses a destroy that names something not in state, or that would leave an importer
+    /// behind; changes nothing.
+    public func checkDestroy(enclaves ids: [String], partition: String?) async throws {
+        let stored = try await storedState()
+        _ = try Self.destroyTargets(stored, enclaves: ids, partition: partition)
+    }
+
+    /// `destroy` under a lock from `acquire()`, released at the end. Partitions go in teardown
+    /// order across every enclave named (importers first), then the enclaves, importers first.
+    public func destroy(enclaves ids: [String], partition: String?, holding lock: ReconcileLock) async throws -> ReconcileReport {
+        try await ReconcileLockScope(store: environment.store, lock: lock).run {
             let stored = try await storedState()
-            let targets = try Self.targets(stored, enclaves: ids, partition: partition)
-            let doomed = Set(targets.map { "\($0.enclaveID)/\($0.partitionID)" })
-            let graph = StateGraph(enclaves: stored.enclaves, partitions: stored.partitions)
-            for target in doomed.sorted() {
-                let importers = graph.edges.filter { $0.to == target && !doomed.contains($0.from) }.map(\.from)
-                if !importers.isEmpty { throw ReconcileError.hasDependents(target: target, importers: Array(Set(importers)).sorted()) }
-            }
+            let targets = try Self.destroyTargets(stored, enclaves: ids, partition: partition)
             let teardown = Teardown(environment: environment, reconcileID: lock.id)
             _ = try? await environment.store.appendEvent(AuditEvent(kind: "destroy.started", reconcileID: lock.id,
                 message: partition.map { "partition \(ids[0])/\($0)" } ?? "enclaves \(ids.joined(separator: ", "))"))
@@ -75,7 +82,9 @@ public struct Reconciler: Sendable {
             }
             var enclaveOutcomes: [EnclaveOutcome] = []
             if partition == nil {
-                for enclaveState in stored.enclaves where ids.contains(enclaveState.id) {
+                let graph = StateGraph(enclaves: stored.enclaves, partitions: stored.partitions)
+                for id in Self.importersFirst(ids, graph: graph) {
+                    guard let enclaveState = stored.enclaves.first(where: { $0.id == id }) else { continue }
                     enclaveOutcomes.append(await teardown.enclave(enclaveState))
                 }
             }
@@ -83,6 +92,35 @@ public struct Reconciler: Sendable {
                 + enclaveOutcomes.filter { $0.result == .failed }.map { "enclave \($0.enclave): \($0.reason ?? "teardown failed")" }
             return ReconcileReport(reconcileID: lock.id, plan: Plan(changes: []), outcomes: outcomes, enclaves: enclaveOutcomes, errors: errors)
         }
+    }
+
+    /// The partitions a destroy tears down, after checking every id is in state and nothing
+    /// outside them still imports from them.
+    private static func destroyTargets(_ stored: StoredState, enclaves ids: [String], partition: String?) throws -> [PartitionState] {
+        let targets = try Self.targets(stored, enclaves: ids, partition: partition)
+        let doomed = Set(targets.map { "\($0.enclaveID)/\($0.partitionID)" })
+        let graph = StateGraph(enclaves: stored.enclaves, partitions: stored.partitions)
+        for target in doomed.sorted() {
+            let importers = graph.edges.filter { $0.to == target && !doomed.contains($0.from) }.map(\.from)
+            if !importers.isEmpty { throw ReconcileError.hasDependents(target: target, importers: Array(Set(importers)).sorted()) }
+        }
+        return targets
+    }
+
+    /// Enclaves ordered so that every importer comes before what it imports from; ties (and
+    /// cycles between enclaves) in sorted order.
+    static func importersFirst(_ enclaves: [String], graph: StateGraph) -> [String] {
+        func enclave(_ node: String) -> String { String(node.split(separator: "/").first ?? "") }
+        var remaining = enclaves.sorted()
+        var order: [String] = []
+        while !remaining.isEmpty {
+            let free = remaining.first { candidate in
+                !graph.edges.contains { enclave($0.to) == candidate && enclave($0.from) != candidate && remaining.contains(enclave($0.from)) }
+            } ?? remaining[0]
+            order.append(free)
+            remaining.removeAll { $0 == free }
+        }
+        return order
     }
 
     /// What `forget` dropped, and what it may have left behind in the cloud.

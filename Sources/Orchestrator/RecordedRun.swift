@@ -2,6 +2,7 @@ import Foundation
 import IacRunner
 import NclavAuth
 import NclavCore
+import NclavDrivers
 import NclavStore
 import TFBackend
 

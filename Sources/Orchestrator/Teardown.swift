@@ -1,6 +1,7 @@
 import Foundation
 import IacRunner
 import NclavCore
+import NclavDrivers
 import NclavStore
 import TFBackend
 

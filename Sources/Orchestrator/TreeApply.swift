@@ -2,6 +2,7 @@ import Foundation
 import IacRunner
 import NclavConfig
 import NclavCore
+import NclavDrivers
 import NclavStore
 
 /// One apply of a loaded tree, under the reconcile lock: tear down what the YAML no longer

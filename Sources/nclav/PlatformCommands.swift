@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NclavCLI
 import NclavAzure
 import NclavServer
 import IacRunner

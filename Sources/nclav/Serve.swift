@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import NclavCLI
 import Logging
 import NclavAWS
 import NclavAzure
 import NclavCore
 import NclavGCP
 import NclavServer
-import Orchestrator
+import NclavDrivers
 
 extension CloudTarget: ExpressibleByArgument {}
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NclavCLI
 
 /// The `nclav` command line. Commands parse arguments and print; the work happens in the
 /// libraries. Exit codes: 0 success, 1 the command ran and found problems (or the server
@@ -26,16 +27,6 @@ struct Nclav: AsyncParsableCommand {
 
 enum NclavVersion {
     static let current = "0.1.0"
-}
-
-enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case text, json
-}
-
-/// Prints to stderr and exits 1: the command ran but the answer is "no".
-struct CommandFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// `nclav --remote X status` → `nclav status --remote X`: global client options may come

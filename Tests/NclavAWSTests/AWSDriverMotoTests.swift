@@ -1,8 +1,8 @@
 import Foundation
 @testable import NclavAWS
 import NclavCore
+import NclavDrivers
 import NclavTestSupport
-import Orchestrator
 import Testing
 
 /// An organization in a fresh moto: the management account, its root and an OU for enclaves.

@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-import NclavCloud
+import NclavDrivers
 import HTTPTypes
 import Logging
 import Hummingbird

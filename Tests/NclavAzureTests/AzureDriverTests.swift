@@ -1,10 +1,9 @@
 import Foundation
-import NclavCloud
+import NclavDrivers
 import NclavCloudFakes
 import NclavCore
 @testable import NclavAzure
 import NclavTestSupport
-import Orchestrator
 import Testing
 
 struct AzureWorld {

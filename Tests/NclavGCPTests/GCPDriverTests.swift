@@ -1,10 +1,9 @@
 import Foundation
-import NclavCloud
+import NclavDrivers
 import NclavCloudFakes
 import NclavCore
 @testable import NclavGCP
 import NclavTestSupport
-import Orchestrator
 import Testing
 
 /// A fake GCP, a key file for nclav's service account, and a driver wired to both.

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NclavAPI
 @testable import NclavServer
 import NclavStore
 import NclavTestSupport
@@ -71,6 +72,37 @@ struct OpenAPIAndMetricsTests {
         // The document is valid YAML with the OpenAPI 3 header.
         let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
         #expect((root["openapi"] as? String)?.hasPrefix("3.") == true)
+    }
+
+    /// The property names of a component schema.
+    func schemaProperties(_ name: String) throws -> Set<String> {
+        let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
+        let schemas = try #require((root["components"] as? [String: Any])?["schemas"] as? [String: Any])
+        let schema = try #require(schemas[name] as? [String: Any], "no schema \(name)")
+        return Set((schema["properties"] as? [String: Any] ?? [:]).keys)
+    }
+
+    /// The JSON keys a value of an NclavAPI type is written with (every optional filled in).
+    func keys<T: Encodable>(_ value: T) throws -> Set<String> {
+        Set((try JSONSerialization.jsonObject(with: try Wire.encoder().encode(value)) as? [String: Any] ?? [:]).keys)
+    }
+
+    @Test("the document's schemas name exactly the fields of the NclavAPI types the server sends and the client reads")
+    func schemasMatchTypes() throws {
+        let outcome = OutcomeLine(partition: "a/b", operation: "update", result: "failed", runID: "r", reason: "why", seconds: 1)
+        let enclave = EnclaveOutcomeLine(enclave: "a", operation: "update", result: "succeeded", reason: "r")
+        let report = try keys(ApplyEvent.report(ReconcileReportBody(reconcileID: "r", changes: [], outcomes: [outcome], enclaves: [enclave], errors: [])))
+        #expect(report.subtracting(["type"]) == (try schemaProperties("Report")))
+        #expect(try keys(DryRunAnswer(changes: [], changeCount: 0, conditionalCount: 0, deletesEverything: false)) == (try schemaProperties("DryRunAnswer")))
+        #expect(try keys(DestroyRequest(enclaves: ["a"], partition: "p", forget: true)) == (try schemaProperties("DestroyRequest")))
+        #expect(try keys(LogChunk(offset: 0, nextOffset: 1, text: "", status: "running", complete: false)) == (try schemaProperties("LogChunk")))
+        #expect(try keys(DriftEntry(partition: "a/b", status: "drifted", summary: "", runID: "r", seconds: 1)) == (try schemaProperties("DriftEntry")))
+        #expect(try keys(ForgetAnswer(forgotten: "a/b", resources: [], identity: [:], workspace: "/w")) == (try schemaProperties("Forgotten")))
+        let nested = try #require(try JSONSerialization.jsonObject(with: try Wire.encoder().encode(outcome)) as? [String: Any])
+        let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
+        let reportSchema = try #require(((root["components"] as? [String: Any])?["schemas"] as? [String: Any])?["Report"] as? [String: Any])
+        let items = try #require(((reportSchema["properties"] as? [String: Any])?["outcomes"] as? [String: Any])?["items"] as? [String: Any])
+        #expect(Set(nested.keys) == Set((items["properties"] as? [String: Any] ?? [:]).keys))
     }
 
     @Test("/openapi.yaml serves the repository's document; /metrics counts requests, runs, locks and state bytes; both need the token")

@@ -5,6 +5,7 @@ import NclavConfig
 import NclavCore
 import NclavStore
 import NclavTestSupport
+import NclavDrivers
 import Orchestrator
 import Testing
 

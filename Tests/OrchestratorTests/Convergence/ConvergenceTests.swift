@@ -4,6 +4,7 @@ import NclavAuth
 import NclavCore
 import NclavStore
 import NclavTestSupport
+import NclavDrivers
 import Orchestrator
 import Testing
 

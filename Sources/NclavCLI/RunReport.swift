@@ -1,26 +1,10 @@
 import ArgumentParser
 import Foundation
+import NclavAPI
 
 /// What `apply`, `destroy` and `drift` did, partition by partition: printed as a table at the
 /// end, and written as JSON with `--report-file` for pipelines.
 struct RunReport: Codable {
-    struct Outcome: Codable {
-        let partition: String
-        let operation: String
-        let result: String
-        var seconds: Double?
-        var run_id: String?
-        /// Why it failed or was skipped (for drift: the plan's summary).
-        var reason: String?
-    }
-
-    /// An enclave boundary created, updated or torn down.
-    struct EnclaveOutcome: Codable {
-        let enclave: String
-        let operation: String
-        let result: String
-        var reason: String?
-    }
 
     struct Summary: Codable {
         var succeeded = 0, failed = 0, skipped = 0, unchanged = 0, other = 0
@@ -31,8 +15,8 @@ struct RunReport: Codable {
     var finished_at: String
     var seconds: Double
     var reconcile_ids: [String] = []
-    var outcomes: [Outcome] = []
-    var enclaves: [EnclaveOutcome] = []
+    var outcomes: [OutcomeLine] = []
+    var enclaves: [EnclaveOutcomeLine] = []
     var errors: [String] = []
     var summary = Summary()
 
@@ -65,14 +49,15 @@ struct RunReport: Codable {
     }
 
     /// PARTITION OPERATION RESULT DURATION RUN / REASON, one row per partition (enclave
-    /// boundaries first, as `enclave <id>`).
-    var table: [String] {
-        let rows = enclaves.map { ["enclave \($0.enclave)", $0.operation, $0.result, "-", $0.reason ?? "-"] } + outcomes.map { outcome in
+    /// boundaries first, as `enclave <id>`, unless `enclaves` is false).
+    func table(enclaves includeEnclaves: Bool = true) -> [String] {
+        let enclaveRows = includeEnclaves ? enclaves.map { ["enclave \($0.enclave)", $0.operation, $0.result, "-", $0.reason ?? "-"] } : []
+        let rows = enclaveRows + outcomes.map { outcome in
             [outcome.partition, outcome.operation, outcome.result,
              outcome.seconds.map { String(format: "%.1fs", $0) } ?? "-",
-             outcome.reason ?? outcome.run_id ?? "-"]
+             outcome.reason ?? outcome.runID ?? "-"]
         }
-        return nclav.table(["PARTITION", "OPERATION", "RESULT", "DURATION", "RUN / REASON"], rows)
+        return NclavCLI.table(["PARTITION", "OPERATION", "RESULT", "DURATION", "RUN / REASON"], rows)
     }
 
     /// Writes the JSON report; a path that cannot be written is an error naming it.

@@ -1,10 +1,13 @@
 import ArgumentParser
 import Foundation
+import NclavAPI
 import NclavClient
 import NclavCore
 
-struct StateCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct StateCommand: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "state",
         abstract: "Inspect and repair the Terraform state nclav keeps for a partition.",
         subcommands: [Versions.self, Pull.self, Push.self, Rollback.self, Unlock.self, Forget.self]
@@ -29,16 +32,13 @@ struct StateCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Option(help: "Output format: text or json.") var output: OutputFormat = .text
 
-        struct Listing: Decodable { let versions: [StateVersionInfo] }
-
         func run() async throws {
             let key = try address.key()
             let api = try client.client()
             try await withClient {
-                let answer = try await api.send(.GET, "/terraform/state/\(key)/versions")
-                try NclavAPIClient.requireSuccess(answer)
-                if output == .json { return printJSON(answer.body) }
-                let listing = try NclavAPIClient.decoder.decode(Listing.self, from: answer.body)
+                let fetched = try await api.stateVersions(key)
+                if output == .json { return printJSON(fetched.raw) }
+                let listing = fetched.value
                 if listing.versions.isEmpty { return print("no state stored for \(key)") }
                 let formatter = ISO8601DateFormatter()
                 let rows = listing.versions.map {
@@ -63,11 +63,8 @@ struct StateCommand: AsyncParsableCommand {
             let key = try address.key()
             let api = try client.client()
             try await withClient {
-                let path = version.map { "/terraform/state/\(key)/versions/\($0)" } ?? "/terraform/state/\(key)"
-                let answer = try await api.send(.GET, path)
-                if answer.status == 204 { throw CommandFailure("no state stored for \(key)") }
-                try NclavAPIClient.requireSuccess(answer)
-                FileHandle.standardOutput.write(answer.body)
+                guard let body = try await api.state(key, version: version) else { throw CommandFailure("no state stored for \(key)") }
+                FileHandle.standardOutput.write(body)
             }
         }
     }
@@ -99,7 +96,7 @@ struct StateCommand: AsyncParsableCommand {
             try await withClient {
                 try Confirmation.require("roll \(key) back", question: "Restore version \(version) of \(key) as its newest state?",
                                          declined: "nothing restored", yes: yes)
-                let answer = try await api.send(.POST, "/terraform/state/\(key)/versions/\(version)/restore")
+                let answer = try await api.restoreState(key, version: version)
                 if answer.status == 423 { throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first") }
                 try NclavAPIClient.requireSuccess(answer)
                 let result = (try? JSONDecoder().decode([String: String].self, from: answer.body)) ?? [:]
@@ -154,24 +151,20 @@ struct StateCommand: AsyncParsableCommand {
             guard let body = FileManager.default.contents(atPath: file) else { throw CommandFailure("cannot read \(file)") }
             let api = try client.client()
             try await withClient {
-                let answer = try await api.send(.POST, "/terraform/state/\(key)\(force ? "?force=true" : "")", body: body, contentType: "application/json")
+                let answer = try await api.pushState(key, body: body, force: force)
                 switch answer.status {
                 case 409:
-                    let message = (try? JSONDecoder().decode(ErrorAnswer.self, from: answer.body))?.error ?? "conflict"
+                    let message = (try? JSONDecoder().decode(ErrorBody.self, from: answer.body))?.error ?? "conflict"
                     throw CommandFailure("\(key): \(message); pass --force to store it anyway (`nclav state versions \(key.enclave) \(key.partition)` shows what is there)")
                 case 423:
                     throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first")
                 default:
                     try NclavAPIClient.requireSuccess(answer)
                 }
-                let latest = try await api.send(.GET, "/terraform/state/\(key)/versions")
-                try NclavAPIClient.requireSuccess(latest)
-                let version = try NclavAPIClient.decoder.decode(Versions.Listing.self, from: latest.body).versions.first
+                let version = try await api.stateVersions(key).value.versions.first
                 print("stored \(file) as version \(version.map { String($0.version) } ?? "?") of \(key) (serial \(version.map { String($0.serial) } ?? "?"))")
             }
         }
-
-        struct ErrorAnswer: Decodable { let error: String }
     }
 
     struct Unlock: AsyncParsableCommand {
@@ -193,13 +186,10 @@ struct StateCommand: AsyncParsableCommand {
             let key = try address.key()
             let api = try client.client()
             try await withClient {
-                let current = try await api.send(.GET, "/terraform/state/\(key)/lock")
-                if current.status == 204 { return print("\(key) is not locked") }
-                try NclavAPIClient.requireSuccess(current)
-                print("\(key) is locked by: \(String(decoding: current.body, as: UTF8.self))")
+                guard let holder = try await api.lockInfo(key) else { return print("\(key) is not locked") }
+                print("\(key) is locked by: \(String(decoding: holder, as: UTF8.self))")
                 try Confirmation.require("force-unlock", question: "Force-unlock \(key)?", declined: "not unlocked", yes: yes)
-                let answer = try await api.send(.DELETE, "/terraform/state/\(key)/lock")
-                try NclavAPIClient.requireSuccess(answer)
+                try await api.forceUnlock(key)
                 print("unlocked \(key)")
             }
         }
@@ -208,13 +198,6 @@ struct StateCommand: AsyncParsableCommand {
 
 /// `nclav state forget` and `nclav destroy --partition p --forget`.
 enum ForgetCommand {
-    struct Answer: Decodable {
-        let forgotten: String
-        let resources: [String]
-        let identity: [String: String]
-        let workspace: String
-    }
-
     static func forget(enclave: String, partition: String, yes: Bool, client: ClientOptions) async throws {
         let key: StateKey
         do { key = try StateKey(enclave: enclave, partition: partition) } catch { throw ValidationError(error.description) }
@@ -223,9 +206,7 @@ enum ForgetCommand {
             try Confirmation.require("forget \(key)",
                                      question: "Forget \(key)? nclav drops it from state without running terraform: whatever it created stays in the cloud.",
                                      declined: "nothing forgotten", yes: yes)
-            let answer = try await api.send(.DELETE, "/enclaves/\(key.enclave)/partitions/\(key.partition)?forget=true")
-            try NclavAPIClient.requireSuccess(answer)
-            let forgotten = try JSONDecoder().decode(Answer.self, from: answer.body)
+            let forgotten = try await api.forget(key)
             print("forgot \(forgotten.forgotten): it is no longer in nclav's state")
             if forgotten.resources.isEmpty {
                 print("its Terraform state holds no resources")

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
+import NclavAPI
 import NclavClient
-import NclavServer
 
 /// How client commands find and authenticate to the server.
 struct ClientOptions: ParsableArguments {
@@ -20,13 +20,23 @@ struct ClientOptions: ParsableArguments {
         if let token = environment["NCLAV_TOKEN"], !token.isEmpty {
             return NclavAPIClient(endpoint: ServerEndpoint(baseURL: url, token: token, tokenSource: "NCLAV_TOKEN"))
         }
-        let path = ServerConfiguration.home(environment: environment).appendingPathComponent("token").path
+        let path = NclavHome.tokenFile(environment: environment).path
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
               case let value = text.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
             throw CommandFailure("no API token: pass --token, set NCLAV_TOKEN, or run `nclav serve` once on this machine (it writes \(path))")
         }
         return NclavAPIClient(endpoint: ServerEndpoint(baseURL: url, token: value, tokenSource: path))
     }
+}
+
+/// The command ran but the answer is "no": printed to stderr as `error: …`, exit 1.
+public struct CommandFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
 }
 
 /// Runs a client call, turning client errors into a one-line failure (exit 1).

@@ -1,10 +1,13 @@
 import ArgumentParser
 import Foundation
+import NclavAPI
 import NclavClient
 import NclavCore
 
-struct Orphans: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Orphans: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "List cloud resources tagged nclav-managed whose partition is not in state.",
         discussion: """
         Each enclave's driver asks its cloud (AWS: Resource Groups Tagging API in the enclave's
@@ -26,51 +29,25 @@ struct Orphans: AsyncParsableCommand {
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
 
-    struct Report: Decodable {
-        struct Failure: Decodable { let enclave: String; let error: String }
-        let orphans: [Orphan]
-        let errors: [Failure]
-        let scanned: [String]
-    }
-
-    struct Orphan: Decodable {
-        let enclaveID: String
-        let cloud: String
-        let resource: String
-        let partition: String?
-        enum CodingKeys: String, CodingKey { case enclaveID = "enclave_id", cloud, resource, partition }
-    }
-
-    func validate() throws {
+    public func validate() throws {
         if let enclave, let problem = Identifier.problem(with: enclave) {
             throw ValidationError("--enclave `\(enclave)` is not a valid enclave id: \(problem)")
         }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let api = try client.client()
-        var report: Report? = nil
+        var report: OrphanReport? = nil
         try await withClient {
-            let path = "/orphans" + (enclave.map { "?enclave=\($0)" } ?? "")
-            let answer = try await api.send(.GET, path)
-            try NclavAPIClient.requireSuccess(answer)
-            guard let decoded = try? NclavAPIClient.decoder.decode(Report.self, from: answer.body) else {
-                throw ClientError.invalidResponse("/orphans did not return the expected fields")
-            }
+            let fetched = try await api.orphans(enclave: enclave)
+            let decoded = fetched.value
             report = decoded
-            if output == .json { return printJSON(answer.body) }
+            if output == .json { return printJSON(fetched.raw) }
             if decoded.orphans.isEmpty {
                 print("No orphans in \(decoded.scanned.count) enclave(s).")
             } else {
                 let rows = decoded.orphans.map { [$0.enclaveID, $0.partition ?? "-", $0.cloud, $0.resource] }
-                let headers = ["ENCLAVE", "PARTITION (not in state)", "CLOUD", "RESOURCE"]
-                let widths = headers.indices.map { column in ([headers[column]] + rows.map { $0[column] }).map(\.count).max() ?? 0 }
-                func line(_ cells: [String]) -> String {
-                    cells.enumerated().map { $0.offset == cells.count - 1 ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-                        .joined(separator: "  ")
-                }
-                print(line(headers))
-                for row in rows { print(line(row)) }
+                table(["ENCLAVE", "PARTITION (not in state)", "CLOUD", "RESOURCE"], rows).forEach { print($0) }
                 print("\(decoded.orphans.count) orphan(s) found.")
             }
             for failure in decoded.errors {

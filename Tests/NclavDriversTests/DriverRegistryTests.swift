@@ -1,5 +1,5 @@
 import NclavCore
-import Orchestrator
+import NclavDrivers
 import Testing
 
 /// A stand-in cloud driver for registry tests (no cloud API is involved).

@@ -74,25 +74,6 @@ public struct TerraformEnvironment: Sendable, Equatable {
     public var secretValues: [String] { secretNames.compactMap { variables[$0] }.filter { !$0.isEmpty } }
 }
 
-/// A resource tagged as nclav's whose partition nclav no longer knows.
-public struct Orphan: Codable, Sendable, Hashable {
-    public var enclaveID: String
-    public var cloud: String
-    public var resource: String
-    public var partition: String?
-    public var tags: [String: String]
-
-    public init(enclaveID: String, cloud: String, resource: String, partition: String?, tags: [String: String]) {
-        self.enclaveID = enclaveID
-        self.cloud = cloud
-        self.resource = resource
-        self.partition = partition
-        self.tags = tags
-    }
-
-    enum CodingKeys: String, CodingKey { case enclaveID = "enclave_id", cloud, resource, partition, tags }
-}
-
 extension Driver {
     public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity { [:] }
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {}

@@ -3,8 +3,10 @@ import Foundation
 import NclavClient
 import NclavCore
 
-struct Status: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Status: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "Show the server's summary: enclave count, default cloud, active drivers.",
         discussion: """
         Examples:
@@ -19,15 +21,12 @@ struct Status: AsyncParsableCommand {
     @Option(help: "Output format: text or json.")
     var output: OutputFormat = .text
 
-    func run() async throws {
+    public func run() async throws {
         let api = try client.client()
         try await withClient {
-            let answer = try await api.send(.GET, "/status")
-            try NclavAPIClient.requireSuccess(answer)
-            if output == .json { return printJSON(answer.body) }
-            guard let summary = try? NclavAPIClient.decoder.decode(ServerStatus.self, from: answer.body) else {
-                throw ClientError.invalidResponse("/status did not return the expected fields")
-            }
+            let fetched = try await api.status()
+            if output == .json { return printJSON(fetched.raw) }
+            let summary = fetched.value
             print("server:         \(api.endpoint.baseURL) (nclav \(summary.version))")
             print("store:          \(summary.store)")
             print("enclaves:       \(summary.enclaveCount)")

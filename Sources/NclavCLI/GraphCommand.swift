@@ -1,12 +1,14 @@
 import ArgumentParser
 import Foundation
 import NclavClient
-import Orchestrator
+import NclavCore
 
 enum GraphFormat: String, ExpressibleByArgument, CaseIterable { case text, json, dot }
 
-struct Graph: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Graph: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "Show the dependency graph of what the server has applied.",
         discussion: """
         Examples:
@@ -20,13 +22,12 @@ struct Graph: AsyncParsableCommand {
     @Option(help: "Output format: text, json or dot.") var output: GraphFormat = .text
     @Option(help: "Only this enclave and the imports that touch it.") var enclave: String?
 
-    func run() async throws {
+    public func run() async throws {
         let api = try client.client()
         try await withClient {
-            let answer = try await api.send(.GET, enclave.map { "/enclaves/\($0)/graph" } ?? "/graph")
-            try NclavAPIClient.requireSuccess(answer)
-            if output == .json { return printJSON(answer.body) }
-            let graph = try JSONDecoder().decode(StateGraph.self, from: answer.body)
+            let fetched = try await api.graph(enclave: enclave)
+            if output == .json { return printJSON(fetched.raw) }
+            let graph = fetched.value
             print(output == .dot ? graph.dot : graph.textLines.joined(separator: "\n"))
         }
     }

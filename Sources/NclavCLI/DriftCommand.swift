@@ -1,9 +1,12 @@
 import ArgumentParser
 import Foundation
+import NclavAPI
 import NclavClient
 
-struct Drift: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Drift: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "Check applied partitions for drift: does the real infrastructure still match what was applied?",
         discussion: """
         Runs `terraform plan -detailed-exitcode -lock=false` on every applied partition (or one
@@ -22,38 +25,25 @@ struct Drift: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @OptionGroup var report: ReportOption
 
-    struct Line: Decodable {
-        struct Entry: Decodable { let partition: String; let status: String; let summary: String; let run_id: String?; let seconds: Double? }
-        let type: String
-        let line: String?
-        let reconcile_id: String?
-        let results: [Entry]?
-        let error: String?
-    }
-
-    func run() async throws {
+    public func run() async throws {
         let api = try client.client()
-        let body = try JSONSerialization.data(withJSONObject: enclave.map { ["enclave": $0] } ?? [:])
         let start = Date()
         var runReport = RunReport(command: "drift", started: start)
         var failed = false
         try await withClient {
-            try await api.streamLines(.POST, "/drift", body: body) { text in
-                guard let line = try? JSONDecoder().decode(Line.self, from: Data(text.utf8)) else { return }
-                switch line.type {
-                case "progress":
-                    print("[\(String(format: "%6.1fs", Date().timeIntervalSince(start)))] \(line.line ?? "")")
-                case "drift":
-                    runReport.reconcile_ids = line.reconcile_id.map { [$0] } ?? []
-                    runReport.outcomes = (line.results ?? []).map {
-                        RunReport.Outcome(partition: $0.partition, operation: "plan", result: $0.status, seconds: $0.seconds, run_id: $0.run_id, reason: $0.summary)
+            for try await event in try api.drift(enclave: enclave) {
+                switch event {
+                case .progress(let line):
+                    print("[\(String(format: "%6.1fs", Date().timeIntervalSince(start)))] \(line)")
+                case .drift(let reconcileID, let results):
+                    runReport.reconcile_ids = [reconcileID]
+                    runReport.outcomes = results.map {
+                        OutcomeLine(partition: $0.partition, operation: "plan", result: $0.status, runID: $0.runID, reason: $0.summary, seconds: $0.seconds)
                     }
-                case "error":
-                    FileHandle.standardError.write(Data("error: \(line.error ?? "drift check failed")\n".utf8))
-                    runReport.errors.append(line.error ?? "drift check failed")
+                case .error(let message):
+                    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+                    runReport.errors.append(message)
                     failed = true
-                default:
-                    break
                 }
             }
         }
@@ -62,7 +52,7 @@ struct Drift: AsyncParsableCommand {
             print("nothing to check: no applied partitions\(enclave.map { " in \($0)" } ?? "")")
         } else if !runReport.outcomes.isEmpty {
             print("")
-            runReport.table.forEach { print($0) }
+            runReport.table().forEach { print($0) }
         }
         let count = { (status: String) in runReport.outcomes.filter { $0.result == status }.count }
         if !runReport.outcomes.isEmpty {

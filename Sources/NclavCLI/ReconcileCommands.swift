@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NclavAPI
 import NclavClient
 import NclavFiles
 
@@ -79,8 +80,10 @@ func invalidTree(_ error: ClientError, directory: String, serverPath: Bool) -> C
     return CommandFailure(([message] + details.map { prefix + $0 }).joined(separator: "\n"))
 }
 
-struct Diff: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Diff: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "Show what `apply` would change, without changing anything.",
         discussion: """
         Uploads the enclaves directory to the server (or, with --server-path, names a
@@ -99,26 +102,22 @@ struct Diff: AsyncParsableCommand {
     @Flag(name: .customLong("detailed-exitcode"), help: "Exit 2 when there are changes.") var detailedExitcode = false
     @Option(help: "Output format: text or json.") var output: OutputFormat = .text
 
-    struct Answer: Decodable { let changes: [String]; let change_count: Int }
-
-    func run() async throws {
+    public func run() async throws {
         let api = try client.client()
         let body = try TreeBundle.body(directory: directory, serverPath: serverPath)
-        let answer: HTTPAnswer
-        do {
-            answer = try await api.send(.POST, "/reconcile/dry-run", body: body, contentType: "application/json")
-            try NclavAPIClient.requireSuccess(answer)
-        } catch let error as ClientError {
+        let plan: Fetched<DryRunAnswer>
+        do { plan = try await api.dryRun(body) } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
         }
-        guard let plan = try? JSONDecoder().decode(Answer.self, from: answer.body) else { throw CommandFailure("unexpected answer from /reconcile/dry-run") }
-        if output == .json { printJSON(answer.body) } else { plan.changes.forEach { print($0) } }
-        if detailedExitcode && plan.change_count > 0 { throw ExitCode(2) }
+        if output == .json { printJSON(plan.raw) } else { plan.value.changes.forEach { print($0) } }
+        if detailedExitcode && plan.value.changeCount > 0 { throw ExitCode(2) }
     }
 }
 
-struct Apply: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Apply: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "Reconcile: provision and tear down until the server's state matches the directory.",
         discussion: """
         Prints a line as each partition starts and ends, then a summary. Exit status 0 when
@@ -138,22 +137,11 @@ struct Apply: AsyncParsableCommand {
     @Flag(help: "Also print every running partition's terraform lines as they are written, prefixed `enclave/partition | ` (on a terminal with a live status line).")
     var follow = false
 
-    struct Line: Decodable {
-        let type: String
-        let reconcile_id: String?
-        let line: String?
-        let changes: [String]?
-        let outcomes: [RunReport.Outcome]?
-        let enclaves: [RunReport.EnclaveOutcome]?
-        let errors: [String]?
-        let error: String?
-    }
-
-    func validate() throws {
+    public func validate() throws {
         if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let api = try client.client()
         var extra: [String: Any] = ["allow_delete_all": allowDeleteAll]
         if let parallelism { extra["parallelism"] = parallelism }
@@ -164,30 +152,27 @@ struct Apply: AsyncParsableCommand {
         var reported = false
         let printer = follow ? FollowPrinter() : nil
         do {
-            try await api.streamLines(.POST, "/reconcile", body: body) { text in
-                guard let line = try? JSONDecoder().decode(Line.self, from: Data(text.utf8)) else { return }
-                switch line.type {
-                case "progress":
+            for try await event in api.apply(body) {
+                switch event {
+                case .progress(let line):
                     let stamp = String(format: "%6.1fs", Date().timeIntervalSince(start))
                     if let printer {
-                        await printer.progress("[\(stamp)] \(line.line ?? "")")
-                        await printer.follow(line.line ?? "", api: api)
+                        await printer.progress("[\(stamp)] \(line)")
+                        await printer.follow(line, api: api)
                     } else {
-                        print("[\(stamp)] \(line.line ?? "")")
+                        print("[\(stamp)] \(line)")
                     }
-                case "report":
-                    runReport.reconcile_ids = line.reconcile_id.map { [$0] } ?? []
-                    runReport.outcomes = line.outcomes ?? []
-                    runReport.enclaves = line.enclaves ?? []
-                    runReport.errors = line.errors ?? []
+                case .report(let report):
+                    runReport.reconcile_ids = [report.reconcileID]
+                    runReport.outcomes = report.outcomes
+                    runReport.enclaves = report.enclaves
+                    runReport.errors = report.errors
                     runReport.finish(at: Date(), started: start)
                     reported = true
-                case "error":
-                    FileHandle.standardError.write(Data("error: \(line.error ?? "reconcile failed")\n".utf8))
-                    runReport.errors.append(line.error ?? "reconcile failed")
+                case .error(let message):
+                    FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+                    runReport.errors.append(message)
                     failed = true
-                default:
-                    break
                 }
             }
         } catch let error as ClientError {
@@ -201,7 +186,7 @@ struct Apply: AsyncParsableCommand {
                 print("No changes.")
             } else {
                 print("")
-                runReport.table.forEach { print($0) }
+                runReport.table().forEach { print($0) }
                 for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
                 let summary = runReport.summary
                 let unchanged = summary.unchanged > 0 ? ", \(summary.unchanged) unchanged" : ""
@@ -217,8 +202,10 @@ struct Apply: AsyncParsableCommand {
     }
 }
 
-struct Iac: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Iac: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "IaC run history and logs of a partition.",
         subcommands: [Runs.self, Logs.self]
     )
@@ -230,22 +217,17 @@ struct Iac: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Option(help: "Output format: text or json.") var output: OutputFormat = .text
 
-        struct Listing: Decodable {
-            struct Run: Decodable { let id: String; let operation: String; let status: String; let started_at: String; let exit_code: Int? }
-            let runs: [Run]
-        }
-
         func run() async throws {
             let key = try address.key()
             let api = try client.client()
             try await withClient {
-                let answer = try await api.send(.GET, "/enclaves/\(key.enclave)/partitions/\(key.partition)/iac/runs")
-                try NclavAPIClient.requireSuccess(answer)
-                if output == .json { return printJSON(answer.body) }
-                let listing = try JSONDecoder().decode(Listing.self, from: answer.body)
-                if listing.runs.isEmpty { return print("no IaC runs for \(key)") }
-                table(["ID", "OPERATION", "STATUS", "STARTED", "EXIT"], listing.runs.map {
-                    [$0.id, $0.operation, $0.status, $0.started_at, $0.exit_code.map(String.init) ?? "-"]
+                let fetched = try await api.runs(key)
+                if output == .json { return printJSON(fetched.raw) }
+                let runs = fetched.value.runs
+                if runs.isEmpty { return print("no IaC runs for \(key)") }
+                let formatter = ISO8601DateFormatter()
+                table(["ID", "OPERATION", "STATUS", "STARTED", "EXIT"], runs.map {
+                    [$0.id.uuidString, $0.operation.rawValue, $0.status.rawValue, formatter.string(from: $0.startedAt), $0.exitCode.map(String.init) ?? "-"]
                 }).forEach { print($0) }
             }
         }
@@ -259,26 +241,18 @@ struct Iac: AsyncParsableCommand {
         @Flag(help: "Keep printing lines as terraform writes them, until the run ends.") var follow = false
         @OptionGroup var client: ClientOptions
 
-        struct Run: Decodable { let id: String; let log: String }
-        struct Chunk: Decodable { let next_offset: Int; let text: String; let status: String; let complete: Bool }
-
         func run() async throws {
             let key = try address.key()
             if let runID, UUID(uuidString: runID) == nil { throw ValidationError("`\(runID)` is not a run id (a UUID)") }
             let api = try client.client()
             try await withClient {
-                let base = "/enclaves/\(key.enclave)/partitions/\(key.partition)/iac/runs"
-                let answer = try await api.send(.GET, "\(base)/\(runID ?? "latest")")
-                try NclavAPIClient.requireSuccess(answer)
-                let run = try JSONDecoder().decode(Run.self, from: answer.body)
+                let run = try await api.run(key, id: runID).value
                 guard follow else { return print(run.log, terminator: "") }
                 var offset = 0
                 while true {
-                    let chunkAnswer = try await api.send(.GET, "\(base)/\(run.id)/log?offset=\(offset)")
-                    try NclavAPIClient.requireSuccess(chunkAnswer)
-                    let chunk = try JSONDecoder().decode(Chunk.self, from: chunkAnswer.body)
+                    let chunk = try await api.logChunk(key, run: run.id.uuidString, offset: offset)
                     if !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
-                    offset = chunk.next_offset
+                    offset = chunk.nextOffset
                     if chunk.complete {
                         print("== run \(chunk.status)")
                         return

@@ -1,5 +1,4 @@
 import Foundation
-import NclavCore
 
 /// The dependency graph of what is applied, built from stored state alone (so it works after
 /// the YAML is gone): nodes are partitions, an edge points from an importer to the partition

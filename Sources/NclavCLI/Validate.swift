@@ -2,8 +2,10 @@ import ArgumentParser
 import Foundation
 import NclavConfig
 
-struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct Validate: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         abstract: "Load and validate an enclaves directory offline (no server needed).",
         discussion: """
         Reports every problem as `path:line:col: error: message`, then a summary line.
@@ -21,7 +23,7 @@ struct Validate: ParsableCommand {
     @Option(name: .long, help: "Output format: text or json.")
     var output: OutputFormat = .text
 
-    func run() throws {
+    public func run() throws {
         let result: ValidationResult
         do {
             result = try ValidationResult.check(directory: directory)

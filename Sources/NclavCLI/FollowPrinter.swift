@@ -1,5 +1,6 @@
 import Foundation
 import NclavClient
+import NclavCore
 
 /// `apply --follow`: every running partition's terraform lines, prefixed `enc/part | `, as
 /// they are written. On a terminal a one-line live status (what is running, how many lines)
@@ -25,18 +26,16 @@ actor FollowPrinter {
         guard let (partition, runID) = Self.startedRun(line) else { return }
         running[partition] = 0
         let parts = partition.split(separator: "/").map(String.init)
-        guard parts.count == 2 else { return }
-        let base = "/enclaves/\(parts[0])/partitions/\(parts[1])/iac/runs/\(runID)/log"
+        guard parts.count == 2, let key = try? StateKey(enclave: parts[0], partition: parts[1]) else { return }
         followers.append(Task {
             var offset = 0
             var pending = ""
             while !Task.isCancelled {
-                guard let answer = try? await api.send(.GET, "\(base)?offset=\(offset)"), answer.status == 200,
-                      let chunk = try? JSONDecoder().decode(Chunk.self, from: answer.body) else {
+                guard let chunk = try? await api.logChunk(key, run: runID, offset: offset) else {
                     try? await Task.sleep(for: .milliseconds(500))
                     continue
                 }
-                offset = chunk.next_offset
+                offset = chunk.nextOffset
                 pending += chunk.text
                 while let newline = pending.firstIndex(of: "\n") {
                     await self.line(partition, String(pending[..<newline]))
@@ -59,8 +58,6 @@ actor FollowPrinter {
         for follower in all { await follower.value }
         clearStatus()
     }
-
-    struct Chunk: Decodable { let next_offset: Int; let text: String; let complete: Bool }
 
     static func startedRun(_ line: String) -> (partition: String, runID: String)? {
         guard let match = line.range(of: #"^\s*[+-] (\S+/\S+) \w+ started \(run ([0-9A-Fa-f-]{36})\)"#, options: .regularExpression) else { return nil }
