@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavDrivers", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
-        .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore"], path: "Tests/StoreWriter"),
+        .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport"], path: "Tests/StoreWriter"),
         .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavPostgres", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
         .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavTestSupport"]),
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth", "NclavTestSupport"]),

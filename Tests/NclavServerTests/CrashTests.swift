@@ -9,24 +9,6 @@ struct CrashTests {
         try await nclavCLI(arguments, server: server)
     }
 
-    /// A one-enclave tree whose partition sleeps in a provisioner, so the test can act mid-apply.
-    func slowTree(seconds: Int) throws -> (URL, () -> Void) {
-        let scratch = try TestSupport.makeScratchDirectory("nclav-crash")
-        let partition = scratch.appendingPathComponent("tree/app/slow")
-        try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
-        try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
-        try "id: slow\nname: Slow\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
-        try """
-            resource "terraform_data" "slow" {
-              input = "v\(seconds)"
-              provisioner "local-exec" {
-                command = "echo sleeping; sleep \(seconds)"
-              }
-            }
-            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
-        return (scratch.appendingPathComponent("tree"), { try? FileManager.default.removeItem(at: scratch) })
-    }
-
     /// The terraform process working in this server's workspace for app/slow, once it runs apply.
     func terraformApply(under home: URL) async throws -> Int32 {
         let workspace = home.appendingPathComponent("workspaces/app/slow").resolvingSymlinksInPath().path
@@ -49,7 +31,7 @@ struct CrashTests {
 
     @Test("kill -9 of terraform mid-apply: the run fails, its lock is freed, the next apply recovers")
     func killTerraform() async throws {
-        let (tree, cleanup) = try slowTree(seconds: 30)
+        let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 30)
         defer { cleanup() }
         try await withServer { server async throws in
             async let apply = nclav(["apply", tree.path], server: server)
@@ -73,7 +55,7 @@ struct CrashTests {
 
     @Test("a run over --run-timeout is interrupted, reported as cancelled, and its lock freed")
     func runTimeout() async throws {
-        let (tree, cleanup) = try slowTree(seconds: 60)
+        let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 60)
         defer { cleanup() }
         try await withServer(arguments: ["--run-timeout", "2", "--run-grace-period", "5"]) { server async throws in
             let start = Date()
@@ -90,7 +72,7 @@ struct CrashTests {
 
     @Test("kill -9 of the server mid-apply: after a restart the run is interrupted and no lock is stuck")
     func killServer() async throws {
-        let (tree, cleanup) = try slowTree(seconds: 3)
+        let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 3)
         defer { cleanup() }
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
@@ -126,7 +108,7 @@ struct CrashTests {
 
     @Test("state terraform could not save (errored.tfstate) is pushed as a version on the next run")
     func erroredState() async throws {
-        let (tree, cleanup) = try slowTree(seconds: 2)
+        let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 2)
         defer { cleanup() }
         try await withServer { server async throws in
             let auth = Auth.bearer(server.token)

@@ -46,8 +46,7 @@ func lockJSON(_ id: String, who: String = "holder@test") -> Data {
 }
 
 func stateJSON(serial: Int, lineage: String = "0b4c1c55-aaaa-bbbb-cccc-000000000000", size: Int = 0) -> Data {
-    let padding = size > 0 ? #","padding":"\#(String(repeating: "x", count: size))""# : ""
-    return Data(#"{"version":4,"terraform_version":"1.11.4","serial":\#(serial),"lineage":"\#(lineage)","outputs":{},"resources":[]\#(padding)}"#.utf8)
+    StateFixtures.body(serial: Int64(serial), lineage: lineage, padding: size > 0 ? String(repeating: "x", count: size) : nil)
 }
 
 /// Runs the built `nclav` CLI against `server`, with a clean client environment.

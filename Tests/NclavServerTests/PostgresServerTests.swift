@@ -21,24 +21,6 @@ struct PostgresServerTests {
         return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
     }
 
-    /// A tree with one partition that sleeps in a provisioner, so the test can act mid-apply.
-    func slowTree(seconds: Int) throws -> (URL, () -> Void) {
-        let scratch = try TestSupport.makeScratchDirectory("nclav-pg-tree")
-        let partition = scratch.appendingPathComponent("tree/app/slow")
-        try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
-        try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
-        try "id: slow\nname: Slow\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
-        try """
-            resource "terraform_data" "slow" {
-              input = "v\(seconds)"
-              provisioner "local-exec" {
-                command = "echo sleeping; sleep \(seconds)"
-              }
-            }
-            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
-        return (scratch.appendingPathComponent("tree"), { try? FileManager.default.removeItem(at: scratch) })
-    }
-
     @Test("the local example applies, re-applies with no changes and is destroyed, with state kept in PostgreSQL across a restart")
     func applyExample() async throws {
         let database = try await TestPostgres.shared().createDatabase("apply")
@@ -75,7 +57,7 @@ struct PostgresServerTests {
     @Test("two replicas: a second apply through the other replica gets 409; terraform lockers through both get one holder")
     func oneReconcileOneLockHolder() async throws {
         let database = try await TestPostgres.shared().createDatabase("replicas")
-        let (tree, cleanupTree) = try slowTree(seconds: 3)
+        let (tree, cleanupTree) = try TreeBuilder.slowTree(seconds: 3)
         defer { cleanupTree() }
         let (servers, cleanup) = try await startReplicas(2, database: database)
         defer { cleanup() }
@@ -112,7 +94,7 @@ struct PostgresServerTests {
     @Test("kill -9 of one replica mid-apply: terraform through the other is locked out meanwhile; then the other takes over, marking the dead run interrupted and freeing its lock")
     func takeOverFromDeadReplica() async throws {
         let database = try await TestPostgres.shared().createDatabase("takeover")
-        let (tree, cleanupTree) = try slowTree(seconds: 4)
+        let (tree, cleanupTree) = try TreeBuilder.slowTree(seconds: 4)
         defer { cleanupTree() }
         let (servers, cleanup) = try await startReplicas(2, database: database)
         defer { cleanup() }

@@ -22,7 +22,7 @@ struct BodyFileTests {
 
     /// A state of about `kilobytes` KB whose bytes depend on its serial.
     static func big(_ serial: Int64, kilobytes: Int = 200, lineage: String = "lineage-a") -> StateWrite {
-        stateBody(lineage: lineage, serial: serial, extra: ",\"padding\":\"\(serial)-\(String(repeating: "y", count: kilobytes * 1024))\"")
+        stateBody(lineage: lineage, serial: serial, padding: "\(serial)-\(String(repeating: "y", count: kilobytes * 1024))")
     }
 
     @Test("a large body is a file; pruning, refusals and deletion leave exactly the retained versions' files")

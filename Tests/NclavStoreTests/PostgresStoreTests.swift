@@ -61,7 +61,7 @@ struct PostgresReplicaTests {
             for index in 0..<40 {
                 let store = index.isMultiple(of: 2) ? first : second
                 group.addTask {
-                    let body = Data(#"{"version":4,"serial":\#(index),"lineage":"l","outputs":{}}"#.utf8)
+                    let body = StateFixtures.body(serial: Int64(index), lineage: "l")
                     let outcome = try await store.writeState(k, StateWrite(body: body, serial: Int64(index), lineage: "l",
                                                                           sha256: "sha-\(index)", lockID: nil, force: true))
                     guard case .stored = outcome else { throw TestSupport.StartError("write \(index) was not stored: \(outcome)") }

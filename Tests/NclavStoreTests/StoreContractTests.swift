@@ -41,9 +41,10 @@ func withStore(_ factory: StoreFactory, retainedVersions: Int = 100, _ body: (an
 
 func key(_ enclave: String, _ partition: String) -> StateKey { try! StateKey(enclave: enclave, partition: partition) }
 
-func stateBody(lineage: String = "lineage-a", serial: Int64, extra: String = "") -> StateWrite {
-    let body = Data(#"{"version":4,"serial":\#(serial),"lineage":"\#(lineage)","outputs":{}\#(extra)}"#.utf8)
-    return StateWrite(body: body, serial: serial, lineage: lineage, sha256: "sha-\(lineage)-\(serial)-\(extra.count)", lockID: nil)
+/// A write of `StateFixtures.body`; `padding` makes it larger (or, with the same serial, different).
+func stateBody(lineage: String = "lineage-a", serial: Int64, padding: String? = nil) -> StateWrite {
+    let body = StateFixtures.body(serial: serial, lineage: lineage, padding: padding)
+    return StateWrite(body: body, serial: serial, lineage: lineage, sha256: "sha-\(lineage)-\(serial)-\(padding?.count ?? -1)", lockID: nil)
 }
 
 func lockInfo(_ id: String, who: String = "tester") -> StateLock {
@@ -147,8 +148,8 @@ struct StoreContractTests {
             #expect(try await store.latestState(k)?.body == stateBody(serial: 2).body)
 
             #expect(try await store.writeState(k, stateBody(serial: 2)) == .unchanged(v2))
-            #expect(try await store.writeState(k, stateBody(serial: 1, extra: ",\"x\":1")) == .serialConflict(current: v2))
-            #expect(try await store.writeState(k, stateBody(serial: 2, extra: ",\"x\":1")) == .serialConflict(current: v2))
+            #expect(try await store.writeState(k, stateBody(serial: 1, padding: "x")) == .serialConflict(current: v2))
+            #expect(try await store.writeState(k, stateBody(serial: 2, padding: "x")) == .serialConflict(current: v2))
             #expect(try await store.writeState(k, stateBody(lineage: "other", serial: 9)) == .lineageConflict(current: v2))
             var forced = stateBody(lineage: "other", serial: 1)
             forced.force = true
@@ -180,7 +181,7 @@ struct StoreContractTests {
         try await withStore(factory, retainedVersions: 2) { store async throws in
             let k = key("e", "big")
             let padding = String(repeating: "x", count: 1 << 20)
-            func big(_ serial: Int64) -> StateWrite { stateBody(serial: serial, extra: ",\"padding\":\"\(serial)\(padding)\"") }
+            func big(_ serial: Int64) -> StateWrite { stateBody(serial: serial, padding: "\(serial)\(padding)") }
             for serial in Int64(1)...4 { guard case .stored = try await store.writeState(k, big(serial)) else { Issue.record("write \(serial)"); return } }
             #expect(try await store.latestState(k)?.body == big(4).body)
             #expect(try await store.stateVersions(k).map(\.serial) == [4, 3])

@@ -37,4 +37,21 @@ public struct TreeBuilder: Sendable {
     public func remove(_ relative: String) throws {
         try FileManager.default.removeItem(at: root.appendingPathComponent(relative))
     }
+
+    /// A one-enclave tree whose partition sleeps `seconds` in a provisioner, so a test can act
+    /// while its apply runs. Returns the tree and how to remove it.
+    public static func slowTree(seconds: Int) throws -> (URL, () -> Void) {
+        let builder = try scratch("nclav-slow-tree")
+        try builder.file("app/config.yml", "id: app\nname: App\ncloud: local\n")
+        try builder.partition("app", "slow", main: """
+            resource "terraform_data" "slow" {
+              input = "v\(seconds)"
+              provisioner "local-exec" {
+                command = "echo sleeping; sleep \(seconds)"
+              }
+            }
+            """)
+        let scratch = builder.root.deletingLastPathComponent()
+        return (builder.root, { try? FileManager.default.removeItem(at: scratch) })
+    }
 }

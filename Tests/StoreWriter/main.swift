@@ -1,6 +1,7 @@
 import Foundation
 import NclavCore
 import NclavStore
+import NclavTestSupport
 
 // Test helper for the kill -9 durability tests. Writes to a SQLite store as fast as it can and
 // prints what it wrote only after the store has committed it; the tests kill this process with
@@ -19,7 +20,7 @@ if arguments.count == 3 {
     var serial: Int64 = 1
     while true {
         // The same bytes BodyFileTests.big(serial, kilobytes: 300) builds.
-        let body = Data(#"{"version":4,"serial":\#(serial),"lineage":"lineage-a","outputs":{},"padding":"\#(serial)-\#(padding)"}"#.utf8)
+        let body = StateFixtures.body(serial: serial, padding: "\(serial)-\(padding)")
         let write = StateWrite(body: body, serial: serial, lineage: "lineage-a", sha256: "sha-\(serial)", lockID: nil)
         guard case .stored = try await store.writeState(key, write) else { exit(3) }
         FileHandle.standardOutput.write(Data("\(serial)\n".utf8))

@@ -2,11 +2,12 @@ import Foundation
 import NclavAuth
 import NclavCore
 import NclavStore
+import NclavTestSupport
 import TFBackend
 import Testing
 
 func state(serial: Int, lineage: String = "7d1a", outputs: String = "{}") -> Data {
-    Data(#"{"version":4,"terraform_version":"1.11.4","serial":\#(serial),"lineage":"\#(lineage)","outputs":\#(outputs),"resources":[]}"#.utf8)
+    StateFixtures.body(serial: Int64(serial), lineage: lineage, outputs: outputs)
 }
 
 func lockBody(_ id: String) -> Data {
