@@ -1,14 +1,9 @@
 import Foundation
 import NclavDrivers
 
-/// An Entra ID access token for Azure Resource Manager. `description` never shows it.
-public struct AzureAccessToken: Sendable, Equatable, CustomStringConvertible {
-    public let token: String
-    public let expiresAt: Date
-    public var description: String { "Azure access token (hidden), expires \(expiresAt)" }
-}
+public typealias AzureAccessToken = AccessToken
 
-public enum AzureCredentialError: Error, Sendable, CustomStringConvertible {
+public enum AzureCredentialError: CredentialChainError, CustomStringConvertible {
     case noCredentials(tried: [String])
     case sourceFailed(source: String, reason: String)
 
@@ -22,20 +17,8 @@ public enum AzureCredentialError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// One place a token can come from; `nil` means "not configured here".
-public protocol AzureCredentialSource: Sendable {
-    var name: String { get }
-    func token(scope: String, http: CloudHTTP) async throws(AzureCredentialError) -> AzureAccessToken?
-}
-
-/// `{"access_token", "expires_in" | "expires_on"}`, as the token endpoint, IMDS and App
-/// Service/Container Apps identity endpoints answer (numbers or strings).
-func parseTokenAnswer(_ data: Data, now: Date = Date()) -> AzureAccessToken? {
-    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let token = object["access_token"] as? String else { return nil }
-    func number(_ key: String) -> Double? { (object[key] as? Double) ?? (object[key] as? String).flatMap(Double.init) ?? (object[key] as? Int).map(Double.init) }
-    if let on = number("expires_on") { return AzureAccessToken(token: token, expiresAt: Date(timeIntervalSince1970: on)) }
-    return AzureAccessToken(token: token, expiresAt: now.addingTimeInterval(number("expires_in") ?? 3600))
-}
+/// One place an Azure token can come from; `nil` means "not configured here".
+public typealias AzureCredentialSource = CredentialSource<AzureCredentialError>
 
 func entraError(_ response: CloudHTTP.Response) -> String {
     if let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] {
@@ -75,22 +58,17 @@ public struct ClientSecretCredentials: AzureCredentialSource {
         case (_?, nil): throw .sourceFailed(source: name, reason: "--azure-client-id is set but --azure-client-secret is not (for a managed identity, leave both unset)")
         case (let id?, let secret?):
             guard let url = URL(string: "\(authority)/\(tenantID)/oauth2/v2.0/token") else { throw .sourceFailed(source: name, reason: "bad authority \(authority)") }
-            let form = formEncoded([("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)])
+            let form = FormEncoding.encode([("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)])
             let response: CloudHTTP.Response
             do { response = try await http.send("POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: form, timeout: .seconds(30)) } catch {
                 throw .sourceFailed(source: name, reason: "\(error)")
             }
-            guard response.status == 200, let token = parseTokenAnswer(response.body) else { throw .sourceFailed(source: name, reason: entraError(response)) }
+            guard response.status == 200, let token = AccessToken(answer: response.body) else { throw .sourceFailed(source: name, reason: entraError(response)) }
             return token
         }
     }
 }
 
-func formEncoded(_ pairs: [(String, String)]) -> Data {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return Data(pairs.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&").utf8)
-}
 
 /// Managed identity: the App Service / Container Apps endpoint (`IDENTITY_ENDPOINT` +
 /// `IDENTITY_HEADER`), else the VM's IMDS (`AZURE_POD_IDENTITY_AUTHORITY_HOST` moves it).
@@ -110,14 +88,14 @@ public struct ManagedIdentityCredentials: AzureCredentialSource {
         var query = [("resource", resource)]
         if let clientID { query.append(("client_id", clientID)) }
         if let endpoint = environment["IDENTITY_ENDPOINT"], !endpoint.isEmpty, let header = environment["IDENTITY_HEADER"], !header.isEmpty {
-            guard let url = URL(string: endpoint + "?" + String(decoding: formEncoded([("api-version", "2019-08-01")] + query), as: UTF8.self)) else {
+            guard let url = URL(string: endpoint + "?" + String(decoding: FormEncoding.encode([("api-version", "2019-08-01")] + query), as: UTF8.self)) else {
                 throw .sourceFailed(source: name, reason: "IDENTITY_ENDPOINT=\(endpoint) is not a URL")
             }
             let response: CloudHTTP.Response
             do { response = try await http.send("GET", url, headers: [("X-IDENTITY-HEADER", header)], timeout: .seconds(30)) } catch {
                 throw .sourceFailed(source: name, reason: "\(error)")
             }
-            guard response.status == 200, let token = parseTokenAnswer(response.body) else {
+            guard response.status == 200, let token = AccessToken(answer: response.body) else {
                 throw .sourceFailed(source: name, reason: "the identity endpoint answered \(response.status): \(response.bodyText.prefix(200))")
             }
             return token
@@ -125,14 +103,14 @@ public struct ManagedIdentityCredentials: AzureCredentialSource {
         let configured = environment["AZURE_POD_IDENTITY_AUTHORITY_HOST"].flatMap { $0.isEmpty ? nil : $0 }
         var host = configured ?? "http://169.254.169.254"
         while host.hasSuffix("/") { host.removeLast() }
-        guard let url = URL(string: host + "/metadata/identity/oauth2/token?" + String(decoding: formEncoded([("api-version", "2018-02-01")] + query), as: UTF8.self)) else {
+        guard let url = URL(string: host + "/metadata/identity/oauth2/token?" + String(decoding: FormEncoding.encode([("api-version", "2018-02-01")] + query), as: UTF8.self)) else {
             return nil
         }
         // Off Azure nothing answers: a short timeout keeps the chain quick (an endpoint named
         // explicitly is expected to answer and gets longer).
         guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(configured == nil ? 1 : 15)) else { return nil }
         if response.status == 400, response.bodyText.contains("identity") { return nil }  // a VM without an identity
-        guard response.status == 200, let token = parseTokenAnswer(response.body) else {
+        guard response.status == 200, let token = AccessToken(answer: response.body) else {
             throw .sourceFailed(source: name, reason: "IMDS answered \(response.status): \(response.bodyText.prefix(200))")
         }
         return token
@@ -178,14 +156,12 @@ public struct AzureCLICredentials: AzureCredentialSource {
     }
 }
 
-/// Service principal, then managed identity, then the Azure CLI; tokens cached per scope until
-/// five minutes before they expire.
+/// Service principal, then managed identity, then the Azure CLI (a `CredentialChain`: the
+/// first configured source wins; tokens cached per scope until five minutes before they expire).
 public actor AzureCredentialChain {
-    let sources: [any AzureCredentialSource]
-    let http = CloudHTTP()
-    private var cache: [String: (token: AzureAccessToken, source: String)] = [:]
+    let chain: CredentialChain<AzureCredentialError>
 
-    public init(sources: [any AzureCredentialSource]) { self.sources = sources }
+    public init(sources: [any AzureCredentialSource]) { chain = CredentialChain(sources: sources) }
 
     public static func standard(tenantID: String, clientID: String?, clientSecret: String?,
                                 environment: [String: String] = ProcessInfo.processInfo.environment) -> AzureCredentialChain {
@@ -194,18 +170,9 @@ public actor AzureCredentialChain {
                                        AzureCLICredentials(environment: environment, tenantID: tenantID)])
     }
 
-    public func source(for scope: String) -> String? { cache[scope]?.source }
+    public func source(for scope: String) async -> String? { await chain.sourceIndex(for: scope).map { chain.sources[$0].name } }
 
     public func token(scope: String = "https://management.azure.com/.default", now: Date = Date()) async throws(AzureCredentialError) -> AzureAccessToken {
-        if let cached = cache[scope], cached.token.expiresAt.timeIntervalSince(now) > 300 { return cached.token }
-        var tried: [String] = []
-        for source in sources {
-            if let token = try await source.token(scope: scope, http: http) {
-                cache[scope] = (token, source.name)
-                return token
-            }
-            tried.append(source.name)
-        }
-        throw .noCredentials(tried: tried)
+        try await chain.token(scope: scope, now: now)
     }
 }

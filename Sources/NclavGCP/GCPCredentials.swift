@@ -3,14 +3,9 @@ import _CryptoExtras
 import Foundation
 import NclavDrivers
 
-/// An OAuth access token and when it stops working. `description` never shows the token.
-public struct GCPAccessToken: Sendable, Equatable, CustomStringConvertible {
-    public let token: String
-    public let expiresAt: Date
-    public var description: String { "GCP access token (hidden), expires \(expiresAt)" }
-}
+public typealias GCPAccessToken = AccessToken
 
-public enum GCPCredentialError: Error, Sendable, CustomStringConvertible {
+public enum GCPCredentialError: CredentialChainError, CustomStringConvertible {
     case noCredentials(tried: [String])
     case sourceFailed(source: String, reason: String)
 
@@ -25,27 +20,19 @@ public enum GCPCredentialError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// One place credentials can come from; `nil` from `token()` means "not configured here".
-public protocol GCPCredentialSource: Sendable {
-    var name: String { get }
-    /// nil: this source is not configured (the chain moves on). Throws when it is configured but broken.
-    func token(http: CloudHTTP, endpoints: GCPEndpoints) async throws(GCPCredentialError) -> GCPAccessToken?
+/// One place GCP credentials can come from; it also knows whom the token belongs to.
+public protocol GCPCredentialSource: CredentialSource where Failure == GCPCredentialError {
     /// The principal as IAM names it (`serviceAccount:…` or `user:…`).
-    func member(http: CloudHTTP, endpoints: GCPEndpoints, token: GCPAccessToken) async throws(GCPCredentialError) -> String
+    func member(http: CloudHTTP, token: GCPAccessToken) async throws(GCPCredentialError) -> String
 }
 
 let cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
 
-struct TokenAnswer: Decodable {
-    let access_token: String
-    let expires_in: Double?
-    func token(now: Date = Date()) -> GCPAccessToken { GCPAccessToken(token: access_token, expiresAt: now.addingTimeInterval(expires_in ?? 3600)) }
-}
-
-func formEncode(_ pairs: [(String, String)]) -> Data {
-    var allowed = CharacterSet.alphanumerics
-    allowed.insert(charactersIn: "-._~")
-    return Data(pairs.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&").utf8)
+/// A GCP source seen by the shared chain, which needs only its token.
+struct TokenOnly: CredentialSource {
+    let base: any GCPCredentialSource
+    var name: String { base.name }
+    func token(scope: String, http: CloudHTTP) async throws(GCPCredentialError) -> AccessToken? { try await base.token(scope: scope, http: http) }
 }
 
 /// The token endpoint's error (`{"error": "invalid_grant", "error_description": "…"}`) in words.
@@ -65,12 +52,14 @@ public struct KeyFileCredentials: GCPCredentialSource {
     public let name: String
     let path: String?
     let mustExist: Bool
+    let endpoints: GCPEndpoints
 
     /// `GOOGLE_APPLICATION_CREDENTIALS` (must exist when set) or gcloud's ADC file.
-    public init(name: String, path: String?, mustExist: Bool) {
+    public init(name: String, path: String?, mustExist: Bool, endpoints: GCPEndpoints) {
         self.name = name
         self.path = path
         self.mustExist = mustExist
+        self.endpoints = endpoints
     }
 
     struct KeyFile: Decodable {
@@ -96,7 +85,7 @@ public struct KeyFileCredentials: GCPCredentialSource {
         return key
     }
 
-    public func token(http: CloudHTTP, endpoints: GCPEndpoints) async throws(GCPCredentialError) -> GCPAccessToken? {
+    public func token(scope: String, http: CloudHTTP) async throws(GCPCredentialError) -> GCPAccessToken? {
         guard let key = try load() else { return nil }
         switch key.type {
         case "service_account":
@@ -119,16 +108,16 @@ public struct KeyFileCredentials: GCPCredentialSource {
 
     func exchange(_ url: URL, form: [(String, String)], http: CloudHTTP) async throws(GCPCredentialError) -> GCPAccessToken {
         let response: CloudHTTP.Response
-        do { response = try await http.send("POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: formEncode(form), timeout: .seconds(30)) } catch {
+        do { response = try await http.send("POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: FormEncoding.encode(form), timeout: .seconds(30)) } catch {
             throw .sourceFailed(source: name, reason: "\(error)")
         }
-        guard response.status == 200, let answer = try? JSONDecoder().decode(TokenAnswer.self, from: response.body) else {
+        guard response.status == 200, let token = AccessToken(answer: response.body) else {
             throw .sourceFailed(source: name, reason: tokenError(response))
         }
-        return answer.token()
+        return token
     }
 
-    public func member(http: CloudHTTP, endpoints: GCPEndpoints, token: GCPAccessToken) async throws(GCPCredentialError) -> String {
+    public func member(http: CloudHTTP, token: GCPAccessToken) async throws(GCPCredentialError) -> String {
         guard let key = try load() else { throw .sourceFailed(source: name, reason: "the key file went away") }
         if key.type == "service_account", let email = key.client_email { return "serviceAccount:\(email)" }
         // A user: ask who the token belongs to.
@@ -184,16 +173,16 @@ public struct MetadataServerCredentials: GCPCredentialSource {
         return try? await http.send("GET", url, headers: [("Metadata-Flavor", "Google")], timeout: .seconds(timeout))
     }
 
-    public func token(http: CloudHTTP, endpoints: GCPEndpoints) async throws(GCPCredentialError) -> GCPAccessToken? {
+    public func token(scope: String, http: CloudHTTP) async throws(GCPCredentialError) -> GCPAccessToken? {
         guard let response = await get("instance/service-accounts/default/token", http: http, timeout: probeTimeout) else { return nil }
         guard response.header("Metadata-Flavor") == "Google" else { return nil }  // something else answered
-        guard response.status == 200, let answer = try? JSONDecoder().decode(TokenAnswer.self, from: response.body) else {
+        guard response.status == 200, let token = AccessToken(answer: response.body) else {
             throw .sourceFailed(source: name, reason: "the metadata server answered \(response.status) for the default service account's token; is a service account attached?")
         }
-        return answer.token()
+        return token
     }
 
-    public func member(http: CloudHTTP, endpoints: GCPEndpoints, token: GCPAccessToken) async throws(GCPCredentialError) -> String {
+    public func member(http: CloudHTTP, token: GCPAccessToken) async throws(GCPCredentialError) -> String {
         guard let response = await get("instance/service-accounts/default/email", http: http, timeout: 5), response.status == 200 else {
             throw .sourceFailed(source: name, reason: "the metadata server did not say which service account this is")
         }
@@ -202,49 +191,42 @@ public struct MetadataServerCredentials: GCPCredentialSource {
 }
 
 /// The chain: `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's ADC file, then the metadata
-/// server. Tokens are cached until five minutes before they expire.
+/// server (a `CredentialChain`: the first configured source wins, tokens cached).
 public actor GCPCredentialChain {
+    let chain: CredentialChain<GCPCredentialError>
     let sources: [any GCPCredentialSource]
-    let http = CloudHTTP()
     let endpoints: GCPEndpoints
-    private var cached: (token: GCPAccessToken, source: any GCPCredentialSource)?
     private var cachedMember: String?
 
     public init(sources: [any GCPCredentialSource], endpoints: GCPEndpoints) {
         self.sources = sources
+        self.chain = CredentialChain(sources: sources.map { TokenOnly(base: $0) })
         self.endpoints = endpoints
     }
 
     public static func standard(environment: [String: String] = ProcessInfo.processInfo.environment, home: String = NSHomeDirectory()) -> GCPCredentialChain {
         let configDirectory = environment["CLOUDSDK_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config/gcloud"
+        let endpoints = GCPEndpoints(environment: environment)
         return GCPCredentialChain(sources: [
-            KeyFileCredentials(name: "GOOGLE_APPLICATION_CREDENTIALS", path: environment["GOOGLE_APPLICATION_CREDENTIALS"], mustExist: true),
-            KeyFileCredentials(name: "gcloud application-default credentials", path: configDirectory + "/application_default_credentials.json", mustExist: false),
+            KeyFileCredentials(name: "GOOGLE_APPLICATION_CREDENTIALS", path: environment["GOOGLE_APPLICATION_CREDENTIALS"], mustExist: true, endpoints: endpoints),
+            KeyFileCredentials(name: "gcloud application-default credentials", path: configDirectory + "/application_default_credentials.json",
+                               mustExist: false, endpoints: endpoints),
             MetadataServerCredentials(environment: environment),
-        ], endpoints: GCPEndpoints(environment: environment))
+        ], endpoints: endpoints)
     }
 
-    public var currentSource: String? { cached?.source.name }
+    public var currentSource: String? { get async { await chain.sourceIndex(for: cloudPlatformScope).map { sources[$0].name } } }
 
     public func token(now: Date = Date()) async throws(GCPCredentialError) -> GCPAccessToken {
-        if let cached, cached.token.expiresAt.timeIntervalSince(now) > 300 { return cached.token }
-        var tried: [String] = []
-        for source in sources {
-            if let token = try await source.token(http: http, endpoints: endpoints) {
-                cached = (token, source)
-                return token
-            }
-            tried.append(source.name)
-        }
-        throw .noCredentials(tried: tried)
+        try await chain.token(scope: cloudPlatformScope, now: now)
     }
 
     /// Who nclav acts as, for IAM bindings it must give itself.
     public func member() async throws(GCPCredentialError) -> String {
         if let cachedMember { return cachedMember }
         let token = try await token()
-        guard let source = cached?.source else { throw .noCredentials(tried: []) }
-        let member = try await source.member(http: http, endpoints: endpoints, token: token)
+        guard let index = await chain.sourceIndex(for: cloudPlatformScope) else { throw .noCredentials(tried: []) }
+        let member = try await sources[index].member(http: chain.http, token: token)
         cachedMember = member
         return member
     }

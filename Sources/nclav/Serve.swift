@@ -123,14 +123,14 @@ struct Serve: AsyncParsableCommand {
         let store: ServerConfiguration.StoreKind
         if ephemeral {
             store = .memory
-        } else if let url = postgresURL ?? environment["NCLAV_POSTGRES_URL"].flatMap({ $0.isEmpty ? nil : $0 }) {
+        } else if let url = FlagOrEnvironment(environment).value(postgresURL, "NCLAV_POSTGRES_URL") {
             store = .postgres(url: url)
         } else {
-            let path = storePath ?? environment["NCLAV_STORE_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? home.appendingPathComponent("state.db").path
+            let path = FlagOrEnvironment(environment).value(storePath, "NCLAV_STORE_PATH") ?? home.appendingPathComponent("state.db").path
             store = .sqlite(path: path)
         }
         var configuration = ServerConfiguration(
-            bindHost: bind ?? environment["NCLAV_BIND"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1",
+            bindHost: FlagOrEnvironment(environment).value(bind, "NCLAV_BIND") ?? "127.0.0.1",
             port: resolvedPort, home: home, store: store, defaultCloud: cloud, enabledClouds: enableCloud,
             maxStateBytes: maxStateSize, retainedStateVersions: stateVersions, rotateToken: rotateToken)
         configuration.runTimeout = .seconds(runTimeout)
@@ -189,7 +189,7 @@ struct AWSOptions: ParsableArguments {
 
     /// Flags win over environment variables; every problem is reported at once.
     func configuration(environment: [String: String]) throws -> AWSDriverConfiguration {
-        func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        let value = FlagOrEnvironment(environment).value
         var missing: [String] = []
         let ou = value(orgUnitID, "NCLAV_AWS_ORG_UNIT_ID")
         let domain = value(emailDomain, "NCLAV_AWS_EMAIL_DOMAIN")
@@ -197,7 +197,7 @@ struct AWSOptions: ParsableArguments {
         if domain == nil { missing.append("--aws-email-domain (or NCLAV_AWS_EMAIL_DOMAIN): accounts are registered as <name>@<domain>") }
         if !missing.isEmpty { throw ValidationError("the aws driver needs:\n  " + missing.joined(separator: "\n  ")) }
         let policies = !partitionPolicyARNs.isEmpty ? partitionPolicyARNs
-            : environment["NCLAV_AWS_PARTITION_POLICY_ARNS"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+            : FlagOrEnvironment(environment).list("NCLAV_AWS_PARTITION_POLICY_ARNS")
         var settings = AWSDriverConfiguration(orgUnitID: ou!, emailDomain: domain!)
         if let region = value(defaultRegion, "NCLAV_AWS_DEFAULT_REGION") { settings.defaultRegion = region }
         settings.accountPrefix = value(accountPrefix, "NCLAV_AWS_ACCOUNT_PREFIX")
@@ -228,7 +228,7 @@ struct GCPOptions: ParsableArguments {
     var partitionRoles: [String] = []
 
     func configuration(environment: [String: String]) throws -> GCPDriverConfiguration {
-        func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        let value = FlagOrEnvironment(environment).value
         var missing: [String] = []
         let parent = value(self.parent, "NCLAV_GCP_PARENT")
         let billing = value(billingAccount, "NCLAV_GCP_BILLING_ACCOUNT")
@@ -239,7 +239,7 @@ struct GCPOptions: ParsableArguments {
         settings.projectPrefix = value(projectPrefix, "NCLAV_GCP_PROJECT_PREFIX")
         if let region = value(defaultRegion, "NCLAV_GCP_DEFAULT_REGION") { settings.defaultRegion = region }
         let roles = !partitionRoles.isEmpty ? partitionRoles
-            : environment["NCLAV_GCP_PARTITION_ROLES"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+            : FlagOrEnvironment(environment).list("NCLAV_GCP_PARTITION_ROLES")
         if !roles.isEmpty { settings.partitionRoles = roles }
         var problems = settings.problems()
         if let problem = GCPEndpoints(environment: environment).problem { problems.append(problem) }
@@ -281,7 +281,7 @@ struct AzureOptions: ParsableArguments {
     var oidcIssuer: String?
 
     func configuration(environment: [String: String]) throws -> AzureDriverConfiguration {
-        func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+        let value = FlagOrEnvironment(environment).value
         let required: [(String?, String, String)] = [
             (tenantID, "NCLAV_AZURE_TENANT_ID", "--azure-tenant-id"), (managementGroupID, "NCLAV_AZURE_MANAGEMENT_GROUP_ID", "--azure-management-group-id"),
             (billingAccountName, "NCLAV_AZURE_BILLING_ACCOUNT_NAME", "--azure-billing-account-name"),
@@ -306,5 +306,18 @@ struct AzureOptions: ParsableArguments {
         let problems = settings.problems()
         if !problems.isEmpty { throw ValidationError("the azure driver settings are not valid:\n  " + problems.joined(separator: "\n  ")) }
         return settings
+    }
+}
+
+/// Flags win over environment variables; an empty variable counts as unset.
+struct FlagOrEnvironment {
+    let environment: [String: String]
+    init(_ environment: [String: String]) { self.environment = environment }
+
+    func value(_ flag: String?, _ variable: String) -> String? { flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } }
+
+    /// A comma-separated variable as a list (empty when unset).
+    func list(_ variable: String) -> [String] {
+        environment[variable].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
     }
 }
