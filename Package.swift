@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         // Hummingbird's own; named so the server can import NIOCore and NIOHTTP1 directly.
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", exact: "1.35.2"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
@@ -56,6 +57,8 @@ let package = Package(
         .target(name: "NclavDrivers", dependencies: [
             "NclavCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         // The AWS driver: SigV4, the credential chain, endpoint resolution, the JSON/query/REST-XML
         // calls it makes (Organizations, STS, EC2, IAM, Route 53, Tagging) over AsyncHTTPClient.
@@ -63,6 +66,7 @@ let package = Package(
             "NclavCore", "NclavDrivers",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         // The GCP driver: credentials (service-account key JWT, ADC refresh token, metadata
         // server), Resource Manager / Billing / Service Usage / IAM / Compute / DNS / Cloud Asset
@@ -110,11 +114,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+            .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
         ], plugins: ["EmbedBootstrapModules"]),
         // The typed HTTP client the CLI uses to talk to a server.
         .target(name: "NclavClient", dependencies: [
             "NclavCore", "NclavAPI",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         // The bootstrap/<cloud> modules, embedded in the binary at build time by a plugin.
         .target(name: "PlatformTemplates", plugins: ["EmbedBootstrapModules"]),
@@ -140,6 +148,8 @@ let package = Package(
         // In-test servers speaking cloud APIs' wire formats (for clouds no emulator covers).
         .target(name: "NclavCloudFakes", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -149,6 +159,7 @@ let package = Package(
         .testTarget(name: "NclavCoreTests", dependencies: ["NclavCore"]),
         .testTarget(name: "NclavAWSTests", dependencies: ["NclavAWS", "NclavDrivers", "NclavCore", "NclavTestSupport", "NclavCloudFakes",
                                                           .product(name: "Hummingbird", package: "hummingbird"),
+                                                          .product(name: "HTTPTypes", package: "swift-http-types"),
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "NclavDriversTests", dependencies: ["NclavDrivers", "NclavCore"]),
         .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavDrivers", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
@@ -156,7 +167,7 @@ let package = Package(
         // Test helper process for the store's kill -9 durability test.
         .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport"], path: "Tests/StoreWriter"),
         .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavPostgres", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
-        .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavTestSupport"]),
+        .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavCore", "NclavTestSupport"]),
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth", "NclavTestSupport"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
@@ -164,8 +175,12 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-        .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore", "NclavTestSupport"]),
+        .testTarget(name: "NclavConfigTests", dependencies: ["NclavConfig", "NclavCore", "NclavFiles", "NclavTestSupport"]),
         // Runs the built `nclav` binary as a real process.
         .testTarget(name: "NclavCLITests", dependencies: ["nclav", "NclavTestSupport"]),
     ]
