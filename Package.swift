@@ -40,9 +40,12 @@ let package = Package(
             "NclavCore", "NclavFiles",
             .product(name: "Yams", package: "Yams"),
         ]),
-        // Everything nclav keeps: the StateStore protocol, SQLite (GRDB) and in-memory stores.
-        .target(name: "NclavStore", dependencies: [
-            "NclavCore",
+        // What nclav keeps, as protocols (Terraform states and locks; orchestration records),
+        // the decision rules every store applies, record coding, and the in-memory store.
+        .target(name: "NclavStore", dependencies: ["NclavCore"]),
+        // The embedded store: SQLite through GRDB, state bodies of 64 KB or more as files.
+        .target(name: "NclavSQLite", dependencies: [
+            "NclavCore", "NclavStore",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // The PostgreSQL StateStore for hosted, multi-replica deployments (postgres-nio pool).
@@ -106,7 +109,7 @@ let package = Package(
         ]),
         // The HTTP API and state backend served by `nclav serve` (Hummingbird).
         .target(name: "NclavServer", dependencies: [
-            "NclavCore", "NclavAPI", "NclavFiles", "NclavStore", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavDrivers",
+            "NclavCore", "NclavAPI", "NclavFiles", "NclavStore", "NclavSQLite", "NclavPostgres", "NclavAuth", "TFBackend", "Orchestrator", "NclavDrivers",
             "NclavConfig", "IacRunner",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -144,7 +147,7 @@ let package = Package(
         ]),
 
         // Fixture paths, scratch directories and real-process helpers for the test targets.
-        .target(name: "NclavTestSupport", dependencies: ["NclavCore", "NclavStore", "NclavAuth"], path: "Tests/NclavTestSupport"),
+        .target(name: "NclavTestSupport", dependencies: ["NclavCore", "NclavStore", "NclavSQLite", "NclavAuth"], path: "Tests/NclavTestSupport"),
         // In-test servers speaking cloud APIs' wire formats (for clouds no emulator covers).
         .target(name: "NclavCloudFakes", dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -162,16 +165,16 @@ let package = Package(
                                                           .product(name: "HTTPTypes", package: "swift-http-types"),
                                                           .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "NclavDriversTests", dependencies: ["NclavDrivers", "NclavCore"]),
-        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavDrivers", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
+        .testTarget(name: "OrchestratorTests", dependencies: ["Orchestrator", "NclavDrivers", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "NclavSQLite", "IacRunner", "NclavAuth", "TFBackend", "nclav"]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.
-        .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavCore", "NclavTestSupport"], path: "Tests/StoreWriter"),
-        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavPostgres", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
+        .executableTarget(name: "nclav-store-writer", dependencies: ["NclavStore", "NclavSQLite", "NclavCore", "NclavTestSupport"], path: "Tests/StoreWriter"),
+        .testTarget(name: "NclavStoreTests", dependencies: ["NclavStore", "NclavSQLite", "NclavPostgres", "NclavCore", "NclavTestSupport", "nclav-store-writer"]),
         .testTarget(name: "NclavAuthTests", dependencies: ["NclavAuth", "NclavCore", "NclavTestSupport"]),
         .testTarget(name: "TFBackendTests", dependencies: ["TFBackend", "NclavStore", "NclavCore", "NclavAuth", "NclavTestSupport"]),
         // A real `nclav serve` over loopback, driven by HTTP and by the real terraform binary.
         .testTarget(name: "NclavServerTests", dependencies: [
-            "nclav", "NclavTestSupport", "NclavCore", "NclavAPI", "NclavAuth", "NclavServer", "NclavStore", "TFBackend", "NclavAWS", "NclavCloudFakes",
+            "nclav", "NclavTestSupport", "NclavCore", "NclavAPI", "NclavAuth", "NclavServer", "NclavStore", "NclavSQLite", "TFBackend", "NclavAWS", "NclavCloudFakes",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -150,15 +150,15 @@ public final class PostgresStore: StateStore {
     // MARK: Enclaves and partitions
 
     public func enclaves() async throws -> [EnclaveState] {
-        try await rows("SELECT json FROM nclav_enclaves ORDER BY id").map { try Coding.decode(EnclaveState.self, $0["json"].decode(Data.self)) }
+        try await rows("SELECT json FROM nclav_enclaves ORDER BY id").map { try RecordCoding.decode(EnclaveState.self, $0["json"].decode(Data.self)) }
     }
 
     public func enclave(_ id: String) async throws -> EnclaveState? {
-        try await rows("SELECT json FROM nclav_enclaves WHERE id = \(id)").first.map { try Coding.decode(EnclaveState.self, $0["json"].decode(Data.self)) }
+        try await rows("SELECT json FROM nclav_enclaves WHERE id = \(id)").first.map { try RecordCoding.decode(EnclaveState.self, $0["json"].decode(Data.self)) }
     }
 
     public func putEnclave(_ state: EnclaveState) async throws {
-        let json = try Coding.encode(state)
+        let json = try RecordCoding.encode(state)
         try await execute("INSERT INTO nclav_enclaves (id, json) VALUES (\(state.id), \(json)) ON CONFLICT (id) DO UPDATE SET json = excluded.json")
     }
 
@@ -171,11 +171,11 @@ public final class PostgresStore: StateStore {
 
     public func partitions(ofEnclave id: String) async throws -> [PartitionState] {
         try await rows("SELECT json FROM nclav_partitions WHERE enclave_id = \(id) ORDER BY partition_id")
-            .map { try Coding.decode(PartitionState.self, $0["json"].decode(Data.self)) }
+            .map { try RecordCoding.decode(PartitionState.self, $0["json"].decode(Data.self)) }
     }
 
     public func putPartition(_ state: PartitionState) async throws {
-        let json = try Coding.encode(state)
+        let json = try RecordCoding.encode(state)
         try await execute("""
             INSERT INTO nclav_partitions (enclave_id, partition_id, json) VALUES (\(state.enclaveID), \(state.partitionID), \(json))
             ON CONFLICT (enclave_id, partition_id) DO UPDATE SET json = excluded.json

@@ -6,6 +6,7 @@ import Logging
 import NclavAuth
 import NclavCore
 import NclavPostgres
+import NclavSQLite
 import NclavStore
 import Orchestrator
 import TFBackend

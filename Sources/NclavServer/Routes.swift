@@ -234,7 +234,7 @@ struct Routes: Sendable {
     /// to receive 10 MB against 8-10 ms now).
     ///
     /// It is also parsed here, after SHA-256 (the faster hash) is done and while MD5 finishes.
-    func hashedBody(_ request: Request, declared: Int?, staging staged: StagedStateBody?) async throws
+    func hashedBody(_ request: Request, declared: Int?, staging staged: (any StagedStateBody)?) async throws
         -> (Data, BodyDigests, StateDocument.Parsed) {
         let limit = configuration.maxStateBytes
         let tooLarge = tooLargeError

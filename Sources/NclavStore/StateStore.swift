@@ -1,14 +1,46 @@
 import Foundation
 import NclavCore
 
-/// Everything nclav keeps, behind one protocol so the server, the reconciler and the
-/// Terraform state backend never know which database they use.
+/// Everything nclav keeps, behind protocols so the server, the reconciler and the Terraform
+/// state backend never know which database they use: `TerraformStateStore` (state versions and
+/// locks, what the backend serves) and `OrchestrationStore` (enclaves, partitions, runs and
+/// their logs, the audit log, the reconcile lock, recovery). A store is both: `StateStore`.
 ///
 /// Every implementation must pass `StoreContractTests` (the same suite runs against each).
 /// Conditional writes (state writes under a lock, lock acquisition, the reconcile lock) are
 /// atomic *inside* the store: a check and the write it guards happen in one transaction, so
 /// two servers or two tasks can never both win.
-public protocol StateStore: Sendable {
+public protocol StateStore: TerraformStateStore, OrchestrationStore {}
+
+/// Terraform states and their locks.
+public protocol TerraformStateStore: Sendable {
+    /// The newest version's metadata and body.
+    func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)?
+    /// Newest first.
+    func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo]
+    func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)?
+    /// Stores a new version if the write's conditions hold (see `StateWrite`).
+    func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome
+    /// Removes every version of the state, unless it is locked.
+    func deleteState(_ key: StateKey) async throws -> StateDeleteOutcome
+
+    func lock(_ key: StateKey) async throws -> StateLock?
+    func acquireLock(_ key: StateKey, _ lock: StateLock) async throws -> LockOutcome
+    /// `id == nil` force-unlocks whatever lock is held.
+    func releaseLock(_ key: StateKey, id: String?) async throws -> UnlockOutcome
+    /// Frees every lock held by `runID` (a run that ended without unlocking); returns their keys.
+    func releaseLocks(heldBy runID: UUID) async throws -> [StateKey]
+
+    /// See the default implementation below.
+    func stageStateBody(expectedSize: Int) throws -> (any StagedStateBody)?
+    /// The newest version's body as an open file when the store keeps it in one (so the
+    /// server can `sendfile` it), else its bytes. The default returns the bytes.
+    func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)?
+}
+
+/// What the engine records: enclaves and partitions, runs and their logs, the audit log, the
+/// reconcile lock, and recovery after a crash.
+public protocol OrchestrationStore: Sendable {
     /// Succeeds when the store can serve reads and writes (used by `/ready`).
     func ping() async throws
     /// Flushes and releases the database. Further calls fail with `StoreError.closed`.
@@ -44,25 +76,6 @@ public protocol StateStore: Sendable {
     /// credential, which stops working when the run ends.
     func runStatus(_ runID: UUID) async throws -> IacRun.Status?
 
-    // MARK: Terraform state
-    /// The newest version's metadata and body.
-    func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)?
-    /// Newest first.
-    func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo]
-    func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)?
-    /// Stores a new version if the write's conditions hold (see `StateWrite`).
-    func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome
-    /// Removes every version of the state, unless it is locked.
-    func deleteState(_ key: StateKey) async throws -> StateDeleteOutcome
-
-    // MARK: Terraform state locks
-    func lock(_ key: StateKey) async throws -> StateLock?
-    func acquireLock(_ key: StateKey, _ lock: StateLock) async throws -> LockOutcome
-    /// `id == nil` force-unlocks whatever lock is held.
-    func releaseLock(_ key: StateKey, id: String?) async throws -> UnlockOutcome
-    /// Frees every lock held by `runID` (a run that ended without unlocking); returns their keys.
-    func releaseLocks(heldBy runID: UUID) async throws -> [StateKey]
-
     // MARK: Reconcile lock
     /// Takes the store-wide reconcile lock; returns the current holder when someone else has it.
     func acquireReconcileLock(_ lock: ReconcileLock) async throws -> ReconcileLock?
@@ -73,14 +86,6 @@ public protocol StateStore: Sendable {
     /// Called once at server start: runs left `running` by a dead process become
     /// `interrupted`, and the state locks and reconcile lock they held are released.
     func recoverAfterRestart(at time: Date) async throws -> RecoveryReport
-
-    // MARK: Staged bodies
-    /// See the default implementation below.
-    func stageStateBody(expectedSize: Int) throws -> StagedStateBody?
-
-    /// The newest version's body as an open file when the store keeps it in one (so the
-    /// server can `sendfile` it), else its bytes. The default returns the bytes.
-    func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)?
 }
 
 /// A state body as bytes, or as an open file descriptor the caller must close.
@@ -89,14 +94,27 @@ public enum StateBody: Sendable {
     case file(descriptor: Int32, size: Int)
 }
 
-extension StateStore {
+extension TerraformStateStore {
     /// Where the server writes a large state body while it arrives, when the store keeps
     /// bodies outside its database; nil (the default) means the body is passed in memory.
-    public func stageStateBody(expectedSize: Int) throws -> StagedStateBody? { nil }
+    public func stageStateBody(expectedSize: Int) throws -> (any StagedStateBody)? { nil }
 
     public func latestStateBody(_ key: StateKey) async throws -> (info: StateVersionInfo, body: StateBody)? {
         try await latestState(key).map { ($0.info, .data($0.body)) }
     }
+}
+
+/// A state body the store writes somewhere of its own while it is still arriving (the SQLite
+/// store: a file beside the database), so that storing it later only records where it is.
+/// One task appends; whoever stores it claims it; the request handler discards it at the end
+/// unless it was claimed, so a refused or failed upload leaves nothing behind.
+public protocol StagedStateBody: AnyObject, Sendable {
+    /// Appends bytes; a write error is kept and reported by `finish`.
+    func append(_ bytes: UnsafeRawBufferPointer)
+    /// Ends the upload and returns the whole body.
+    func finish() throws -> Data
+    /// Removes what was staged unless a store claimed it.
+    func discardUnlessClaimed()
 }
 
 /// One state write as the backend received it, with the checks the store must apply.
@@ -115,10 +133,10 @@ public struct StateWrite: Sendable {
     public var time: Date
     /// The body's file when it was staged by this store (`stageStateBody`); `body` holds
     /// the same bytes.
-    public var staged: StagedStateBody?
+    public var staged: (any StagedStateBody)?
 
     public init(body: Data, serial: Int64, lineage: String, sha256: String, md5: String = "", lockID: String?, force: Bool = false,
-                runID: UUID? = nil, time: Date = Date(), staged: StagedStateBody? = nil) {
+                runID: UUID? = nil, time: Date = Date(), staged: (any StagedStateBody)? = nil) {
         self.body = body
         self.staged = staged
         self.serial = serial

@@ -105,7 +105,7 @@ public struct StateBackend: Sendable {
     }
 
     public func put(_ key: StateKey, body: Data, digests: BodyDigests? = nil, document given: StateDocument.Parsed? = nil,
-                    staged: StagedStateBody? = nil, contentMD5: String?,
+                    staged: (any StagedStateBody)? = nil, contentMD5: String?,
                     lockID: String?, force: Bool, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
         if let refusal = try await refusal(key, principal) { return refusal }
         if force, principal != .admin {

@@ -1,6 +1,7 @@
 import Foundation
 import NclavAuth
 import NclavCore
+import NclavSQLite
 import NclavStore
 
 extension ServerProcess {

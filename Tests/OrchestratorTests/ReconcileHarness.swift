@@ -3,6 +3,7 @@ import IacRunner
 import NclavAuth
 import NclavConfig
 import NclavCore
+import NclavSQLite
 import NclavStore
 import NclavTestSupport
 import NclavDrivers

@@ -1,5 +1,6 @@
 import Foundation
 import NclavCore
+import NclavSQLite
 import NclavStore
 import NclavTestSupport
 

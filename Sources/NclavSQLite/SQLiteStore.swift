@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import NclavCore
+import NclavStore
 
 /// The default, persistent store: one SQLite file (`$NCLAV_HOME/state.db`) in WAL mode.
 ///
@@ -180,18 +181,18 @@ public final class SQLiteStore: StateStore {
 
     public func enclaves() async throws -> [EnclaveState] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT json FROM enclaves ORDER BY id").map { try Coding.decode(EnclaveState.self, $0["json"]) }
+            try Row.fetchAll(db, sql: "SELECT json FROM enclaves ORDER BY id").map { try RecordCoding.decode(EnclaveState.self, $0["json"]) }
         }
     }
 
     public func enclave(_ id: String) async throws -> EnclaveState? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT json FROM enclaves WHERE id = ?", arguments: [id]).map { try Coding.decode(EnclaveState.self, $0["json"]) }
+            try Row.fetchOne(db, sql: "SELECT json FROM enclaves WHERE id = ?", arguments: [id]).map { try RecordCoding.decode(EnclaveState.self, $0["json"]) }
         }
     }
 
     public func putEnclave(_ state: EnclaveState) async throws {
-        let json = try Coding.encode(state)
+        let json = try RecordCoding.encode(state)
         try await write { db in
             try db.execute(sql: "INSERT INTO enclaves (id, json) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET json = excluded.json",
                            arguments: [state.id, json])
@@ -208,12 +209,12 @@ public final class SQLiteStore: StateStore {
     public func partitions(ofEnclave id: String) async throws -> [PartitionState] {
         try await read { db in
             try Row.fetchAll(db, sql: "SELECT json FROM partitions WHERE enclave_id = ? ORDER BY partition_id", arguments: [id])
-                .map { try Coding.decode(PartitionState.self, $0["json"]) }
+                .map { try RecordCoding.decode(PartitionState.self, $0["json"]) }
         }
     }
 
     public func putPartition(_ state: PartitionState) async throws {
-        let json = try Coding.encode(state)
+        let json = try RecordCoding.encode(state)
         try await write { db in
             try db.execute(sql: """
                 INSERT INTO partitions (enclave_id, partition_id, json) VALUES (?, ?, ?)
@@ -427,7 +428,7 @@ public final class SQLiteStore: StateStore {
         // A large body is written to its file first, outside the transaction, so the writer
         // thread only records its name; the file is removed again if the write is refused.
         let bodyFile: String?
-        if let staged = write.staged, staged.directory == bodyFiles.directory, staged.claim() {
+        if let staged = write.staged as? StagedBodyFile, staged.directory == bodyFiles.directory, staged.claim() {
             bodyFile = staged.name
         } else {
             bodyFile = write.body.count >= bodyFileThreshold ? try bodyFiles.write(write.body) : nil
@@ -468,9 +469,9 @@ public final class SQLiteStore: StateStore {
         return result.outcome
     }
 
-    public func stageStateBody(expectedSize: Int) throws -> StagedStateBody? {
+    public func stageStateBody(expectedSize: Int) throws -> (any StagedStateBody)? {
         try closedFlag.check()
-        return expectedSize >= bodyFileThreshold ? try StagedStateBody(files: bodyFiles) : nil
+        return expectedSize >= bodyFileThreshold ? try StagedBodyFile(files: bodyFiles) : nil
     }
 
     public func deleteState(_ key: StateKey) async throws -> StateDeleteOutcome {
@@ -599,40 +600,3 @@ struct FileIdentity: Equatable, Sendable {
     }
 }
 
-/// Set once when the store closes; checked before every call so a closed store answers
-/// with `StoreError.closed` instead of a database error.
-package final class ClosedFlag: @unchecked Sendable {
-    // Guarded by `lock`: read on every call from any task.
-    private let lock = NSLock()
-    private var closed = false
-
-    package init() {}
-
-    package func close() { lock.withLock { closed = true } }
-
-    package func check() throws {
-        try lock.withLock { if closed { throw StoreError.closed } }
-    }
-}
-
-/// JSON for the columns that hold whole domain values. Dates as reference-date seconds so
-/// they round-trip exactly.
-package enum Coding {
-    package static func encode<T: Encodable>(_ value: T) throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(date.timeIntervalSinceReferenceDate)
-        }
-        encoder.outputFormatting = .sortedKeys
-        do { return try encoder.encode(value) } catch { throw StoreError.corrupt("cannot encode \(T.self): \(error)") }
-    }
-
-    package static func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            Date(timeIntervalSinceReferenceDate: try decoder.singleValueContainer().decode(Double.self))
-        }
-        do { return try decoder.decode(type, from: data) } catch { throw StoreError.corrupt("cannot decode \(T.self): \(error)") }
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import NclavStore
 
 /// Large Terraform state bodies, one file each in a directory beside the SQLite database.
 ///
@@ -38,7 +39,7 @@ struct BodyFiles: Sendable {
     /// Writes a new body file and returns its name: the same steps as a body staged while it
     /// arrives, with all of it at once.
     func write(_ body: Data) throws -> String {
-        let staged = try StagedStateBody(files: self)
+        let staged = try StagedBodyFile(files: self)
         body.withUnsafeBytes { staged.append($0) }
         do { try staged.complete() } catch {
             staged.discardUnlessClaimed()
@@ -160,7 +161,7 @@ struct BodyFiles: Sendable {
 /// One task appends (the server's hashing task); whoever stores it claims it first, and the
 /// request handler discards it at the end unless it was claimed, so a refused or failed
 /// upload leaves no file behind (and a crash leaves one the next open sweeps).
-public final class StagedStateBody: @unchecked Sendable {
+final class StagedBodyFile: StagedStateBody, @unchecked Sendable {
     // `fd`, `written` and `failure` are touched only by the appending task, then by `finish`
     // after it; `claimed` and `discarded` are guarded by `lock`.
     let name: String
@@ -184,7 +185,7 @@ public final class StagedStateBody: @unchecked Sendable {
     }
 
     /// Appends bytes; a write error is kept and reported by `finish`.
-    public func append(_ bytes: UnsafeRawBufferPointer) {
+    func append(_ bytes: UnsafeRawBufferPointer) {
         guard failure == 0, fd >= 0, let base = bytes.baseAddress else { return }
         var offset = 0
         while offset < bytes.count {
@@ -214,7 +215,7 @@ public final class StagedStateBody: @unchecked Sendable {
     }
 
     /// Closes the file and returns its bytes, mapped from the page cache rather than copied.
-    public func finish() throws -> Data {
+    func finish() throws -> Data {
         try complete()
         guard written > 0 else { return Data() }
         let readFD = open(path, O_RDONLY | O_CLOEXEC)
@@ -237,7 +238,7 @@ public final class StagedStateBody: @unchecked Sendable {
     }
 
     /// Removes the file unless a store claimed it.
-    public func discardUnlessClaimed() {
+    func discardUnlessClaimed() {
         let remove = lock.withLock { () -> Bool in
             guard !claimed, !discarded else { return false }
             discarded = true

@@ -1,4 +1,5 @@
 import Foundation
+import NclavStore
 import GRDB
 
 /// Runs every SQLite write on one dedicated thread with **group commit**: whatever writes
