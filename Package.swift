@@ -24,6 +24,7 @@ let package = Package(
         // Hummingbird's own; named so the server can import NIOCore and NIOHTTP1 directly.
         .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", exact: "1.35.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
     ],
     targets: [
         // Domain value types, identifiers, templates. No I/O, no dependencies.
@@ -119,6 +120,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
             .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], plugins: ["EmbedBootstrapModules"]),
         // The typed HTTP client the CLI uses to talk to a server.
         .target(name: "NclavClient", dependencies: [

@@ -9,6 +9,7 @@ import NclavPostgres
 import NclavSQLite
 import NclavStore
 import Orchestrator
+import ServiceLifecycle
 import TFBackend
 
 /// Starts the HTTP API and Terraform state backend, and runs until SIGINT/SIGTERM.
@@ -67,8 +68,9 @@ public enum NclavServer {
 
         let address = ServerAddress()
         let metrics = ServerMetrics()
+        let reconciles = ReconcileTasks(logger: logger)
         let router = makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token.value,
-                                address: address, metrics: metrics, logger: logger)
+                                address: address, metrics: metrics, reconciles: reconciles, logger: logger)
         let lockServices = StateFastPath.Services(backend: StateBackend(store: store), authenticator: Authenticator(adminToken: token.value),
                                                  metrics: metrics, logger: logger, serverName: "nclav")
 
@@ -106,18 +108,19 @@ public enum NclavServer {
             },
             logger: logger
         )
-        // The schedule stops with the server; a check in progress ends with its runs.
-        let drift = configuration.driftInterval.map { interval in
-            Task {
-                await ReconcileRoutes(store: store, configuration: configuration, token: token.value, address: address,
-                                      registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers))
-                    .scheduledDrift(every: interval, logger: logger)
-            }
+        // Shut down in reverse order: running reconciles are cancelled and awaited first (their
+        // terraform stops and saves state), then the listener stops, then the drift schedule,
+        // and the store closes last.
+        var services: [any Service] = [StoreService(store: store, logger: logger)]
+        if let interval = configuration.driftInterval {
+            services.append(DriftSchedule(interval: interval, routes: reconcileRoutes(store: store, configuration: configuration, token: token.value,
+                                                                                     address: address, metrics: metrics, reconciles: reconciles),
+                                          logger: logger))
         }
-        defer { drift?.cancel() }
-        try await app.runService()
-        try await store.close()
-        logger.info("stopped; store closed")
+        services += [app, reconciles]
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
     }
 }
 
@@ -127,12 +130,21 @@ extension NclavServer {
     public static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
                                   address: ServerAddress = ServerAddress(), logger: Logger) -> Router<NclavRequestContext> {
         makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token, address: address,
-                   metrics: ServerMetrics(), logger: logger)
+                   metrics: ServerMetrics(), reconciles: ReconcileTasks(logger: logger), logger: logger)
+    }
+
+    static func reconcileRoutes(store: any StateStore, configuration: ServerConfiguration, token: String, address: ServerAddress,
+                                metrics: ServerMetrics, reconciles: ReconcileTasks) -> ReconcileRoutes {
+        var routes = ReconcileRoutes(store: store, configuration: configuration, token: token, address: address,
+                                     registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers),
+                                     reconciles: reconciles)
+        routes.observer = metrics
+        return routes
     }
 
     /// `metrics`: shared with `StateFastPath`, which answers lock requests before the router.
     static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
-                           address: ServerAddress, metrics: ServerMetrics, logger: Logger) -> Router<NclavRequestContext> {
+                           address: ServerAddress, metrics: ServerMetrics, reconciles: ReconcileTasks, logger: Logger) -> Router<NclavRequestContext> {
         let router = Router(context: NclavRequestContext.self)
         router.add(middleware: RequestLogMiddleware(logger: logger))
         router.add(middleware: MetricsMiddleware(metrics: metrics))
@@ -140,10 +152,8 @@ extension NclavServer {
         let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
         routes.register(on: router)
         LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
-        var reconcileRoutes = ReconcileRoutes(store: store, configuration: configuration, token: token, address: address,
-                                              registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers))
-        reconcileRoutes.observer = metrics
-        reconcileRoutes.register(on: router) { request in try await routes.body(request) }
+        reconcileRoutes(store: store, configuration: configuration, token: token, address: address, metrics: metrics, reconciles: reconciles)
+            .register(on: router) { request in try await routes.body(request) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: metrics.render())))

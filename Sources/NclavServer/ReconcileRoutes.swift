@@ -34,6 +34,8 @@ struct ReconcileRoutes: Sendable {
     let token: String
     let address: ServerAddress
     let registry: DriverRegistry
+    /// Where reconciles run, so a graceful shutdown cancels and awaits them.
+    let reconciles: ReconcileTasks
     var observer: any ReconcileObserver = NoObserver()
 
     func register(on router: Router<NclavRequestContext>, body: @escaping @Sendable (HummingbirdCore.Request) async throws -> Data) {
@@ -143,7 +145,7 @@ struct ReconcileRoutes: Sendable {
             }
             return try await forget(enclave: request.enclaves[0], partition: partition)
         }
-        return try await Self.ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
+        return try await ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
             let reconciler = await reconciler { emit(.progress($0)) }
             let lock = try await prepareDestroy(request, reconciler: reconciler)
             return {
@@ -194,17 +196,23 @@ struct ReconcileRoutes: Sendable {
     }
 
     /// An NDJSON answer. `start` runs first, in the request: what it throws becomes the HTTP
-    /// status (400, 409, 422) before any line is sent. The work it returns then runs on its
-    /// own task — unstructured on purpose: a client that disconnects must not cancel terraform
-    /// runs — and every event it emits is written as one line while the client listens.
-    static func ndjson<Event: Encodable & Sendable>(
+    /// status (400, 409, 422) before any line is sent. The work it returns then runs as one of
+    /// the server's reconciles (`ReconcileTasks`), not on the request's task — a client that
+    /// disconnects must not cancel terraform runs; a graceful shutdown does — and every event it
+    /// emits is written as one line while the client listens.
+    func ndjson<Event: Encodable & Sendable>(
         _ start: (@escaping @Sendable (Event) -> Void) async throws -> @Sendable () async -> Void
     ) async throws -> Response {
         let (lines, continuation) = AsyncStream<String>.makeStream()
         let work = try await start { continuation.yield(Wire.line($0)) }
-        Task {
-            await work()
+        do {
+            try await reconciles.start {
+                await work()
+                continuation.finish()
+            }
+        } catch {
             continuation.finish()
+            throw APIError(.serviceUnavailable, "\(error)")
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/x-ndjson"
@@ -272,7 +280,7 @@ struct ReconcileRoutes: Sendable {
         let options = ReconcileOptions(parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount,
                                        allowDeleteEverything: request.allowDeleteAll ?? false)
         do {
-            return try await Self.ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
+            return try await ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
                 let reconciler = await reconciler { emit(.progress($0)) }
                 let lock: ReconcileLock
                 do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw APIError(.conflict, error.description) }
@@ -306,7 +314,7 @@ struct ReconcileRoutes: Sendable {
             guard Identifier.isValid(enclave) else { throw APIError(.badRequest, "`\(enclave)` is not an enclave id") }
             guard try await store.enclave(enclave) != nil else { throw APIError(.notFound, "enclave `\(enclave)` is not in state") }
         }
-        return try await Self.ndjson { (emit: @escaping @Sendable (DriftEvent) -> Void) in
+        return try await ndjson { (emit: @escaping @Sendable (DriftEvent) -> Void) in
             let reconciler = await reconciler { emit(.progress($0)) }
             let lock: ReconcileLock
             do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw APIError(.conflict, error.description) }

@@ -106,6 +106,41 @@ struct CrashTests {
         await restarted.stop()
     }
 
+    @Test("SIGTERM mid-apply: the reconcile is cancelled (terraform interrupted, run cancelled, locks freed) before the store closes; exit 0")
+    func gracefulShutdownMidApply() async throws {
+        let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 60)
+        defer { cleanup() }
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let server = try await ServerProcess.start(home: home, arguments: ["--run-grace-period", "20"])
+        async let apply = nclav(["apply", tree.path], server: server)
+        _ = try await terraformApply(under: home)
+        // Terraform is inside the provisioner's sleep when the signal comes.
+        for _ in 0..<300 {
+            if (try await latestRun(server)["log"] as? String ?? "").contains("sleeping") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let start = Date()
+        let exit = await server.stop(SIGTERM)
+        #expect(exit == 0, "\(server.stderr)")
+        #expect(Date().timeIntervalSince(start) < 40, "shutdown waited for the cancelled run, not for the whole sleep")
+        #expect(server.stderr.contains("shutting down: cancelling running reconciles"), "\(server.stderr)")
+        #expect(!server.stderr.contains("the state store is closed"), "nothing wrote to the store after it closed: \(server.stderr)")
+        let client = try await apply
+        #expect(client.exitCode == 1)
+
+        // The run ended as cancelled, not interrupted: the reconcile finished before the store closed.
+        let restarted = try await ServerProcess.start(home: home)
+        #expect(!restarted.stderr.contains("is now interrupted"), "\(restarted.stderr)")
+        let run = try await latestRun(restarted)
+        #expect(run["status"] as? String == "cancelled")
+        #expect((run["log"] as? String ?? "").contains("Interrupt received"))
+        #expect(try await http(.GET, restarted.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(restarted.token)).status == 204)
+        let status = try await http(.GET, restarted.baseURL + "/status", auth: .bearer(restarted.token)).json()
+        #expect(status["reconcile_in_progress"] is NSNull || status["reconcile_in_progress"] == nil)
+        await restarted.stop()
+    }
+
     @Test("state terraform could not save (errored.tfstate) is pushed as a version on the next run")
     func erroredState() async throws {
         let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 2)
