@@ -38,12 +38,12 @@ actor FollowPrinter {
                 offset = chunk.nextOffset
                 pending += chunk.text
                 while let newline = pending.firstIndex(of: "\n") {
-                    await self.line(partition, String(pending[..<newline]))
+                    self.line(partition, String(pending[..<newline]))
                     pending = String(pending[pending.index(after: newline)...])
                 }
                 if chunk.complete {
-                    if !pending.isEmpty { await self.line(partition, pending) }
-                    await self.finished(partition)
+                    if !pending.isEmpty { self.line(partition, pending) }
+                    self.finished(partition)
                     return
                 }
                 try? await Task.sleep(for: .milliseconds(250))
