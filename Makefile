@@ -6,7 +6,7 @@ TF ?= terraform
 IMAGE_TAG ?= latest
 DOCKER ?= docker
 
-.PHONY: setup deps build test validate-examples demo docs completions clean image \
+.PHONY: setup deps build test format format-check validate-examples demo docs completions clean image \
 	bootstrap-gcp push-ar connect bootstrap-azure push-acr connect-azure bootstrap-aws push-ecr connect-aws
 
 ## setup: install what is missing, build, validate the examples, then apply them (demo)
@@ -23,9 +23,16 @@ deps:
 build:
 	$(SWIFT) build
 
-## test: the whole test suite (real terraform, real processes)
-test: deps
+## test: the formatting check (.swift-format), then the whole test suite (real terraform, real processes)
+test: deps format-check
 	$(SWIFT) test
+
+## format: apply .swift-format to the sources; format-check: fail on any difference
+format:
+	$(SWIFT) format --in-place --recursive Sources Tests Plugins Package.swift
+
+format-check:
+	$(SWIFT) format lint --strict --recursive Sources Tests Plugins Package.swift
 
 validate-examples: build
 	@for example in examples/*/; do $(NCLAV) validate "$$example" | tail -n 1; done

@@ -13,8 +13,12 @@ public enum HCL {
             case "\n": result += "\\n"
             case "\r": result += "\\r"
             case "\t": result += "\\t"
-            case "{" where previous == "$": result += "{"; result.insert("$", at: result.index(before: result.endIndex))
-            case "{" where previous == "%": result += "{"; result.insert("%", at: result.index(before: result.endIndex))
+            case "{" where previous == "$":
+                result += "{"
+                result.insert("$", at: result.index(before: result.endIndex))
+            case "{" where previous == "%":
+                result += "{"
+                result.insert("%", at: result.index(before: result.endIndex))
             default:
                 if let ascii = character.asciiValue, ascii < 0x20 || ascii == 0x7f {
                     result += "\\u" + String(format: "%04X", ascii)

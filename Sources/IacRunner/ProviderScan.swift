@@ -10,7 +10,10 @@ public enum ProviderScan {
     public static func mayInstallProviders(in workspace: URL) -> Bool {
         guard let walker = FileManager.default.enumerator(at: workspace, includingPropertiesForKeys: [.isDirectoryKey]) else { return true }
         for case let url as URL in walker {
-            if url.lastPathComponent == ".terraform" { walker.skipDescendants(); continue }
+            if url.lastPathComponent == ".terraform" {
+                walker.skipDescendants()
+                continue
+            }
             let name = url.lastPathComponent
             if name.hasSuffix(".tf.json") { return true }
             guard name.hasSuffix(".tf") else { continue }
@@ -50,7 +53,10 @@ public enum ProviderScan {
     public static func isSelfContained(_ workspace: URL) -> Bool {
         guard let walker = FileManager.default.enumerator(at: workspace, includingPropertiesForKeys: [.isDirectoryKey]) else { return false }
         for case let url as URL in walker {
-            if url.lastPathComponent == ".terraform" { walker.skipDescendants(); continue }
+            if url.lastPathComponent == ".terraform" {
+                walker.skipDescendants()
+                continue
+            }
             let name = url.lastPathComponent
             if name.hasSuffix(".tf.json") { return false }
             guard name.hasSuffix(".tf") else { continue }

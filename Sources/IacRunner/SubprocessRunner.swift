@@ -1,6 +1,7 @@
 import Foundation
 import Subprocess
 import SystemPackage
+
 #if canImport(Glibc)
 import Glibc
 #endif

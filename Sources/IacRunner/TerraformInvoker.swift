@@ -63,8 +63,10 @@ public struct TerraformInvocation: Sendable {
     public var pluginCacheDirectory: URL?
     public var policy: StopPolicy
 
-    public init(key: StateKey, operation: Operation, workspace: URL, tool: String, backendBaseURL: String, credential: String,
-                driverEnvironment: [String: String] = [:], secrets: [String] = [], pluginCacheDirectory: URL? = nil, policy: StopPolicy = StopPolicy()) {
+    public init(
+        key: StateKey, operation: Operation, workspace: URL, tool: String, backendBaseURL: String, credential: String,
+        driverEnvironment: [String: String] = [:], secrets: [String] = [], pluginCacheDirectory: URL? = nil, policy: StopPolicy = StopPolicy()
+    ) {
         self.key = key
         self.operation = operation
         self.workspace = workspace
@@ -91,7 +93,9 @@ public struct InvocationResult: Sendable, Equatable {
     }
 
     /// A plan that found changes exits 2: a finding, not a failure.
-    public var succeeded: Bool { result.succeeded || (lastCommand == "plan" && !result.timedOut && !result.cancelled && result.termination == .exited(2)) }
+    public var succeeded: Bool {
+        result.succeeded || (lastCommand == "plan" && !result.timedOut && !result.cancelled && result.termination == .exited(2))
+    }
 }
 
 /// The seam between the engine and the IaC binary: everything the reconciler asks of
@@ -142,9 +146,11 @@ public struct TerraformInvoker: IacTool {
     private func probeVersion(of tool: String, environment: [String: String], directory: String?) async throws -> String? {
         let version = VersionCapture()
         let result = try await runner.run(
-            ProcessSpec(executable: tool, arguments: ["version", "-json"], environment: environment,
-                        workingDirectory: directory ?? FileManager.default.temporaryDirectory.path),
-            policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))) { await version.scan($0) }
+            ProcessSpec(
+                executable: tool, arguments: ["version", "-json"], environment: environment,
+                workingDirectory: directory ?? FileManager.default.temporaryDirectory.path),
+            policy: StopPolicy(timeout: .seconds(60), gracePeriod: .seconds(5))
+        ) { await version.scan($0) }
         return result.succeeded ? await version.value : nil
     }
 
@@ -152,8 +158,10 @@ public struct TerraformInvoker: IacTool {
         try await run(invocation, base: ProcessInfo.processInfo.environment, log: log)
     }
 
-    public func run(_ invocation: TerraformInvocation, base: [String: String],
-                    log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
+    public func run(
+        _ invocation: TerraformInvocation, base: [String: String],
+        log: @escaping @Sendable (String) async -> Void
+    ) async throws -> InvocationResult {
         let environment = Self.environment(for: invocation, base: base)
         let redactor = Redactor(secrets: invocation.secrets + [invocation.credential])
         let emit: @Sendable (String) async -> Void = { line in await log(redactor.redact(line)) }
@@ -165,20 +173,26 @@ public struct TerraformInvoker: IacTool {
             try await probeVersion(of: invocation.tool, environment: environment, directory: invocation.workspace.path)
         }
 
-        let main: (name: String, arguments: [String]) = switch invocation.operation {
-        case .apply: ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
-        case .destroy: ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"])
-        case .plan: ("plan", ["plan", "-detailed-exitcode", "-lock=false", "-input=false", "-no-color"])
-        }
+        let main: (name: String, arguments: [String]) =
+            switch invocation.operation {
+            case .apply: ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
+            case .destroy: ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"])
+            case .plan: ("plan", ["plan", "-detailed-exitcode", "-lock=false", "-input=false", "-no-color"])
+            }
         let steps: [(name: String, arguments: [String])] = [("init", ["init", "-input=false", "-no-color"]), main]
         var last = ProcessRunResult(termination: .exited(0))
         for step in steps {
-            let spec = ProcessSpec(executable: invocation.tool, arguments: step.arguments, environment: environment, workingDirectory: invocation.workspace.path)
+            let spec = ProcessSpec(
+                executable: invocation.tool, arguments: step.arguments, environment: environment, workingDirectory: invocation.workspace.path)
             // A self-contained module's init would only record the backend, identically for
             // every workspace: reuse one real init's record instead of starting terraform.
             if step.name == "init", ProviderScan.isSelfContained(invocation.workspace),
-               await backendInits.install(into: invocation.workspace, tool: invocation.tool, version: toolVersion, environment: environment, runner: runner) {
-                await emit("== \(toolName) init skipped  [\(invocation.key)]: only the built-in provider and no module blocks, so the backend record comes from one shared init of \(toolName) \(toolVersion ?? "")")
+                await backendInits.install(
+                    into: invocation.workspace, tool: invocation.tool, version: toolVersion, environment: environment, runner: runner)
+            {
+                await emit(
+                    "== \(toolName) init skipped  [\(invocation.key)]: only the built-in provider and no module blocks, so the backend record comes from one shared init of \(toolName) \(toolVersion ?? "")"
+                )
                 continue
             }
             await emit("== \(toolName) \(step.arguments.joined(separator: " "))  [\(invocation.key)]")
@@ -302,8 +316,10 @@ actor BackendInitCache {
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
             try backend.write(to: scratch.appendingPathComponent(WorkspaceRenderer.backendFile))
             let result = try await runner.run(
-                ProcessSpec(executable: tool, arguments: ["init", "-input=false", "-no-color"], environment: environment, workingDirectory: scratch.path),
-                policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(5))) { _ in }
+                ProcessSpec(
+                    executable: tool, arguments: ["init", "-input=false", "-no-color"], environment: environment, workingDirectory: scratch.path),
+                policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(5))
+            ) { _ in }
             guard result.succeeded else { return nil }
             return try Data(contentsOf: scratch.appendingPathComponent(".terraform/terraform.tfstate"))
         } catch {

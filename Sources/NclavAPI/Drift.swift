@@ -39,8 +39,9 @@ public enum DriftEvent: Codable, Sendable, Equatable {
         switch try container.decode(String.self, forKey: .type) {
         case "progress": self = .progress(try container.decodeIfPresent(String.self, forKey: .line) ?? "")
         case "drift":
-            self = .drift(reconcileID: try container.decodeIfPresent(String.self, forKey: .reconcileID) ?? "",
-                          results: try container.decodeIfPresent([DriftEntry].self, forKey: .results) ?? [])
+            self = .drift(
+                reconcileID: try container.decodeIfPresent(String.self, forKey: .reconcileID) ?? "",
+                results: try container.decodeIfPresent([DriftEntry].self, forKey: .results) ?? [])
         case "error": self = .error(try container.decodeIfPresent(String.self, forKey: .error) ?? "the drift check failed")
         case let other: throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown event type `\(other)`")
         }

@@ -125,12 +125,13 @@ public enum ApplyEvent: Codable, Sendable, Equatable {
         switch try container.decode(String.self, forKey: .type) {
         case "progress": self = .progress(try container.decodeIfPresent(String.self, forKey: .line) ?? "")
         case "report":
-            self = .report(ReconcileReportBody(
-                reconcileID: try container.decodeIfPresent(String.self, forKey: .reconcileID) ?? "",
-                changes: try container.decodeIfPresent([String].self, forKey: .changes) ?? [],
-                outcomes: try container.decodeIfPresent([OutcomeLine].self, forKey: .outcomes) ?? [],
-                enclaves: try container.decodeIfPresent([EnclaveOutcomeLine].self, forKey: .enclaves) ?? [],
-                errors: try container.decodeIfPresent([String].self, forKey: .errors) ?? []))
+            self = .report(
+                ReconcileReportBody(
+                    reconcileID: try container.decodeIfPresent(String.self, forKey: .reconcileID) ?? "",
+                    changes: try container.decodeIfPresent([String].self, forKey: .changes) ?? [],
+                    outcomes: try container.decodeIfPresent([OutcomeLine].self, forKey: .outcomes) ?? [],
+                    enclaves: try container.decodeIfPresent([EnclaveOutcomeLine].self, forKey: .enclaves) ?? [],
+                    errors: try container.decodeIfPresent([String].self, forKey: .errors) ?? []))
         case "error": self = .error(try container.decodeIfPresent(String.self, forKey: .error) ?? "the reconcile failed")
         case let other: throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown event type `\(other)`")
         }

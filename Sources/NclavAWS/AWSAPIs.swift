@@ -31,8 +31,10 @@ public struct Organizations: Sendable {
         repeat {
             let page = try await call("ListAccounts", token.map { ["NextToken": $0] } ?? [:])
             for item in page["Accounts"] as? [[String: Any]] ?? [] {
-                accounts.append(OrganizationsAccount(id: item["Id"] as? String ?? "", name: item["Name"] as? String ?? "",
-                                                     email: item["Email"] as? String ?? "", status: item["Status"] as? String ?? ""))
+                accounts.append(
+                    OrganizationsAccount(
+                        id: item["Id"] as? String ?? "", name: item["Name"] as? String ?? "",
+                        email: item["Email"] as? String ?? "", status: item["Status"] as? String ?? ""))
             }
             token = page["NextToken"] as? String
         } while token != nil
@@ -40,7 +42,9 @@ public struct Organizations: Sendable {
     }
 
     public func createAccount(email: String, name: String, tags: [String: String]) async throws(AWSCallError) -> CreateAccountStatus {
-        let body: [String: Any] = ["Email": email, "AccountName": name, "Tags": tags.sorted { $0.key < $1.key }.map { ["Key": $0.key, "Value": $0.value] }]
+        let body: [String: Any] = [
+            "Email": email, "AccountName": name, "Tags": tags.sorted { $0.key < $1.key }.map { ["Key": $0.key, "Value": $0.value] },
+        ]
         return Self.status(try await call("CreateAccount", body)["CreateAccountStatus"])
     }
 
@@ -50,8 +54,9 @@ public struct Organizations: Sendable {
 
     static func status(_ value: Any?) -> CreateAccountStatus {
         let object = value as? [String: Any] ?? [:]
-        return CreateAccountStatus(requestID: object["Id"] as? String ?? "", state: object["State"] as? String ?? "UNKNOWN",
-                                   accountID: object["AccountId"] as? String, failureReason: object["FailureReason"] as? String)
+        return CreateAccountStatus(
+            requestID: object["Id"] as? String ?? "", state: object["State"] as? String ?? "UNKNOWN",
+            accountID: object["AccountId"] as? String, failureReason: object["FailureReason"] as? String)
     }
 
     /// The account's parent (a root `r-…` or an OU `ou-…`).
@@ -70,8 +75,9 @@ public struct Organizations: Sendable {
 
     public func describeAccount(_ accountID: String) async throws(AWSCallError) -> OrganizationsAccount {
         let item = try await call("DescribeAccount", ["AccountId": accountID])["Account"] as? [String: Any] ?? [:]
-        return OrganizationsAccount(id: item["Id"] as? String ?? accountID, name: item["Name"] as? String ?? "",
-                                    email: item["Email"] as? String ?? "", status: item["Status"] as? String ?? "")
+        return OrganizationsAccount(
+            id: item["Id"] as? String ?? accountID, name: item["Name"] as? String ?? "",
+            email: item["Email"] as? String ?? "", status: item["Status"] as? String ?? "")
     }
 }
 
@@ -85,14 +91,18 @@ public struct STS: Sendable {
     public init(client: AWSClient) { self.client = client }
 
     public func assumeRole(_ roleARN: String, sessionName: String, seconds: Int = 3600) async throws(AWSCallError) -> TemporaryCredentials {
-        let xml = try await client.query(.sts, action: "AssumeRole", version: "2011-06-15",
-                                         [("RoleArn", roleARN), ("RoleSessionName", sessionName), ("DurationSeconds", String(seconds))])
+        let xml = try await client.query(
+            .sts, action: "AssumeRole", version: "2011-06-15",
+            [("RoleArn", roleARN), ("RoleSessionName", sessionName), ("DurationSeconds", String(seconds))])
         guard let key = xml.value("AccessKeyId"), let secret = xml.value("SecretAccessKey") else {
             throw .unreadable(service: .sts, action: "AssumeRole", reason: "no credentials in the answer")
         }
-        let expiration = xml.value("Expiration").flatMap { ISO8601DateFormatter.withFractions.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) }
-        return TemporaryCredentials(credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: xml.value("SessionToken"), expiration: expiration),
-                                    assumedRoleARN: xml.value("Arn") ?? roleARN)
+        let expiration = xml.value("Expiration").flatMap {
+            ISO8601DateFormatter.withFractions.date(from: $0) ?? ISO8601DateFormatter().date(from: $0)
+        }
+        return TemporaryCredentials(
+            credentials: AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: xml.value("SessionToken"), expiration: expiration),
+            assumedRoleARN: xml.value("Arn") ?? roleARN)
     }
 
     public func callerAccount() async throws(AWSCallError) -> String {
@@ -158,11 +168,11 @@ public struct EC2: Sendable {
     }
 
     public func deleteSubnet(_ id: String) async throws(AWSCallError) {
-        do { _ = try await call("DeleteSubnet", [("SubnetId", id)]) } catch where error.code == "InvalidSubnetID.NotFound" {}
+        do { _ = try await call("DeleteSubnet", [("SubnetId", id)]) } catch  where error.code == "InvalidSubnetID.NotFound" {}
     }
 
     public func deleteVPC(_ id: String) async throws(AWSCallError) {
-        do { _ = try await call("DeleteVpc", [("VpcId", id)]) } catch where error.code == "InvalidVpcID.NotFound" {}
+        do { _ = try await call("DeleteVpc", [("VpcId", id)]) } catch  where error.code == "InvalidVpcID.NotFound" {}
     }
 }
 
@@ -177,7 +187,7 @@ public struct IAM: Sendable {
 
     /// The role's ARN, or nil when there is none.
     public func roleARN(_ name: String) async throws(AWSCallError) -> String? {
-        do { return try await call("GetRole", [("RoleName", name)]).value("Arn") } catch where error.code == "NoSuchEntity" { return nil }
+        do { return try await call("GetRole", [("RoleName", name)]).value("Arn") } catch  where error.code == "NoSuchEntity" { return nil }
     }
 
     public func createRole(_ name: String, trustPolicy: String, tags: [String: String]) async throws(AWSCallError) -> String {
@@ -187,7 +197,7 @@ public struct IAM: Sendable {
         }
         do {
             return try await call("CreateRole", parameters).value("Arn") ?? ""
-        } catch where error.code == "EntityAlreadyExists" {
+        } catch  where error.code == "EntityAlreadyExists" {
             return try await roleARN(name) ?? ""
         }
     }
@@ -202,11 +212,11 @@ public struct IAM: Sendable {
     }
 
     public func detachPolicy(_ policyARN: String, from role: String) async throws(AWSCallError) {
-        do { _ = try await call("DetachRolePolicy", [("RoleName", role), ("PolicyArn", policyARN)]) } catch where error.code == "NoSuchEntity" {}
+        do { _ = try await call("DetachRolePolicy", [("RoleName", role), ("PolicyArn", policyARN)]) } catch  where error.code == "NoSuchEntity" {}
     }
 
     public func deleteRole(_ name: String) async throws(AWSCallError) {
-        do { _ = try await call("DeleteRole", [("RoleName", name)]) } catch where error.code == "NoSuchEntity" {}
+        do { _ = try await call("DeleteRole", [("RoleName", name)]) } catch  where error.code == "NoSuchEntity" {}
     }
 }
 
@@ -218,8 +228,9 @@ public struct Route53: Sendable {
     /// A private hosted zone with this name attached to the VPC, if one exists.
     public func findPrivateZone(name: String) async throws(AWSCallError) -> String? {
         let wanted = name.hasSuffix(".") ? name : name + "."
-        let xml = try await client.restXML(.route53, action: "ListHostedZonesByName", method: "GET", path: Self.base + "/hostedzonesbyname",
-                                           query: [("dnsname", wanted)])
+        let xml = try await client.restXML(
+            .route53, action: "ListHostedZonesByName", method: "GET", path: Self.base + "/hostedzonesbyname",
+            query: [("dnsname", wanted)])
         for zone in xml?.find("HostedZones")?.all("HostedZone") ?? [] where zone["Name"]?.text == wanted {
             if zone.find("PrivateZone")?.text == "true", let id = zone["Id"]?.text { return id.replacingOccurrences(of: "/hostedzone/", with: "") }
         }
@@ -228,21 +239,24 @@ public struct Route53: Sendable {
 
     public func createPrivateZone(name: String, vpcID: String, region: String, callerReference: String) async throws(AWSCallError) -> String {
         let body = """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/">\
-        <Name>\(Self.escape(name))</Name><VPC><VPCRegion>\(Self.escape(region))</VPCRegion><VPCId>\(Self.escape(vpcID))</VPCId></VPC>\
-        <CallerReference>\(Self.escape(callerReference))</CallerReference>\
-        <HostedZoneConfig><Comment>nclav enclave zone</Comment><PrivateZone>true</PrivateZone></HostedZoneConfig>\
-        </CreateHostedZoneRequest>
-        """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <CreateHostedZoneRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/">\
+            <Name>\(Self.escape(name))</Name><VPC><VPCRegion>\(Self.escape(region))</VPCRegion><VPCId>\(Self.escape(vpcID))</VPCId></VPC>\
+            <CallerReference>\(Self.escape(callerReference))</CallerReference>\
+            <HostedZoneConfig><Comment>nclav enclave zone</Comment><PrivateZone>true</PrivateZone></HostedZoneConfig>\
+            </CreateHostedZoneRequest>
+            """
         let xml = try await client.restXML(.route53, action: "CreateHostedZone", method: "POST", path: Self.base + "/hostedzone", body: body)
-        guard let id = xml?.find("HostedZone")?["Id"]?.text else { throw .unreadable(service: .route53, action: "CreateHostedZone", reason: "no zone id") }
+        guard let id = xml?.find("HostedZone")?["Id"]?.text else {
+            throw .unreadable(service: .route53, action: "CreateHostedZone", reason: "no zone id")
+        }
         return id.replacingOccurrences(of: "/hostedzone/", with: "")
     }
 
     public func deleteZone(_ id: String) async throws(AWSCallError) {
-        do { _ = try await client.restXML(.route53, action: "DeleteHostedZone", method: "DELETE", path: Self.base + "/hostedzone/\(id)") }
-        catch where error.code == "NoSuchHostedZone" {}
+        do { _ = try await client.restXML(.route53, action: "DeleteHostedZone", method: "DELETE", path: Self.base + "/hostedzone/\(id)") } catch
+            where error.code == "NoSuchHostedZone"
+        {}
     }
 
     static func escape(_ text: String) -> String {

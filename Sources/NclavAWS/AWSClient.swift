@@ -1,6 +1,6 @@
 import Foundation
-import NclavDrivers
 import NIOCore
+import NclavDrivers
 
 /// A failed AWS call, phrased so the reader knows what to fix. Never carries credentials.
 public struct AWSError: Error, Sendable, CustomStringConvertible {
@@ -20,15 +20,19 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var hint: String? {
         switch code {
         case "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess":
-            return "The identity nclav runs as lacks `\(service.signingName):\(action)`; grant it (bootstrap/aws prints the grants as iam_setup_commands)"
+            return
+                "The identity nclav runs as lacks `\(service.signingName):\(action)`; grant it (bootstrap/aws prints the grants as iam_setup_commands)"
         case "AWSOrganizationsNotInUseException":
-            return "This account is not part of an AWS organization; run nclav with credentials of the organization's management account (or a delegated administrator)"
+            return
+                "This account is not part of an AWS organization; run nclav with credentials of the organization's management account (or a delegated administrator)"
         case "InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException", "IncompleteSignature":
             return "AWS rejected the credentials; check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile nclav uses"
         case "ExpiredToken", "ExpiredTokenException", "RequestExpired":
             return "The credentials have expired; refresh them (or check this machine's clock)"
         case "ConstraintViolationException":
-            if message.contains("ACCOUNT_NUMBER_LIMIT_EXCEEDED") { return "The organization's account quota is reached; request an increase in Service Quotas or close unused accounts" }
+            if message.contains("ACCOUNT_NUMBER_LIMIT_EXCEEDED") {
+                return "The organization's account quota is reached; request an increase in Service Quotas or close unused accounts"
+            }
             if message.contains("CLOSE_ACCOUNT_QUOTA_EXCEEDED") || message.contains("CLOSE_ACCOUNT_REQUESTS_LIMIT_EXCEEDED") {
                 return "AWS limits how many accounts may be closed per month; the enclave stays in state and the next destroy retries"
             }
@@ -40,8 +44,11 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
 
     /// Throttling and server-side trouble are worth another try.
     var isRetryable: Bool {
-        status >= 500 || ["Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
-                          "ConcurrentModificationException", "PriorRequestNotComplete", "ServiceUnavailable"].contains(code)
+        status >= 500
+            || [
+                "Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+                "ConcurrentModificationException", "PriorRequestNotComplete", "ServiceUnavailable",
+            ].contains(code)
     }
 }
 
@@ -59,7 +66,8 @@ public enum AWSCallError: Error, Sendable, CustomStringConvertible {
         case .endpoint(let error): return error.description
         case .transport(let error): return error.description
         case .api(let error): return error.description
-        case .unreadable(let service, let action, let reason): return "AWS \(service.signingName):\(action) answered something nclav cannot read: \(reason)"
+        case .unreadable(let service, let action, let reason):
+            return "AWS \(service.signingName):\(action) answered something nclav cannot read: \(reason)"
         }
     }
 
@@ -92,8 +100,9 @@ public struct AWSClient: Sendable {
     /// JSON 1.1: POST /, `X-Amz-Target: <prefix>.<Action>`.
     public func json(_ service: AWSService, targetPrefix: String, action: String, _ body: [String: Any]) async throws(AWSCallError) -> [String: Any] {
         let payload = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data("{}".utf8)
-        let response = try await send(service, action: action, method: "POST", path: "/", query: [], body: payload,
-                                      extraHeaders: [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "\(targetPrefix).\(action)")])
+        let response = try await send(
+            service, action: action, method: "POST", path: "/", query: [], body: payload,
+            extraHeaders: [("Content-Type", "application/x-amz-json-1.1"), ("X-Amz-Target", "\(targetPrefix).\(action)")])
         if response.body.isEmpty { return [:] }
         guard let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any] else {
             throw .unreadable(service: service, action: action, reason: "not a JSON object")
@@ -103,17 +112,22 @@ public struct AWSClient: Sendable {
 
     /// Query protocol: a form-encoded POST with Action and Version.
     public func query(_ service: AWSService, action: String, version: String, _ parameters: [(String, String)]) async throws(AWSCallError) -> AWSXML {
-        let form = ([("Action", action), ("Version", version)] + parameters).map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(separator: "&")
-        let response = try await send(service, action: action, method: "POST", path: "/", query: [], body: Data(form.utf8),
-                                      extraHeaders: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")])
+        let form = ([("Action", action), ("Version", version)] + parameters).map { "\(SigV4.encode($0.0))=\(SigV4.encode($0.1))" }.joined(
+            separator: "&")
+        let response = try await send(
+            service, action: action, method: "POST", path: "/", query: [], body: Data(form.utf8),
+            extraHeaders: [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")])
         return try Self.xml(response.body, service: service, action: action)
     }
 
     /// REST-XML: the path names the resource; bodies are XML documents.
-    public func restXML(_ service: AWSService, action: String, method: String, path: String, query: [(String, String)] = [],
-                        body: String? = nil) async throws(AWSCallError) -> AWSXML? {
-        let response = try await send(service, action: action, method: method, path: path, query: query, body: Data((body ?? "").utf8),
-                                      extraHeaders: body == nil ? [] : [("Content-Type", "application/xml")])
+    public func restXML(
+        _ service: AWSService, action: String, method: String, path: String, query: [(String, String)] = [],
+        body: String? = nil
+    ) async throws(AWSCallError) -> AWSXML? {
+        let response = try await send(
+            service, action: action, method: method, path: path, query: query, body: Data((body ?? "").utf8),
+            extraHeaders: body == nil ? [] : [("Content-Type", "application/xml")])
         if response.body.isEmpty { return nil }
         return try Self.xml(response.body, service: service, action: action)
     }
@@ -124,8 +138,10 @@ public struct AWSClient: Sendable {
 
     // MARK: Transport
 
-    func send(_ service: AWSService, action: String, method: String, path: String, query: [(String, String)], body: Data,
-              extraHeaders: [(String, String)]) async throws(AWSCallError) -> CloudHTTP.Response {
+    func send(
+        _ service: AWSService, action: String, method: String, path: String, query: [(String, String)], body: Data,
+        extraHeaders: [(String, String)]
+    ) async throws(AWSCallError) -> CloudHTTP.Response {
         let endpoint: AWSEndpointResolver.Endpoint
         do { endpoint = try endpoints.endpoint(for: service, region: region) } catch { throw .endpoint(error) }
         var delay = 0.2
@@ -141,13 +157,18 @@ public struct AWSClient: Sendable {
             var headers: [(String, String)] = [("host", host), ("x-amz-date", amzDate), ("x-amz-content-sha256", payloadHash)] + extraHeaders
             if let token = creds.sessionToken { headers.append(("x-amz-security-token", token)) }
             let basePath = endpoint.url.path.hasSuffix("/") ? String(endpoint.url.path.dropLast()) : endpoint.url.path
-            let signed = SigV4.sign(method: method, path: basePath + path, query: query, headers: headers, payloadHash: payloadHash,
-                                    credentials: creds, region: endpoint.signingRegion, service: service.signingName, amzDate: amzDate)
+            let signed = SigV4.sign(
+                method: method, path: basePath + path, query: query, headers: headers, payloadHash: payloadHash,
+                credentials: creds, region: endpoint.signingRegion, service: service.signingName, amzDate: amzDate)
             headers.append(("Authorization", signed.authorization))
             headers.removeAll { $0.0 == "host" }
             let response: CloudHTTP.Response
             do { response = try await http.send(method, url, headers: headers, body: method == "GET" || method == "DELETE" ? nil : body) } catch {
-                if attempt < 4 { try? await Task.sleep(for: .seconds(delay)); delay = min(delay * 2, 5); continue }
+                if attempt < 4 {
+                    try? await Task.sleep(for: .seconds(delay))
+                    delay = min(delay * 2, 5)
+                    continue
+                }
                 throw .transport(error)
             }
             if (200..<300).contains(response.status) { return response }

@@ -1,6 +1,6 @@
 import Foundation
-import NclavDrivers
 import NIOCore
+import NclavDrivers
 
 /// Why one credential source could not give credentials. `notConfigured` lets the chain move on;
 /// `failed` means the source was configured but broken, which stops the chain with that reason
@@ -41,10 +41,14 @@ public actor AWSCredentialChain {
 
     public init(sources: [any AWSCredentialSource]) { self.sources = sources }
 
-    public static func standard(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                home: String = NSHomeDirectory()) -> AWSCredentialChain {
-        AWSCredentialChain(sources: [EnvironmentCredentials(environment: environment), ContainerCredentials(environment: environment),
-                                     InstanceMetadataCredentials(environment: environment), ProfileCredentials(environment: environment, home: home)])
+    public static func standard(
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        home: String = NSHomeDirectory()
+    ) -> AWSCredentialChain {
+        AWSCredentialChain(sources: [
+            EnvironmentCredentials(environment: environment), ContainerCredentials(environment: environment),
+            InstanceMetadataCredentials(environment: environment), ProfileCredentials(environment: environment, home: home),
+        ])
     }
 
     /// The name of the source the current credentials came from.
@@ -114,7 +118,9 @@ public struct ContainerCredentials: AWSCredentialSource {
     public func resolve() async -> AWSCredentialOutcome {
         let url: URL
         if let relative = environment["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"], !relative.isEmpty {
-            guard let built = URL(string: "http://169.254.170.2" + relative) else { return .failed("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=\(relative) is not a path") }
+            guard let built = URL(string: "http://169.254.170.2" + relative) else {
+                return .failed("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=\(relative) is not a path")
+            }
             url = built
         } else if let full = environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"], !full.isEmpty {
             guard let built = URL(string: full), let host = built.host, let scheme = built.scheme?.lowercased() else {
@@ -129,7 +135,9 @@ public struct ContainerCredentials: AWSCredentialSource {
         }
         var headers: [(String, String)] = []
         if let file = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"], !file.isEmpty {
-            guard let token = try? String(contentsOfFile: file, encoding: .utf8) else { return .failed("cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file)") }
+            guard let token = try? String(contentsOfFile: file, encoding: .utf8) else {
+                return .failed("cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE \(file)")
+            }
             headers.append(("Authorization", token.trimmingCharacters(in: .whitespacesAndNewlines)))
         } else if let token = environment["AWS_CONTAINER_AUTHORIZATION_TOKEN"], !token.isEmpty {
             headers.append(("Authorization", token))
@@ -160,12 +168,16 @@ public struct InstanceMetadataCredentials: AWSCredentialSource {
         guard let tokenURL = URL(string: base + "/latest/api/token") else { return .failed("AWS_EC2_METADATA_SERVICE_ENDPOINT=\(base) is not a URL") }
         // Off EC2 nothing answers: a short timeout keeps the chain quick (an endpoint named
         // explicitly is expected to answer and gets longer).
-        guard let tokenResponse = try? await http.send("PUT", tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
-                                                      timeout: .seconds(configured == nil ? 1 : 15)) else {
+        guard
+            let tokenResponse = try? await http.send(
+                "PUT", tokenURL, headers: [("X-aws-ec2-metadata-token-ttl-seconds", "21600")],
+                timeout: .seconds(configured == nil ? 1 : 15))
+        else {
             return .notConfigured("no instance metadata service at \(base)")
         }
         guard tokenResponse.status == 200, !tokenResponse.body.isEmpty else {
-            return .failed("the metadata service refused an IMDSv2 session token (\(tokenResponse.status)); is the hop limit too low for a container?")
+            return .failed(
+                "the metadata service refused an IMDSv2 session token (\(tokenResponse.status)); is the hop limit too low for a container?")
         }
         let token = tokenResponse.bodyText
         let listURL = URL(string: base + "/latest/meta-data/iam/security-credentials/")!
@@ -176,9 +188,10 @@ public struct InstanceMetadataCredentials: AWSCredentialSource {
             return .notConfigured("this instance has no IAM role attached")
         }
         guard let roleURL = URL(string: base + "/latest/meta-data/iam/security-credentials/" + role),
-              let answer = try? await http.send("GET", roleURL, headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(10)),
-              answer.status == 200,
-              let document = try? JSONDecoder().decode(TemporaryCredentialsDocument.self, from: answer.body) else {
+            let answer = try? await http.send("GET", roleURL, headers: [("X-aws-ec2-metadata-token", token)], timeout: .seconds(10)),
+            answer.status == 200,
+            let document = try? JSONDecoder().decode(TemporaryCredentialsDocument.self, from: answer.body)
+        else {
             return .failed("the metadata service did not return credentials for role \(role)")
         }
         if let code = document.Code, code != "Success" { return .failed("the metadata service reports \(code) for role \(role)") }
@@ -215,7 +228,9 @@ public struct ProfileCredentials: AWSCredentialSource {
             return .found(AWSCredentials(accessKeyID: key, secretAccessKey: secret, sessionToken: settings["aws_session_token"]))
         }
         if settings["role_arn"] != nil || settings["sso_session"] != nil || settings["credential_process"] != nil {
-            return .failed("profile \(profile) assumes a role, uses SSO or a credential_process, which nclav does not run; give it static keys or use --aws-role-arn with base credentials")
+            return .failed(
+                "profile \(profile) assumes a role, uses SSO or a credential_process, which nclav does not run; give it static keys or use --aws-role-arn with base credentials"
+            )
         }
         if settings.isEmpty {
             let reason = "no profile \(profile) in \(credentialsFile) or \(configFile)"

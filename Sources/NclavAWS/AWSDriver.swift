@@ -18,9 +18,11 @@ public struct AWSDriverConfiguration: Sendable, Equatable {
     public var partitionPolicyARNs: [String]
     public var backoff: CappedBackoff
 
-    public init(orgUnitID: String, emailDomain: String, defaultRegion: String = "us-east-1", accountPrefix: String? = nil,
-                crossAccountRole: String = "OrganizationAccountAccessRole", managementRoleARN: String? = nil,
-                partitionPolicyARNs: [String] = ["arn:aws:iam::aws:policy/AdministratorAccess"], backoff: CappedBackoff = CappedBackoff()) {
+    public init(
+        orgUnitID: String, emailDomain: String, defaultRegion: String = "us-east-1", accountPrefix: String? = nil,
+        crossAccountRole: String = "OrganizationAccountAccessRole", managementRoleARN: String? = nil,
+        partitionPolicyARNs: [String] = ["arn:aws:iam::aws:policy/AdministratorAccess"], backoff: CappedBackoff = CappedBackoff()
+    ) {
         self.orgUnitID = orgUnitID
         self.emailDomain = emailDomain
         self.defaultRegion = defaultRegion
@@ -33,7 +35,8 @@ public struct AWSDriverConfiguration: Sendable, Equatable {
 
     public static func == (a: Self, b: Self) -> Bool {
         a.orgUnitID == b.orgUnitID && a.emailDomain == b.emailDomain && a.defaultRegion == b.defaultRegion && a.accountPrefix == b.accountPrefix
-            && a.crossAccountRole == b.crossAccountRole && a.managementRoleARN == b.managementRoleARN && a.partitionPolicyARNs == b.partitionPolicyARNs
+            && a.crossAccountRole == b.crossAccountRole && a.managementRoleARN == b.managementRoleARN
+            && a.partitionPolicyARNs == b.partitionPolicyARNs
     }
 
     /// Problems with the settings, each saying what is accepted.
@@ -87,7 +90,9 @@ public struct AWSDriver: Driver {
     public static let enclaveTag = "nclav-enclave"
     public static let partitionTag = "nclav-partition"
 
-    public init(configuration: AWSDriverConfiguration, chain: AWSCredentialChain = .standard(), endpoints: AWSEndpointResolver = AWSEndpointResolver()) {
+    public init(
+        configuration: AWSDriverConfiguration, chain: AWSCredentialChain = .standard(), endpoints: AWSEndpointResolver = AWSEndpointResolver()
+    ) {
         self.configuration = configuration
         self.chain = chain
         self.endpoints = endpoints
@@ -109,7 +114,9 @@ public struct AWSDriver: Driver {
         let roles = self.roles
         return AWSClient(region: region, endpoints: endpoints) {
             do {
-                return try await roles.credentials(for: roleARN) { try await STS(client: source).assumeRole(roleARN, sessionName: "nclav").credentials }
+                return try await roles.credentials(for: roleARN) {
+                    try await STS(client: source).assumeRole(roleARN, sessionName: "nclav").credentials
+                }
             } catch {
                 throw AWSCredentialError.sourceFailed(source: "sts:AssumeRole \(roleARN)", reason: "\(error)")
             }
@@ -145,8 +152,10 @@ public struct AWSDriver: Driver {
         try await ensureInOU(account, organizations: organizations)
 
         let region = region(enclave)
-        var values = ["account_id": account, "account_name": accountName(enclave), "account_email": email(enclave), "region": region,
-                      "project_id": account, "admin_role_arn": adminRoleARN(account: account)]
+        var values = [
+            "account_id": account, "account_name": accountName(enclave), "account_email": email(enclave), "region": region,
+            "project_id": account, "admin_role_arn": adminRoleARN(account: account),
+        ]
         let inside = assumed(adminRoleARN(account: account), by: management, region: region)
         // A new account's cross-account role takes a little while to become assumable.
         _ = try await configuration.backoff.poll("assuming \(configuration.crossAccountRole) in account \(account)") { () async throws -> String? in
@@ -158,10 +167,16 @@ public struct AWSDriver: Driver {
         if let network = enclave.network, let cidr = network.vpcCIDR {
             let ec2 = EC2(client: inside)
             let vpc: String
-            if let found = try await ec2.findVPC(cidr: cidr, tags: tags(enclave)) { vpc = found } else { vpc = try await ec2.createVPC(cidr: cidr, tags: tags(enclave)) }
+            if let found = try await ec2.findVPC(cidr: cidr, tags: tags(enclave)) {
+                vpc = found
+            } else {
+                vpc = try await ec2.createVPC(cidr: cidr, tags: tags(enclave))
+            }
             var subnets: [String] = []
             for subnet in network.subnets {
-                if let found = try await ec2.findSubnet(vpcID: vpc, cidr: subnet) { subnets.append(found) } else {
+                if let found = try await ec2.findSubnet(vpcID: vpc, cidr: subnet) {
+                    subnets.append(found)
+                } else {
                     subnets.append(try await ec2.createSubnet(vpcID: vpc, cidr: subnet, tags: tags(enclave)))
                 }
             }
@@ -169,8 +184,11 @@ public struct AWSDriver: Driver {
             values["subnet_ids"] = subnets.joined(separator: ",")
             if let zone = enclave.dns?.zone {
                 let route53 = Route53(client: inside)
-                if let found = try await route53.findPrivateZone(name: zone) { values["dns_zone_id"] = found } else {
-                    values["dns_zone_id"] = try await route53.createPrivateZone(name: zone, vpcID: vpc, region: region, callerReference: "nclav-\(enclave.id)-\(zone)")
+                if let found = try await route53.findPrivateZone(name: zone) {
+                    values["dns_zone_id"] = found
+                } else {
+                    values["dns_zone_id"] = try await route53.createPrivateZone(
+                        name: zone, vpcID: vpc, region: region, callerReference: "nclav-\(enclave.id)-\(zone)")
                 }
             }
         }
@@ -182,22 +200,28 @@ public struct AWSDriver: Driver {
     func ensureAccount(_ enclave: Enclave, previous: EnclaveContext?, organizations: Organizations) async throws -> String {
         if let recorded = previous?.values["account_id"], !recorded.isEmpty {
             let account = try await organizations.describeAccount(recorded)
-            guard account.status == "ACTIVE" else { throw AWSDriverError.accountNotActive(enclave: enclave.id, account: recorded, status: account.status) }
+            guard account.status == "ACTIVE" else {
+                throw AWSDriverError.accountNotActive(enclave: enclave.id, account: recorded, status: account.status)
+            }
             return recorded
         }
         let email = email(enclave)
         if let existing = try await organizations.listAccounts().first(where: { $0.email.lowercased() == email.lowercased() }) {
-            guard existing.status == "ACTIVE" else { throw AWSDriverError.accountNotActive(enclave: enclave.id, account: existing.id, status: existing.status) }
+            guard existing.status == "ACTIVE" else {
+                throw AWSDriverError.accountNotActive(enclave: enclave.id, account: existing.id, status: existing.status)
+            }
             return existing.id
         }
         let request = try await organizations.createAccount(email: email, name: accountName(enclave), tags: tags(enclave))
-        let finished = try await configuration.backoff.poll("creating AWS account \(accountName(enclave))") { () async throws -> CreateAccountStatus? in
+        let finished = try await configuration.backoff.poll("creating AWS account \(accountName(enclave))") {
+            () async throws -> CreateAccountStatus? in
             let status = try await organizations.describeCreateAccountStatus(request.requestID)
             return status.state == "IN_PROGRESS" ? nil : status
         }
         if finished.state == "SUCCEEDED", let id = finished.accountID { return id }
         if finished.failureReason == "EMAIL_ALREADY_EXISTS",
-           let existing = try await organizations.listAccounts().first(where: { $0.email.lowercased() == email.lowercased() }) {
+            let existing = try await organizations.listAccounts().first(where: { $0.email.lowercased() == email.lowercased() })
+        {
             return existing.id
         }
         throw AWSDriverError.accountCreationFailed(enclave: enclave.id, reason: finished.failureReason ?? finished.state)
@@ -232,11 +256,13 @@ public struct AWSDriver: Driver {
 
     public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
         let account = context.values["account_id"] ?? ""
-        return ["nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": account, "nclav_account_id": account,
-                "nclav_region": context.values["region"] ?? region(enclave),
-                "nclav_role_arn": account.isEmpty ? "" : Self.partitionRoleARN(account: account, partition: partition.id),
-                "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
-                "nclav_dns_zone_id": context.values["dns_zone_id"] ?? ""]
+        return [
+            "nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": account, "nclav_account_id": account,
+            "nclav_region": context.values["region"] ?? region(enclave),
+            "nclav_role_arn": account.isEmpty ? "" : Self.partitionRoleARN(account: account, partition: partition.id),
+            "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
+            "nclav_dns_zone_id": context.values["dns_zone_id"] ?? "",
+        ]
     }
 
     public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity {
@@ -245,14 +271,20 @@ public struct AWSDriver: Driver {
         let name = Self.partitionRoleName(partition.id)
         // Anyone in the enclave's own account allowed to assume roles (the cross-account role
         // nclav works as) may act as the partition; nothing outside the account may.
-        let trust = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::\#(account):root"},"Action":"sts:AssumeRole"}]}"#
+        let trust =
+            #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::\#(account):root"},"Action":"sts:AssumeRole"}]}"#
         let arn: String
-        if let existing = try await iam.roleARN(name) { arn = existing } else {
+        if let existing = try await iam.roleARN(name) {
+            arn = existing
+        } else {
             arn = try await iam.createRole(name, trustPolicy: trust, tags: tags(enclave, partition: partition.id))
         }
         let attached = Set(try await iam.attachedPolicies(name))
         for policy in configuration.partitionPolicyARNs where !attached.contains(policy) { try await iam.attachPolicy(policy, to: name) }
-        return ["role_name": name, "role_arn": arn.isEmpty ? Self.partitionRoleARN(account: account, partition: partition.id) : arn, "account_id": account]
+        return [
+            "role_name": name, "role_arn": arn.isEmpty ? Self.partitionRoleARN(account: account, partition: partition.id) : arn,
+            "account_id": account,
+        ]
     }
 
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {
@@ -263,7 +295,9 @@ public struct AWSDriver: Driver {
         try await iam.deleteRole(name)
     }
 
-    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
+    public func terraformEnvironment(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity
+    ) async throws -> TerraformEnvironment {
         let account = context.values["account_id"] ?? ""
         let roleARN = identity["role_arn"] ?? Self.partitionRoleARN(account: account, partition: partition.id)
         let region = context.values["region"] ?? region(enclave)
@@ -307,7 +341,8 @@ public enum AWSDriverError: Error, Sendable, CustomStringConvertible {
         case .noAccount(let enclave):
             return "enclave \(enclave) has no AWS account recorded yet; apply it first"
         case .accountNotActive(let enclave, let account, let status):
-            return "the AWS account \(account) of enclave \(enclave) is \(status); closed accounts stay for 90 days — reopen it through AWS support, or give the enclave another id"
+            return
+                "the AWS account \(account) of enclave \(enclave) is \(status); closed accounts stay for 90 days — reopen it through AWS support, or give the enclave another id"
         case .accountCreationFailed(let enclave, let reason):
             let hint: String
             switch reason {
@@ -319,7 +354,8 @@ public enum AWSDriverError: Error, Sendable, CustomStringConvertible {
             }
             return "creating the AWS account for enclave \(enclave) failed: \(reason); \(hint)"
         case .zoneNeedsVPC(let enclave):
-            return "enclave \(enclave) declares dns.zone but no network.vpc_cidr; an AWS private hosted zone is attached to the enclave's VPC, so declare network.vpc_cidr too"
+            return
+                "enclave \(enclave) declares dns.zone but no network.vpc_cidr; an AWS private hosted zone is attached to the enclave's VPC, so declare network.vpc_cidr too"
         }
     }
 }

@@ -61,7 +61,8 @@ public struct AWSEndpointResolver: Sendable {
         if environment["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"]?.lowercased() != "true" {
             for variable in ["AWS_ENDPOINT_URL_\(service.endpointEnvironmentSuffix)", "AWS_ENDPOINT_URL"] {
                 guard let value = environment[variable], !value.isEmpty else { continue }
-                guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil else {
+                guard let url = URL(string: value), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil
+                else {
                     throw .badURL(variable: variable, value: value)
                 }
                 return Endpoint(url: url, signingRegion: signingRegion)
@@ -72,6 +73,8 @@ public struct AWSEndpointResolver: Sendable {
 
     /// The endpoint variables to hand on to terraform so its provider reaches the same place.
     public var overrides: [String: String] {
-        environment.filter { $0.key == "AWS_ENDPOINT_URL" || $0.key.hasPrefix("AWS_ENDPOINT_URL_") || $0.key == "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" }
+        environment.filter {
+            $0.key == "AWS_ENDPOINT_URL" || $0.key.hasPrefix("AWS_ENDPOINT_URL_") || $0.key == "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
+        }
     }
 }

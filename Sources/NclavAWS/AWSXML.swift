@@ -12,7 +12,9 @@ public struct AWSXML: Sendable, Equatable {
     public enum ParseError: Error, Equatable, CustomStringConvertible {
         case malformed(String, offset: Int)
         public var description: String {
-            switch self { case .malformed(let what, let offset): return "malformed XML from AWS at byte \(offset): \(what)" }
+            switch self {
+            case .malformed(let what, let offset): return "malformed XML from AWS at byte \(offset): \(what)"
+            }
         }
     }
 
@@ -58,7 +60,15 @@ public struct AWSXML: Sendable, Equatable {
         mutating func skipMisc() {
             while true {
                 while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x0D || bytes[index] == 0x09 { index += 1 }
-                if starts("<?") { skip(past: "?>") } else if starts("<!--") { skip(past: "-->") } else if starts("<!") { skip(past: ">") } else { return }
+                if starts("<?") {
+                    skip(past: "?>")
+                } else if starts("<!--") {
+                    skip(past: "-->")
+                } else if starts("<!") {
+                    skip(past: ">")
+                } else {
+                    return
+                }
             }
         }
 
@@ -89,12 +99,20 @@ public struct AWSXML: Sendable, Equatable {
             var quote: UInt8? = nil
             while index < bytes.count {
                 let byte = bytes[index]
-                if let q = quote { if byte == q { quote = nil } } else if byte == 0x22 || byte == 0x27 { quote = byte } else if byte == 0x3E || byte == 0x2F { break }
+                if let q = quote {
+                    if byte == q { quote = nil }
+                } else if byte == 0x22 || byte == 0x27 {
+                    quote = byte
+                } else if byte == 0x3E || byte == 0x2F {
+                    break
+                }
                 index += 1
             }
             guard index < bytes.count else { throw .malformed("unterminated <\(elementName)>", offset: index) }
             if bytes[index] == 0x2F {
-                guard index + 1 < bytes.count, bytes[index + 1] == 0x3E else { throw .malformed("bad empty element <\(elementName)/>", offset: index) }
+                guard index + 1 < bytes.count, bytes[index + 1] == 0x3E else {
+                    throw .malformed("bad empty element <\(elementName)/>", offset: index)
+                }
                 index += 2
                 return AWSXML(name: elementName)
             }
@@ -114,7 +132,10 @@ public struct AWSXML: Sendable, Equatable {
                     return node
                 } else if starts("<![CDATA[") {
                     index += 9
-                    while index < bytes.count, !starts("]]>") { text.append(bytes[index]); index += 1 }
+                    while index < bytes.count, !starts("]]>") {
+                        text.append(bytes[index])
+                        index += 1
+                    }
                     index += 3
                 } else if starts("<!--") {
                     skip(past: "-->")
@@ -144,7 +165,8 @@ public struct AWSXML: Sendable, Equatable {
                 case "quot": out += "\""
                 case "apos": out += "'"
                 default:
-                    let number = entity.hasPrefix("#x") ? UInt32(entity.dropFirst(2), radix: 16) : entity.hasPrefix("#") ? UInt32(entity.dropFirst()) : nil
+                    let number =
+                        entity.hasPrefix("#x") ? UInt32(entity.dropFirst(2), radix: 16) : entity.hasPrefix("#") ? UInt32(entity.dropFirst()) : nil
                     guard let number, let scalar = Unicode.Scalar(number) else { throw .malformed("unknown entity &\(entity);", offset: offset) }
                     out.unicodeScalars.append(scalar)
                 }

@@ -16,8 +16,10 @@ public enum SigV4 {
     ///   - path: the request path as sent (already percent-encoded where needed).
     ///   - query: name/value pairs, unencoded.
     ///   - headers: every header to sign (must include `host` and `x-amz-date`).
-    public static func sign(method: String, path: String, query: [(String, String)], headers: [(String, String)], payloadHash: String,
-                            credentials: AWSCredentials, region: String, service: String, amzDate: String) -> Signed {
+    public static func sign(
+        method: String, path: String, query: [(String, String)], headers: [(String, String)], payloadHash: String,
+        credentials: AWSCredentials, region: String, service: String, amzDate: String
+    ) -> Signed {
         let date = String(amzDate.prefix(8))
         var grouped: [String: [String]] = [:]
         for (name, value) in headers { grouped[name.lowercased(), default: []].append(trimmed(value)) }
@@ -33,8 +35,9 @@ public enum SigV4 {
         let stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, hex(SHA256.hash(data: Data(canonicalRequest.utf8)))].joined(separator: "\n")
         let key = signingKey(secret: credentials.secretAccessKey, date: date, region: region, service: service)
         let signature = hex(HMAC<SHA256>.authenticationCode(for: Data(stringToSign.utf8), using: key))
-        return Signed(authorization: "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)",
-                      signedHeaders: signedHeaders, signature: signature, canonicalRequest: canonicalRequest, stringToSign: stringToSign)
+        return Signed(
+            authorization: "AWS4-HMAC-SHA256 Credential=\(credentials.accessKeyID)/\(scope), SignedHeaders=\(signedHeaders), Signature=\(signature)",
+            signedHeaders: signedHeaders, signature: signature, canonicalRequest: canonicalRequest, stringToSign: stringToSign)
     }
 
     public static func signingKey(secret: String, date: String, region: String, service: String) -> SymmetricKey {
@@ -61,7 +64,7 @@ public enum SigV4 {
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
+                UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
                 out.append(Character(UnicodeScalar(byte)))
             default:
                 out += String(format: "%%%02X", byte)
@@ -84,7 +87,10 @@ public enum SigV4 {
     static func hex<D: Sequence>(_ bytes: D) -> String where D.Element == UInt8 {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
-        for byte in bytes { out.append(digits[Int(byte >> 4)]); out.append(digits[Int(byte & 0x0F)]) }
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
         return String(decoding: out, as: UTF8.self)
     }
 

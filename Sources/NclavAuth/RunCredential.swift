@@ -29,8 +29,9 @@ public struct RunCredentialSigner: Sendable {
     private var key: SymmetricKey { SymmetricKey(data: keyBytes) }
 
     public init(adminToken: String) {
-        let derived = HMAC<SHA256>.authenticationCode(for: Data("nclav run credential v1".utf8),
-                                                     using: SymmetricKey(data: Data(adminToken.utf8)))
+        let derived = HMAC<SHA256>.authenticationCode(
+            for: Data("nclav run credential v1".utf8),
+            using: SymmetricKey(data: Data(adminToken.utf8)))
         keyBytes = Data(derived)
     }
 
@@ -49,7 +50,8 @@ public struct RunCredentialSigner: Sendable {
         guard credential.hasPrefix(Self.prefix) else { return nil }
         let parts = credential.dropFirst(Self.prefix.count).split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 2, let payload = Base64URL.decode(String(parts[0])), let mac = Base64URL.decode(String(parts[1])),
-              HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: payload, using: key) else { return nil }
+            HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: payload, using: key)
+        else { return nil }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
         guard let scope = try? decoder.decode(RunScope.self, from: payload), scope.expiresAt > now else { return nil }

@@ -21,7 +21,8 @@ public struct AzureError: Error, Sendable, CustomStringConvertible {
         case "InvalidAuthenticationToken", "ExpiredAuthenticationToken", "InvalidAuthenticationTokenTenant":
             return "The token was rejected; check --azure-tenant-id and nclav's credentials"
         case "BillingAccountNotFound", "InvalidBillingScope", "BillingProfileNotFound", "InvoiceSectionNotFound", "InvalidBillingAccount":
-            return "Check --azure-billing-account-name, --azure-billing-profile-name and --azure-invoice-section-name (an MCA billing scope), and that nclav may create subscriptions under it (Azure subscription creator)"
+            return
+                "Check --azure-billing-account-name, --azure-billing-profile-name and --azure-invoice-section-name (an MCA billing scope), and that nclav may create subscriptions under it (Azure subscription creator)"
         case "SubscriptionQuotaExceeded", "QuotaExceeded", "OperationNotAllowed":
             return message.lowercased().contains("quota") ? "A quota is exhausted; request an increase or cancel unused subscriptions" : nil
         case "ManagementGroupNotFound": return "Check --azure-management-group-id"
@@ -34,8 +35,9 @@ public struct AzureError: Error, Sendable, CustomStringConvertible {
     static func parse(_ response: CloudHTTP.Response, call: String) -> AzureError {
         let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
         let error = (object?["error"] as? [String: Any]) ?? object ?? [:]
-        return AzureError(call: call, status: response.status, code: error["code"] as? String ?? "HTTP\(response.status)",
-                          message: error["message"] as? String ?? String(response.bodyText.prefix(300)))
+        return AzureError(
+            call: call, status: response.status, code: error["code"] as? String ?? "HTTP\(response.status)",
+            message: error["message"] as? String ?? String(response.bodyText.prefix(300)))
     }
 }
 
@@ -104,7 +106,11 @@ public struct AzureClient: Sendable {
             if payload != nil { headers.append(("Content-Type", "application/json")) }
             let response: CloudHTTP.Response
             do { response = try await http.send(method, url, headers: headers, body: payload) } catch {
-                if attempt < 4 { try? await Task.sleep(for: .seconds(delay)); delay = min(delay * 2, 5); continue }
+                if attempt < 4 {
+                    try? await Task.sleep(for: .seconds(delay))
+                    delay = min(delay * 2, 5)
+                    continue
+                }
                 throw .transport(error)
             }
             if (200..<300).contains(response.status) { return Answer(status: response.status, headers: response.headers, body: response.body) }
@@ -121,7 +127,9 @@ public struct AzureClient: Sendable {
 
     /// PUT (or POST) and wait until the operation finishes; returns the final resource.
     @discardableResult
-    public func putAndWait(_ path: String, apiVersion: String, body: [String: Any], what: String, method: String = "PUT") async throws -> [String: Any] {
+    public func putAndWait(
+        _ path: String, apiVersion: String, body: [String: Any], what: String, method: String = "PUT"
+    ) async throws -> [String: Any] {
         let first = try await send(method, path, apiVersion: apiVersion, body: body)
         try await waitFor(first, what: what)
         if method == "PUT" { return try await send("GET", path, apiVersion: apiVersion).json }
@@ -137,7 +145,8 @@ public struct AzureClient: Sendable {
                 case "Succeeded": return true
                 case "Failed", "Canceled":
                     let error = status["error"] as? [String: Any]
-                    throw AzureCallError.operationFailed(call: what, message: "\(error?["code"] as? String ?? "Failed"): \(error?["message"] as? String ?? "no details")")
+                    throw AzureCallError.operationFailed(
+                        call: what, message: "\(error?["code"] as? String ?? "Failed"): \(error?["message"] as? String ?? "no details")")
                 default: return nil
                 }
             }

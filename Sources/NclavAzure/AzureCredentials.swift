@@ -55,20 +55,28 @@ public struct ClientSecretCredentials: AzureCredentialSource {
         switch (clientID, clientSecret) {
         case (nil, nil): return nil
         case (nil, _?): throw .sourceFailed(source: name, reason: "--azure-client-secret is set but --azure-client-id is not")
-        case (_?, nil): throw .sourceFailed(source: name, reason: "--azure-client-id is set but --azure-client-secret is not (for a managed identity, leave both unset)")
+        case (_?, nil):
+            throw .sourceFailed(
+                source: name, reason: "--azure-client-id is set but --azure-client-secret is not (for a managed identity, leave both unset)")
         case (let id?, let secret?):
-            guard let url = URL(string: "\(authority)/\(tenantID)/oauth2/v2.0/token") else { throw .sourceFailed(source: name, reason: "bad authority \(authority)") }
+            guard let url = URL(string: "\(authority)/\(tenantID)/oauth2/v2.0/token") else {
+                throw .sourceFailed(source: name, reason: "bad authority \(authority)")
+            }
             let form = FormEncoding.encode([("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", scope)])
             let response: CloudHTTP.Response
-            do { response = try await http.send("POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: form, timeout: .seconds(30)) } catch {
+            do {
+                response = try await http.send(
+                    "POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: form, timeout: .seconds(30))
+            } catch {
                 throw .sourceFailed(source: name, reason: "\(error)")
             }
-            guard response.status == 200, let token = AccessToken(answer: response.body) else { throw .sourceFailed(source: name, reason: entraError(response)) }
+            guard response.status == 200, let token = AccessToken(answer: response.body) else {
+                throw .sourceFailed(source: name, reason: entraError(response))
+            }
             return token
         }
     }
 }
-
 
 /// Managed identity: the App Service / Container Apps endpoint (`IDENTITY_ENDPOINT` +
 /// `IDENTITY_HEADER`), else the VM's IMDS (`AZURE_POD_IDENTITY_AUTHORITY_HOST` moves it).
@@ -88,7 +96,9 @@ public struct ManagedIdentityCredentials: AzureCredentialSource {
         var query = [("resource", resource)]
         if let clientID { query.append(("client_id", clientID)) }
         if let endpoint = environment["IDENTITY_ENDPOINT"], !endpoint.isEmpty, let header = environment["IDENTITY_HEADER"], !header.isEmpty {
-            guard let url = URL(string: endpoint + "?" + String(decoding: FormEncoding.encode([("api-version", "2019-08-01")] + query), as: UTF8.self)) else {
+            guard
+                let url = URL(string: endpoint + "?" + String(decoding: FormEncoding.encode([("api-version", "2019-08-01")] + query), as: UTF8.self))
+            else {
                 throw .sourceFailed(source: name, reason: "IDENTITY_ENDPOINT=\(endpoint) is not a URL")
             }
             let response: CloudHTTP.Response
@@ -103,12 +113,18 @@ public struct ManagedIdentityCredentials: AzureCredentialSource {
         let configured = environment["AZURE_POD_IDENTITY_AUTHORITY_HOST"].flatMap { $0.isEmpty ? nil : $0 }
         var host = configured ?? "http://169.254.169.254"
         while host.hasSuffix("/") { host.removeLast() }
-        guard let url = URL(string: host + "/metadata/identity/oauth2/token?" + String(decoding: FormEncoding.encode([("api-version", "2018-02-01")] + query), as: UTF8.self)) else {
+        guard
+            let url = URL(
+                string: host + "/metadata/identity/oauth2/token?"
+                    + String(decoding: FormEncoding.encode([("api-version", "2018-02-01")] + query), as: UTF8.self))
+        else {
             return nil
         }
         // Off Azure nothing answers: a short timeout keeps the chain quick (an endpoint named
         // explicitly is expected to answer and gets longer).
-        guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(configured == nil ? 1 : 15)) else { return nil }
+        guard let response = try? await http.send("GET", url, headers: [("Metadata", "true")], timeout: .seconds(configured == nil ? 1 : 15)) else {
+            return nil
+        }
         if response.status == 400, response.bodyText.contains("identity") { return nil }  // a VM without an identity
         guard response.status == 200, let token = AccessToken(answer: response.body) else {
             throw .sourceFailed(source: name, reason: "IMDS answered \(response.status): \(response.bodyText.prefix(200))")
@@ -129,7 +145,9 @@ public struct AzureCLICredentials: AzureCredentialSource {
     }
 
     public func token(scope: String, http: CloudHTTP) async throws(AzureCredentialError) -> AzureAccessToken? {
-        guard let az = path.split(separator: ":").map({ "\($0)/az" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
+        guard let az = path.split(separator: ":").map({ "\($0)/az" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return nil
+        }
         let resource = scope.hasSuffix("/.default") ? String(scope.dropLast("/.default".count)) : scope
         var arguments = ["account", "get-access-token", "--resource", resource, "--output", "json"]
         if let tenantID { arguments += ["--tenant", tenantID] }
@@ -146,7 +164,8 @@ public struct AzureCLICredentials: AzureCredentialSource {
         let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw .sourceFailed(source: name, reason: "az exited \(process.terminationStatus): \(errorText.split(separator: "\n").first ?? ""); run `az login`")
+            throw .sourceFailed(
+                source: name, reason: "az exited \(process.terminationStatus): \(errorText.split(separator: "\n").first ?? ""); run `az login`")
         }
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let token = object["accessToken"] as? String else {
             throw .sourceFailed(source: name, reason: "az printed something that is not a token")
@@ -163,16 +182,22 @@ public actor AzureCredentialChain {
 
     public init(sources: [any AzureCredentialSource]) { chain = CredentialChain(sources: sources) }
 
-    public static func standard(tenantID: String, clientID: String?, clientSecret: String?,
-                                environment: [String: String] = ProcessInfo.processInfo.environment) -> AzureCredentialChain {
-        AzureCredentialChain(sources: [ClientSecretCredentials(tenantID: tenantID, clientID: clientID, clientSecret: clientSecret, environment: environment),
-                                       ManagedIdentityCredentials(environment: environment),
-                                       AzureCLICredentials(environment: environment, tenantID: tenantID)])
+    public static func standard(
+        tenantID: String, clientID: String?, clientSecret: String?,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> AzureCredentialChain {
+        AzureCredentialChain(sources: [
+            ClientSecretCredentials(tenantID: tenantID, clientID: clientID, clientSecret: clientSecret, environment: environment),
+            ManagedIdentityCredentials(environment: environment),
+            AzureCLICredentials(environment: environment, tenantID: tenantID),
+        ])
     }
 
     public func source(for scope: String) async -> String? { await chain.sourceIndex(for: scope).map { chain.sources[$0].name } }
 
-    public func token(scope: String = "https://management.azure.com/.default", now: Date = Date()) async throws(AzureCredentialError) -> AzureAccessToken {
+    public func token(
+        scope: String = "https://management.azure.com/.default", now: Date = Date()
+    ) async throws(AzureCredentialError) -> AzureAccessToken {
         try await chain.token(scope: scope, now: now)
     }
 }

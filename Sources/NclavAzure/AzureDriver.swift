@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import NclavDrivers
 import NclavCore
+import NclavDrivers
 
 /// The `--azure-*` settings of `nclav serve`.
 public struct AzureDriverConfiguration: Sendable {
@@ -21,9 +21,11 @@ public struct AzureDriverConfiguration: Sendable {
     public var workloadIdentityIssuer: WorkloadIdentityIssuer?
     public var backoff: CappedBackoff
 
-    public init(tenantID: String, managementGroupID: String, billingAccountName: String, billingProfileName: String, invoiceSectionName: String,
-                defaultLocation: String = "eastus2", subscriptionPrefix: String? = nil, clientID: String? = nil, clientSecret: String? = nil,
-                partitionRoleIDs: [String] = [AzureDriver.contributorRole], backoff: CappedBackoff = CappedBackoff()) {
+    public init(
+        tenantID: String, managementGroupID: String, billingAccountName: String, billingProfileName: String, invoiceSectionName: String,
+        defaultLocation: String = "eastus2", subscriptionPrefix: String? = nil, clientID: String? = nil, clientSecret: String? = nil,
+        partitionRoleIDs: [String] = [AzureDriver.contributorRole], backoff: CappedBackoff = CappedBackoff()
+    ) {
         self.tenantID = tenantID
         self.managementGroupID = managementGroupID
         self.billingAccountName = billingAccountName
@@ -44,12 +46,16 @@ public struct AzureDriverConfiguration: Sendable {
     public func problems() -> [String] {
         var out: [String] = []
         let guid = #"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"#
-        if tenantID.range(of: guid, options: .regularExpression) == nil { out.append("--azure-tenant-id `\(tenantID)` is not a GUID (the directory/tenant id)") }
+        if tenantID.range(of: guid, options: .regularExpression) == nil {
+            out.append("--azure-tenant-id `\(tenantID)` is not a GUID (the directory/tenant id)")
+        }
         if managementGroupID.range(of: #"^[A-Za-z0-9._()-]{1,90}$"#, options: .regularExpression) == nil {
             out.append("--azure-management-group-id `\(managementGroupID)` is not a management group id (the name, not the display name)")
         }
-        for (flag, value) in [("--azure-billing-account-name", billingAccountName), ("--azure-billing-profile-name", billingProfileName),
-                              ("--azure-invoice-section-name", invoiceSectionName)] where value.isEmpty || value.contains("/") {
+        for (flag, value) in [
+            ("--azure-billing-account-name", billingAccountName), ("--azure-billing-profile-name", billingProfileName),
+            ("--azure-invoice-section-name", invoiceSectionName),
+        ] where value.isEmpty || value.contains("/") {
             out.append("\(flag) `\(value)` must be the name (id) of the MCA billing object, without slashes")
         }
         if defaultLocation.range(of: #"^[a-z0-9]+$"#, options: .regularExpression) == nil {
@@ -109,8 +115,9 @@ public struct AzureDriver: Driver {
         let aliasName = alias(enclave)
         let subscription = try await ensureSubscription(aliasName, enclave: enclave)
         // Placing it in the management group is idempotent; doing it every time repairs a move by hand.
-        try await client.send("PUT", "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)/subscriptions/\(subscription)",
-                              apiVersion: "2020-05-01")
+        try await client.send(
+            "PUT", "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)/subscriptions/\(subscription)",
+            apiVersion: "2020-05-01")
         for provider in ["Microsoft.ManagedIdentity", "Microsoft.Network"] {
             try await client.send("POST", "/subscriptions/\(subscription)/providers/\(provider)/register", apiVersion: Self.resourcesAPI)
         }
@@ -118,27 +125,41 @@ public struct AzureDriver: Driver {
         let group = Self.resourceGroup(enclave.id)
         let groupPath = "/subscriptions/\(subscription)/resourceGroups/\(group)"
         try await client.send("PUT", groupPath, apiVersion: Self.resourcesAPI, body: ["location": location, "tags": tags(enclave)])
-        let identity = try await client.putAndWait(groupPath + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave", apiVersion: Self.identityAPI,
-                                                   body: ["location": location, "tags": tags(enclave)], what: "creating the enclave identity")
-        var values = ["subscription_id": subscription, "subscription_alias": aliasName, "tenant_id": configuration.tenantID, "resource_group": group,
-                      "region": location, "project_id": subscription, "identity_id": identity["id"] as? String ?? "",
-                      "identity_client_id": (identity["properties"] as? [String: Any])?["clientId"] as? String ?? ""]
+        let identity = try await client.putAndWait(
+            groupPath + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave", apiVersion: Self.identityAPI,
+            body: ["location": location, "tags": tags(enclave)], what: "creating the enclave identity")
+        var values = [
+            "subscription_id": subscription, "subscription_alias": aliasName, "tenant_id": configuration.tenantID, "resource_group": group,
+            "region": location, "project_id": subscription, "identity_id": identity["id"] as? String ?? "",
+            "identity_client_id": (identity["properties"] as? [String: Any])?["clientId"] as? String ?? "",
+        ]
         if let network = enclave.network, let cidr = network.vpcCIDR {
             let vnetPath = groupPath + "/providers/Microsoft.Network/virtualNetworks/nclav-vnet"
             let subnets: [[String: Any]] = network.subnets.map { prefix in
-                ["name": "nclav-" + prefix.replacingOccurrences(of: ".", with: "-").replacingOccurrences(of: "/", with: "-"), "properties": ["addressPrefix": prefix]]
+                [
+                    "name": "nclav-" + prefix.replacingOccurrences(of: ".", with: "-").replacingOccurrences(of: "/", with: "-"),
+                    "properties": ["addressPrefix": prefix],
+                ]
             }
-            let vnet = try await client.putAndWait(vnetPath, apiVersion: Self.networkAPI,
-                                                   body: ["location": location, "tags": tags(enclave), "properties": ["addressSpace": ["addressPrefixes": [cidr]], "subnets": subnets]],
-                                                   what: "creating the VNet")
+            let vnet = try await client.putAndWait(
+                vnetPath, apiVersion: Self.networkAPI,
+                body: [
+                    "location": location, "tags": tags(enclave), "properties": ["addressSpace": ["addressPrefixes": [cidr]], "subnets": subnets],
+                ],
+                what: "creating the VNet")
             values["vpc_id"] = vnet["id"] as? String ?? vnetPath
             values["subnet_ids"] = subnets.map { "\(vnetPath)/subnets/\($0["name"] as! String)" }.joined(separator: ",")
             if let zone = enclave.dns?.zone {
                 let zonePath = groupPath + "/providers/Microsoft.Network/privateDnsZones/\(zone)"
-                try await client.putAndWait(zonePath, apiVersion: Self.dnsAPI, body: ["location": "global", "tags": tags(enclave)], what: "creating the private DNS zone")
-                try await client.putAndWait(zonePath + "/virtualNetworkLinks/nclav-vnet", apiVersion: Self.dnsAPI,
-                                            body: ["location": "global", "tags": tags(enclave), "properties": ["virtualNetwork": ["id": vnetPath], "registrationEnabled": false]],
-                                            what: "linking the DNS zone to the VNet")
+                try await client.putAndWait(
+                    zonePath, apiVersion: Self.dnsAPI, body: ["location": "global", "tags": tags(enclave)], what: "creating the private DNS zone")
+                try await client.putAndWait(
+                    zonePath + "/virtualNetworkLinks/nclav-vnet", apiVersion: Self.dnsAPI,
+                    body: [
+                        "location": "global", "tags": tags(enclave),
+                        "properties": ["virtualNetwork": ["id": vnetPath], "registrationEnabled": false],
+                    ],
+                    what: "linking the DNS zone to the VNet")
                 values["dns_zone_id"] = zonePath
             }
         }
@@ -149,11 +170,15 @@ public struct AzureDriver: Driver {
     /// subscription), then polled until provisioning finishes.
     func ensureSubscription(_ aliasName: String, enclave: Enclave) async throws -> String {
         let path = "/providers/Microsoft.Subscription/aliases/\(aliasName)"
-        let body: [String: Any] = ["properties": [
-            "displayName": aliasName, "billingScope": configuration.billingScope, "workload": "Production",
-            "additionalProperties": ["managementGroupId": "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)",
-                                     "subscriptionTenantId": configuration.tenantID, "tags": tags(enclave)],
-        ]]
+        let body: [String: Any] = [
+            "properties": [
+                "displayName": aliasName, "billingScope": configuration.billingScope, "workload": "Production",
+                "additionalProperties": [
+                    "managementGroupId": "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)",
+                    "subscriptionTenantId": configuration.tenantID, "tags": tags(enclave),
+                ],
+            ]
+        ]
         try await client.send("PUT", path, apiVersion: Self.aliasAPI, body: body)
         let properties = try await configuration.backoff.poll("creating subscription \(aliasName)") { () async throws -> [String: Any]? in
             let alias = try await client.send("GET", path, apiVersion: Self.aliasAPI).json
@@ -161,14 +186,16 @@ public struct AzureDriver: Driver {
             switch properties["provisioningState"] as? String ?? "" {
             case "Succeeded": return properties
             case "Failed", "Canceled":
-                throw AzureDriverError.subscriptionFailed(enclave: enclave.id, alias: aliasName, state: properties["provisioningState"] as? String ?? "Failed")
+                throw AzureDriverError.subscriptionFailed(
+                    enclave: enclave.id, alias: aliasName, state: properties["provisioningState"] as? String ?? "Failed")
             default: return nil
             }
         }
         guard let subscription = properties["subscriptionId"] as? String, !subscription.isEmpty else {
             throw AzureDriverError.subscriptionFailed(enclave: enclave.id, alias: aliasName, state: "Succeeded without a subscription id")
         }
-        let state = try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.resourcesAPI).json["state"] as? String ?? "Enabled"
+        let state =
+            try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.resourcesAPI).json["state"] as? String ?? "Enabled"
         guard state == "Enabled" else { throw AzureDriverError.subscriptionNotEnabled(enclave: enclave.id, subscription: subscription, state: state) }
         return subscription
     }
@@ -193,24 +220,32 @@ public struct AzureDriver: Driver {
 
     public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
         let subscription = context.values["subscription_id"] ?? ""
-        return ["nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": subscription,
-                "nclav_region": context.values["region"] ?? location(enclave), "nclav_subscription_id": subscription,
-                "nclav_tenant_id": configuration.tenantID, "nclav_resource_group": context.values["resource_group"] ?? Self.resourceGroup(enclave.id),
-                "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
-                "nclav_dns_zone_id": context.values["dns_zone_id"] ?? ""]
+        return [
+            "nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": subscription,
+            "nclav_region": context.values["region"] ?? location(enclave), "nclav_subscription_id": subscription,
+            "nclav_tenant_id": configuration.tenantID, "nclav_resource_group": context.values["resource_group"] ?? Self.resourceGroup(enclave.id),
+            "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
+            "nclav_dns_zone_id": context.values["dns_zone_id"] ?? "",
+        ]
     }
 
     func identityPath(_ context: EnclaveContext, enclave: Enclave, partition: String) throws -> (subscription: String, path: String) {
-        guard let subscription = context.values["subscription_id"], !subscription.isEmpty else { throw AzureDriverError.noSubscription(enclave: enclave.id) }
+        guard let subscription = context.values["subscription_id"], !subscription.isEmpty else {
+            throw AzureDriverError.noSubscription(enclave: enclave.id)
+        }
         let group = context.values["resource_group"] ?? Self.resourceGroup(enclave.id)
-        return (subscription, "/subscriptions/\(subscription)/resourceGroups/\(group)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-\(partition)")
+        return (
+            subscription,
+            "/subscriptions/\(subscription)/resourceGroups/\(group)/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-\(partition)"
+        )
     }
 
     public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity {
         let (subscription, path) = try identityPath(context, enclave: enclave, partition: partition.id)
-        let identity = try await client.putAndWait(path, apiVersion: Self.identityAPI,
-                                                   body: ["location": context.values["region"] ?? location(enclave), "tags": tags(enclave, partition: partition.id)],
-                                                   what: "creating the identity of partition \(partition.id)")
+        let identity = try await client.putAndWait(
+            path, apiVersion: Self.identityAPI,
+            body: ["location": context.values["region"] ?? location(enclave), "tags": tags(enclave, partition: partition.id)],
+            what: "creating the identity of partition \(partition.id)")
         let properties = identity["properties"] as? [String: Any] ?? [:]
         guard let principal = properties["principalId"] as? String, let clientID = properties["clientId"] as? String else {
             throw AzureCallError.operationFailed(call: "PUT \(path)", message: "the identity has no principalId/clientId")
@@ -219,19 +254,26 @@ public struct AzureDriver: Driver {
         for role in configuration.partitionRoleIDs {
             let assignment = Self.assignmentID(subscription, partition.id, role)
             let assignmentPath = "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleAssignments/\(assignment)"
-            let body: [String: Any] = ["properties": ["roleDefinitionId": "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
-                                                      "principalId": principal, "principalType": "ServicePrincipal"]]
+            let body: [String: Any] = [
+                "properties": [
+                    "roleDefinitionId": "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
+                    "principalId": principal, "principalType": "ServicePrincipal",
+                ]
+            ]
             do { try await client.send("PUT", assignmentPath, apiVersion: Self.authorizationAPI, body: body) } catch {
                 guard error.api?.code == "RoleAssignmentExists" else { throw error }
             }
             assignments.append(assignmentPath)
         }
-        var result = ["identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
-                      "role_assignments": assignments.joined(separator: ",")]
+        var result = [
+            "identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
+            "role_assignments": assignments.joined(separator: ","),
+        ]
         if let issuer = configuration.workloadIdentityIssuer {
             let subject = WorkloadIdentityIssuer.subject(enclave: enclave.id, partition: partition.id)
-            try await client.send("PUT", path + "/federatedIdentityCredentials/nclav", apiVersion: Self.identityAPI,
-                                  body: ["properties": ["issuer": issuer.issuer, "subject": subject, "audiences": [WorkloadIdentityIssuer.audience]]])
+            try await client.send(
+                "PUT", path + "/federatedIdentityCredentials/nclav", apiVersion: Self.identityAPI,
+                body: ["properties": ["issuer": issuer.issuer, "subject": subject, "audiences": [WorkloadIdentityIssuer.audience]]])
             result["federated_subject"] = subject
         }
         return result
@@ -239,7 +281,9 @@ public struct AzureDriver: Driver {
 
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {
         for assignment in (identity["role_assignments"] ?? "").split(separator: ",") {
-            do { try await client.send("DELETE", String(assignment), apiVersion: Self.authorizationAPI) } catch { guard error.api?.status == 404 else { throw error } }
+            do { try await client.send("DELETE", String(assignment), apiVersion: Self.authorizationAPI) } catch {
+                guard error.api?.status == 404 else { throw error }
+            }
         }
         let path = try identity["identity_id"] ?? identityPath(context, enclave: enclave, partition: partition.id).path
         do { try await client.send("DELETE", path, apiVersion: Self.identityAPI) } catch { guard error.api?.status == 404 else { throw error } }
@@ -249,7 +293,9 @@ public struct AzureDriver: Driver {
     /// partition's own identity through a federated token when an OIDC issuer is configured;
     /// otherwise terraform authenticates the way nclav itself does (service principal, managed
     /// identity, or the Azure CLI on the same host).
-    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
+    public func terraformEnvironment(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity
+    ) async throws -> TerraformEnvironment {
         var variables = ["ARM_SUBSCRIPTION_ID": context.values["subscription_id"] ?? "", "ARM_TENANT_ID": configuration.tenantID]
         var secrets: Set<String> = []
         if let issuer = configuration.workloadIdentityIssuer, let clientID = identity["client_id"], let subject = identity["federated_subject"] {
@@ -266,7 +312,9 @@ public struct AzureDriver: Driver {
         } else {
             variables["ARM_USE_CLI"] = "true"
         }
-        if let base = ProcessInfo.processInfo.environment["NCLAV_AZURE_RESOURCE_MANAGER"] { variables["ARM_METADATA_HOSTNAME"] = URL(string: base)?.host ?? "" }
+        if let base = ProcessInfo.processInfo.environment["NCLAV_AZURE_RESOURCE_MANAGER"] {
+            variables["ARM_METADATA_HOSTNAME"] = URL(string: base)?.host ?? ""
+        }
         return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: ["ARM_"])
     }
 
@@ -279,9 +327,12 @@ public struct AzureDriver: Driver {
         repeat {
             var options: [String: Any] = ["resultFormat": "objectArray"]
             if let skipToken { options["$skipToken"] = skipToken }
-            let query = "Resources | where tags['nclav-managed'] =~ 'true' and tags['nclav-enclave'] == '\(enclave.id)' | project id, name, type, tags"
-            let page = try await client.send("POST", "/providers/Microsoft.ResourceGraph/resources", apiVersion: "2021-03-01",
-                                             body: ["subscriptions": [subscription], "query": query, "options": options]).json
+            let query =
+                "Resources | where tags['nclav-managed'] =~ 'true' and tags['nclav-enclave'] == '\(enclave.id)' | project id, name, type, tags"
+            let page = try await client.send(
+                "POST", "/providers/Microsoft.ResourceGraph/resources", apiVersion: "2021-03-01",
+                body: ["subscriptions": [subscription], "query": query, "options": options]
+            ).json
             for row in page["data"] as? [[String: Any]] ?? [] {
                 let tags = row["tags"] as? [String: String] ?? [:]
                 guard let partition = tags["nclav-partition"], !knownPartitions.contains(partition) else { continue }
@@ -303,11 +354,14 @@ public enum AzureDriverError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .noSubscription(let enclave): return "enclave \(enclave) has no Azure subscription recorded yet; apply it first"
         case .subscriptionFailed(let enclave, let alias, let state):
-            return "creating the subscription alias \(alias) for enclave \(enclave) ended \(state); check the billing scope and that nclav may create subscriptions in it, then apply again"
+            return
+                "creating the subscription alias \(alias) for enclave \(enclave) ended \(state); check the billing scope and that nclav may create subscriptions in it, then apply again"
         case .subscriptionNotEnabled(let enclave, let subscription, let state):
-            return "the subscription \(subscription) of enclave \(enclave) is \(state); reactivate it in the Azure portal (possible for 90 days after cancelling) or give the enclave another id"
+            return
+                "the subscription \(subscription) of enclave \(enclave) is \(state); reactivate it in the Azure portal (possible for 90 days after cancelling) or give the enclave another id"
         case .zoneNeedsVNet(let enclave):
-            return "enclave \(enclave) declares dns.zone but no network.vpc_cidr; a private DNS zone is linked to the enclave's VNet, so declare network.vpc_cidr too"
+            return
+                "enclave \(enclave) declares dns.zone but no network.vpc_cidr; a private DNS zone is linked to the enclave's VNet, so declare network.vpc_cidr too"
         }
     }
 }

@@ -22,7 +22,8 @@ struct ClientOptions: ParsableArguments {
         }
         let path = NclavHome.tokenFile(environment: environment).path
         guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-              case let value = text.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty else {
+            case let value = text.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty
+        else {
             throw CommandFailure("no API token: pass --token, set NCLAV_TOKEN, or run `nclav serve` once on this machine (it writes \(path))")
         }
         return NclavAPIClient(endpoint: ServerEndpoint(baseURL: url, token: value, tokenSource: path))
@@ -49,7 +50,8 @@ func withClient<T>(_ body: () async throws -> T) async throws -> T {
 /// Pretty JSON for `--output json`.
 func printJSON(_ data: Data) {
     if let object = try? JSONSerialization.jsonObject(with: data),
-       let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
+        let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    {
         print(String(decoding: pretty, as: UTF8.self))
     } else {
         print(String(decoding: data, as: UTF8.self))

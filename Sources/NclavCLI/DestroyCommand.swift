@@ -9,21 +9,21 @@ public struct Destroy: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Tear down enclaves (or one partition) and remove them from state.",
         discussion: """
-        Runs `terraform destroy` for each partition (dependents first), then removes the
-        enclave. The declarative way is to delete it from the YAML and `apply`; this is the
-        imperative escape hatch. Asks for confirmation unless --yes.
+            Runs `terraform destroy` for each partition (dependents first), then removes the
+            enclave. The declarative way is to delete it from the YAML and `apply`; this is the
+            imperative escape hatch. Asks for confirmation unless --yes.
 
-        Examples:
-          nclav destroy product-a-dev
-          nclav destroy product-a-dev product-b-staging --yes
-          nclav destroy product-a-dev --partition db
-          nclav destroy product-a-dev --partition db --forget
-          nclav destroy --all --yes
+            Examples:
+              nclav destroy product-a-dev
+              nclav destroy product-a-dev product-b-staging --yes
+              nclav destroy product-a-dev --partition db
+              nclav destroy product-a-dev --partition db --forget
+              nclav destroy --all --yes
 
-        --forget drops one partition from nclav's state without running terraform, for a
-        partition whose teardown can never succeed (its tool, code or workspace is gone). Its
-        Terraform state and workspace are kept; whatever it created stays in the cloud.
-        """
+            --forget drops one partition from nclav's state without running terraform, for a
+            partition whose teardown can never succeed (its tool, code or workspace is gone). Its
+            Terraform state and workspace are kept; whatever it created stays in the cloud.
+            """
     )
     @Argument(help: "Enclave ids.") var enclaves: [String] = []
     @Flag(help: "Destroy every enclave the server knows.") var all = false
@@ -69,7 +69,9 @@ public struct Destroy: AsyncParsableCommand {
                     runReport.errors.append(message)
                 }
             }
-            for outcome in runReport.outcomes { print("- \(outcome.partition) \(outcome.operation) \(outcome.result)\(outcome.reason.map { ": \($0)" } ?? "")") }
+            for outcome in runReport.outcomes {
+                print("- \(outcome.partition) \(outcome.operation) \(outcome.result)\(outcome.reason.map { ": \($0)" } ?? "")")
+            }
             for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
             if let partition {
                 if runReport.errors.isEmpty { print("destroyed partition \(targets[0])/\(partition)") }

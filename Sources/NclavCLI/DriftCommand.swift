@@ -9,17 +9,17 @@ public struct Drift: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Check applied partitions for drift: does the real infrastructure still match what was applied?",
         discussion: """
-        Runs `terraform plan -detailed-exitcode -lock=false` on every applied partition (or one
-        enclave's), in the workspace of its last apply, on the server. Read-only: no state is
-        written. Each check is an IacRun (operation `plan`); its result is kept, shown by
-        `status` and `graph`, and the next `apply` re-runs every partition found drifted even
-        when its YAML is unchanged. Exit status: 0 all in sync, 2 something drifted, 1 an error.
-        The server can also check on a schedule: `nclav serve --drift-interval 6h`.
+            Runs `terraform plan -detailed-exitcode -lock=false` on every applied partition (or one
+            enclave's), in the workspace of its last apply, on the server. Read-only: no state is
+            written. Each check is an IacRun (operation `plan`); its result is kept, shown by
+            `status` and `graph`, and the next `apply` re-runs every partition found drifted even
+            when its YAML is unchanged. Exit status: 0 all in sync, 2 something drifted, 1 an error.
+            The server can also check on a schedule: `nclav serve --drift-interval 6h`.
 
-        Examples:
-          nclav drift
-          nclav drift --enclave product-a-dev --report-file drift.json
-        """
+            Examples:
+              nclav drift
+              nclav drift --enclave product-a-dev --report-file drift.json
+            """
     )
     @Option(help: "Check only this enclave.") var enclave: String?
     @OptionGroup var client: ClientOptions
@@ -38,7 +38,8 @@ public struct Drift: AsyncParsableCommand {
                 case .drift(let reconcileID, let results):
                     runReport.reconcile_ids = [reconcileID]
                     runReport.outcomes = results.map {
-                        OutcomeLine(partition: $0.partition, operation: "plan", result: $0.status, runID: $0.runID, reason: $0.summary, seconds: $0.seconds)
+                        OutcomeLine(
+                            partition: $0.partition, operation: "plan", result: $0.status, runID: $0.runID, reason: $0.summary, seconds: $0.seconds)
                     }
                 case .error(let message):
                     FileHandle.standardError.write(Data("error: \(message)\n".utf8))

@@ -27,28 +27,29 @@ actor FollowPrinter {
         running[partition] = 0
         let parts = partition.split(separator: "/").map(String.init)
         guard parts.count == 2, let key = try? StateKey(enclave: parts[0], partition: parts[1]) else { return }
-        followers.append(Task {
-            var offset = 0
-            var pending = ""
-            while !Task.isCancelled {
-                guard let chunk = try? await api.logChunk(key, run: runID, offset: offset) else {
-                    try? await Task.sleep(for: .milliseconds(500))
-                    continue
+        followers.append(
+            Task {
+                var offset = 0
+                var pending = ""
+                while !Task.isCancelled {
+                    guard let chunk = try? await api.logChunk(key, run: runID, offset: offset) else {
+                        try? await Task.sleep(for: .milliseconds(500))
+                        continue
+                    }
+                    offset = chunk.nextOffset
+                    pending += chunk.text
+                    while let newline = pending.firstIndex(of: "\n") {
+                        self.line(partition, String(pending[..<newline]))
+                        pending = String(pending[pending.index(after: newline)...])
+                    }
+                    if chunk.complete {
+                        if !pending.isEmpty { self.line(partition, pending) }
+                        self.finished(partition)
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(250))
                 }
-                offset = chunk.nextOffset
-                pending += chunk.text
-                while let newline = pending.firstIndex(of: "\n") {
-                    self.line(partition, String(pending[..<newline]))
-                    pending = String(pending[pending.index(after: newline)...])
-                }
-                if chunk.complete {
-                    if !pending.isEmpty { self.line(partition, pending) }
-                    self.finished(partition)
-                    return
-                }
-                try? await Task.sleep(for: .milliseconds(250))
-            }
-        })
+            })
     }
 
     /// Waits for every followed run's last lines.
@@ -60,7 +61,9 @@ actor FollowPrinter {
     }
 
     static func startedRun(_ line: String) -> (partition: String, runID: String)? {
-        guard let match = line.range(of: #"^\s*[+-] (\S+/\S+) \w+ started \(run ([0-9A-Fa-f-]{36})\)"#, options: .regularExpression) else { return nil }
+        guard let match = line.range(of: #"^\s*[+-] (\S+/\S+) \w+ started \(run ([0-9A-Fa-f-]{36})\)"#, options: .regularExpression) else {
+            return nil
+        }
         let words = line[match].split(separator: " ")
         guard words.count >= 5 else { return nil }
         let runID = words.last!.dropLast()
@@ -85,7 +88,10 @@ actor FollowPrinter {
     }
 
     private func drawStatus() {
-        guard !running.isEmpty else { clearStatus(); return }
+        guard !running.isEmpty else {
+            clearStatus()
+            return
+        }
         let summary = running.keys.sorted().map { "\($0) (\(running[$0]!) lines)" }.joined(separator: ", ")
         let width = 120
         let text = "running: \(summary)"

@@ -11,12 +11,12 @@ public struct Graph: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Show the dependency graph of what the server has applied.",
         discussion: """
-        Examples:
-          nclav graph
-          nclav graph --output dot | dot -Tsvg > graph.svg
-          nclav graph --output json
-          nclav graph --enclave product-a-dev
-        """
+            Examples:
+              nclav graph
+              nclav graph --output dot | dot -Tsvg > graph.svg
+              nclav graph --output json
+              nclav graph --enclave product-a-dev
+            """
     )
     @OptionGroup var client: ClientOptions
     @Option(help: "Output format: text, json or dot.") var output: GraphFormat = .text

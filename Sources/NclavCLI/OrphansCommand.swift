@@ -10,15 +10,15 @@ public struct Orphans: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "List cloud resources tagged nclav-managed whose partition is not in state.",
         discussion: """
-        Each enclave's driver asks its cloud (AWS: Resource Groups Tagging API in the enclave's
-        account and region). Local enclaves have nothing to scan. Exits 1 when any orphan is
-        found (CI-friendly) and 2 when an enclave could not be scanned.
+            Each enclave's driver asks its cloud (AWS: Resource Groups Tagging API in the enclave's
+            account and region). Local enclaves have nothing to scan. Exits 1 when any orphan is
+            found (CI-friendly) and 2 when an enclave could not be scanned.
 
-        Examples:
-          nclav orphans
-          nclav orphans --enclave product-a-dev
-          nclav orphans --output json
-        """
+            Examples:
+              nclav orphans
+              nclav orphans --enclave product-a-dev
+              nclav orphans --output json
+            """
     )
 
     @OptionGroup var client: ClientOptions

@@ -18,8 +18,9 @@ enum TreeBundle {
         let tree = TreeFiles(root: directory)
         let listing = tree.files(below: "")
         guard listing.problems.isEmpty else {
-            throw CommandFailure((["the enclaves directory cannot be uploaded as it is:"]
-                + listing.problems.map { "\(tree.absolute($0.path)): error: \($0.message)" }).joined(separator: "\n"))
+            throw CommandFailure(
+                (["the enclaves directory cannot be uploaded as it is:"]
+                    + listing.problems.map { "\(tree.absolute($0.path)): error: \($0.message)" }).joined(separator: "\n"))
         }
         return try listing.files.map { file in
             guard let contents = FileManager.default.contents(atPath: file.source) else {
@@ -86,15 +87,15 @@ public struct Diff: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Show what `apply` would change, without changing anything.",
         discussion: """
-        Uploads the enclaves directory to the server (or, with --server-path, names a
-        directory on the server) and prints the plan: + create, ~ update, - delete,
-        > export wired, < import wired. Exit status: 0, or with --detailed-exitcode 0 when
-        there are no changes and 2 when there are; 1 on errors.
+            Uploads the enclaves directory to the server (or, with --server-path, names a
+            directory on the server) and prints the plan: + create, ~ update, - delete,
+            > export wired, < import wired. Exit status: 0, or with --detailed-exitcode 0 when
+            there are no changes and 2 when there are; 1 on errors.
 
-        Examples:
-          nclav diff ./enclaves
-          nclav diff ./enclaves --detailed-exitcode
-        """
+            Examples:
+              nclav diff ./enclaves
+              nclav diff ./enclaves --detailed-exitcode
+            """
     )
     @Argument(help: "The enclaves directory.") var directory: String
     @OptionGroup var client: ClientOptions
@@ -120,13 +121,13 @@ public struct Apply: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Reconcile: provision and tear down until the server's state matches the directory.",
         discussion: """
-        Prints a line as each partition starts and ends, then a summary. Exit status 0 when
-        everything succeeded, 1 when anything failed (the rest still ran).
+            Prints a line as each partition starts and ends, then a summary. Exit status 0 when
+            everything succeeded, 1 when anything failed (the rest still ran).
 
-        Examples:
-          nclav apply ./enclaves
-          nclav apply ./enclaves --parallelism 4
-        """
+            Examples:
+              nclav apply ./enclaves
+              nclav apply ./enclaves --parallelism 4
+            """
     )
     @Argument(help: "The enclaves directory.") var directory: String
     @OptionGroup var client: ClientOptions
@@ -134,7 +135,10 @@ public struct Apply: AsyncParsableCommand {
     @Option(help: "Partitions run at the same time (default: the server's cores).") var parallelism: Int?
     @Flag(name: .customLong("allow-delete-all"), help: "Allow an apply that deletes every enclave in state.") var allowDeleteAll = false
     @OptionGroup var report: ReportOption
-    @Flag(help: "Also print every running partition's terraform lines as they are written, prefixed `enclave/partition | ` (on a terminal with a live status line).")
+    @Flag(
+        help:
+            "Also print every running partition's terraform lines as they are written, prefixed `enclave/partition | ` (on a terminal with a live status line)."
+    )
     var follow = false
 
     public func validate() throws {
@@ -190,7 +194,9 @@ public struct Apply: AsyncParsableCommand {
                 for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
                 let summary = runReport.summary
                 let unchanged = summary.unchanged > 0 ? ", \(summary.unchanged) unchanged" : ""
-                print("Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped\(unchanged).")
+                print(
+                    "Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped\(unchanged)."
+                )
                 failed = failed || !runReport.errors.isEmpty
             }
         }
@@ -211,8 +217,9 @@ public struct Iac: AsyncParsableCommand {
     )
 
     struct Runs: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a partition's IaC runs, newest first.",
-                                                        discussion: "Example:\n  nclav iac runs product-a-dev db")
+        static let configuration = CommandConfiguration(
+            abstract: "List a partition's IaC runs, newest first.",
+            discussion: "Example:\n  nclav iac runs product-a-dev db")
         @OptionGroup var address: StateCommand.Address
         @OptionGroup var client: ClientOptions
         @Option(help: "Output format: text or json.") var output: OutputFormat = .text
@@ -226,16 +233,23 @@ public struct Iac: AsyncParsableCommand {
                 let runs = fetched.value.runs
                 if runs.isEmpty { return print("no IaC runs for \(key)") }
                 let formatter = ISO8601DateFormatter()
-                table(["ID", "OPERATION", "STATUS", "STARTED", "EXIT"], runs.map {
-                    [$0.id.uuidString, $0.operation.rawValue, $0.status.rawValue, formatter.string(from: $0.startedAt), $0.exitCode.map(String.init) ?? "-"]
-                }).forEach { print($0) }
+                table(
+                    ["ID", "OPERATION", "STATUS", "STARTED", "EXIT"],
+                    runs.map {
+                        [
+                            $0.id.uuidString, $0.operation.rawValue, $0.status.rawValue, formatter.string(from: $0.startedAt),
+                            $0.exitCode.map(String.init) ?? "-",
+                        ]
+                    }
+                ).forEach { print($0) }
             }
         }
     }
 
     struct Logs: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the combined log of a run (the newest without a run id).",
-                                                        discussion: "Examples:\n  nclav iac logs product-a-dev db\n  nclav iac logs product-a-dev db 3f6d9e1a-c4b2-4d91-a8f0-123456789abc")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the combined log of a run (the newest without a run id).",
+            discussion: "Examples:\n  nclav iac logs product-a-dev db\n  nclav iac logs product-a-dev db 3f6d9e1a-c4b2-4d91-a8f0-123456789abc")
         @OptionGroup var address: StateCommand.Address
         @Argument(help: "A run id from `nclav iac runs`.") var runID: String?
         @Flag(help: "Keep printing lines as terraform writes them, until the run ends.") var follow = false

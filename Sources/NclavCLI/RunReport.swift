@@ -52,11 +52,15 @@ struct RunReport: Codable {
     /// boundaries first, as `enclave <id>`, unless `enclaves` is false).
     func table(enclaves includeEnclaves: Bool = true) -> [String] {
         let enclaveRows = includeEnclaves ? enclaves.map { ["enclave \($0.enclave)", $0.operation, $0.result, "-", $0.reason ?? "-"] } : []
-        let rows = enclaveRows + outcomes.map { outcome in
-            [outcome.partition, outcome.operation, outcome.result,
-             outcome.seconds.map { String(format: "%.1fs", $0) } ?? "-",
-             outcome.reason ?? outcome.runID ?? "-"]
-        }
+        let rows =
+            enclaveRows
+            + outcomes.map { outcome in
+                [
+                    outcome.partition, outcome.operation, outcome.result,
+                    outcome.seconds.map { String(format: "%.1fs", $0) } ?? "-",
+                    outcome.reason ?? outcome.runID ?? "-",
+                ]
+            }
         return NclavCLI.table(["PARTITION", "OPERATION", "RESULT", "DURATION", "RUN / REASON"], rows)
     }
 
@@ -74,6 +78,8 @@ struct RunReport: Codable {
 
 /// `--report-file`, shared by the commands that run terraform.
 struct ReportOption: ParsableArguments {
-    @Option(name: .customLong("report-file"), help: "Also write the run report (every partition's operation, result, duration, run id and reason) as JSON to this path.")
+    @Option(
+        name: .customLong("report-file"),
+        help: "Also write the run report (every partition's operation, result, duration, run id and reason) as JSON to this path.")
     var reportFile: String?
 }

@@ -42,8 +42,11 @@ public struct StateCommand: AsyncParsableCommand {
                 if listing.versions.isEmpty { return print("no state stored for \(key)") }
                 let formatter = ISO8601DateFormatter()
                 let rows = listing.versions.map {
-                    [String($0.version), String($0.serial), $0.lineage, ByteCountFormatter.string(fromByteCount: Int64($0.size), countStyle: .file),
-                     formatter.string(from: $0.createdAt), $0.runID?.uuidString ?? "-"]
+                    [
+                        String($0.version), String($0.serial), $0.lineage,
+                        ByteCountFormatter.string(fromByteCount: Int64($0.size), countStyle: .file),
+                        formatter.string(from: $0.createdAt), $0.runID?.uuidString ?? "-",
+                    ]
                 }
                 for line in table(["VERSION", "SERIAL", "LINEAGE", "SIZE", "CREATED", "RUN"], rows) { print(line) }
             }
@@ -73,13 +76,13 @@ public struct StateCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make an earlier state version the newest again (admin token only).",
             discussion: """
-            The chosen version is stored again as a new version, with its serial raised above the
-            current one so terraform accepts it; nothing is deleted. Refused while the state is
-            locked. Asks for confirmation unless --yes.
+                The chosen version is stored again as a new version, with its serial raised above the
+                current one so terraform accepts it; nothing is deleted. Refused while the state is
+                locked. Asks for confirmation unless --yes.
 
-            Example:
-              nclav state rollback product-a-dev db 3 --yes
-            """
+                Example:
+                  nclav state rollback product-a-dev db 3 --yes
+                """
         )
         @OptionGroup var address: Address
         @Argument(help: "The version to restore (see `nclav state versions`).") var version: Int64
@@ -94,10 +97,13 @@ public struct StateCommand: AsyncParsableCommand {
             let key = try address.key()
             let api = try client.client()
             try await withClient {
-                try Confirmation.require("roll \(key) back", question: "Restore version \(version) of \(key) as its newest state?",
-                                         declined: "nothing restored", yes: yes)
+                try Confirmation.require(
+                    "roll \(key) back", question: "Restore version \(version) of \(key) as its newest state?",
+                    declined: "nothing restored", yes: yes)
                 let answer = try await api.restoreState(key, version: version)
-                if answer.status == 423 { throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first") }
+                if answer.status == 423 {
+                    throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first")
+                }
                 try NclavAPIClient.requireSuccess(answer)
                 let result = (try? JSONDecoder().decode([String: String].self, from: answer.body)) ?? [:]
                 print("restored version \(version) of \(key) as version \(result["new_version"] ?? "?") (serial \(result["serial"] ?? "?"))")
@@ -109,14 +115,14 @@ public struct StateCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Drop a partition from nclav's state without a teardown (admin token only).",
             discussion: """
-            For a partition whose teardown can never succeed: its tool, its code or its workspace
-            is gone. Runs nothing: whatever the partition created stays in the cloud, and the
-            command lists it (from the partition's Terraform state, which is kept). An audit event
-            records it. Refused while another partition imports from it. Asks unless --yes.
+                For a partition whose teardown can never succeed: its tool, its code or its workspace
+                is gone. Runs nothing: whatever the partition created stays in the cloud, and the
+                command lists it (from the partition's Terraform state, which is kept). An audit event
+                records it. Refused while another partition imports from it. Asks unless --yes.
 
-            Example:
-              nclav state forget product-a-dev db --yes
-            """
+                Example:
+                  nclav state forget product-a-dev db --yes
+                """
         )
         @OptionGroup var address: Address
         @OptionGroup var client: ClientOptions
@@ -131,15 +137,15 @@ public struct StateCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Store a state file as a partition's newest state (admin token only).",
             discussion: """
-            Without --force the state must continue the stored one: the same lineage and a higher
-            serial (what `terraform state push` checks). With --force it is stored whatever its
-            lineage and serial, as a new version (older versions are kept; `nclav state rollback`
-            undoes it). Refused while the state is locked.
+                Without --force the state must continue the stored one: the same lineage and a higher
+                serial (what `terraform state push` checks). With --force it is stored whatever its
+                lineage and serial, as a new version (older versions are kept; `nclav state rollback`
+                undoes it). Refused while the state is locked.
 
-            Examples:
-              nclav state push product-a-dev db fixed.tfstate
-              nclav state push product-a-dev db other-workspace.tfstate --force
-            """
+                Examples:
+                  nclav state push product-a-dev db fixed.tfstate
+                  nclav state push product-a-dev db other-workspace.tfstate --force
+                """
         )
         @OptionGroup var address: Address
         @Argument(help: "The state file to store.") var file: String
@@ -155,14 +161,18 @@ public struct StateCommand: AsyncParsableCommand {
                 switch answer.status {
                 case 409:
                     let message = (try? JSONDecoder().decode(ErrorBody.self, from: answer.body))?.error ?? "conflict"
-                    throw CommandFailure("\(key): \(message); pass --force to store it anyway (`nclav state versions \(key.enclave) \(key.partition)` shows what is there)")
+                    throw CommandFailure(
+                        "\(key): \(message); pass --force to store it anyway (`nclav state versions \(key.enclave) \(key.partition)` shows what is there)"
+                    )
                 case 423:
                     throw CommandFailure("\(key) is locked by \(String(decoding: answer.body, as: UTF8.self)); unlock it first")
                 default:
                     try NclavAPIClient.requireSuccess(answer)
                 }
                 let version = try await api.stateVersions(key).value.versions.first
-                print("stored \(file) as version \(version.map { String($0.version) } ?? "?") of \(key) (serial \(version.map { String($0.serial) } ?? "?"))")
+                print(
+                    "stored \(file) as version \(version.map { String($0.version) } ?? "?") of \(key) (serial \(version.map { String($0.serial) } ?? "?"))"
+                )
             }
         }
     }
@@ -171,12 +181,12 @@ public struct StateCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Force-unlock a partition's state (admin token only).",
             discussion: """
-            Shows who holds the lock and asks for confirmation unless --yes is given. Only
-            force-unlock a lock whose holder is really gone: two writers corrupt state.
+                Shows who holds the lock and asks for confirmation unless --yes is given. Only
+                force-unlock a lock whose holder is really gone: two writers corrupt state.
 
-            Example:
-              nclav state unlock product-a-dev db --yes
-            """
+                Example:
+                  nclav state unlock product-a-dev db --yes
+                """
         )
         @OptionGroup var address: Address
         @OptionGroup var client: ClientOptions
@@ -203,9 +213,10 @@ enum ForgetCommand {
         do { key = try StateKey(enclave: enclave, partition: partition) } catch { throw ValidationError(error.description) }
         let api = try client.client()
         try await withClient {
-            try Confirmation.require("forget \(key)",
-                                     question: "Forget \(key)? nclav drops it from state without running terraform: whatever it created stays in the cloud.",
-                                     declined: "nothing forgotten", yes: yes)
+            try Confirmation.require(
+                "forget \(key)",
+                question: "Forget \(key)? nclav drops it from state without running terraform: whatever it created stays in the cloud.",
+                declined: "nothing forgotten", yes: yes)
             let forgotten = try await api.forget(key)
             print("forgot \(forgotten.forgotten): it is no longer in nclav's state")
             if forgotten.resources.isEmpty {
@@ -215,7 +226,9 @@ enum ForgetCommand {
                 for resource in forgotten.resources { print("  \(resource)") }
             }
             if !forgotten.identity.isEmpty {
-                print("its cloud identity is left too: " + forgotten.identity.keys.sorted().map { "\($0)=\(forgotten.identity[$0]!)" }.joined(separator: ", "))
+                print(
+                    "its cloud identity is left too: "
+                        + forgotten.identity.keys.sorted().map { "\($0)=\(forgotten.identity[$0]!)" }.joined(separator: ", "))
             }
             print("its workspace is kept at \(forgotten.workspace) (terraform can destroy from there by hand)")
         }

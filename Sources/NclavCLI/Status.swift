@@ -9,11 +9,11 @@ public struct Status: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Show the server's summary: enclave count, default cloud, active drivers.",
         discussion: """
-        Examples:
-          nclav status
-          nclav status --output json
-          NCLAV_URL=https://nclav.example.com nclav status
-        """
+            Examples:
+              nclav status
+              nclav status --output json
+              NCLAV_URL=https://nclav.example.com nclav status
+            """
     )
 
     @OptionGroup var client: ClientOptions

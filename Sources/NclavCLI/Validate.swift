@@ -8,13 +8,13 @@ public struct Validate: ParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Load and validate an enclaves directory offline (no server needed).",
         discussion: """
-        Reports every problem as `path:line:col: error: message`, then a summary line.
-        Exit status: 0 valid, 1 invalid, 2 usage error (bad flag, missing directory).
+            Reports every problem as `path:line:col: error: message`, then a summary line.
+            Exit status: 0 valid, 1 invalid, 2 usage error (bad flag, missing directory).
 
-        Examples:
-          nclav validate ./enclaves
-          nclav validate ./enclaves --output json | jq '.diagnostics[].message'
-        """
+            Examples:
+              nclav validate ./enclaves
+              nclav validate ./enclaves --output json | jq '.diagnostics[].message'
+            """
     )
 
     @Argument(help: "The enclaves directory: it holds one directory per enclave.")

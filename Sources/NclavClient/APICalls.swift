@@ -17,11 +17,17 @@ extension NclavAPIClient {
     public func status() async throws -> Fetched<ServerStatus> { try await fetch(APIPath.status) }
     public func enclaves() async throws -> Fetched<EnclaveListing> { try await fetch(APIPath.enclaves) }
     public func enclave(_ id: String) async throws -> Fetched<EnclaveDetail> { try await fetch(APIPath.enclave(id)) }
-    public func graph(enclave: String? = nil) async throws -> Fetched<StateGraph> { try await fetch(enclave.map(APIPath.enclaveGraph) ?? APIPath.graph) }
+    public func graph(enclave: String? = nil) async throws -> Fetched<StateGraph> {
+        try await fetch(enclave.map(APIPath.enclaveGraph) ?? APIPath.graph)
+    }
     public func runs(_ key: StateKey) async throws -> Fetched<RunListing> { try await fetch(APIPath.runs(key)) }
     /// One run with its log; `id` nil for the newest.
-    public func run(_ key: StateKey, id: String?) async throws -> Fetched<IacRun> { try await fetch(id.map { APIPath.run(key, $0) } ?? APIPath.latestRun(key)) }
-    public func logChunk(_ key: StateKey, run: String, offset: Int) async throws -> LogChunk { try await fetch(APIPath.runLog(key, run, offset: offset)).value }
+    public func run(_ key: StateKey, id: String?) async throws -> Fetched<IacRun> {
+        try await fetch(id.map { APIPath.run(key, $0) } ?? APIPath.latestRun(key))
+    }
+    public func logChunk(_ key: StateKey, run: String, offset: Int) async throws -> LogChunk {
+        try await fetch(APIPath.runLog(key, run, offset: offset)).value
+    }
     public func stateVersions(_ key: StateKey) async throws -> Fetched<StateVersionListing> { try await fetch(APIPath.stateVersions(key)) }
     public func orphans(enclave: String?) async throws -> Fetched<OrphanReport> { try await fetch(APIPath.orphans(enclave: enclave)) }
 

@@ -32,7 +32,8 @@ public enum ClientError: Error, Sendable, CustomStringConvertible {
         case .unreachable(let url, let reason):
             return "cannot reach the nclav server at \(url) (\(reason)); start it with `nclav serve`, or point --remote / NCLAV_URL at it"
         case .unauthorized(let url, let source):
-            return "the server at \(url) rejected the token from \(source); check --token, NCLAV_TOKEN or the token file (`nclav serve --rotate-token` makes a new one)"
+            return
+                "the server at \(url) rejected the token from \(source); check --token, NCLAV_TOKEN or the token file (`nclav serve --rotate-token` makes a new one)"
         case .server(let status, let message, let details):
             return ([("server answered \(status): \(message)")] + details.map { "  \($0)" }).joined(separator: "\n")
         case .invalidResponse(let reason):
@@ -62,8 +63,10 @@ public struct NclavAPIClient: Sendable {
 
     /// Sends one request; 401 and transport failures become `ClientError`s, other statuses are
     /// returned for the caller to interpret.
-    public func send(_ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String? = nil,
-                     maxResponseBytes: Int = 512 * 1024 * 1024) async throws -> HTTPAnswer {
+    public func send(
+        _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String? = nil,
+        maxResponseBytes: Int = 512 * 1024 * 1024
+    ) async throws -> HTTPAnswer {
         let url = endpoint.baseURL + path
         guard URL(string: url)?.host != nil else { throw ClientError.invalidURL(endpoint.baseURL) }
         var request = HTTPClientRequest(url: url)
@@ -136,10 +139,14 @@ public struct NclavAPIClient: Sendable {
 
     public static func requireSuccess(_ answer: HTTPAnswer) throws {
         guard (200..<300).contains(answer.status) else {
-            struct ErrorBody: Decodable { let error: String; let details: [String]? }
+            struct ErrorBody: Decodable {
+                let error: String
+                let details: [String]?
+            }
             let parsed = try? JSONDecoder().decode(ErrorBody.self, from: answer.body)
-            throw ClientError.server(status: answer.status, message: parsed?.error ?? String(decoding: answer.body.prefix(500), as: UTF8.self),
-                                     details: parsed?.details ?? [])
+            throw ClientError.server(
+                status: answer.status, message: parsed?.error ?? String(decoding: answer.body.prefix(500), as: UTF8.self),
+                details: parsed?.details ?? [])
         }
     }
 

@@ -30,8 +30,9 @@ public enum TreeLoader {
         var walk = Walk(root: directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory)
         walk.checkRootConfig()
         walk.visit(relative: "")
-        return LoadedTree(root: directory, enclaves: walk.enclaves, diagnostics: walk.sink.items,
-                          unreadableEnclaveIDs: walk.unreadableEnclaveIDs, filesRead: walk.filesRead)
+        return LoadedTree(
+            root: directory, enclaves: walk.enclaves, diagnostics: walk.sink.items,
+            unreadableEnclaveIDs: walk.unreadableEnclaveIDs, filesRead: walk.filesRead)
     }
 
     /// One traversal's mutable state; lives only for the duration of `load`.
@@ -105,9 +106,12 @@ public enum TreeLoader {
             guard hasConfig(Self.configName) else { return }
             let sink = DiagnosticSink()
             if let document = YAMLDocument.read(path(Self.configName), file: Self.configName, sink: sink),
-               let root = document.root, case .mapping(let mapping) = root, mapping["id"] != nil {
-                self.sink.error(.start(of: Self.configName),
-                                "this config.yml declares an enclave at the top of the enclaves directory; pass the directory that contains enclave directories (its parent) instead")
+                let root = document.root, case .mapping(let mapping) = root, mapping["id"] != nil
+            {
+                self.sink.error(
+                    .start(of: Self.configName),
+                    "this config.yml declares an enclave at the top of the enclaves directory; pass the directory that contains enclave directories (its parent) instead"
+                )
             }
         }
 
@@ -122,7 +126,11 @@ public enum TreeLoader {
                     sink.error(.start(of: problem.path), problem.message)
                     continue
                 }
-                let canonical = realpath(path(relative), nil).map { resolved in defer { free(resolved) }; return String(cString: resolved) } ?? path(relative)
+                let canonical =
+                    realpath(path(relative), nil).map { resolved in
+                        defer { free(resolved) }
+                        return String(cString: resolved)
+                    } ?? path(relative)
                 guard visitedDirectories.insert(canonical).inserted else { continue }
                 let configRelative = join(relative, Self.configName)
                 if !relative.isEmpty, hasConfig(configRelative) {
@@ -146,8 +154,10 @@ public enum TreeLoader {
             }
             guard probe.has("id") else {
                 let reader = probe
-                sink.error(reader.location,
-                           "this config.yml is not inside an enclave and has no `id`, so it declares nothing; add `id:` to make `\(relative)` an enclave (accepted keys: \(TreeLoader.enclaveKeys.plainList))")
+                sink.error(
+                    reader.location,
+                    "this config.yml is not inside an enclave and has no `id`, so it declares nothing; add `id:` to make `\(relative)` an enclave (accepted keys: \(TreeLoader.enclaveKeys.plainList))"
+                )
                 return
             }
             let reader = MappingReader(root, what: "enclave config", file: configRelative, sink: sink, allowed: TreeLoader.enclaveKeys)!
@@ -202,12 +212,14 @@ public enum TreeLoader {
             let partitions = loadPartitions(enclaveRelative: relative, reader: reader, into: &map)
 
             guard let id else { return nil }
-            var enclave = Enclave(id: id, name: name ?? "", cloud: cloud, region: region, identity: identity,
-                                  network: network, dns: dns, exports: exports, imports: imports)
+            var enclave = Enclave(
+                id: id, name: name ?? "", cloud: cloud, region: region, identity: identity,
+                network: network, dns: dns, exports: exports, imports: imports)
             enclave.partitions = partitions.loaded.map(\.partition)
-            return LoadedEnclave(enclave: enclave, directory: relative, source: map, partitions: partitions.loaded,
-                                 exportPaths: exportPaths, importPaths: importPaths, misspelledKeys: reader.misspelledKeys,
-                                 unreadableExportNames: unreadableExports, unreadablePartitionIDs: partitions.unreadableIDs)
+            return LoadedEnclave(
+                enclave: enclave, directory: relative, source: map, partitions: partitions.loaded,
+                exportPaths: exportPaths, importPaths: importPaths, misspelledKeys: reader.misspelledKeys,
+                unreadableExportNames: unreadableExports, unreadablePartitionIDs: partitions.unreadableIDs)
         }
 
         func readString(_ reader: MappingReader, _ key: String, required: Bool, into map: inout SourceMap, prefix: String = "") -> String? {
@@ -263,14 +275,18 @@ public enum TreeLoader {
                 sink.error(value.location(in: entry.file), "`to` has unknown value `\(scalar.string)`\(hint) (accepted: \(accepted.plainList))")
                 return nil
             case .mapping:
-                guard let restriction = MappingReader(value, what: "`to`", file: entry.file, sink: sink, allowed: ["enclave", "partition"]) else { return nil }
+                guard let restriction = MappingReader(value, what: "`to`", file: entry.file, sink: sink, allowed: ["enclave", "partition"]) else {
+                    return nil
+                }
                 let enclave = restriction.string("enclave", required: false)
                 let partition = restriction.string("partition", required: false)
                 switch (enclave, partition) {
                 case let (enclave?, nil): return .enclave(enclave)
                 case let (nil, partition?): return .partition(partition)
                 case (.some, .some):
-                    sink.error(value.location(in: entry.file), "`to` names both an enclave and a partition; give exactly one (accepted: \(accepted.plainList))")
+                    sink.error(
+                        value.location(in: entry.file),
+                        "`to` names both an enclave and a partition; give exactly one (accepted: \(accepted.plainList))")
                     return nil
                 case (nil, nil):
                     if restriction.pairs().allSatisfy({ ["enclave", "partition"].contains($0.key) }) {
@@ -303,8 +319,11 @@ public enum TreeLoader {
 
         // MARK: Partitions
 
-        mutating func loadPartitions(enclaveRelative: String, reader: MappingReader, into map: inout SourceMap)
-            -> (loaded: [LoadedPartition], unreadableIDs: Set<String>) {
+        mutating func loadPartitions(
+            enclaveRelative: String, reader: MappingReader, into map: inout SourceMap
+        )
+            -> (loaded: [LoadedPartition], unreadableIDs: Set<String>)
+        {
             var directories: [String] = []
             if reader.optional("partitions") != nil {
                 var listed: Set<String> = []
@@ -312,7 +331,9 @@ public enum TreeLoader {
                     map.record("partitions[\(index)]", item.location)
                     let name = item.value
                     if name.isEmpty || name.contains("/") || name.hasPrefix(".") {
-                        sink.error(item.location, "`partitions` entry `\(name)` must be the name of a subdirectory of `\(enclaveRelative)` (no `/`, not starting with `.`)")
+                        sink.error(
+                            item.location,
+                            "`partitions` entry `\(name)` must be the name of a subdirectory of `\(enclaveRelative)` (no `/`, not starting with `.`)")
                         continue
                     }
                     guard listed.insert(name).inserted else {
@@ -332,7 +353,8 @@ public enum TreeLoader {
                 let keyLocation = reader.keyLocation("partitions") ?? reader.location
                 for name in subdirectories(of: enclaveRelative) where !listed.contains(name) {
                     if case .missing = files.entry(join(join(enclaveRelative, name), Self.configName)) { continue }
-                    sink.warning(keyLocation, "`\(join(enclaveRelative, name))` has a config.yml but is not listed in `partitions`, so it is not loaded")
+                    sink.warning(
+                        keyLocation, "`\(join(enclaveRelative, name))` has a config.yml but is not listed in `partitions`, so it is not loaded")
                 }
             } else {
                 directories = subdirectories(of: enclaveRelative).filter { hasConfig(join(join(enclaveRelative, $0), Self.configName)) }
@@ -346,7 +368,8 @@ public enum TreeLoader {
                 filesRead += 1
                 guard let document = YAMLDocument.read(path(file), file: file, sink: sink) else { continue }
                 guard let root = document.root,
-                      let partitionReader = MappingReader(root, what: "partition config", file: file, sink: sink, allowed: TreeLoader.partitionKeys) else {
+                    let partitionReader = MappingReader(root, what: "partition config", file: file, sink: sink, allowed: TreeLoader.partitionKeys)
+                else {
                     if let id = salvageID(from: document.text) { unreadable.insert(id) }
                     continue
                 }
@@ -390,8 +413,9 @@ public enum TreeLoader {
             if let inputReader = reader.mapping("inputs", what: "`inputs`") {
                 for (key, keyNode, value) in inputReader.pairs() {
                     guard case .scalar(let scalar) = value, !value.isNull else {
-                        sink.error(value.isNull ? keyNode.location(in: reader.file) : value.location(in: reader.file),
-                                   "input `\(key)` must be a single value (text, number or boolean), found \(value.kindDescription)")
+                        sink.error(
+                            value.isNull ? keyNode.location(in: reader.file) : value.location(in: reader.file),
+                            "input `\(key)` must be a single value (text, number or boolean), found \(value.kindDescription)")
                         continue
                     }
                     var location = value.location(in: reader.file)
@@ -421,16 +445,20 @@ public enum TreeLoader {
                 sink.warning(.start(of: join(directory, file)), "`\(join(directory, file))` is ignored: \(reason)")
             }
             for file in listing.files where GeneratedNames.all.contains(String(file.path.split(separator: "/").first ?? "")) {
-                sink.error(.start(of: join(directory, file.path)),
-                           "`\(join(directory, file.path))` has a name nclav generates in every workspace (\(GeneratedNames.all.sorted().plainList)); rename it")
+                sink.error(
+                    .start(of: join(directory, file.path)),
+                    "`\(join(directory, file.path))` has a name nclav generates in every workspace (\(GeneratedNames.all.sorted().plainList)); rename it"
+                )
             }
             let terraformFiles = listing.files.map(\.path).filter { !$0.contains("/") && ($0.hasSuffix(".tf") || $0.hasSuffix(".tf.json")) }
 
             guard let id, !backendBroken, !producesBroken else { return nil }
-            let partition = Partition(id: id, name: name ?? "", produces: produces, backend: backend ?? .terraform,
-                                      terraform: terraform, inputs: inputs, declaredOutputs: outputs, imports: imports)
-            return LoadedPartition(partition: partition, directory: directory, source: map, terraformFiles: terraformFiles, files: listing.files,
-                                   importPaths: importPaths, misspelledKeys: reader.misspelledKeys, inputsWithExactColumns: exactColumns)
+            let partition = Partition(
+                id: id, name: name ?? "", produces: produces, backend: backend ?? .terraform,
+                terraform: terraform, inputs: inputs, declaredOutputs: outputs, imports: imports)
+            return LoadedPartition(
+                partition: partition, directory: directory, source: map, terraformFiles: terraformFiles, files: listing.files,
+                importPaths: importPaths, misspelledKeys: reader.misspelledKeys, inputsWithExactColumns: exactColumns)
         }
     }
 }

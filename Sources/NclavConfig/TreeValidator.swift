@@ -22,7 +22,10 @@ public enum TreeValidator {
     public struct PartitionRef: Hashable, Comparable, Sendable, CustomStringConvertible {
         public let enclave: String
         public let partition: String
-        public init(_ enclave: String, _ partition: String) { self.enclave = enclave; self.partition = partition }
+        public init(_ enclave: String, _ partition: String) {
+            self.enclave = enclave
+            self.partition = partition
+        }
         public var description: String { "\(enclave)/\(partition)" }
         public static func < (a: PartitionRef, b: PartitionRef) -> Bool { (a.enclave, a.partition) < (b.enclave, b.partition) }
     }
@@ -139,35 +142,46 @@ public enum TreeValidator {
         func checkExport(_ export: Export, path: String, in loaded: LoadedEnclave, partitionIDs: [String]) {
             let enclave = loaded.enclave
             if !export.type.allowedAuth.contains(export.auth) {
-                error(loaded.source["\(path).auth"],
-                      "export `\(export.name)` has auth `\(export.auth.rawValue)`, which type \(export.type.rawValue) does not support (accepted for \(export.type.rawValue): \(export.type.allowedAuth.map(\.rawValue).plainList))")
+                error(
+                    loaded.source["\(path).auth"],
+                    "export `\(export.name)` has auth `\(export.auth.rawValue)`, which type \(export.type.rawValue) does not support (accepted for \(export.type.rawValue): \(export.type.allowedAuth.map(\.rawValue).plainList))"
+                )
             }
             switch export.to {
             case .partition(let id) where !partitionIDs.contains(id) && !loaded.unreadablePartitionIDs.contains(id):
-                error(loaded.source["\(path).to"],
-                      "export `\(export.name)` is restricted to partition `\(id)`, which enclave `\(enclave.id)` does not have\(Suggestions.didYouMean(id, among: partitionIDs)) (partitions: \(partitionIDs.plainList))")
+                error(
+                    loaded.source["\(path).to"],
+                    "export `\(export.name)` is restricted to partition `\(id)`, which enclave `\(enclave.id)` does not have\(Suggestions.didYouMean(id, among: partitionIDs)) (partitions: \(partitionIDs.plainList))"
+                )
             case .enclave(let id) where enclavesByID[id] == nil && !tree.unreadableEnclaveIDs.contains(id):
-                warning(loaded.source["\(path).to"],
-                        "export `\(export.name)` is restricted to enclave `\(id)`, which is not declared in this tree, so nothing can import it yet")
+                warning(
+                    loaded.source["\(path).to"],
+                    "export `\(export.name)` is restricted to enclave `\(id)`, which is not declared in this tree, so nothing can import it yet")
             default: break
             }
 
             guard let target = loaded.partitions.first(where: { $0.partition.id == export.targetPartition }) else {
                 if !loaded.unreadablePartitionIDs.contains(export.targetPartition) {
-                    error(loaded.source["\(path).target_partition"],
-                          "export `\(export.name)` targets partition `\(export.targetPartition)`, which enclave `\(enclave.id)` does not have\(Suggestions.didYouMean(export.targetPartition, among: partitionIDs)) (partitions: \(partitionIDs.plainList))")
+                    error(
+                        loaded.source["\(path).target_partition"],
+                        "export `\(export.name)` targets partition `\(export.targetPartition)`, which enclave `\(enclave.id)` does not have\(Suggestions.didYouMean(export.targetPartition, among: partitionIDs)) (partitions: \(partitionIDs.plainList))"
+                    )
                 }
                 return
             }
             guard let produces = target.partition.produces else {
                 if target.misspelledKeys.contains("produces") { return }
-                error(loaded.source["\(path).target_partition"],
-                      "export `\(export.name)` (type \(export.type.rawValue)) is backed by partition `\(target.partition.id)`, which declares no `produces`; add `produces: \(export.type.rawValue)` to \(target.configFile)")
+                error(
+                    loaded.source["\(path).target_partition"],
+                    "export `\(export.name)` (type \(export.type.rawValue)) is backed by partition `\(target.partition.id)`, which declares no `produces`; add `produces: \(export.type.rawValue)` to \(target.configFile)"
+                )
                 return
             }
             if produces != export.type {
-                error(loaded.source["\(path).type"],
-                      "export `\(export.name)` has type \(export.type.rawValue), but its partition `\(target.partition.id)` produces \(produces.rawValue) (\(target.source["produces"]))")
+                error(
+                    loaded.source["\(path).type"],
+                    "export `\(export.name)` has type \(export.type.rawValue), but its partition `\(target.partition.id)` produces \(produces.rawValue) (\(target.source["produces"]))"
+                )
             }
         }
 
@@ -212,16 +226,20 @@ public enum TreeValidator {
             guard let exporter = enclavesByID[entry.from] else {
                 if !tree.unreadableEnclaveIDs.contains(entry.from) {
                     let known = enclavesByID.keys.sorted()
-                    error(source["\(path).from"],
-                          "import `\(entry.alias)` refers to enclave `\(entry.from)`, which is not declared\(Suggestions.didYouMean(entry.from, among: known)) (enclaves: \(known.plainList))")
+                    error(
+                        source["\(path).from"],
+                        "import `\(entry.alias)` refers to enclave `\(entry.from)`, which is not declared\(Suggestions.didYouMean(entry.from, among: known)) (enclaves: \(known.plainList))"
+                    )
                 }
                 return nil
             }
             guard let export = exporter.enclave.exports.first(where: { $0.name == entry.exportName }) else {
                 if !exporter.unreadableExportNames.contains(entry.exportName) && !exporter.misspelledKeys.contains("exports") {
                     let names = exporter.enclave.exports.map(\.name)
-                    error(source["\(path).export_name"],
-                          "import `\(entry.alias)` refers to export `\(entry.exportName)` of enclave `\(entry.from)`, which has no such export\(Suggestions.didYouMean(entry.exportName, among: names)) (exports of `\(entry.from)`: \(names.plainList))")
+                    error(
+                        source["\(path).export_name"],
+                        "import `\(entry.alias)` refers to export `\(entry.exportName)` of enclave `\(entry.from)`, which has no such export\(Suggestions.didYouMean(entry.exportName, among: names)) (exports of `\(entry.from)`: \(names.plainList))"
+                    )
                 }
                 return nil
             }
@@ -230,14 +248,18 @@ public enum TreeValidator {
             case .public, .anyEnclave, .vpn:
                 break
             case .enclave(let allowed) where allowed != importer.enclave.id:
-                error(source["\(path).from"],
-                      "import `\(entry.alias)`: export `\(entry.from)/\(entry.exportName)` may only be imported by enclave `\(allowed)` (to: {enclave: \(allowed)}), so \(importerName) may not import it")
+                error(
+                    source["\(path).from"],
+                    "import `\(entry.alias)`: export `\(entry.from)/\(entry.exportName)` may only be imported by enclave `\(allowed)` (to: {enclave: \(allowed)}), so \(importerName) may not import it"
+                )
                 return nil
             case .partition(let allowed):
                 let permitted = partition?.partition.id == allowed && importer.enclave.id == exporter.enclave.id
                 if !permitted {
-                    error(source["\(path).from"],
-                          "import `\(entry.alias)`: export `\(entry.from)/\(entry.exportName)` may only be imported by partition `\(allowed)` of enclave `\(entry.from)` through a partition-level import (to: {partition: \(allowed)}), so \(importerName) may not import it")
+                    error(
+                        source["\(path).from"],
+                        "import `\(entry.alias)`: export `\(entry.from)/\(entry.exportName)` may only be imported by partition `\(allowed)` of enclave `\(entry.from)` through a partition-level import (to: {partition: \(allowed)}), so \(importerName) may not import it"
+                    )
                     return nil
                 }
             case .enclave:
@@ -248,8 +270,10 @@ public enum TreeValidator {
 
         // MARK: Partition
 
-        mutating func checkPartition(_ loaded: LoadedPartition, in enclave: LoadedEnclave,
-                                     enclaveScope: [String: (resolved: ResolvedExport?, location: SourceLocation)]) {
+        mutating func checkPartition(
+            _ loaded: LoadedPartition, in enclave: LoadedEnclave,
+            enclaveScope: [String: (resolved: ResolvedExport?, location: SourceLocation)]
+        ) {
             let partition = loaded.partition
             let source = loaded.source
             let ref = PartitionRef(enclave.enclave.id, partition.id)
@@ -259,21 +283,29 @@ public enum TreeValidator {
             if let produces = partition.produces, !loaded.misspelledKeys.contains("declared_outputs") {
                 let missing = produces.requiredOutputs.filter { !partition.declaredOutputs.contains($0) }
                 if !missing.isEmpty {
-                    error(source["produces"],
-                          "partition `\(partition.id)` produces \(produces.rawValue), so `declared_outputs` must include \(missing.quotedList) (\(produces.rawValue) needs: \(produces.requiredOutputs.plainList))")
+                    error(
+                        source["produces"],
+                        "partition `\(partition.id)` produces \(produces.rawValue), so `declared_outputs` must include \(missing.quotedList) (\(produces.rawValue) needs: \(produces.requiredOutputs.plainList))"
+                    )
                 }
             }
             for (index, output) in partition.declaredOutputs.enumerated() where !TerraformIdentifier.isValid(output) {
-                error(source["declared_outputs[\(index)]"], "declared output `\(output)` is not a valid Terraform output name (a letter or `_`, then letters, digits, `_` or `-`)")
+                error(
+                    source["declared_outputs[\(index)]"],
+                    "declared output `\(output)` is not a valid Terraform output name (a letter or `_`, then letters, digits, `_` or `-`)")
             }
             reportDuplicates(partition.declaredOutputs.enumerated().map { ($1, source["declared_outputs[\($0)]"]) }) {
                 "declared output `\($0)` of partition `\(partition.id)`"
             }
             for key in partition.inputs.keys.sorted() {
                 if !TerraformIdentifier.isValid(key) {
-                    error(source["inputs.\(key)#key"], "input key `\(key)` is not a valid Terraform variable name (a letter or `_`, then letters, digits, `_` or `-`)")
+                    error(
+                        source["inputs.\(key)#key"],
+                        "input key `\(key)` is not a valid Terraform variable name (a letter or `_`, then letters, digits, `_` or `-`)")
                 } else if TreeValidator.reservedInputKeys.contains(key) {
-                    error(source["inputs.\(key)#key"], "input key `\(key)` is reserved: nclav always sets it to the \(key == "nclav_enclave" ? "enclave" : "partition") id")
+                    error(
+                        source["inputs.\(key)#key"],
+                        "input key `\(key)` is reserved: nclav always sets it to the \(key == "nclav_enclave" ? "enclave" : "partition") id")
                 }
             }
 
@@ -282,8 +314,10 @@ public enum TreeValidator {
             for (entry, path) in zip(partition.imports, loaded.importPaths) {
                 checkID(entry.alias, kind: "import alias", at: source["\(path).alias"])
                 if let shadowed = enclaveScope[entry.alias] {
-                    error(source["\(path).alias"],
-                          "import alias `\(entry.alias)` of partition `\(partition.id)` is also an enclave-level import alias (\(shadowed.location)); aliases must be unique within a partition's scope")
+                    error(
+                        source["\(path).alias"],
+                        "import alias `\(entry.alias)` of partition `\(partition.id)` is also an enclave-level import alias (\(shadowed.location)); aliases must be unique within a partition's scope"
+                    )
                 }
                 let resolved = resolve(entry, path: path, source: source, importer: enclave, partition: loaded)
                 scope[entry.alias] = resolved
@@ -304,13 +338,16 @@ public enum TreeValidator {
             let partition = loaded.partition
             if let source = partition.terraform.source {
                 if !loaded.terraformFiles.isEmpty {
-                    error(loaded.source["terraform.source"],
-                          "partition `\(partition.id)` sets `terraform.source`, but its directory also holds \(loaded.terraformFiles.plainList); in module mode nclav generates the root module, so remove those files or the `source`")
+                    error(
+                        loaded.source["terraform.source"],
+                        "partition `\(partition.id)` sets `terraform.source`, but its directory also holds \(loaded.terraformFiles.plainList); in module mode nclav generates the root module, so remove those files or the `source`"
+                    )
                 }
                 checkLocalSource(source, of: loaded)
             } else if loaded.terraformFiles.isEmpty {
-                error(loaded.source["id"],
-                      "partition `\(partition.id)` has no Terraform code: add .tf files to `\(loaded.directory)` or set `terraform.source`")
+                error(
+                    loaded.source["id"],
+                    "partition `\(partition.id)` has no Terraform code: add .tf files to `\(loaded.directory)` or set `terraform.source`")
             }
         }
 
@@ -320,12 +357,18 @@ public enum TreeValidator {
         func checkLocalSource(_ source: String, of loaded: LoadedPartition) {
             let location = loaded.source["terraform.source"]
             if source.hasPrefix("/") || source.hasPrefix("~") || source.lowercased().hasPrefix("file::") {
-                error(location, "`terraform.source` `\(source)` is an absolute path; a local module must be inside the enclaves directory, given relative to the partition (`./module`, `../../modules/x`)")
+                error(
+                    location,
+                    "`terraform.source` `\(source)` is an absolute path; a local module must be inside the enclaves directory, given relative to the partition (`./module`, `../../modules/x`)"
+                )
                 return
             }
             guard source.hasPrefix("./") || source.hasPrefix("../") else { return }
             guard let relative = Self.normalize(TreeFiles.join(loaded.directory, source)) else {
-                error(location, "`terraform.source` `\(source)` leaves the enclaves directory (local module paths are resolved from `\(loaded.directory)`); move the module inside the tree")
+                error(
+                    location,
+                    "`terraform.source` `\(source)` leaves the enclaves directory (local module paths are resolved from `\(loaded.directory)`); move the module inside the tree"
+                )
                 return
             }
             let files = TreeFiles(root: tree.root)
@@ -356,8 +399,10 @@ public enum TreeValidator {
 
         // MARK: Templates
 
-        mutating func checkTemplate(key: String, in loaded: LoadedPartition, enclave: LoadedEnclave,
-                                    scope: [String: ResolvedExport?], ref: PartitionRef) {
+        mutating func checkTemplate(
+            key: String, in loaded: LoadedPartition, enclave: LoadedEnclave,
+            scope: [String: ResolvedExport?], ref: PartitionRef
+        ) {
             guard let value = loaded.partition.inputs[key] else { return }
             let base = loaded.source["inputs.\(key)"]
             let exact = loaded.inputsWithExactColumns.contains(key)
@@ -381,13 +426,19 @@ public enum TreeValidator {
                     guard let entry = scope[alias] else {
                         if loaded.misspelledKeys.contains("imports") || enclave.misspelledKeys.contains("imports") { continue }
                         let visible = scope.keys.sorted()
-                        error(at, "input `\(key)`: `{{ \(alias).\(output) }}` uses alias `\(alias)`, but no import with that alias is visible to partition `\(ref)`\(Suggestions.didYouMean(alias, among: visible)) (visible aliases: \(visible.plainList))")
+                        error(
+                            at,
+                            "input `\(key)`: `{{ \(alias).\(output) }}` uses alias `\(alias)`, but no import with that alias is visible to partition `\(ref)`\(Suggestions.didYouMean(alias, among: visible)) (visible aliases: \(visible.plainList))"
+                        )
                         continue
                     }
                     guard let resolved = entry, let target = resolved.partition else { continue }
                     let declared = target.partition.declaredOutputs
                     if !declared.contains(output) {
-                        error(at, "input `\(key)`: `{{ \(alias).\(output) }}` asks for output `\(output)`, but partition `\(resolved.enclave.enclave.id)/\(target.partition.id)` behind export `\(resolved.export.name)` does not declare it\(Suggestions.didYouMean(output, among: declared)) (declared outputs: \(declared.plainList))")
+                        error(
+                            at,
+                            "input `\(key)`: `{{ \(alias).\(output) }}` asks for output `\(output)`, but partition `\(resolved.enclave.enclave.id)/\(target.partition.id)` behind export `\(resolved.export.name)` does not declare it\(Suggestions.didYouMean(output, among: declared)) (declared outputs: \(declared.plainList))"
+                        )
                     }
                     addEdge(from: ref, to: PartitionRef(resolved.enclave.enclave.id, target.partition.id), at: at)
                 case .literal:
@@ -396,28 +447,42 @@ public enum TreeValidator {
             }
         }
 
-        func checkContextToken(_ name: String, key: String, at location: SourceLocation, cloud: CloudTarget?,
-                               enclave: LoadedEnclave, scope: [String: ResolvedExport?]) {
+        func checkContextToken(
+            _ name: String, key: String, at location: SourceLocation, cloud: CloudTarget?,
+            enclave: LoadedEnclave, scope: [String: ResolvedExport?]
+        ) {
             let available = cloud.map(ContextTokens.available(for:)) ?? ContextTokens.common
             if available.contains(name) { return }
             let providers = ContextTokens.clouds(providing: name)
             if !providers.isEmpty {
                 let list = providers.map(\.rawValue).joined(separator: ", ")
                 if let cloud {
-                    error(location, "input `\(key)`: `{{ \(name) }}` is provided by \(list) only, and enclave `\(enclave.enclave.id)` uses cloud \(cloud.rawValue) (tokens for \(cloud.rawValue): \(available.plainList))")
+                    error(
+                        location,
+                        "input `\(key)`: `{{ \(name) }}` is provided by \(list) only, and enclave `\(enclave.enclave.id)` uses cloud \(cloud.rawValue) (tokens for \(cloud.rawValue): \(available.plainList))"
+                    )
                 } else {
-                    error(location, "input `\(key)`: `{{ \(name) }}` is provided by \(list) only, and enclave `\(enclave.enclave.id)` sets no `cloud:` (it gets the server's default); set `cloud:` to use it")
+                    error(
+                        location,
+                        "input `\(key)`: `{{ \(name) }}` is provided by \(list) only, and enclave `\(enclave.enclave.id)` sets no `cloud:` (it gets the server's default); set `cloud:` to use it"
+                    )
                 }
                 return
             }
             if let entry = scope[name] {
                 let outputs = entry?.partition?.partition.declaredOutputs ?? []
-                error(location, "input `\(key)`: `{{ \(name) }}` names import `\(name)` without an output; write `{{ \(name).<output> }}` (declared outputs: \(outputs.plainList))")
+                error(
+                    location,
+                    "input `\(key)`: `{{ \(name) }}` names import `\(name)` without an output; write `{{ \(name).<output> }}` (declared outputs: \(outputs.plainList))"
+                )
                 return
             }
             let hint = Suggestions.didYouMean(name, among: available)
             let cloudName = cloud?.rawValue ?? "every cloud"
-            error(location, "input `\(key)`: `{{ \(name) }}` is not a context token\(hint) (tokens for \(cloudName): \(available.plainList); imports are written `{{ alias.output }}`)")
+            error(
+                location,
+                "input `\(key)`: `{{ \(name) }}` is not a context token\(hint) (tokens for \(cloudName): \(available.plainList); imports are written `{{ alias.output }}`)"
+            )
         }
 
         // MARK: Graph

@@ -20,8 +20,10 @@ public struct ValidationResult: Sendable {
         let analysis = TreeValidator.analyze(tree)
         var diagnostics = tree.diagnostics + analysis.diagnostics
         if tree.enclaves.isEmpty && tree.diagnostics.isEmpty {
-            diagnostics.append(.error(.start(of: ""),
-                                      "no enclave found in this directory: an enclave is a directory below it whose config.yml has an `id`"))
+            diagnostics.append(
+                .error(
+                    .start(of: ""),
+                    "no enclave found in this directory: an enclave is a directory below it whose config.yml has an `id`"))
         }
         return ValidationResult(tree: tree, diagnostics: Array(Set(diagnostics)).sorted(), graph: analysis.graph)
     }
@@ -51,7 +53,8 @@ public struct ValidationResult: Sendable {
     }
 
     public var summaryLine: String {
-        let counts = "\(plural(tree.enclaves.count, "enclave")), \(plural(tree.partitionCount, "partition")), "
+        let counts =
+            "\(plural(tree.enclaves.count, "enclave")), \(plural(tree.partitionCount, "partition")), "
             + "\(plural(tree.exportCount, "export")), \(plural(tree.enclaveImportCount + tree.partitionImportCount, "import")) "
             + "(\(tree.enclaveImportCount) enclave-level, \(tree.partitionImportCount) partition-level)"
         let warningText = warnings.isEmpty ? "" : ", \(plural(warnings.count, "warning"))"
@@ -74,12 +77,14 @@ public struct ValidationResult: Sendable {
         let report = Report(
             valid: isValid, directory: tree.root,
             diagnostics: diagnostics.map {
-                Entry(severity: $0.severity.rawValue, path: displayPath($0.location.file), file: $0.location.file,
-                      line: $0.location.line, column: $0.location.column, message: $0.message)
+                Entry(
+                    severity: $0.severity.rawValue, path: displayPath($0.location.file), file: $0.location.file,
+                    line: $0.location.line, column: $0.location.column, message: $0.message)
             },
-            summary: Summary(enclaves: tree.enclaves.count, partitions: tree.partitionCount, exports: tree.exportCount,
-                             enclave_imports: tree.enclaveImportCount, partition_imports: tree.partitionImportCount,
-                             errors: errors.count, warnings: warnings.count, files_read: tree.filesRead),
+            summary: Summary(
+                enclaves: tree.enclaves.count, partitions: tree.partitionCount, exports: tree.exportCount,
+                enclave_imports: tree.enclaveImportCount, partition_imports: tree.partitionImportCount,
+                errors: errors.count, warnings: warnings.count, files_read: tree.filesRead),
             summary_line: summaryLine)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -37,11 +37,17 @@ enum YAMLDocument {
             let tag = node.tag.rawValue
             if !plainTags.contains(tag) && tag != "!" && tag != "?" {
                 let shown = tag.hasPrefix("tag:yaml.org,2002:") ? "!!" + tag.dropFirst("tag:yaml.org,2002:".count) : tag
-                sink.error(node.location(in: file), "the YAML tag `\(shown)` is not accepted: nclav reads plain text, numbers, booleans, lists and mappings; remove the tag")
+                sink.error(
+                    node.location(in: file),
+                    "the YAML tag `\(shown)` is not accepted: nclav reads plain text, numbers, booleans, lists and mappings; remove the tag")
                 clean = false
             }
             switch node {
-            case .mapping(let mapping): for (key, value) in mapping { stack.append(key); stack.append(value) }
+            case .mapping(let mapping):
+                for (key, value) in mapping {
+                    stack.append(key)
+                    stack.append(value)
+                }
             case .sequence(let sequence): stack.append(contentsOf: sequence)
             default: break
             }
@@ -85,7 +91,12 @@ enum YAMLDocument {
         var line = 1, column = 1
         for (index, byte) in text.utf8.enumerated() {
             if index >= offset { break }
-            if byte == UInt8(ascii: "\n") { line += 1; column = 1 } else { column += 1 }
+            if byte == UInt8(ascii: "\n") {
+                line += 1
+                column = 1
+            } else {
+                column += 1
+            }
         }
         return (line, column)
     }
@@ -162,9 +173,10 @@ struct MappingReader {
     /// is reported once, as the typo, not a second time as missing.
     var misspelledKeys: Set<String> {
         guard let allowed else { return [] }
-        return Set(orderedKeys.compactMap { name, _ in
-            allowed.contains(name) ? nil : Suggestions.nearest(to: name, among: allowed)
-        })
+        return Set(
+            orderedKeys.compactMap { name, _ in
+                allowed.contains(name) ? nil : Suggestions.nearest(to: name, among: allowed)
+            })
     }
 
     var location: SourceLocation { node.location(in: file) }
@@ -177,8 +189,9 @@ struct MappingReader {
     func rejectUnknownKeys(allowed: [String]) {
         for (name, keyNode) in orderedKeys where !allowed.contains(name) {
             let hint = Suggestions.didYouMean(name, among: allowed)
-            sink.error(keyNode.location(in: file),
-                       "unknown key `\(name)` in \(what)\(hint) (accepted keys: \(allowed.plainList))")
+            sink.error(
+                keyNode.location(in: file),
+                "unknown key `\(name)` in \(what)\(hint) (accepted keys: \(allowed.plainList))")
         }
     }
 
@@ -220,8 +233,9 @@ struct MappingReader {
         guard let value = isRequired ? required(key) : optional(key), let text = scalarString(value, key: key) else { return nil }
         if let parsed = Value(rawValue: text) { return parsed }
         let accepted = Value.allCases.map(\.rawValue)
-        sink.error(value.location(in: file),
-                   "`\(key)` has unknown value `\(text)`\(Suggestions.didYouMean(text, among: accepted)) (accepted: \(accepted.plainList))")
+        sink.error(
+            value.location(in: file),
+            "`\(key)` has unknown value `\(text)`\(Suggestions.didYouMean(text, among: accepted)) (accepted: \(accepted.plainList))")
         return nil
     }
 

@@ -7,7 +7,8 @@ public struct IPv4CIDR: Sendable, Hashable, CustomStringConvertible {
     public init?(_ text: String) {
         let pieces = text.split(separator: "/", omittingEmptySubsequences: false)
         guard pieces.count == 2, let prefix = Int(pieces[1]), (0...32).contains(prefix),
-              pieces[1].allSatisfy(\.isNumber) else { return nil }
+            pieces[1].allSatisfy(\.isNumber)
+        else { return nil }
         let octets = pieces[0].split(separator: ".", omittingEmptySubsequences: false)
         guard octets.count == 4 else { return nil }
         var address: UInt32 = 0

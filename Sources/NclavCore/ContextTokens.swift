@@ -9,7 +9,8 @@ public enum ContextTokens {
         switch cloud {
         case .local: return []
         case .gcp: return ["nclav_service_account", "nclav_vpc_id", "nclav_subnet_ids", "nclav_dns_zone_id"]
-        case .azure: return ["nclav_subscription_id", "nclav_tenant_id", "nclav_resource_group", "nclav_vpc_id", "nclav_subnet_ids", "nclav_dns_zone_id"]
+        case .azure:
+            return ["nclav_subscription_id", "nclav_tenant_id", "nclav_resource_group", "nclav_vpc_id", "nclav_subnet_ids", "nclav_dns_zone_id"]
         case .aws: return ["nclav_account_id", "nclav_role_arn", "nclav_vpc_id", "nclav_subnet_ids", "nclav_dns_zone_id"]
         }
     }

@@ -78,8 +78,14 @@ public enum ExportAudience: Codable, Sendable, Hashable, CustomStringConvertible
             return
         }
         let object = try container.decode([String: String].self)
-        if let id = object["enclave"], object.count == 1 { self = .enclave(id); return }
-        if let id = object["partition"], object.count == 1 { self = .partition(id); return }
+        if let id = object["enclave"], object.count == 1 {
+            self = .enclave(id)
+            return
+        }
+        if let id = object["partition"], object.count == 1 {
+            self = .partition(id)
+            return
+        }
         throw DecodingError.dataCorruptedError(in: container, debugDescription: "expected {enclave: id} or {partition: id}")
     }
 

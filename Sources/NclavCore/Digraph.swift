@@ -66,7 +66,10 @@ public struct Digraph<Node: Hashable & Comparable & Sendable>: Sendable {
                 if next == target {
                     var path = [target]
                     var cursor: Node? = node
-                    while let current = cursor, current != start { path.append(current); cursor = previous[current] }
+                    while let current = cursor, current != start {
+                        path.append(current)
+                        cursor = previous[current]
+                    }
                     path.append(start)
                     return path.reversed()
                 }

@@ -15,9 +15,11 @@ public struct Enclave: Codable, Sendable, Hashable {
     public var imports: [Import]
     public var partitions: [Partition]
 
-    public init(id: String, name: String, cloud: CloudTarget? = nil, region: String? = nil,
-                identity: String? = nil, network: Network? = nil, dns: DNS? = nil,
-                exports: [Export] = [], imports: [Import] = [], partitions: [Partition] = []) {
+    public init(
+        id: String, name: String, cloud: CloudTarget? = nil, region: String? = nil,
+        identity: String? = nil, network: Network? = nil, dns: DNS? = nil,
+        exports: [Export] = [], imports: [Import] = [], partitions: [Partition] = []
+    ) {
         self.id = id
         self.name = name
         self.cloud = cloud
@@ -119,9 +121,11 @@ public struct Partition: Codable, Sendable, Hashable {
     /// Partition-level imports: visible to this partition only.
     public var imports: [Import]
 
-    public init(id: String, name: String, produces: ExportType? = nil, backend: IacBackend = .terraform,
-                terraform: TerraformSettings = TerraformSettings(), inputs: [String: String] = [:],
-                declaredOutputs: [String] = [], imports: [Import] = []) {
+    public init(
+        id: String, name: String, produces: ExportType? = nil, backend: IacBackend = .terraform,
+        terraform: TerraformSettings = TerraformSettings(), inputs: [String: String] = [:],
+        declaredOutputs: [String] = [], imports: [Import] = []
+    ) {
         self.id = id
         self.name = name
         self.produces = produces

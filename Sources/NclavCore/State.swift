@@ -21,9 +21,11 @@ public struct EnclaveState: Codable, Sendable, Hashable {
     public var createdAt: Date
     public var updatedAt: Date
 
-    public init(id: String, desired: Enclave, resolvedCloud: CloudTarget, status: ProvisionStatus = .pending,
-                context: [String: String] = [:], fingerprint: String? = nil, lastError: String? = nil,
-                createdAt: Date = Date(), updatedAt: Date = Date()) {
+    public init(
+        id: String, desired: Enclave, resolvedCloud: CloudTarget, status: ProvisionStatus = .pending,
+        context: [String: String] = [:], fingerprint: String? = nil, lastError: String? = nil,
+        createdAt: Date = Date(), updatedAt: Date = Date()
+    ) {
         self.id = id
         self.desired = desired
         self.resolvedCloud = resolvedCloud
@@ -88,9 +90,11 @@ public struct PartitionState: Codable, Sendable, Hashable {
     /// when they are active or hold outputs).
     public var wasCreated: Bool { appliedAt != nil || status == .active || !outputs.isEmpty }
 
-    public init(enclaveID: String, partitionID: String, desired: Partition, status: ProvisionStatus = .pending,
-                outputs: [String: String] = [:], fingerprint: String? = nil, lastRunID: UUID? = nil,
-                lastError: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), drift: DriftResult? = nil) {
+    public init(
+        enclaveID: String, partitionID: String, desired: Partition, status: ProvisionStatus = .pending,
+        outputs: [String: String] = [:], fingerprint: String? = nil, lastRunID: UUID? = nil,
+        lastError: String? = nil, createdAt: Date = Date(), updatedAt: Date = Date(), drift: DriftResult? = nil
+    ) {
         self.enclaveID = enclaveID
         self.partitionID = partitionID
         self.desired = desired
@@ -122,8 +126,10 @@ public struct AuditEvent: Codable, Sendable, Hashable {
     public var reconcileID: UUID?
     public var message: String
 
-    public init(sequence: Int64 = 0, time: Date = Date(), kind: String, enclaveID: String? = nil,
-                partitionID: String? = nil, reconcileID: UUID? = nil, message: String) {
+    public init(
+        sequence: Int64 = 0, time: Date = Date(), kind: String, enclaveID: String? = nil,
+        partitionID: String? = nil, reconcileID: UUID? = nil, message: String
+    ) {
         self.sequence = sequence
         self.time = time
         self.kind = kind
@@ -157,9 +163,11 @@ public struct IacRun: Codable, Sendable, Hashable {
     /// Combined output; stores fill it when a run is read whole.
     public var log: String
 
-    public init(id: UUID = UUID(), enclaveID: String, partitionID: String, operation: Operation, status: Status = .running,
-                exitCode: Int32? = nil, startedAt: Date = Date(), finishedAt: Date? = nil, tool: String,
-                toolVersion: String? = nil, reconcileID: UUID? = nil, log: String = "") {
+    public init(
+        id: UUID = UUID(), enclaveID: String, partitionID: String, operation: Operation, status: Status = .running,
+        exitCode: Int32? = nil, startedAt: Date = Date(), finishedAt: Date? = nil, tool: String,
+        toolVersion: String? = nil, reconcileID: UUID? = nil, log: String = ""
+    ) {
         self.id = id
         self.enclaveID = enclaveID
         self.partitionID = partitionID
@@ -249,8 +257,10 @@ public struct StateVersionInfo: Codable, Sendable, Hashable {
     public var createdAt: Date
     public var runID: UUID?
 
-    public init(version: Int64 = 0, serial: Int64, lineage: String, sha256: String, md5: String = "", size: Int,
-                createdAt: Date = Date(), runID: UUID? = nil) {
+    public init(
+        version: Int64 = 0, serial: Int64, lineage: String, sha256: String, md5: String = "", size: Int,
+        createdAt: Date = Date(), runID: UUID? = nil
+    ) {
         self.version = version
         self.serial = serial
         self.lineage = lineage
@@ -295,7 +305,8 @@ public struct ServerStatus: Codable, Sendable, Equatable {
     public var drift: [String: Int] = [:]
     public var driftCheckedAt: Date? = nil
 
-    public init(version: String, enclaveCount: Int, defaultCloud: String, activeDrivers: [String], store: String, reconcileInProgress: ReconcileLock?) {
+    public init(version: String, enclaveCount: Int, defaultCloud: String, activeDrivers: [String], store: String, reconcileInProgress: ReconcileLock?)
+    {
         self.version = version
         self.enclaveCount = enclaveCount
         self.defaultCloud = defaultCloud

@@ -36,27 +36,31 @@ public struct StateGraph: Codable, Sendable, Equatable {
     public init(enclaves: [EnclaveState], partitions: [PartitionState]) {
         let byEnclave = Dictionary(grouping: partitions, by: \.enclaveID)
         self.enclaves = enclaves.sorted { $0.id < $1.id }.map { enclave in
-            EnclaveNode(id: enclave.id, cloud: enclave.resolvedCloud, status: enclave.status,
-                        partitions: (byEnclave[enclave.id] ?? []).sorted { $0.partitionID < $1.partitionID }
-                            .map { Node(id: $0.partitionID, status: $0.status, produces: $0.desired.produces, drift: $0.drift?.status) },
-                        exports: enclave.desired.exports.map(\.name))
+            EnclaveNode(
+                id: enclave.id, cloud: enclave.resolvedCloud, status: enclave.status,
+                partitions: (byEnclave[enclave.id] ?? []).sorted { $0.partitionID < $1.partitionID }
+                    .map { Node(id: $0.partitionID, status: $0.status, produces: $0.desired.produces, drift: $0.drift?.status) },
+                exports: enclave.desired.exports.map(\.name))
         }
         let enclaveByID = Dictionary(enclaves.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         var edges: [Edge] = []
         for partition in partitions {
             let enclaveImports = enclaveByID[partition.enclaveID]?.desired.imports ?? []
             // Enclave-level imports count where the partition's inputs use them.
-            let used = Set(partition.desired.inputs.values.flatMap { value in
-                ((try? Template(parsing: value))?.references ?? []).compactMap { reference -> String? in
-                    if case .importOutput(let alias, _) = reference.segment { return alias }
-                    return nil
-                }
-            })
+            let used = Set(
+                partition.desired.inputs.values.flatMap { value in
+                    ((try? Template(parsing: value))?.references ?? []).compactMap { reference -> String? in
+                        if case .importOutput(let alias, _) = reference.segment { return alias }
+                        return nil
+                    }
+                })
             let imports = partition.desired.imports + enclaveImports.filter { used.contains($0.alias) }
             for entry in imports {
                 guard let export = enclaveByID[entry.from]?.desired.exports.first(where: { $0.name == entry.exportName }) else { continue }
-                edges.append(Edge(from: "\(partition.enclaveID)/\(partition.partitionID)", to: "\(entry.from)/\(export.targetPartition)",
-                                  alias: entry.alias, export: "\(entry.from)/\(entry.exportName)"))
+                edges.append(
+                    Edge(
+                        from: "\(partition.enclaveID)/\(partition.partitionID)", to: "\(entry.from)/\(export.targetPartition)",
+                        alias: entry.alias, export: "\(entry.from)/\(entry.exportName)"))
             }
         }
         self.edges = edges.sorted { ($0.from, $0.to, $0.alias) < ($1.from, $1.to, $1.alias) }
@@ -69,8 +73,9 @@ public struct StateGraph: Codable, Sendable, Equatable {
 
     /// One enclave and the edges that touch it.
     public func filtered(to enclave: String) -> StateGraph {
-        StateGraph(enclaves: enclaves.filter { $0.id == enclave },
-                   edges: edges.filter { $0.from.hasPrefix("\(enclave)/") || $0.to.hasPrefix("\(enclave)/") })
+        StateGraph(
+            enclaves: enclaves.filter { $0.id == enclave },
+            edges: edges.filter { $0.from.hasPrefix("\(enclave)/") || $0.to.hasPrefix("\(enclave)/") })
     }
 
     public var textLines: [String] {
@@ -78,7 +83,9 @@ public struct StateGraph: Codable, Sendable, Equatable {
         for enclave in enclaves {
             lines.append("enclave \(enclave.id) [\(enclave.cloud.rawValue), \(enclave.status.rawValue)]")
             for node in enclave.partitions {
-                lines.append("  partition \(enclave.id)/\(node.id) [\(node.status.rawValue)\(node.drift.map { ", \($0.rawValue)" } ?? "")]\(node.produces.map { " produces \($0.rawValue)" } ?? "")")
+                lines.append(
+                    "  partition \(enclave.id)/\(node.id) [\(node.status.rawValue)\(node.drift.map { ", \($0.rawValue)" } ?? "")]\(node.produces.map { " produces \($0.rawValue)" } ?? "")"
+                )
             }
         }
         if !edges.isEmpty {

@@ -58,7 +58,10 @@ public struct Template: Sendable, Hashable {
             }
             let body = String(characters[(start + 2)..<end]).trimmingWhitespace()
             let segment = try Template.segment(for: body, offset: start)
-            if !literal.isEmpty { segments.append(.literal(literal)); literal = "" }
+            if !literal.isEmpty {
+                segments.append(.literal(literal))
+                literal = ""
+            }
             segments.append(segment)
             references.append(Reference(segment: segment, offset: start))
             index = end + 2

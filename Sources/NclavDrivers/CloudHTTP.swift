@@ -22,8 +22,10 @@ public struct CloudHTTP: Sendable {
 
     public init() {}
 
-    public func send(_ method: String, _ url: URL, headers: [(String, String)] = [], body: Data? = nil,
-                     timeout: TimeAmount = .seconds(60), maxResponseBytes: Int = 32 * 1024 * 1024) async throws(TransportError) -> Response {
+    public func send(
+        _ method: String, _ url: URL, headers: [(String, String)] = [], body: Data? = nil,
+        timeout: TimeAmount = .seconds(60), maxResponseBytes: Int = 32 * 1024 * 1024
+    ) async throws(TransportError) -> Response {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = HTTPMethod(rawValue: method)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -32,8 +34,9 @@ public struct CloudHTTP: Sendable {
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: timeout)
             let buffer = try await response.body.collect(upTo: maxResponseBytes)
-            return Response(status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                            body: buffer.withUnsafeReadableBytes { Data($0) })
+            return Response(
+                status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                body: buffer.withUnsafeReadableBytes { Data($0) })
         } catch {
             throw TransportError(url: shownURL, reason: "\(error)")
         }

@@ -15,8 +15,12 @@ public struct AccessToken: Sendable, Equatable, CustomStringConvertible {
     /// A token answer (`{"access_token", "expires_in" | "expires_on"}`), as OAuth token
     /// endpoints, metadata servers and managed-identity endpoints write it (numbers or strings).
     public init?(answer data: Data, now: Date = Date()) {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let token = object["access_token"] as? String else { return nil }
-        func number(_ key: String) -> Double? { (object[key] as? Double) ?? (object[key] as? String).flatMap(Double.init) ?? (object[key] as? Int).map(Double.init) }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let token = object["access_token"] as? String else {
+            return nil
+        }
+        func number(_ key: String) -> Double? {
+            (object[key] as? Double) ?? (object[key] as? String).flatMap(Double.init) ?? (object[key] as? Int).map(Double.init)
+        }
         self.token = token
         if let on = number("expires_on") {
             expiresAt = Date(timeIntervalSince1970: on)

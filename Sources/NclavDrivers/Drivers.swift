@@ -26,14 +26,18 @@ public protocol Driver: Sendable {
     func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws
     /// Credentials and settings terraform needs for this partition (GOOGLE_*, ARM_*, AWS_*).
     /// Short-lived credentials are minted here, for one run.
-    func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment
+    func terraformEnvironment(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity
+    ) async throws -> TerraformEnvironment
     /// Resources the cloud says nclav made in this enclave whose partition is not in `known`.
     func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan]
     /// Connects a partition to the exports it imports, as far as the cloud can (access grants,
     /// private endpoints, subscriptions). Returns entries to keep in the partition's identity so
     /// `teardownPartition` can undo them. Called after `provisionPartition`, before terraform.
-    func wireImports(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
-                     imports: [ImportWiring]) async throws -> PartitionIdentity
+    func wireImports(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
+        imports: [ImportWiring]
+    ) async throws -> PartitionIdentity
 }
 
 /// One import a partition uses, resolved against the exporter's applied state.
@@ -46,7 +50,10 @@ public struct ImportWiring: Sendable, Hashable {
     /// Declared outputs of the export's target partition (fresh from this reconcile).
     public var exporterOutputs: [String: String]
 
-    public init(alias: String, export: Export, exporterEnclave: String, exporterCloud: CloudTarget, exporterContext: [String: String], exporterOutputs: [String: String]) {
+    public init(
+        alias: String, export: Export, exporterEnclave: String, exporterCloud: CloudTarget, exporterContext: [String: String],
+        exporterOutputs: [String: String]
+    ) {
         self.alias = alias
         self.export = export
         self.exporterEnclave = exporterEnclave
@@ -77,12 +84,16 @@ public struct TerraformEnvironment: Sendable, Equatable {
 extension Driver {
     public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity { [:] }
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {}
-    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
+    public func terraformEnvironment(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity
+    ) async throws -> TerraformEnvironment {
         TerraformEnvironment()
     }
     public func orphans(enclave: EnclaveState, knownPartitions: Set<String>) async throws -> [Orphan] { [] }
-    public func wireImports(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
-                            imports: [ImportWiring]) async throws -> PartitionIdentity { identity }
+    public func wireImports(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
+        imports: [ImportWiring]
+    ) async throws -> PartitionIdentity { identity }
 }
 
 public enum DriverError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -91,7 +102,8 @@ public enum DriverError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notConfigured(let cloud, let available):
-            return "the \(cloud.rawValue) driver is not enabled on this server (enabled: \(available.map(\.rawValue).joined(separator: ", "))); start the server with `--enable-cloud \(cloud.rawValue)` or set `cloud:` to an enabled one"
+            return
+                "the \(cloud.rawValue) driver is not enabled on this server (enabled: \(available.map(\.rawValue).joined(separator: ", "))); start the server with `--enable-cloud \(cloud.rawValue)` or set `cloud:` to an enabled one"
         }
     }
 }
@@ -139,8 +151,10 @@ public struct LocalDriver: Driver {
     public func teardownEnclave(_ enclave: Enclave, context: EnclaveContext) async throws {}
 
     public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
-        ["nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id,
-         "nclav_project_id": context.values["project_id"] ?? enclave.id, "nclav_region": context.values["region"] ?? enclave.region ?? ""]
+        [
+            "nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id,
+            "nclav_project_id": context.values["project_id"] ?? enclave.id, "nclav_region": context.values["region"] ?? enclave.region ?? "",
+        ]
     }
 }
 

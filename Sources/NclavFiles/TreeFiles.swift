@@ -128,13 +128,15 @@ public struct TreeFiles: Sendable {
             }
         }
         guard let inside = resolvedRoot, resolved == inside || resolved.hasPrefix(inside + "/") else {
-            return .unusable("is a symbolic link to \(resolved), outside the enclaves directory; copy the file into the tree (links are followed only inside it)")
+            return .unusable(
+                "is a symbolic link to \(resolved), outside the enclaves directory; copy the file into the tree (links are followed only inside it)")
         }
         var info = stat()
         guard stat(resolved, &info) == 0 else { return .unusable("is a symbolic link whose target cannot be read: \(Self.errorText(errno))") }
         switch info.st_mode & S_IFMT {
         case S_IFREG:
-            return access(resolved, R_OK) == 0 ? .file(source: resolved) : .unusable("is a symbolic link to \(resolved), which cannot be read: \(Self.errorText(errno))")
+            return access(resolved, R_OK) == 0
+                ? .file(source: resolved) : .unusable("is a symbolic link to \(resolved), which cannot be read: \(Self.errorText(errno))")
         case S_IFDIR:
             return .directory(source: resolved)
         default:
@@ -150,7 +152,8 @@ public struct TreeFiles: Sendable {
         do {
             return .success(try FileManager.default.contentsOfDirectory(atPath: absolute(relative)).filter(Self.isPartOfTree).sorted())
         } catch {
-            return .failure(Problem(path: relative.isEmpty ? "." : relative, message: "the directory cannot be listed: \(error.localizedDescription)"))
+            return .failure(
+                Problem(path: relative.isEmpty ? "." : relative, message: "the directory cannot be listed: \(error.localizedDescription)"))
         }
     }
 
@@ -158,11 +161,14 @@ public struct TreeFiles: Sendable {
     public func boundsProblem(_ relative: String) -> Problem? {
         let depth = relative.split(separator: "/").count
         if depth > limits.maxDepth {
-            return Problem(path: relative, message: "is \(depth) directories deep; nclav reads at most \(limits.maxDepth) levels below the enclaves directory")
+            return Problem(
+                path: relative, message: "is \(depth) directories deep; nclav reads at most \(limits.maxDepth) levels below the enclaves directory")
         }
         if relative.utf8.count > limits.maxPathBytes {
-            return Problem(path: String(relative.prefix(120)) + "…",
-                           message: "the path is \(relative.utf8.count) bytes long; nclav accepts at most \(limits.maxPathBytes) bytes below the enclaves directory")
+            return Problem(
+                path: String(relative.prefix(120)) + "…",
+                message:
+                    "the path is \(relative.utf8.count) bytes long; nclav accepts at most \(limits.maxPathBytes) bytes below the enclaves directory")
         }
         return nil
     }
@@ -209,8 +215,10 @@ public struct TreeFiles: Sendable {
                         continue
                     }
                     guard collected.count < limits.maxFiles else {
-                        listing.problems.append(Problem(path: directory.isEmpty ? "." : directory,
-                                                        message: "holds more than \(limits.maxFiles) files; nclav reads at most that many"))
+                        listing.problems.append(
+                            Problem(
+                                path: directory.isEmpty ? "." : directory,
+                                message: "holds more than \(limits.maxFiles) files; nclav reads at most that many"))
                         return listing
                     }
                     collected.append(File(path: visible, source: source))

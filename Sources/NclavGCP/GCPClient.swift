@@ -22,14 +22,18 @@ public struct GCPEndpoints: Sendable {
         var allowed = CharacterSet.alphanumerics
         allowed.insert(charactersIn: "-._~")
         var text = base(service) + path
-        if !query.isEmpty { text += "?" + query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&") }
+        if !query.isEmpty {
+            text += "?" + query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }.joined(separator: "&")
+        }
         return URL(string: text)!
     }
 
     /// Problems with the override, in words.
     public var problem: String? {
         guard let template else { return nil }
-        guard let url = URL(string: template.replacingOccurrences(of: "{service}", with: "x")), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+        guard let url = URL(string: template.replacingOccurrences(of: "{service}", with: "x")), let scheme = url.scheme,
+            ["http", "https"].contains(scheme), url.host != nil
+        else {
             return "NCLAV_GCP_ENDPOINT=\(template) is not an http(s) URL; expected e.g. http://127.0.0.1:9000/{service}"
         }
         return template.contains("{service}") ? nil : "NCLAV_GCP_ENDPOINT=\(template) must contain {service} (each Google API has its own host)"
@@ -54,14 +58,20 @@ public struct GCPError: Error, Sendable, CustomStringConvertible {
     public var hint: String? {
         if status == "PERMISSION_DENIED" || code == 403 {
             if message.lowercased().contains("billing") || reason == "BILLING_DISABLED" {
-                return "Billing is the problem: check --gcp-billing-account and that nclav's identity has roles/billing.user on it (credentials need the cloud-billing scope)"
+                return
+                    "Billing is the problem: check --gcp-billing-account and that nclav's identity has roles/billing.user on it (credentials need the cloud-billing scope)"
             }
             if reason == "SERVICE_DISABLED" { return "Enable that API in the project nclav's credentials belong to (the quota project)" }
-            return "nclav's identity lacks a permission; grant it on the parent folder/organization (bootstrap/gcp prints the grants as iam_setup_commands)"
+            return
+                "nclav's identity lacks a permission; grant it on the parent folder/organization (bootstrap/gcp prints the grants as iam_setup_commands)"
         }
-        if status == "RESOURCE_EXHAUSTED" || code == 429 { return "A quota is exhausted (e.g. projects per billing account); request more quota or remove unused projects" }
+        if status == "RESOURCE_EXHAUSTED" || code == 429 {
+            return "A quota is exhausted (e.g. projects per billing account); request more quota or remove unused projects"
+        }
         if status == "UNAUTHENTICATED" || code == 401 { return "The credentials were rejected or expired; refresh them" }
-        if status == "FAILED_PRECONDITION", message.lowercased().contains("billing") { return "Link a billing account that is open and that nclav may use" }
+        if status == "FAILED_PRECONDITION", message.lowercased().contains("billing") {
+            return "Link a billing account that is open and that nclav may use"
+        }
         return nil
     }
 
@@ -76,8 +86,9 @@ public struct GCPError: Error, Sendable, CustomStringConvertible {
         }
         // Compute's legacy shape: {"error": {"errors": [{"reason": "alreadyExists", "message"}], "code", "message"}}
         if reason == nil, let first = (error?["errors"] as? [[String: Any]])?.first { reason = first["reason"] as? String }
-        return GCPError(call: call, code: error?["code"] as? Int ?? response.status, status: error?["status"] as? String ?? "HTTP_\(response.status)",
-                        message: error?["message"] as? String ?? String(response.bodyText.prefix(300)), reason: reason)
+        return GCPError(
+            call: call, code: error?["code"] as? Int ?? response.status, status: error?["status"] as? String ?? "HTTP_\(response.status)",
+            message: error?["message"] as? String ?? String(response.bodyText.prefix(300)), reason: reason)
     }
 
     public var isAlreadyExists: Bool { code == 409 || status == "ALREADY_EXISTS" || reason == "alreadyExists" }
@@ -119,15 +130,19 @@ public struct GCPClient: Sendable {
     }
 
     @discardableResult
-    public func call(_ method: String, _ service: String, _ path: String, query: [(String, String)] = [], body: [String: Any]? = nil,
-                     token: String? = nil) async throws(GCPCallError) -> [String: Any] {
+    public func call(
+        _ method: String, _ service: String, _ path: String, query: [(String, String)] = [], body: [String: Any]? = nil,
+        token: String? = nil
+    ) async throws(GCPCallError) -> [String: Any] {
         let name = "\(service) \(method) \(path)"
         var delay = 0.2
         var attempt = 0
         while true {
             attempt += 1
             let bearer: String
-            if let token { bearer = token } else {
+            if let token {
+                bearer = token
+            } else {
                 do { bearer = try await chain.token().token } catch { throw .credentials(error) }
             }
             let payload = body.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }
@@ -135,7 +150,11 @@ public struct GCPClient: Sendable {
             if payload != nil { headers.append(("Content-Type", "application/json")) }
             let response: CloudHTTP.Response
             do { response = try await http.send(method, endpoints.url(service, path, query: query), headers: headers, body: payload) } catch {
-                if attempt < 4 { try? await Task.sleep(for: .seconds(delay)); delay = min(delay * 2, 5); continue }
+                if attempt < 4 {
+                    try? await Task.sleep(for: .seconds(delay))
+                    delay = min(delay * 2, 5)
+                    continue
+                }
                 throw .transport(error)
             }
             if (200..<300).contains(response.status) {
@@ -160,7 +179,8 @@ public struct GCPClient: Sendable {
         return try await backoff.poll(what) { () async throws -> [String: Any]? in
             if current["done"] as? Bool == true {
                 if let error = current["error"] as? [String: Any] {
-                    throw GCPCallError.operationFailed(call: what, message: "\(error["message"] as? String ?? "unknown error") (code \(error["code"] as? Int ?? 0))")
+                    throw GCPCallError.operationFailed(
+                        call: what, message: "\(error["message"] as? String ?? "unknown error") (code \(error["code"] as? Int ?? 0))")
                 }
                 return current["response"] as? [String: Any] ?? [:]
             }
@@ -177,11 +197,14 @@ public struct GCPClient: Sendable {
             if current["status"] as? String == "DONE" {
                 if let errors = (current["error"] as? [String: Any])?["errors"] as? [[String: Any]], let first = errors.first {
                     if first["code"] as? String == "RESOURCE_ALREADY_EXISTS" { return true }
-                    throw GCPCallError.operationFailed(call: what, message: "\(first["message"] as? String ?? "unknown") (\(first["code"] as? String ?? ""))")
+                    throw GCPCallError.operationFailed(
+                        call: what, message: "\(first["message"] as? String ?? "unknown") (\(first["code"] as? String ?? ""))")
                 }
                 return true
             }
-            guard let link = current["selfLink"] as? String, let range = link.range(of: "/compute/v1/") else { throw GCPCallError.unreadable(call: what) }
+            guard let link = current["selfLink"] as? String, let range = link.range(of: "/compute/v1/") else {
+                throw GCPCallError.unreadable(call: what)
+            }
             current = try await call("GET", "compute", "/compute/v1/" + link[range.upperBound...])
             return nil
         }

@@ -1,7 +1,7 @@
 import Crypto
-import _CryptoExtras
 import Foundation
 import NclavDrivers
+import _CryptoExtras
 
 public typealias GCPAccessToken = AccessToken
 
@@ -80,7 +80,8 @@ public struct KeyFileCredentials: GCPCredentialSource {
             return nil
         }
         guard let key = try? JSONDecoder().decode(KeyFile.self, from: data) else {
-            throw .sourceFailed(source: name, reason: "\(path) is not a Google credentials JSON file (expected \"type\": \"service_account\" or \"authorized_user\")")
+            throw .sourceFailed(
+                source: name, reason: "\(path) is not a Google credentials JSON file (expected \"type\": \"service_account\" or \"authorized_user\")")
         }
         return key
     }
@@ -95,20 +96,30 @@ public struct KeyFileCredentials: GCPCredentialSource {
             let tokenURI = key.token_uri ?? "https://oauth2.googleapis.com/token"
             let assertion = try Self.assertion(email: email, keyID: key.private_key_id, pem: pem, audience: tokenURI, now: Date())
             guard let url = URL(string: tokenURI) else { throw .sourceFailed(source: name, reason: "token_uri \(tokenURI) is not a URL") }
-            return try await exchange(url, form: [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)], http: http)
+            return try await exchange(
+                url, form: [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion)], http: http)
         case "authorized_user":
             guard let id = key.client_id, let secret = key.client_secret, let refresh = key.refresh_token else {
-                throw .sourceFailed(source: name, reason: "the authorized_user file lacks client_id, client_secret or refresh_token; run `gcloud auth application-default login` again")
+                throw .sourceFailed(
+                    source: name,
+                    reason:
+                        "the authorized_user file lacks client_id, client_secret or refresh_token; run `gcloud auth application-default login` again")
             }
-            return try await exchange(endpoints.url("oauth2", "/token"), form: [("grant_type", "refresh_token"), ("client_id", id), ("client_secret", secret), ("refresh_token", refresh)], http: http)
+            return try await exchange(
+                endpoints.url("oauth2", "/token"),
+                form: [("grant_type", "refresh_token"), ("client_id", id), ("client_secret", secret), ("refresh_token", refresh)], http: http)
         default:
-            throw .sourceFailed(source: name, reason: "credentials of type \(key.type) are not supported; use a service_account key or authorized_user ADC")
+            throw .sourceFailed(
+                source: name, reason: "credentials of type \(key.type) are not supported; use a service_account key or authorized_user ADC")
         }
     }
 
     func exchange(_ url: URL, form: [(String, String)], http: CloudHTTP) async throws(GCPCredentialError) -> GCPAccessToken {
         let response: CloudHTTP.Response
-        do { response = try await http.send("POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: FormEncoding.encode(form), timeout: .seconds(30)) } catch {
+        do {
+            response = try await http.send(
+                "POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: FormEncoding.encode(form), timeout: .seconds(30))
+        } catch {
             throw .sourceFailed(source: name, reason: "\(error)")
         }
         guard response.status == 200, let token = AccessToken(answer: response.body) else {
@@ -123,7 +134,8 @@ public struct KeyFileCredentials: GCPCredentialSource {
         // A user: ask who the token belongs to.
         let url = endpoints.url("oauth2", "/v3/tokeninfo", query: [("access_token", token.token)])
         guard let response = try? await http.send("GET", url, timeout: .seconds(30)), response.status == 200,
-              let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any], let email = object["email"] as? String else {
+            let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any], let email = object["email"] as? String
+        else {
             throw .sourceFailed(source: name, reason: "could not learn the user's email from tokeninfo; log in with the userinfo.email scope")
         }
         return "user:\(email)"
@@ -136,7 +148,8 @@ public struct KeyFileCredentials: GCPCredentialSource {
         let issued = Int(now.timeIntervalSince1970)
         let claims: [String: Any] = ["iss": email, "scope": cloudPlatformScope, "aud": audience, "iat": issued, "exp": issued + 3600]
         guard let headerData = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]),
-              let claimsData = try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys]) else {
+            let claimsData = try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])
+        else {
             throw .sourceFailed(source: "service-account key", reason: "could not encode the JWT")
         }
         let signingInput = base64URL(headerData) + "." + base64URL(claimsData)
@@ -151,7 +164,8 @@ public struct KeyFileCredentials: GCPCredentialSource {
 }
 
 func base64URL(_ data: Data) -> String {
-    data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+        of: "=", with: "")
 }
 
 /// The GCE/Cloud Run metadata server (`GCE_METADATA_HOST` moves it, as in Google's libraries).
@@ -177,7 +191,9 @@ public struct MetadataServerCredentials: GCPCredentialSource {
         guard let response = await get("instance/service-accounts/default/token", http: http, timeout: probeTimeout) else { return nil }
         guard response.header("Metadata-Flavor") == "Google" else { return nil }  // something else answered
         guard response.status == 200, let token = AccessToken(answer: response.body) else {
-            throw .sourceFailed(source: name, reason: "the metadata server answered \(response.status) for the default service account's token; is a service account attached?")
+            throw .sourceFailed(
+                source: name,
+                reason: "the metadata server answered \(response.status) for the default service account's token; is a service account attached?")
         }
         return token
     }
@@ -204,15 +220,21 @@ public actor GCPCredentialChain {
         self.endpoints = endpoints
     }
 
-    public static func standard(environment: [String: String] = ProcessInfo.processInfo.environment, home: String = NSHomeDirectory()) -> GCPCredentialChain {
+    public static func standard(
+        environment: [String: String] = ProcessInfo.processInfo.environment, home: String = NSHomeDirectory()
+    ) -> GCPCredentialChain {
         let configDirectory = environment["CLOUDSDK_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? home + "/.config/gcloud"
         let endpoints = GCPEndpoints(environment: environment)
-        return GCPCredentialChain(sources: [
-            KeyFileCredentials(name: "GOOGLE_APPLICATION_CREDENTIALS", path: environment["GOOGLE_APPLICATION_CREDENTIALS"], mustExist: true, endpoints: endpoints),
-            KeyFileCredentials(name: "gcloud application-default credentials", path: configDirectory + "/application_default_credentials.json",
-                               mustExist: false, endpoints: endpoints),
-            MetadataServerCredentials(environment: environment),
-        ], endpoints: endpoints)
+        return GCPCredentialChain(
+            sources: [
+                KeyFileCredentials(
+                    name: "GOOGLE_APPLICATION_CREDENTIALS", path: environment["GOOGLE_APPLICATION_CREDENTIALS"], mustExist: true, endpoints: endpoints
+                ),
+                KeyFileCredentials(
+                    name: "gcloud application-default credentials", path: configDirectory + "/application_default_credentials.json",
+                    mustExist: false, endpoints: endpoints),
+                MetadataServerCredentials(environment: environment),
+            ], endpoints: endpoints)
     }
 
     public var currentSource: String? { get async { await chain.sourceIndex(for: cloudPlatformScope).map { sources[$0].name } } }

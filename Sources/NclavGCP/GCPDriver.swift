@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
-import NclavDrivers
 import NclavCore
+import NclavDrivers
 
 /// The `--gcp-*` settings of `nclav serve`.
 public struct GCPDriverConfiguration: Sendable {
@@ -15,8 +15,10 @@ public struct GCPDriverConfiguration: Sendable {
     public var partitionRoles: [String]
     public var backoff: CappedBackoff
 
-    public init(parent: String, billingAccount: String, projectPrefix: String? = nil, defaultRegion: String = "us-central1",
-                partitionRoles: [String] = ["roles/owner"], backoff: CappedBackoff = CappedBackoff()) {
+    public init(
+        parent: String, billingAccount: String, projectPrefix: String? = nil, defaultRegion: String = "us-central1",
+        partitionRoles: [String] = ["roles/owner"], backoff: CappedBackoff = CappedBackoff()
+    ) {
         self.parent = parent
         self.billingAccount = billingAccount
         self.projectPrefix = projectPrefix
@@ -101,8 +103,10 @@ public struct GCPDriver: Driver {
         let projectID = previous?.values["project_id"] ?? Self.projectID(prefix: configuration.projectPrefix, enclave: enclave.id)
         let project = try await ensureProject(projectID, enclave: enclave)
         try await ensureBilling(projectID)
-        var services = ["iam.googleapis.com", "iamcredentials.googleapis.com", "cloudresourcemanager.googleapis.com", "serviceusage.googleapis.com",
-                        "cloudasset.googleapis.com"]
+        var services = [
+            "iam.googleapis.com", "iamcredentials.googleapis.com", "cloudresourcemanager.googleapis.com", "serviceusage.googleapis.com",
+            "cloudasset.googleapis.com",
+        ]
         if enclave.network != nil { services.append("compute.googleapis.com") }
         if enclave.dns?.zone != nil { services.append("dns.googleapis.com") }
         let enable = try await client.call("POST", "serviceusage", "/v1/projects/\(projectID)/services:batchEnable", body: ["serviceIds": services])
@@ -117,23 +121,27 @@ public struct GCPDriver: Driver {
         var values = ["project_id": projectID, "project_number": project, "region": region, "service_account": enclaveAccount]
         if let network = enclave.network {
             let networkPath = "projects/\(projectID)/global/networks/\(Self.networkName)"
-            try await insertCompute("/compute/v1/projects/\(projectID)/global/networks",
-                                    body: ["name": Self.networkName, "autoCreateSubnetworks": false, "description": "nclav enclave \(enclave.id)"],
-                                    what: "creating network \(Self.networkName) in \(projectID)")
+            try await insertCompute(
+                "/compute/v1/projects/\(projectID)/global/networks",
+                body: ["name": Self.networkName, "autoCreateSubnetworks": false, "description": "nclav enclave \(enclave.id)"],
+                what: "creating network \(Self.networkName) in \(projectID)")
             var subnets: [String] = []
             for cidr in network.subnets {
                 let name = "nclav-" + cidr.replacingOccurrences(of: ".", with: "-").replacingOccurrences(of: "/", with: "-")
-                try await insertCompute("/compute/v1/projects/\(projectID)/regions/\(region)/subnetworks",
-                                        body: ["name": name, "ipCidrRange": cidr, "network": networkPath, "privateIpGoogleAccess": true],
-                                        what: "creating subnetwork \(name) in \(projectID)")
+                try await insertCompute(
+                    "/compute/v1/projects/\(projectID)/regions/\(region)/subnetworks",
+                    body: ["name": name, "ipCidrRange": cidr, "network": networkPath, "privateIpGoogleAccess": true],
+                    what: "creating subnetwork \(name) in \(projectID)")
                 subnets.append("projects/\(projectID)/regions/\(region)/subnetworks/\(name)")
             }
             values["vpc_id"] = networkPath
             values["subnet_ids"] = subnets.joined(separator: ",")
             if let zone = enclave.dns?.zone {
-                let body: [String: Any] = ["name": Self.zoneName, "dnsName": zone.hasSuffix(".") ? zone : zone + ".", "description": "nclav enclave \(enclave.id)",
-                                           "visibility": "private", "labels": labels(enclave),
-                                           "privateVisibilityConfig": ["networks": [["networkUrl": "https://www.googleapis.com/compute/v1/" + networkPath]]]]
+                let body: [String: Any] = [
+                    "name": Self.zoneName, "dnsName": zone.hasSuffix(".") ? zone : zone + ".", "description": "nclav enclave \(enclave.id)",
+                    "visibility": "private", "labels": labels(enclave),
+                    "privateVisibilityConfig": ["networks": [["networkUrl": "https://www.googleapis.com/compute/v1/" + networkPath]]],
+                ]
                 do { try await client.call("POST", "dns", "/dns/v1/projects/\(projectID)/managedZones", body: body) } catch {
                     guard error.api?.isAlreadyExists == true else { throw error }
                 }
@@ -154,16 +162,20 @@ public struct GCPDriver: Driver {
         } catch let error as GCPCallError where error.api.map({ $0.code == 403 || $0.isNotFound }) ?? false {
             // 403 is what GCP answers for a project that does not exist (or is not visible).
         }
-        let body: [String: Any] = ["projectId": projectID, "displayName": String("nclav \(enclave.id)".prefix(30)), "parent": configuration.parent,
-                                   "labels": labels(enclave)]
+        let body: [String: Any] = [
+            "projectId": projectID, "displayName": String("nclav \(enclave.id)".prefix(30)), "parent": configuration.parent,
+            "labels": labels(enclave),
+        ]
         let operation: [String: Any]
         do { operation = try await client.call("POST", "cloudresourcemanager", "/v3/projects", body: body) } catch {
             if error.api?.isAlreadyExists == true { throw GCPDriverError.projectIDTaken(enclave: enclave.id, projectID: projectID) }
             throw error
         }
-        let project = try await client.wait(operation: operation, service: "cloudresourcemanager", version: "v3", what: "creating project \(projectID)")
+        let project = try await client.wait(
+            operation: operation, service: "cloudresourcemanager", version: "v3", what: "creating project \(projectID)")
         if project["name"] == nil {
-            return try check(try await client.call("GET", "cloudresourcemanager", "/v3/projects/\(projectID)"), projectID: projectID, enclave: enclave)
+            return try check(
+                try await client.call("GET", "cloudresourcemanager", "/v3/projects/\(projectID)"), projectID: projectID, enclave: enclave)
         }
         return try check(project, projectID: projectID, enclave: enclave)
     }
@@ -171,20 +183,24 @@ public struct GCPDriver: Driver {
     func check(_ project: [String: Any], projectID: String, enclave: Enclave) throws -> String {
         let labels = project["labels"] as? [String: String] ?? [:]
         guard labels["nclav-enclave"] == enclave.id else { throw GCPDriverError.projectNotOurs(enclave: enclave.id, projectID: projectID) }
-        if let state = project["state"] as? String, state != "ACTIVE" { throw GCPDriverError.projectNotActive(enclave: enclave.id, projectID: projectID, state: state) }
+        if let state = project["state"] as? String, state != "ACTIVE" {
+            throw GCPDriverError.projectNotActive(enclave: enclave.id, projectID: projectID, state: state)
+        }
         return (project["name"] as? String ?? "").replacingOccurrences(of: "projects/", with: "")
     }
 
     func ensureBilling(_ projectID: String) async throws {
         let info = try await client.call("GET", "cloudbilling", "/v1/projects/\(projectID)/billingInfo")
         if info["billingAccountName"] as? String == configuration.billingAccount, info["billingEnabled"] as? Bool == true { return }
-        try await client.call("PUT", "cloudbilling", "/v1/projects/\(projectID)/billingInfo", body: ["billingAccountName": configuration.billingAccount])
+        try await client.call(
+            "PUT", "cloudbilling", "/v1/projects/\(projectID)/billingInfo", body: ["billingAccountName": configuration.billingAccount])
     }
 
     func ensureServiceAccount(_ accountID: String, project: String, displayName: String) async throws -> String {
         do {
-            let created = try await client.call("POST", "iam", "/v1/projects/\(project)/serviceAccounts",
-                                                body: ["accountId": accountID, "serviceAccount": ["displayName": displayName, "description": "created by nclav"]])
+            let created = try await client.call(
+                "POST", "iam", "/v1/projects/\(project)/serviceAccounts",
+                body: ["accountId": accountID, "serviceAccount": ["displayName": displayName, "description": "created by nclav"]])
             return created["email"] as? String ?? Self.email(account: accountID, project: project)
         } catch {
             guard error.api?.isAlreadyExists == true else { throw error }
@@ -205,8 +221,9 @@ public struct GCPDriver: Driver {
     /// (GCP answers 409 ABORTED on an etag mismatch).
     func editProjectPolicy(_ projectID: String, _ change: (inout [String: Any]) -> Bool) async throws {
         for attempt in 1...5 {
-            var policy = try await client.call("POST", "cloudresourcemanager", "/v3/projects/\(projectID):getIamPolicy",
-                                               body: ["options": ["requestedPolicyVersion": 3]])
+            var policy = try await client.call(
+                "POST", "cloudresourcemanager", "/v3/projects/\(projectID):getIamPolicy",
+                body: ["options": ["requestedPolicyVersion": 3]])
             guard change(&policy) else { return }
             do {
                 try await client.call("POST", "cloudresourcemanager", "/v3/projects/\(projectID):setIamPolicy", body: ["policy": policy])
@@ -224,7 +241,11 @@ public struct GCPDriver: Driver {
         for role in roles {
             if let index = bindings.firstIndex(where: { $0["role"] as? String == role && $0["condition"] == nil }) {
                 var members = bindings[index]["members"] as? [String] ?? []
-                if !members.contains(member) { members.append(member); bindings[index]["members"] = members; changed = true }
+                if !members.contains(member) {
+                    members.append(member)
+                    bindings[index]["members"] = members
+                    changed = true
+                }
             } else {
                 bindings.append(["role": role, "members": [member]])
                 changed = true
@@ -266,16 +287,19 @@ public struct GCPDriver: Driver {
 
     public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
         let project = context.values["project_id"] ?? Self.projectID(prefix: configuration.projectPrefix, enclave: enclave.id)
-        return ["nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": project,
-                "nclav_region": context.values["region"] ?? region(enclave),
-                "nclav_service_account": Self.email(account: Self.accountID(partition: partition.id), project: project),
-                "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
-                "nclav_dns_zone_id": context.values["dns_zone_id"] ?? ""]
+        return [
+            "nclav_enclave_id": enclave.id, "nclav_partition_id": partition.id, "nclav_project_id": project,
+            "nclav_region": context.values["region"] ?? region(enclave),
+            "nclav_service_account": Self.email(account: Self.accountID(partition: partition.id), project: project),
+            "nclav_vpc_id": context.values["vpc_id"] ?? "", "nclav_subnet_ids": context.values["subnet_ids"] ?? "",
+            "nclav_dns_zone_id": context.values["dns_zone_id"] ?? "",
+        ]
     }
 
     public func provisionPartition(enclave: Enclave, context: EnclaveContext, partition: Partition) async throws -> PartitionIdentity {
         guard let projectID = context.values["project_id"] else { throw GCPDriverError.noProject(enclave: enclave.id) }
-        let email = try await ensureServiceAccount(Self.accountID(partition: partition.id), project: projectID, displayName: "nclav partition \(partition.id)")
+        let email = try await ensureServiceAccount(
+            Self.accountID(partition: partition.id), project: projectID, displayName: "nclav partition \(partition.id)")
         let roles = configuration.partitionRoles
         try await editProjectPolicy(projectID) { policy in Self.add(roles, member: "serviceAccount:\(email)", to: &policy) }
         return ["service_account": email, "project_id": projectID]
@@ -290,16 +314,21 @@ public struct GCPDriver: Driver {
         }
     }
 
-    public func terraformEnvironment(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws -> TerraformEnvironment {
+    public func terraformEnvironment(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity
+    ) async throws -> TerraformEnvironment {
         let projectID = context.values["project_id"] ?? ""
         let email = identity["service_account"] ?? Self.email(account: Self.accountID(partition: partition.id), project: projectID)
-        let minted = try await client.call("POST", "iamcredentials", "/v1/projects/-/serviceAccounts/\(email):generateAccessToken",
-                                           body: ["scope": [cloudPlatformScope], "lifetime": "3600s"])
+        let minted = try await client.call(
+            "POST", "iamcredentials", "/v1/projects/-/serviceAccounts/\(email):generateAccessToken",
+            body: ["scope": [cloudPlatformScope], "lifetime": "3600s"])
         guard let token = minted["accessToken"] as? String else { throw GCPCallError.unreadable(call: "generateAccessToken for \(email)") }
         let region = context.values["region"] ?? region(enclave)
         return TerraformEnvironment(
-            variables: ["GOOGLE_OAUTH_ACCESS_TOKEN": token, "GOOGLE_PROJECT": projectID, "GOOGLE_CLOUD_PROJECT": projectID, "GOOGLE_REGION": region,
-                        "CLOUDSDK_CORE_PROJECT": projectID, "CLOUDSDK_AUTH_ACCESS_TOKEN": token],
+            variables: [
+                "GOOGLE_OAUTH_ACCESS_TOKEN": token, "GOOGLE_PROJECT": projectID, "GOOGLE_CLOUD_PROJECT": projectID, "GOOGLE_REGION": region,
+                "CLOUDSDK_CORE_PROJECT": projectID, "CLOUDSDK_AUTH_ACCESS_TOKEN": token,
+            ],
             secretNames: ["GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"], clearedPrefixes: ["GOOGLE_", "CLOUDSDK_"])
     }
 
@@ -316,8 +345,10 @@ public struct GCPDriver: Driver {
             for result in page["results"] as? [[String: Any]] ?? [] {
                 let labels = result["labels"] as? [String: String] ?? [:]
                 guard labels["nclav-enclave"] == nil || labels["nclav-enclave"] == enclave.id,
-                      let partition = labels["nclav-partition"], !knownPartitions.contains(partition) else { continue }
-                found.append(Orphan(enclaveID: enclave.id, cloud: "gcp", resource: result["name"] as? String ?? "?", partition: partition, tags: labels))
+                    let partition = labels["nclav-partition"], !knownPartitions.contains(partition)
+                else { continue }
+                found.append(
+                    Orphan(enclaveID: enclave.id, cloud: "gcp", resource: result["name"] as? String ?? "?", partition: partition, tags: labels))
             }
             pageToken = page["nextPageToken"] as? String ?? ""
         } while !pageToken.isEmpty
@@ -338,17 +369,23 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .noProject(let enclave): return "enclave \(enclave) has no GCP project recorded yet; apply it first"
         case .projectIDTaken(let enclave, let id):
-            return "the GCP project id \(id) for enclave \(enclave) is taken by a project nclav cannot see (project ids are global); set --gcp-project-prefix to pick another"
+            return
+                "the GCP project id \(id) for enclave \(enclave) is taken by a project nclav cannot see (project ids are global); set --gcp-project-prefix to pick another"
         case .projectNotOurs(let enclave, let id):
-            return "GCP project \(id) exists but is not labelled nclav-enclave=\(enclave); nclav will not take over a project it did not create — set --gcp-project-prefix or label the project"
+            return
+                "GCP project \(id) exists but is not labelled nclav-enclave=\(enclave); nclav will not take over a project it did not create — set --gcp-project-prefix or label the project"
         case .projectNotActive(let enclave, let id, let state):
-            return "GCP project \(id) of enclave \(enclave) is \(state); restore it with `gcloud projects undelete \(id)` (within 30 days) or give the enclave another id"
+            return
+                "GCP project \(id) of enclave \(enclave) is \(state); restore it with `gcloud projects undelete \(id)` (within 30 days) or give the enclave another id"
         case .missingExportOutput(let export, let enclave, let output, let type):
-            return "export \(export) of enclave \(enclave) is a \(type) export on GCP: its partition must declare and produce the output `\(output)` for importers to connect to"
+            return
+                "export \(export) of enclave \(enclave) is a \(type) export on GCP: its partition must declare and produce the output `\(output)` for importers to connect to"
         case .importNeedsNetwork(let enclave, let alias):
-            return "enclave \(enclave) imports tcp `\(alias)` on GCP, which needs a Private Service Connect endpoint in its VPC; declare network with at least one subnet"
+            return
+                "enclave \(enclave) imports tcp `\(alias)` on GCP, which needs a Private Service Connect endpoint in its VPC; declare network with at least one subnet"
         case .zoneNeedsNetwork(let enclave):
-            return "enclave \(enclave) declares dns.zone but no network; a private Cloud DNS zone is attached to the enclave's VPC, so declare network too"
+            return
+                "enclave \(enclave) declares dns.zone but no network; a private Cloud DNS zone is attached to the enclave's VPC, so declare network too"
         }
     }
 }
@@ -366,8 +403,10 @@ extension GCPDriver {
     ///   (exporter output `topic`), with `roles/pubsub.subscriber` on the topic.
     /// Imports from other clouds are left alone. Each thing made is recorded (`wired.N`) so
     /// `teardownPartition` removes it.
-    public func wireImports(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
-                            imports: [ImportWiring]) async throws -> PartitionIdentity {
+    public func wireImports(
+        enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity,
+        imports: [ImportWiring]
+    ) async throws -> PartitionIdentity {
         guard let projectID = context.values["project_id"], let email = identity["service_account"] else { return identity }
         let member = "serviceAccount:\(email)"
         var result = identity.filter { !$0.key.hasPrefix("wired.") }
@@ -380,42 +419,56 @@ extension GCPDriver {
                 records.append("invoker|\(exporterProject)|\(member)")
             case .tcp:
                 guard let attachment = wiring.exporterOutputs["service_attachment"] else {
-                    throw GCPDriverError.missingExportOutput(export: wiring.export.name, enclave: wiring.exporterEnclave, output: "service_attachment", type: "tcp")
+                    throw GCPDriverError.missingExportOutput(
+                        export: wiring.export.name, enclave: wiring.exporterEnclave, output: "service_attachment", type: "tcp")
                 }
-                guard let network = context.values["vpc_id"], let subnet = context.values["subnet_ids"]?.split(separator: ",").first.map(String.init) else {
+                guard let network = context.values["vpc_id"], let subnet = context.values["subnet_ids"]?.split(separator: ",").first.map(String.init)
+                else {
                     throw GCPDriverError.importNeedsNetwork(enclave: enclave.id, alias: wiring.alias)
                 }
                 let region = context.values["region"] ?? region(enclave)
                 let name = "nclav-psc-\(partition.id)-\(wiring.alias)".prefix(63).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
-                try await insertCompute("/compute/v1/projects/\(projectID)/regions/\(region)/addresses",
-                                        body: ["name": name, "addressType": "INTERNAL", "subnetwork": subnet], what: "reserving the PSC address \(name)")
+                try await insertCompute(
+                    "/compute/v1/projects/\(projectID)/regions/\(region)/addresses",
+                    body: ["name": name, "addressType": "INTERNAL", "subnetwork": subnet], what: "reserving the PSC address \(name)")
                 let address = try await client.call("GET", "compute", "/compute/v1/projects/\(projectID)/regions/\(region)/addresses/\(name)")
                 let ip = address["address"] as? String ?? ""
-                try await insertCompute("/compute/v1/projects/\(projectID)/regions/\(region)/forwardingRules",
-                                        body: ["name": name, "target": attachment, "network": network, "IPAddress": "projects/\(projectID)/regions/\(region)/addresses/\(name)",
-                                               "loadBalancingScheme": ""],
-                                        what: "creating the PSC endpoint \(name)")
+                try await insertCompute(
+                    "/compute/v1/projects/\(projectID)/regions/\(region)/forwardingRules",
+                    body: [
+                        "name": name, "target": attachment, "network": network,
+                        "IPAddress": "projects/\(projectID)/regions/\(region)/addresses/\(name)",
+                        "loadBalancingScheme": "",
+                    ],
+                    what: "creating the PSC endpoint \(name)")
                 records.append("psc|\(projectID)|\(region)|\(name)")
                 if let zoneName = context.values["dns_zone_id"], let zone = enclave.dns?.zone, !ip.isEmpty {
                     let record = "\(wiring.alias).\(zone.hasSuffix(".") ? zone : zone + ".")"
                     do {
-                        try await client.call("POST", "dns", "/dns/v1/projects/\(projectID)/managedZones/\(zoneName)/rrsets",
-                                              body: ["name": record, "type": "A", "ttl": 300, "rrdatas": [ip]])
+                        try await client.call(
+                            "POST", "dns", "/dns/v1/projects/\(projectID)/managedZones/\(zoneName)/rrsets",
+                            body: ["name": record, "type": "A", "ttl": 300, "rrdatas": [ip]])
                     } catch { guard error.api?.isAlreadyExists == true else { throw error } }
                     records.append("dns|\(projectID)|\(zoneName)|\(record)")
                 }
             case .queue:
                 guard let topic = wiring.exporterOutputs["topic"] else {
-                    throw GCPDriverError.missingExportOutput(export: wiring.export.name, enclave: wiring.exporterEnclave, output: "topic", type: "queue")
+                    throw GCPDriverError.missingExportOutput(
+                        export: wiring.export.name, enclave: wiring.exporterEnclave, output: "topic", type: "queue")
                 }
                 let subscription = "projects/\(projectID)/subscriptions/nclav-\(partition.id)-\(wiring.alias)"
                 do {
-                    try await client.call("PUT", "pubsub", "/v1/\(subscription)", body: ["topic": topic, "labels": labels(enclave).merging(["nclav-partition": partition.id]) { $1 }])
+                    try await client.call(
+                        "PUT", "pubsub", "/v1/\(subscription)",
+                        body: ["topic": topic, "labels": labels(enclave).merging(["nclav-partition": partition.id]) { $1 }])
                 } catch { guard error.api?.isAlreadyExists == true else { throw error } }
                 for attempt in 1...5 {
                     var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
                     guard Self.add(["roles/pubsub.subscriber"], member: member, to: &policy) else { break }
-                    do { try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy]); break } catch {
+                    do {
+                        try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy])
+                        break
+                    } catch {
                         guard error.api?.code == 409, attempt < 5 else { throw error }
                     }
                 }
@@ -440,7 +493,8 @@ extension GCPDriver {
             case "psc" where parts.count == 4:
                 for kind in ["forwardingRules", "addresses"] {
                     do {
-                        let operation = try await client.call("DELETE", "compute", "/compute/v1/projects/\(parts[1])/regions/\(parts[2])/\(kind)/\(parts[3])")
+                        let operation = try await client.call(
+                            "DELETE", "compute", "/compute/v1/projects/\(parts[1])/regions/\(parts[2])/\(kind)/\(parts[3])")
                         try await client.waitCompute(operation: operation, what: "deleting \(kind) \(parts[3])")
                     } catch let error as GCPCallError {
                         guard error.api?.isNotFound == true else { throw error }

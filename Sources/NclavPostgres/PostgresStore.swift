@@ -38,7 +38,9 @@ public final class PostgresStore: StateStore {
     static let replicaNamespace: Int32 = 0x6E63_6C77
 
     /// Connects, applies pending migrations and registers this replica.
-    public static func open(url text: String, retainedVersions: Int = 100, logger: Logger = Logger(label: "nclav.postgres")) async throws -> PostgresStore {
+    public static func open(
+        url text: String, retainedVersions: Int = 100, logger: Logger = Logger(label: "nclav.postgres")
+    ) async throws -> PostgresStore {
         let url: PostgresURL
         do { url = try PostgresURL(text) } catch let error as PostgresURL.ParseError {
             throw StoreError.cannotOpen(path: PostgresURL.redact(text), reason: error.description)
@@ -61,8 +63,9 @@ public final class PostgresStore: StateStore {
             opened = session
             try await Migrations.apply(on: session, logger: logger)
             let number = try await session.registerReplica(host: ProcessInfo.processInfo.hostName, pid: getpid())
-            return PostgresStore(url: url, client: client, clientTask: clientTask, session: session,
-                                 retainedVersions: retainedVersions, logger: logger, replicaNumber: number)
+            return PostgresStore(
+                url: url, client: client, clientTask: clientTask, session: session,
+                retainedVersions: retainedVersions, logger: logger, replicaNumber: number)
         } catch {
             await opened?.close()
             clientTask.cancel()
@@ -70,8 +73,10 @@ public final class PostgresStore: StateStore {
         }
     }
 
-    private init(url: PostgresURL, client: PostgresClient, clientTask: Task<Void, Never>, session: SessionConnection,
-                 retainedVersions: Int, logger: Logger, replicaNumber: Int64) {
+    private init(
+        url: PostgresURL, client: PostgresClient, clientTask: Task<Void, Never>, session: SessionConnection,
+        retainedVersions: Int, logger: Logger, replicaNumber: Int64
+    ) {
         self.url = url
         self.client = client
         self.clientTask = clientTask
@@ -154,7 +159,9 @@ public final class PostgresStore: StateStore {
     }
 
     public func enclave(_ id: String) async throws -> EnclaveState? {
-        try await rows("SELECT json FROM nclav_enclaves WHERE id = \(id)").first.map { try RecordCoding.decode(EnclaveState.self, $0["json"].decode(Data.self)) }
+        try await rows("SELECT json FROM nclav_enclaves WHERE id = \(id)").first.map {
+            try RecordCoding.decode(EnclaveState.self, $0["json"].decode(Data.self))
+        }
     }
 
     public func putEnclave(_ state: EnclaveState) async throws {
@@ -176,7 +183,8 @@ public final class PostgresStore: StateStore {
 
     public func putPartition(_ state: PartitionState) async throws {
         let json = try RecordCoding.encode(state)
-        try await execute("""
+        try await execute(
+            """
             INSERT INTO nclav_partitions (enclave_id, partition_id, json) VALUES (\(state.enclaveID), \(state.partitionID), \(json))
             ON CONFLICT (enclave_id, partition_id) DO UPDATE SET json = excluded.json
             """)
@@ -189,13 +197,16 @@ public final class PostgresStore: StateStore {
     // MARK: Events
 
     public func appendEvent(_ event: AuditEvent) async throws -> AuditEvent {
-        let rows = try await rows("""
+        let rows = try await rows(
+            """
             INSERT INTO nclav_events (time, kind, enclave_id, partition_id, reconcile_id, message)
             VALUES (\(event.time.timeIntervalSinceReferenceDate), \(event.kind), \(event.enclaveID), \(event.partitionID),
                     \(event.reconcileID?.uuidString), \(event.message))
             RETURNING seq
             """)
-        guard let sequence = try rows.first?["seq"].decode(Int64.self) else { throw StoreError.database("the event insert returned no sequence number") }
+        guard let sequence = try rows.first?["seq"].decode(Int64.self) else {
+            throw StoreError.database("the event insert returned no sequence number")
+        }
         var stored = event
         stored.sequence = sequence
         return stored
@@ -203,18 +214,20 @@ public final class PostgresStore: StateStore {
 
     public func events(enclave: String?, limit: Int) async throws -> [AuditEvent] {
         let limit = Int64(max(0, limit))
-        let found = if let enclave {
-            try await rows("SELECT * FROM nclav_events WHERE enclave_id = \(enclave) ORDER BY seq DESC LIMIT \(limit)")
-        } else {
-            try await rows("SELECT * FROM nclav_events ORDER BY seq DESC LIMIT \(limit)")
-        }
+        let found =
+            if let enclave {
+                try await rows("SELECT * FROM nclav_events WHERE enclave_id = \(enclave) ORDER BY seq DESC LIMIT \(limit)")
+            } else {
+                try await rows("SELECT * FROM nclav_events ORDER BY seq DESC LIMIT \(limit)")
+            }
         return try found.map { row in
-            AuditEvent(sequence: try row["seq"].decode(Int64.self),
-                       time: Date(timeIntervalSinceReferenceDate: try row["time"].decode(Double.self)),
-                       kind: try row["kind"].decode(String.self),
-                       enclaveID: try row["enclave_id"].decode(String?.self), partitionID: try row["partition_id"].decode(String?.self),
-                       reconcileID: try row["reconcile_id"].decode(String?.self).flatMap(UUID.init(uuidString:)),
-                       message: try row["message"].decode(String.self))
+            AuditEvent(
+                sequence: try row["seq"].decode(Int64.self),
+                time: Date(timeIntervalSinceReferenceDate: try row["time"].decode(Double.self)),
+                kind: try row["kind"].decode(String.self),
+                enclaveID: try row["enclave_id"].decode(String?.self), partitionID: try row["partition_id"].decode(String?.self),
+                reconcileID: try row["reconcile_id"].decode(String?.self).flatMap(UUID.init(uuidString:)),
+                message: try row["message"].decode(String.self))
         }
     }
 
@@ -223,31 +236,37 @@ public final class PostgresStore: StateStore {
     public func createRun(_ run: IacRun) async throws {
         let replica = replicaNumber
         try await transaction { connection in
-            _ = try await connection.query("""
+            _ = try await connection.query(
+                """
                 INSERT INTO nclav_runs (id, enclave_id, partition_id, operation, status, exit_code, started_at, finished_at, tool,
                                         tool_version, reconcile_id, replica)
                 VALUES (\(run.id.uuidString), \(run.enclaveID), \(run.partitionID), \(run.operation.rawValue), \(run.status.rawValue),
                         \(run.exitCode.map { Int64($0) }), \(run.startedAt.timeIntervalSinceReferenceDate),
                         \(run.finishedAt?.timeIntervalSinceReferenceDate), \(run.tool), \(run.toolVersion), \(run.reconcileID?.uuidString),
                         \(replica))
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             if !run.log.isEmpty {
-                _ = try await connection.query("INSERT INTO nclav_run_logs (run_id, text) VALUES (\(run.id.uuidString), \(run.log))",
-                                               logger: logger).collect()
+                _ = try await connection.query(
+                    "INSERT INTO nclav_run_logs (run_id, text) VALUES (\(run.id.uuidString), \(run.log))",
+                    logger: logger
+                ).collect()
             }
         }
     }
 
     public func appendRunLog(_ runID: UUID, _ text: String) async throws {
         // One statement: the row is added only when the run exists, so an unknown id is an error.
-        let inserted = try await rows("""
+        let inserted = try await rows(
+            """
             INSERT INTO nclav_run_logs (run_id, text) SELECT id, \(text) FROM nclav_runs WHERE id = \(runID.uuidString) RETURNING seq
             """)
         if inserted.isEmpty { throw StoreError.unknownRun(runID) }
     }
 
     public func finishRun(_ runID: UUID, status: IacRun.Status, exitCode: Int32?, finishedAt: Date) async throws {
-        let updated = try await rows("""
+        let updated = try await rows(
+            """
             UPDATE nclav_runs SET status = \(status.rawValue), exit_code = \(exitCode.map { Int64($0) }),
                    finished_at = \(finishedAt.timeIntervalSinceReferenceDate)
             WHERE id = \(runID.uuidString) RETURNING id
@@ -269,26 +288,30 @@ public final class PostgresStore: StateStore {
     }
 
     public func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
-        try await rows("""
+        try await rows(
+            """
             SELECT * FROM nclav_runs WHERE enclave_id = \(enclave) AND partition_id = \(partition)
             ORDER BY started_at DESC, id DESC LIMIT \(Int64(max(0, limit)))
-            """).map(Self.run(from:))
+            """
+        ).map(Self.run(from:))
     }
 
     private static func run(from row: PostgresRandomAccessRow) throws -> IacRun {
         let idText = try row["id"].decode(String.self)
         guard let id = UUID(uuidString: idText),
-              let operation = IacRun.Operation(rawValue: try row["operation"].decode(String.self)),
-              let status = IacRun.Status(rawValue: try row["status"].decode(String.self)) else {
+            let operation = IacRun.Operation(rawValue: try row["operation"].decode(String.self)),
+            let status = IacRun.Status(rawValue: try row["status"].decode(String.self))
+        else {
             throw StoreError.corrupt("run row \(idText)")
         }
-        return IacRun(id: id, enclaveID: try row["enclave_id"].decode(String.self), partitionID: try row["partition_id"].decode(String.self),
-                      operation: operation, status: status,
-                      exitCode: try row["exit_code"].decode(Int64?.self).map { Int32(truncatingIfNeeded: $0) },
-                      startedAt: Date(timeIntervalSinceReferenceDate: try row["started_at"].decode(Double.self)),
-                      finishedAt: try row["finished_at"].decode(Double?.self).map(Date.init(timeIntervalSinceReferenceDate:)),
-                      tool: try row["tool"].decode(String.self), toolVersion: try row["tool_version"].decode(String?.self),
-                      reconcileID: try row["reconcile_id"].decode(String?.self).flatMap(UUID.init(uuidString:)))
+        return IacRun(
+            id: id, enclaveID: try row["enclave_id"].decode(String.self), partitionID: try row["partition_id"].decode(String.self),
+            operation: operation, status: status,
+            exitCode: try row["exit_code"].decode(Int64?.self).map { Int32(truncatingIfNeeded: $0) },
+            startedAt: Date(timeIntervalSinceReferenceDate: try row["started_at"].decode(Double.self)),
+            finishedAt: try row["finished_at"].decode(Double?.self).map(Date.init(timeIntervalSinceReferenceDate:)),
+            tool: try row["tool"].decode(String.self), toolVersion: try row["tool_version"].decode(String?.self),
+            reconcileID: try row["reconcile_id"].decode(String?.self).flatMap(UUID.init(uuidString:)))
     }
 
     // MARK: Terraform state
@@ -296,39 +319,48 @@ public final class PostgresStore: StateStore {
     private static let infoColumns = "version, serial, lineage, sha256, md5, size, created_at, run_id"
 
     private static func versionInfo(from row: PostgresRandomAccessRow) throws -> StateVersionInfo {
-        StateVersionInfo(version: try row["version"].decode(Int64.self), serial: try row["serial"].decode(Int64.self),
-                         lineage: try row["lineage"].decode(String.self), sha256: try row["sha256"].decode(String.self),
-                         md5: try row["md5"].decode(String.self), size: Int(try row["size"].decode(Int64.self)),
-                         createdAt: Date(timeIntervalSinceReferenceDate: try row["created_at"].decode(Double.self)),
-                         runID: try row["run_id"].decode(String?.self).flatMap(UUID.init(uuidString:)))
+        StateVersionInfo(
+            version: try row["version"].decode(Int64.self), serial: try row["serial"].decode(Int64.self),
+            lineage: try row["lineage"].decode(String.self), sha256: try row["sha256"].decode(String.self),
+            md5: try row["md5"].decode(String.self), size: Int(try row["size"].decode(Int64.self)),
+            createdAt: Date(timeIntervalSinceReferenceDate: try row["created_at"].decode(Double.self)),
+            runID: try row["run_id"].decode(String?.self).flatMap(UUID.init(uuidString:)))
     }
 
     public func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? {
-        try await rows("""
+        try await rows(
+            """
             SELECT \(unescaped: Self.infoColumns), body FROM nclav_state_versions
             WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition) ORDER BY version DESC LIMIT 1
-            """).first.map { (try Self.versionInfo(from: $0), try $0["body"].decode(Data.self)) }
+            """
+        ).first.map { (try Self.versionInfo(from: $0), try $0["body"].decode(Data.self)) }
     }
 
     public func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo] {
-        try await rows("""
+        try await rows(
+            """
             SELECT \(unescaped: Self.infoColumns) FROM nclav_state_versions
             WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition) ORDER BY version DESC
-            """).map(Self.versionInfo(from:))
+            """
+        ).map(Self.versionInfo(from:))
     }
 
     public func stateVersion(_ key: StateKey, version: Int64) async throws -> (info: StateVersionInfo, body: Data)? {
-        try await rows("""
+        try await rows(
+            """
             SELECT \(unescaped: Self.infoColumns), body FROM nclav_state_versions
             WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition) AND version = \(version)
-            """).first.map { (try Self.versionInfo(from: $0), try $0["body"].decode(Data.self)) }
+            """
+        ).first.map { (try Self.versionInfo(from: $0), try $0["body"].decode(Data.self)) }
     }
 
     private static func latestInfo(_ connection: PostgresConnection, _ key: StateKey, logger: Logger) async throws -> StateVersionInfo? {
-        try await connection.query("""
+        try await connection.query(
+            """
             SELECT \(unescaped: infoColumns) FROM nclav_state_versions
             WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition) ORDER BY version DESC LIMIT 1
-            """, logger: logger).collect().first.map { try versionInfo(from: $0.makeRandomAccess()) }
+            """, logger: logger
+        ).collect().first.map { try versionInfo(from: $0.makeRandomAccess()) }
     }
 
     public func writeState(_ key: StateKey, _ write: StateWrite) async throws -> StateWriteOutcome {
@@ -338,17 +370,22 @@ public final class PostgresStore: StateStore {
             let latest = try await Self.latestInfo(connection, key, logger: logger)
             let lock = try await Self.lock(connection, key, logger: logger)
             if let answer = StateRules.decide(write, latest: latest, lock: lock) { return answer }
-            let info = StateVersionInfo(version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
-                                        sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
-            _ = try await connection.query("""
+            let info = StateVersionInfo(
+                version: (latest?.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
+                sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
+            _ = try await connection.query(
+                """
                 INSERT INTO nclav_state_versions (enclave_id, partition_id, version, serial, lineage, sha256, md5, size, created_at, run_id, body)
                 VALUES (\(key.enclave), \(key.partition), \(info.version), \(info.serial), \(info.lineage), \(info.sha256), \(info.md5),
                         \(Int64(info.size)), \(info.createdAt.timeIntervalSinceReferenceDate), \(info.runID?.uuidString), \(write.body))
-                """, logger: logger).collect()
-            _ = try await connection.query("""
+                """, logger: logger
+            ).collect()
+            _ = try await connection.query(
+                """
                 DELETE FROM nclav_state_versions
                 WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition) AND version <= \(info.version - retained)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return .stored(info)
         }
     }
@@ -357,9 +394,11 @@ public final class PostgresStore: StateStore {
         try await transaction { connection in
             try await Self.lockKey(connection, key, logger: logger)
             if let lock = try await Self.lock(connection, key, logger: logger) { return .locked(lock) }
-            let deleted = try await connection.query("""
+            let deleted = try await connection.query(
+                """
                 DELETE FROM nclav_state_versions WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition) RETURNING version
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return .deleted(versions: deleted.count)
         }
     }
@@ -367,15 +406,18 @@ public final class PostgresStore: StateStore {
     // MARK: Locks
 
     private static func lock(_ connection: PostgresConnection, _ key: StateKey, logger: Logger) async throws -> StateLock? {
-        try await connection.query("""
+        try await connection.query(
+            """
             SELECT * FROM nclav_state_locks WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition)
-            """, logger: logger).collect().first.map { try lock(from: $0.makeRandomAccess()) }
+            """, logger: logger
+        ).collect().first.map { try lock(from: $0.makeRandomAccess()) }
     }
 
     private static func lock(from row: PostgresRandomAccessRow) throws -> StateLock {
-        StateLock(id: try row["lock_id"].decode(String.self), info: try row["info"].decode(Data.self),
-                  runID: try row["run_id"].decode(String?.self).flatMap(UUID.init(uuidString:)),
-                  createdAt: Date(timeIntervalSinceReferenceDate: try row["created_at"].decode(Double.self)))
+        StateLock(
+            id: try row["lock_id"].decode(String.self), info: try row["info"].decode(Data.self),
+            runID: try row["run_id"].decode(String?.self).flatMap(UUID.init(uuidString:)),
+            createdAt: Date(timeIntervalSinceReferenceDate: try row["created_at"].decode(Double.self)))
     }
 
     public func lock(_ key: StateKey) async throws -> StateLock? {
@@ -387,11 +429,13 @@ public final class PostgresStore: StateStore {
         try await transaction { connection in
             try await Self.lockKey(connection, key, logger: logger)
             if let answer = StateRules.decideLock(lock, existing: try await Self.lock(connection, key, logger: logger)) { return answer }
-            _ = try await connection.query("""
+            _ = try await connection.query(
+                """
                 INSERT INTO nclav_state_locks (enclave_id, partition_id, lock_id, info, run_id, created_at)
                 VALUES (\(key.enclave), \(key.partition), \(lock.id), \(lock.info), \(lock.runID?.uuidString),
                         \(lock.createdAt.timeIntervalSinceReferenceDate))
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return .acquired
         }
     }
@@ -401,17 +445,21 @@ public final class PostgresStore: StateStore {
             try await Self.lockKey(connection, key, logger: logger)
             let existing = try await Self.lock(connection, key, logger: logger)
             if let answer = StateRules.decideUnlock(id: id, existing: existing) { return answer }
-            _ = try await connection.query("""
+            _ = try await connection.query(
+                """
                 DELETE FROM nclav_state_locks WHERE enclave_id = \(key.enclave) AND partition_id = \(key.partition)
-                """, logger: logger).collect()
+                """, logger: logger
+            ).collect()
             return .released(existing!)
         }
     }
 
     public func releaseLocks(heldBy runID: UUID) async throws -> [StateKey] {
-        try await rows("""
+        try await rows(
+            """
             DELETE FROM nclav_state_locks WHERE run_id = \(runID.uuidString) RETURNING enclave_id, partition_id
-            """).map { try StateKey(enclave: $0["enclave_id"].decode(String.self), partition: $0["partition_id"].decode(String.self)) }.sorted()
+            """
+        ).map { try StateKey(enclave: $0["enclave_id"].decode(String.self), partition: $0["partition_id"].decode(String.self)) }.sorted()
     }
 
     // MARK: Reconcile lock
@@ -433,13 +481,15 @@ public final class PostgresStore: StateStore {
 
     public func reconcileLock() async throws -> ReconcileLock? {
         // The row alone may outlive a dead holder; the lock itself is the truth.
-        try await rows("""
+        try await rows(
+            """
             SELECT r.id, r.holder, r.started_at FROM nclav_reconcile_lock r
             WHERE EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
                           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                           AND l.classid::bigint = \(Int64(Self.lockNamespace)) AND l.objid::bigint = \(Int64(Self.reconcileKey))
                           AND l.objsubid = 2)
-            """).first.flatMap(ReconcileLock.init(row:))
+            """
+        ).first.flatMap(ReconcileLock.init(row:))
     }
 
     // MARK: Recovery
@@ -466,23 +516,27 @@ public final class PostgresStore: StateStore {
     private func interruptRuns(at time: Date, includingOwn: Bool) async throws -> RecoveryReport {
         let own: Int64 = includingOwn ? replicaNumber : -1
         return try await transaction { connection in
-            let runIDs = try await connection.query("""
+            let runIDs = try await connection.query(
+                """
                 UPDATE nclav_runs SET status = 'interrupted', finished_at = \(time.timeIntervalSinceReferenceDate)
                 WHERE status = 'running' AND (replica = \(own) OR replica NOT IN (
                     SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                       AND l.classid::bigint = \(Int64(Self.replicaNamespace)) AND l.objsubid = 2))
                 RETURNING id
-                """, logger: logger).collect().map { try $0.makeRandomAccess()["id"].decode(String.self) }
+                """, logger: logger
+            ).collect().map { try $0.makeRandomAccess()["id"].decode(String.self) }
             var report = RecoveryReport()
             report.interruptedRuns = runIDs.compactMap(UUID.init(uuidString:)).sorted { $0.uuidString < $1.uuidString }
             if !runIDs.isEmpty {
-                report.releasedLocks = try await connection.query("""
+                report.releasedLocks = try await connection.query(
+                    """
                     DELETE FROM nclav_state_locks WHERE run_id = ANY(\(runIDs)) RETURNING enclave_id, partition_id
-                    """, logger: logger).collect().map { row in
-                        let row = row.makeRandomAccess()
-                        return try StateKey(enclave: row["enclave_id"].decode(String.self), partition: row["partition_id"].decode(String.self))
-                    }.sorted()
+                    """, logger: logger
+                ).collect().map { row in
+                    let row = row.makeRandomAccess()
+                    return try StateKey(enclave: row["enclave_id"].decode(String.self), partition: row["partition_id"].decode(String.self))
+                }.sorted()
             }
             return report
         }
@@ -492,7 +546,8 @@ public final class PostgresStore: StateStore {
 extension ReconcileLock {
     init?(row: PostgresRandomAccessRow) {
         guard let idText = try? row["id"].decode(String.self), let id = UUID(uuidString: idText),
-              let holder = try? row["holder"].decode(String.self), let started = try? row["started_at"].decode(Double.self) else { return nil }
+            let holder = try? row["holder"].decode(String.self), let started = try? row["started_at"].decode(Double.self)
+        else { return nil }
         self.init(id: id, holder: holder, startedAt: Date(timeIntervalSinceReferenceDate: started))
     }
 }

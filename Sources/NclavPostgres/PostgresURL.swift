@@ -72,8 +72,9 @@ public struct PostgresURL: Sendable, Equatable {
 
         let modeText = parameters["sslmode"] ?? "prefer"
         guard let mode = SSLMode(rawValue: modeText) else {
-            throw ParseError.badParameter(name: "sslmode", value: modeText,
-                                          accepted: SSLMode.allCases.map(\.rawValue).joined(separator: ", "))
+            throw ParseError.badParameter(
+                name: "sslmode", value: modeText,
+                accepted: SSLMode.allCases.map(\.rawValue).joined(separator: ", "))
         }
         sslMode = mode
         rootCertificatePath = parameters["sslrootcert"].flatMap { $0.isEmpty ? nil : $0 }
@@ -146,8 +147,9 @@ public struct PostgresURL: Sendable, Equatable {
         if let socketDirectory {
             configuration = .init(unixSocketPath: "\(socketDirectory)/.s.PGSQL.\(port)", username: user, password: password, database: database)
         } else {
-            configuration = .init(host: host, port: port, username: user, password: password, database: database,
-                                  tls: try tlsConfiguration().connection)
+            configuration = .init(
+                host: host, port: port, username: user, password: password, database: database,
+                tls: try tlsConfiguration().connection)
         }
         configuration.options.connectTimeout = .seconds(Int64(connectTimeoutSeconds))
         configuration.options.additionalStartupParameters = [("application_name", applicationName)]

@@ -33,12 +33,14 @@ actor SessionConnection {
     /// The locks this replica holds are only as alive as this connection.
     func check() throws {
         if connection.isClosed {
-            throw StoreError.database("this replica lost its session connection to PostgreSQL (its reconcile and liveness locks are gone); restart it")
+            throw StoreError.database(
+                "this replica lost its session connection to PostgreSQL (its reconcile and liveness locks are gone); restart it")
         }
     }
 
     func registerReplica(host: String, pid: Int32) async throws -> Int64 {
-        let rows = try await query("""
+        let rows = try await query(
+            """
             INSERT INTO nclav_replicas (host, pid, started_at) VALUES (\(host), \(Int64(pid)), \(Date().timeIntervalSinceReferenceDate))
             RETURNING number
             """)
@@ -62,7 +64,8 @@ actor SessionConnection {
             return holder ?? ReconcileLock(id: UUID(), holder: "another nclav replica", startedAt: Date())
         }
         do {
-            try await query("""
+            try await query(
+                """
                 INSERT INTO nclav_reconcile_lock (singleton, id, holder, started_at)
                 VALUES (1, \(lock.id.uuidString), \(lock.holder), \(lock.startedAt.timeIntervalSinceReferenceDate))
                 ON CONFLICT (singleton) DO UPDATE SET id = excluded.id, holder = excluded.holder, started_at = excluded.started_at
@@ -98,46 +101,49 @@ actor SessionConnection {
 /// together do not race. A database migrated by a newer nclav is refused rather than misread.
 enum Migrations {
     static let all: [(version: Int32, name: String, statements: [String])] = [
-        (1, "initial schema", [
-            "CREATE TABLE nclav_enclaves (id TEXT PRIMARY KEY, json BYTEA NOT NULL)",
-            """
-            CREATE TABLE nclav_partitions (enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, json BYTEA NOT NULL,
-                PRIMARY KEY (enclave_id, partition_id))
-            """,
-            """
-            CREATE TABLE nclav_events (seq BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL,
-                enclave_id TEXT, partition_id TEXT, reconcile_id TEXT, message TEXT NOT NULL)
-            """,
-            "CREATE INDEX nclav_events_by_enclave ON nclav_events (enclave_id, seq)",
-            """
-            CREATE TABLE nclav_replicas (number BIGSERIAL PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
-                started_at DOUBLE PRECISION NOT NULL)
-            """,
-            """
-            CREATE TABLE nclav_runs (id TEXT PRIMARY KEY, enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL,
-                operation TEXT NOT NULL, status TEXT NOT NULL, exit_code BIGINT, started_at DOUBLE PRECISION NOT NULL,
-                finished_at DOUBLE PRECISION, tool TEXT NOT NULL, tool_version TEXT, reconcile_id TEXT, replica BIGINT NOT NULL)
-            """,
-            "CREATE INDEX nclav_runs_by_partition ON nclav_runs (enclave_id, partition_id, started_at)",
-            "CREATE INDEX nclav_runs_running ON nclav_runs (status) WHERE status = 'running'",
-            "CREATE TABLE nclav_run_logs (seq BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, text TEXT NOT NULL)",
-            "CREATE INDEX nclav_run_logs_by_run ON nclav_run_logs (run_id, seq)",
-            """
-            CREATE TABLE nclav_state_versions (enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, version BIGINT NOT NULL,
-                serial BIGINT NOT NULL, lineage TEXT NOT NULL, sha256 TEXT NOT NULL, md5 TEXT NOT NULL, size BIGINT NOT NULL,
-                created_at DOUBLE PRECISION NOT NULL, run_id TEXT, body BYTEA NOT NULL,
-                PRIMARY KEY (enclave_id, partition_id, version))
-            """,
-            """
-            CREATE TABLE nclav_state_locks (enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, lock_id TEXT NOT NULL,
-                info BYTEA NOT NULL, run_id TEXT, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (enclave_id, partition_id))
-            """,
-            "CREATE INDEX nclav_state_locks_by_run ON nclav_state_locks (run_id)",
-            """
-            CREATE TABLE nclav_reconcile_lock (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), id TEXT NOT NULL,
-                holder TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL)
-            """,
-        ]),
+        (
+            1, "initial schema",
+            [
+                "CREATE TABLE nclav_enclaves (id TEXT PRIMARY KEY, json BYTEA NOT NULL)",
+                """
+                CREATE TABLE nclav_partitions (enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, json BYTEA NOT NULL,
+                    PRIMARY KEY (enclave_id, partition_id))
+                """,
+                """
+                CREATE TABLE nclav_events (seq BIGSERIAL PRIMARY KEY, time DOUBLE PRECISION NOT NULL, kind TEXT NOT NULL,
+                    enclave_id TEXT, partition_id TEXT, reconcile_id TEXT, message TEXT NOT NULL)
+                """,
+                "CREATE INDEX nclav_events_by_enclave ON nclav_events (enclave_id, seq)",
+                """
+                CREATE TABLE nclav_replicas (number BIGSERIAL PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
+                    started_at DOUBLE PRECISION NOT NULL)
+                """,
+                """
+                CREATE TABLE nclav_runs (id TEXT PRIMARY KEY, enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL,
+                    operation TEXT NOT NULL, status TEXT NOT NULL, exit_code BIGINT, started_at DOUBLE PRECISION NOT NULL,
+                    finished_at DOUBLE PRECISION, tool TEXT NOT NULL, tool_version TEXT, reconcile_id TEXT, replica BIGINT NOT NULL)
+                """,
+                "CREATE INDEX nclav_runs_by_partition ON nclav_runs (enclave_id, partition_id, started_at)",
+                "CREATE INDEX nclav_runs_running ON nclav_runs (status) WHERE status = 'running'",
+                "CREATE TABLE nclav_run_logs (seq BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, text TEXT NOT NULL)",
+                "CREATE INDEX nclav_run_logs_by_run ON nclav_run_logs (run_id, seq)",
+                """
+                CREATE TABLE nclav_state_versions (enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, version BIGINT NOT NULL,
+                    serial BIGINT NOT NULL, lineage TEXT NOT NULL, sha256 TEXT NOT NULL, md5 TEXT NOT NULL, size BIGINT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL, run_id TEXT, body BYTEA NOT NULL,
+                    PRIMARY KEY (enclave_id, partition_id, version))
+                """,
+                """
+                CREATE TABLE nclav_state_locks (enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL, lock_id TEXT NOT NULL,
+                    info BYTEA NOT NULL, run_id TEXT, created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (enclave_id, partition_id))
+                """,
+                "CREATE INDEX nclav_state_locks_by_run ON nclav_state_locks (run_id)",
+                """
+                CREATE TABLE nclav_reconcile_lock (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), id TEXT NOT NULL,
+                    holder TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL)
+                """,
+            ]
+        )
     ]
 
     static func apply(on session: SessionConnection, logger: Logger) async throws {
@@ -152,14 +158,16 @@ enum Migrations {
     }
 
     private static func applyLocked(on session: SessionConnection) async throws {
-        try await session.query("""
+        try await session.query(
+            """
             CREATE TABLE IF NOT EXISTS nclav_schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())
             """)
         let applied = Set(try await session.query("SELECT version FROM nclav_schema_migrations").map { try $0["version"].decode(Int32.self) })
         let known = all.map(\.version).max() ?? 0
         if let newest = applied.max(), newest > known {
-            throw StoreError.database("the database schema is at version \(newest), newer than this nclav understands (\(known)); upgrade nclav on this replica")
+            throw StoreError.database(
+                "the database schema is at version \(newest), newer than this nclav understands (\(known)); upgrade nclav on this replica")
         }
         for migration in all where !applied.contains(migration.version) {
             try await session.query("BEGIN")

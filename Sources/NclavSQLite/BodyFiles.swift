@@ -27,8 +27,11 @@ struct BodyFiles: Sendable {
     }
 
     static func isValidName(_ name: String) -> Bool {
-        name.utf8.count == 36 && name.utf8.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
-            || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) || $0 == UInt8(ascii: "-") }
+        name.utf8.count == 36
+            && name.utf8.allSatisfy {
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) || $0 == UInt8(ascii: "-")
+            }
     }
 
     private func path(_ name: String) throws -> String {
@@ -61,8 +64,9 @@ struct BodyFiles: Sendable {
             if count <= 0 {
                 let reason = count < 0 ? String(cString: strerror(errno)) : "it ends after \(offset) bytes"
                 free(buffer)
-                throw StoreError.corrupt("state body file \(path) should hold \(size) bytes but \(reason); "
-                                         + "restore an intact version with `nclav state rollback`")
+                throw StoreError.corrupt(
+                    "state body file \(path) should hold \(size) bytes but \(reason); "
+                        + "restore an intact version with `nclav state rollback`")
             }
             offset += count
         }
@@ -76,8 +80,9 @@ struct BodyFiles: Sendable {
         guard fstat(fd, &info) == 0, Int(info.st_size) == size else {
             let actual = Int(info.st_size)
             close(fd)
-            throw StoreError.corrupt("state body file \(path) should hold \(size) bytes but holds \(actual); "
-                                     + "restore an intact version with `nclav state rollback`")
+            throw StoreError.corrupt(
+                "state body file \(path) should hold \(size) bytes but holds \(actual); "
+                    + "restore an intact version with `nclav state rollback`")
         }
         return fd
     }
@@ -245,7 +250,10 @@ final class StagedBodyFile: StagedStateBody, @unchecked Sendable {
             return true
         }
         guard remove else { return }
-        if fd >= 0 { close(fd); fd = -1 }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
         unlink(path)
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import NclavStore
 import GRDB
+import NclavStore
 
 /// Runs every SQLite write on one dedicated thread with **group commit**: whatever writes
 /// arrive while a transaction runs are executed together in the next one, each inside its own
@@ -192,7 +192,9 @@ final class WritableFiles: @unchecked Sendable {
         checkedAt = now
         cached = nil
         for path in paths where access(path, F_OK) == 0 && access(path, W_OK) != 0 {
-            cached = .database("\(path) cannot be written (\(String(cString: strerror(errno)))); SQLite needs it writable even to read. Restore write access (permissions, `chattr -i`, a read-write mount); the server keeps running and answers 503 meanwhile")
+            cached = .database(
+                "\(path) cannot be written (\(String(cString: strerror(errno)))); SQLite needs it writable even to read. Restore write access (permissions, `chattr -i`, a read-write mount); the server keeps running and answers 503 meanwhile"
+            )
             break
         }
         return cached

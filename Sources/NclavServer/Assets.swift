@@ -5,9 +5,10 @@ import Hummingbird
 /// Files embedded at build time by the EmbedBootstrapModules plugin: the OpenAPI document
 /// (`docs/openapi.yaml`, served at `/openapi.yaml`) and the web UI (`ui/`, served at `/ui`).
 enum EmbeddedAssets {
-    static let files: [String: [UInt8]] = Dictionary(uniqueKeysWithValues: base64Files.map {
-        ($0.path, [UInt8](Data(base64Encoded: $0.base64) ?? Data()))
-    })
+    static let files: [String: [UInt8]] = Dictionary(
+        uniqueKeysWithValues: base64Files.map {
+            ($0.path, [UInt8](Data(base64Encoded: $0.base64) ?? Data()))
+        })
 
     static var openAPI: [UInt8] { files["docs/openapi.yaml"] ?? [] }
 }
@@ -19,12 +20,14 @@ enum UIAssets {
 
     static func response(_ name: String) throws -> Response {
         guard !name.contains("/"), !name.hasPrefix("."), let bytes = EmbeddedAssets.files["ui/\(name)"],
-              let type = types[String(name.split(separator: ".").last ?? "")] else {
+            let type = types[String(name.split(separator: ".").last ?? "")]
+        else {
             throw APIError(.notFound, "no such UI file `\(name)`", details: ["open /ui"])
         }
         var headers = HTTPFields()
         headers[.contentType] = type
-        headers[.contentSecurityPolicy] = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+        headers[.contentSecurityPolicy] =
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
         headers[.xContentTypeOptions] = "nosniff"
         headers[.referrerPolicy] = "no-referrer"
         headers[.cacheControl] = "no-cache"

@@ -13,7 +13,8 @@ final class LargeReads: ChannelInboundHandler, RemovableChannelHandler {
     static let maximumRead = 1 << 20
 
     func handlerAdded(context: ChannelHandlerContext) {
-        _ = context.channel.setOption(ChannelOptions.recvAllocator,
-                                      value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: Self.maximumRead))
+        _ = context.channel.setOption(
+            ChannelOptions.recvAllocator,
+            value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 2048, maximum: Self.maximumRead))
     }
 }

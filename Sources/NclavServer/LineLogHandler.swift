@@ -30,8 +30,12 @@ public struct LineLogHandler: LogHandler {
         if let provided = metadataProvider?.get(), !provided.isEmpty { merged.merge(provided) { $1 } }
         if let explicit = event.metadata, !explicit.isEmpty { merged.merge(explicit) { $1 } }
         if let error = event.error { merged["error.message"] = "\(error)" }
-        FileHandle.standardError.write(Data(Self.line(time: Date(), level: event.level, label: label, metadata: merged,
-                                                      source: event.source, message: event.message.description).utf8))
+        FileHandle.standardError.write(
+            Data(
+                Self.line(
+                    time: Date(), level: event.level, label: label, metadata: merged,
+                    source: event.source, message: event.message.description
+                ).utf8))
     }
 
     static func line(time: Date, level: Logger.Level, label: String, metadata: Logger.Metadata, source: String, message: String) -> String {

@@ -33,8 +33,10 @@ struct LogRoutes: Sendable {
             let start = min(Self.offset(request.uri.queryParameters.get("offset").map { String($0) }), bytes.count)
             // Only whole lines, so a reader never sees half a line twice.
             let end = Self.completeLinesEnd(bytes, from: start, final: run.status != .running)
-            return Routes.json(LogChunk(offset: start, nextOffset: end, text: String(decoding: bytes[start..<end], as: UTF8.self),
-                                        status: run.status.rawValue, complete: run.status != .running && end == bytes.count))
+            return Routes.json(
+                LogChunk(
+                    offset: start, nextOffset: end, text: String(decoding: bytes[start..<end], as: UTF8.self),
+                    status: run.status.rawValue, complete: run.status != .running && end == bytes.count))
         }
     }
 
@@ -64,34 +66,37 @@ struct LogRoutes: Sendable {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         let store = self.store
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            var offset = start
-            while true {
-                guard let run = try await store.run(runID) else { break }
-                let bytes = Array(run.log.utf8)
-                let finished = run.status != .running
-                let end = min(Self.completeLinesEnd(bytes, from: min(offset, bytes.count), final: finished), bytes.count)
-                if end > offset {
-                    var events = ""
-                    var lineStart = offset
-                    for index in offset..<end where bytes[index] == 0x0A || index == end - 1 {
-                        let lineEnd = bytes[index] == 0x0A ? index : index + 1
-                        let line = String(decoding: bytes[lineStart..<lineEnd], as: UTF8.self)
-                        events += "id: \(index + 1)\nevent: line\ndata: \(line)\n\n"
-                        lineStart = index + 1
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                var offset = start
+                while true {
+                    guard let run = try await store.run(runID) else { break }
+                    let bytes = Array(run.log.utf8)
+                    let finished = run.status != .running
+                    let end = min(Self.completeLinesEnd(bytes, from: min(offset, bytes.count), final: finished), bytes.count)
+                    if end > offset {
+                        var events = ""
+                        var lineStart = offset
+                        for index in offset..<end where bytes[index] == 0x0A || index == end - 1 {
+                            let lineEnd = bytes[index] == 0x0A ? index : index + 1
+                            let line = String(decoding: bytes[lineStart..<lineEnd], as: UTF8.self)
+                            events += "id: \(index + 1)\nevent: line\ndata: \(line)\n\n"
+                            lineStart = index + 1
+                        }
+                        offset = end
+                        do { try await writer.write(ByteBuffer(string: events)) } catch { return }
                     }
-                    offset = end
-                    do { try await writer.write(ByteBuffer(string: events)) } catch { return }
+                    if finished && offset >= bytes.count {
+                        let exit = run.exitCode.map(String.init) ?? "null"
+                        try? await writer.write(
+                            ByteBuffer(string: "event: end\ndata: {\"status\":\"\(run.status.rawValue)\",\"exit_code\":\(exit)}\n\n"))
+                        break
+                    }
+                    try? await Task.sleep(for: Self.pollInterval)
                 }
-                if finished && offset >= bytes.count {
-                    let exit = run.exitCode.map(String.init) ?? "null"
-                    try? await writer.write(ByteBuffer(string: "event: end\ndata: {\"status\":\"\(run.status.rawValue)\",\"exit_code\":\(exit)}\n\n"))
-                    break
-                }
-                try? await Task.sleep(for: Self.pollInterval)
-            }
-            try? await writer.finish(nil)
-        })
+                try? await writer.finish(nil)
+            })
     }
 }
 

@@ -1,8 +1,8 @@
 import Foundation
-import Synchronization
 import Hummingbird
 import NclavCore
 import Orchestrator
+import Synchronization
 
 /// This replica's Prometheus metrics, served at `/metrics` (behind the token) in the text
 /// exposition format. Each replica counts its own work; Prometheus sums across replicas.
@@ -28,13 +28,19 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
     struct Labels: Hashable, Comparable {
         let pairs: [(String, String)]
         static func == (a: Labels, b: Labels) -> Bool { a.pairs.elementsEqual(b.pairs) { $0 == $1 } }
-        func hash(into hasher: inout Hasher) { for (k, v) in pairs { hasher.combine(k); hasher.combine(v) } }
+        func hash(into hasher: inout Hasher) {
+            for (k, v) in pairs {
+                hasher.combine(k)
+                hasher.combine(v)
+            }
+        }
         static func < (a: Labels, b: Labels) -> Bool { a.text < b.text }
         var text: String {
             pairs.isEmpty ? "" : "{" + pairs.map { "\($0.0)=\"\(Self.escape($0.1))\"" }.joined(separator: ",") + "}"
         }
         static func escape(_ value: String) -> String {
-            value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+            value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(
+                of: "\n", with: "\\n")
         }
     }
 
@@ -43,7 +49,10 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
         var counts: [Double]
         var sum: Double = 0
         var count: Double = 0
-        init(buckets: [Double]) { self.buckets = buckets; counts = Array(repeating: 0, count: buckets.count) }
+        init(buckets: [Double]) {
+            self.buckets = buckets
+            counts = Array(repeating: 0, count: buckets.count)
+        }
         mutating func observe(_ value: Double) {
             for (index, bound) in buckets.enumerated() where value <= bound { counts[index] += 1 }
             sum += value
@@ -111,18 +120,26 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
             family("nclav_process_start_time_seconds", "gauge", "When this server started, in Unix seconds.")
             out.append("nclav_process_start_time_seconds \(Histogram.format(started.timeIntervalSince1970.rounded()))")
             family("nclav_http_requests_total", "counter", "HTTP requests by method, matched route and status.")
-            for (labels, value) in requests.sorted(by: { $0.key < $1.key }) { out.append("nclav_http_requests_total\(labels.text) \(Histogram.format(value))") }
+            for (labels, value) in requests.sorted(by: { $0.key < $1.key }) {
+                out.append("nclav_http_requests_total\(labels.text) \(Histogram.format(value))")
+            }
             family("nclav_http_request_duration_seconds", "histogram", "Time to answer an HTTP request.")
             out += requestDuration.lines("nclav_http_request_duration_seconds")
             family("nclav_iac_runs_total", "counter", "Finished IaC runs by operation and final status.")
-            for (labels, value) in runs.sorted(by: { $0.key < $1.key }) { out.append("nclav_iac_runs_total\(labels.text) \(Histogram.format(value))") }
+            for (labels, value) in runs.sorted(by: { $0.key < $1.key }) {
+                out.append("nclav_iac_runs_total\(labels.text) \(Histogram.format(value))")
+            }
             family("nclav_iac_run_duration_seconds", "histogram", "Wall time of an IaC run (init and apply or destroy).")
-            for operation in runDuration.keys.sorted() { out += runDuration[operation]!.lines("nclav_iac_run_duration_seconds", [("operation", operation)]) }
+            for operation in runDuration.keys.sorted() {
+                out += runDuration[operation]!.lines("nclav_iac_run_duration_seconds", [("operation", operation)])
+            }
             family("nclav_reconcile_duration_seconds", "histogram", "Wall time of a reconcile that held the lock.")
             out += reconcileDuration.lines("nclav_reconcile_duration_seconds")
             family("nclav_reconcile_conflicts_total", "counter", "Reconciles refused because another one was running (409).")
             out.append("nclav_reconcile_conflicts_total \(Histogram.format(reconcileConflicts))")
-            family("nclav_state_lock_requests_total", "counter", "Terraform state lock requests: acquired, or conflict (someone else holds it; terraform waits and retries).")
+            family(
+                "nclav_state_lock_requests_total", "counter",
+                "Terraform state lock requests: acquired, or conflict (someone else holds it; terraform waits and retries).")
             for outcome in ["acquired", "conflict"] {
                 let labels = Labels(pairs: [("outcome", outcome)])
                 out.append("nclav_state_lock_requests_total\(labels.text) \(Histogram.format(lockRequests[labels] ?? 0))")
@@ -159,8 +176,9 @@ struct MetricsMiddleware: RouterMiddleware {
         let elapsed = ContinuousClock.now - start
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let route = context.endpointPath.map(Self.template) ?? "unmatched"
-        metrics.request(method: request.method.rawValue, route: route, status: status, seconds: seconds,
-                        requestBytes: request.headers.declaredLength, responseBytes: responseBytes)
+        metrics.request(
+            method: request.method.rawValue, route: route, status: status, seconds: seconds,
+            requestBytes: request.headers.declaredLength, responseBytes: responseBytes)
     }
 
     /// Hummingbird writes captures as `:name` (or `{name}`); the metrics and the OpenAPI

@@ -31,8 +31,9 @@ struct AuthMiddleware: RouterMiddleware {
     let authenticator: Authenticator
 
     /// The 401 answer, also sent by `StateFastPath`.
-    static let unauthorized = BackendResponse.error(401, "missing or invalid token",
-                                                    details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
+    static let unauthorized = BackendResponse.error(
+        401, "missing or invalid token",
+        details: ["send `Authorization: Bearer <token>` (or Basic with the token as password)"])
     static let challenge = #"Bearer realm="nclav""#
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -65,10 +66,12 @@ struct RequestLogMiddleware: RouterMiddleware {
             let elapsed = ContinuousClock.now - start
             let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
             let quiet = AuthMiddleware.openPaths.contains(request.uri.path)
-            logger.log(level: quiet ? .debug : .info, "request", metadata: [
-                "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "status": "\(status)",
-                "ms": "\(String(format: "%.2f", milliseconds))",
-            ])
+            logger.log(
+                level: quiet ? .debug : .info, "request",
+                metadata: [
+                    "method": "\(request.method.rawValue)", "path": "\(request.uri.path)", "status": "\(status)",
+                    "ms": "\(String(format: "%.2f", milliseconds))",
+                ])
         }
         do {
             let response = try await next(request, context)

@@ -1,10 +1,10 @@
 import Foundation
-import NclavDrivers
 import Hummingbird
 import HummingbirdCore
 import Logging
 import NclavAuth
 import NclavCore
+import NclavDrivers
 import NclavPostgres
 import NclavSQLite
 import NclavStore
@@ -47,7 +47,9 @@ public enum NclavServer {
             }
             storeDescription = "sqlite"
         case .postgres(let url):
-            do { store = try await PostgresStore.open(url: url, retainedVersions: configuration.retainedStateVersions, logger: logger) } catch let error as StoreError {
+            do { store = try await PostgresStore.open(url: url, retainedVersions: configuration.retainedStateVersions, logger: logger) } catch let
+                error as StoreError
+            {
                 throw StartError.store(error)
             }
             storeDescription = "postgres"
@@ -69,10 +71,12 @@ public enum NclavServer {
         let address = ServerAddress()
         let metrics = ServerMetrics()
         let reconciles = ReconcileTasks(logger: logger)
-        let router = makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token.value,
-                                address: address, metrics: metrics, reconciles: reconciles, logger: logger)
-        let lockServices = StateFastPath.Services(backend: StateBackend(store: store), authenticator: Authenticator(adminToken: token.value),
-                                                 metrics: metrics, logger: logger, serverName: "nclav")
+        let router = makeRouter(
+            store: store, storeDescription: storeDescription, configuration: configuration, token: token.value,
+            address: address, metrics: metrics, reconciles: reconciles, logger: logger)
+        let lockServices = StateFastPath.Services(
+            backend: StateBackend(store: store), authenticator: Authenticator(adminToken: token.value),
+            metrics: metrics, logger: logger, serverName: "nclav")
 
         let tokenNote: String
         switch token.source {
@@ -84,18 +88,20 @@ public enum NclavServer {
         switch configuration.store {
         case .sqlite(let path): storeNote = "sqlite at \(path)"
         case .memory: storeNote = "in memory (lost on exit)"
-        case .postgres: storeNote = "postgres at \((store as? PostgresStore)?.url.redacted ?? "?") (replica \((store as? PostgresStore)?.replicaNumber ?? 0))"
+        case .postgres:
+            storeNote = "postgres at \((store as? PostgresStore)?.url.redacted ?? "?") (replica \((store as? PostgresStore)?.replicaNumber ?? 0))"
         }
         let host = configuration.bindHost
         let app = Application(
             router: router,
             // The connection-state handler goes before the fast path so it sees every request and
             // answer: its idle timeout then closes only connections with nothing in flight.
-            server: .http1(configuration: .init(additionalChannelHandlers: [
-                LargeReads(),
-                HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger),
-                StateFastPath(services: lockServices),
-            ])),
+            server: .http1(
+                configuration: .init(additionalChannelHandlers: [
+                    LargeReads(),
+                    HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger),
+                    StateFastPath(services: lockServices),
+                ])),
             configuration: .init(address: .hostname(host, port: configuration.port), serverName: "nclav"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -104,7 +110,8 @@ public enum NclavServer {
                 Console.line("nclav \(version) listening on http://\(host.contains(":") ? "[\(host)]" : host):\(port)")
                 Console.line("token: \(tokenNote)")
                 Console.line("store: \(storeNote)")
-                Console.line("clouds: \(configuration.activeClouds.map(\.rawValue).joined(separator: ", ")) (default \(configuration.defaultCloud.rawValue))")
+                Console.line(
+                    "clouds: \(configuration.activeClouds.map(\.rawValue).joined(separator: ", ")) (default \(configuration.defaultCloud.rawValue))")
             },
             logger: logger
         )
@@ -113,13 +120,19 @@ public enum NclavServer {
         // and the store closes last.
         var services: [any Service] = [StoreService(store: store, logger: logger)]
         if let interval = configuration.driftInterval {
-            services.append(DriftSchedule(interval: interval, routes: reconcileRoutes(store: store, configuration: configuration, token: token.value,
-                                                                                     address: address, metrics: metrics, reconciles: reconciles),
-                                          logger: logger))
+            services.append(
+                DriftSchedule(
+                    interval: interval,
+                    routes: reconcileRoutes(
+                        store: store, configuration: configuration, token: token.value,
+                        address: address, metrics: metrics, reconciles: reconciles),
+                    logger: logger))
         }
         services += [app, reconciles]
-        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
-                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }
@@ -127,24 +140,32 @@ public enum NclavServer {
 extension NclavServer {
     /// Every route the server answers, with its middleware. Separate from `run` so tests can
     /// list the routes (`router.routes`) and hold them against the OpenAPI document.
-    public static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
-                                  address: ServerAddress = ServerAddress(), logger: Logger) -> Router<NclavRequestContext> {
-        makeRouter(store: store, storeDescription: storeDescription, configuration: configuration, token: token, address: address,
-                   metrics: ServerMetrics(), reconciles: ReconcileTasks(logger: logger), logger: logger)
+    public static func makeRouter(
+        store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
+        address: ServerAddress = ServerAddress(), logger: Logger
+    ) -> Router<NclavRequestContext> {
+        makeRouter(
+            store: store, storeDescription: storeDescription, configuration: configuration, token: token, address: address,
+            metrics: ServerMetrics(), reconciles: ReconcileTasks(logger: logger), logger: logger)
     }
 
-    static func reconcileRoutes(store: any StateStore, configuration: ServerConfiguration, token: String, address: ServerAddress,
-                                metrics: ServerMetrics, reconciles: ReconcileTasks) -> ReconcileRoutes {
-        var routes = ReconcileRoutes(store: store, configuration: configuration, token: token, address: address,
-                                     registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers),
-                                     reconciles: reconciles)
+    static func reconcileRoutes(
+        store: any StateStore, configuration: ServerConfiguration, token: String, address: ServerAddress,
+        metrics: ServerMetrics, reconciles: ReconcileTasks
+    ) -> ReconcileRoutes {
+        var routes = ReconcileRoutes(
+            store: store, configuration: configuration, token: token, address: address,
+            registry: DriverRegistry(defaultCloud: configuration.defaultCloud, drivers: configuration.drivers),
+            reconciles: reconciles)
         routes.observer = metrics
         return routes
     }
 
     /// `metrics`: shared with `StateFastPath`, which answers lock requests before the router.
-    static func makeRouter(store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
-                           address: ServerAddress, metrics: ServerMetrics, reconciles: ReconcileTasks, logger: Logger) -> Router<NclavRequestContext> {
+    static func makeRouter(
+        store: any StateStore, storeDescription: String, configuration: ServerConfiguration, token: String,
+        address: ServerAddress, metrics: ServerMetrics, reconciles: ReconcileTasks, logger: Logger
+    ) -> Router<NclavRequestContext> {
         let router = Router(context: NclavRequestContext.self)
         router.add(middleware: RequestLogMiddleware(logger: logger))
         router.add(middleware: MetricsMiddleware(metrics: metrics))
@@ -155,8 +176,9 @@ extension NclavServer {
         reconcileRoutes(store: store, configuration: configuration, token: token, address: address, metrics: metrics, reconciles: reconciles)
             .register(on: router) { request in try await routes.body(request) }
         router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
         }
         // The web UI: static files only (no data in them), so they load without the token; the
         // page asks for the token and sends it as a header on every API call.

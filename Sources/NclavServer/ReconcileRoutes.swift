@@ -1,5 +1,4 @@
 import Foundation
-import NclavDrivers
 import HTTPTypes
 import Hummingbird
 import IacRunner
@@ -8,6 +7,7 @@ import NclavAPI
 import NclavAuth
 import NclavConfig
 import NclavCore
+import NclavDrivers
 import NclavFiles
 import NclavStore
 import Orchestrator
@@ -166,8 +166,10 @@ struct ReconcileRoutes: Sendable {
         do { forgotten = try await reconciler().forget(enclave: enclave, partition: partition) } catch let error as ReconcileError {
             throw Self.refusal(error)
         }
-        return Routes.json(ForgetAnswer(forgotten: forgotten.key.description, resources: forgotten.resources, identity: forgotten.identity,
-                                        workspace: forgotten.workspace))
+        return Routes.json(
+            ForgetAnswer(
+                forgotten: forgotten.key.description, resources: forgotten.resources, identity: forgotten.identity,
+                workspace: forgotten.workspace))
     }
 
     // MARK: Plumbing
@@ -188,10 +190,13 @@ struct ReconcileRoutes: Sendable {
         ReconcileReportBody(
             reconcileID: report.reconcileID.uuidString, changes: report.plan.changes.isEmpty ? [] : report.plan.lines,
             outcomes: report.outcomes.map {
-                OutcomeLine(partition: $0.key.description, operation: $0.operation.rawValue, result: $0.result.rawValue,
-                            runID: $0.runID?.uuidString, reason: $0.reason, seconds: $0.seconds)
+                OutcomeLine(
+                    partition: $0.key.description, operation: $0.operation.rawValue, result: $0.result.rawValue,
+                    runID: $0.runID?.uuidString, reason: $0.reason, seconds: $0.seconds)
             },
-            enclaves: report.enclaves.map { EnclaveOutcomeLine(enclave: $0.enclave, operation: $0.operation.rawValue, result: $0.result.rawValue, reason: $0.reason) },
+            enclaves: report.enclaves.map {
+                EnclaveOutcomeLine(enclave: $0.enclave, operation: $0.operation.rawValue, result: $0.result.rawValue, reason: $0.reason)
+            },
             errors: report.errors)
     }
 
@@ -216,20 +221,24 @@ struct ReconcileRoutes: Sendable {
         }
         var headers = HTTPFields()
         headers[.contentType] = "application/x-ndjson"
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-            // A vanished client stops the writing, never the work.
-            var connected = true
-            for await line in lines where connected {
-                do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
-            }
-            if connected { try? await writer.finish(nil) }
-        })
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                // A vanished client stops the writing, never the work.
+                var connected = true
+                for await line in lines where connected {
+                    do { try await writer.write(ByteBuffer(string: line)) } catch { connected = false }
+                }
+                if connected { try? await writer.finish(nil) }
+            })
     }
 
     // MARK: Reconcile
 
     /// Decodes the request and loads a valid tree, or throws the 400/422 that says why.
-    func load(_ data: Data) throws -> (tree: LoadedTree, request: ReconcileRequest, cleanup: @Sendable () -> Void, graph: Digraph<TreeValidator.PartitionRef>) {
+    func load(
+        _ data: Data
+    ) throws -> (tree: LoadedTree, request: ReconcileRequest, cleanup: @Sendable () -> Void, graph: Digraph<TreeValidator.PartitionRef>) {
         let request: ReconcileRequest
         do { request = try JSONDecoder().decode(ReconcileRequest.self, from: data) } catch {
             throw APIError(.badRequest, "the body must be JSON with `enclaves_dir` or `bundle`", details: ["\(error)"])
@@ -271,14 +280,17 @@ struct ReconcileRoutes: Sendable {
         let (tree, _, cleanup, graph) = try load(data)
         defer { cleanup() }
         let plan = try await reconciler().plan(tree, graph: graph).plan
-        return Routes.json(DryRunAnswer(changes: plan.lines, changeCount: plan.certainCount, conditionalCount: plan.conditionalCount,
-                                        deletesEverything: plan.deletesEverything))
+        return Routes.json(
+            DryRunAnswer(
+                changes: plan.lines, changeCount: plan.certainCount, conditionalCount: plan.conditionalCount,
+                deletesEverything: plan.deletesEverything))
     }
 
     func apply(_ data: Data) async throws -> Response {
         let (tree, request, cleanup, graph) = try load(data)
-        let options = ReconcileOptions(parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount,
-                                       allowDeleteEverything: request.allowDeleteAll ?? false)
+        let options = ReconcileOptions(
+            parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount,
+            allowDeleteEverything: request.allowDeleteAll ?? false)
         do {
             return try await ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
                 let reconciler = await reconciler { emit(.progress($0)) }
@@ -330,8 +342,9 @@ struct ReconcileRoutes: Sendable {
     }
 
     static func entry(_ entry: DriftReport.Entry) -> DriftEntry {
-        DriftEntry(partition: entry.key.description, status: entry.result?.status.rawValue ?? "skipped",
-                   summary: entry.result?.summary ?? entry.skipped ?? "", runID: entry.result?.runID?.uuidString, seconds: entry.seconds)
+        DriftEntry(
+            partition: entry.key.description, status: entry.result?.status.rawValue ?? "skipped",
+            summary: entry.result?.summary ?? entry.skipped ?? "", runID: entry.result?.runID?.uuidString, seconds: entry.seconds)
     }
 
     /// The `--drift-interval` loop: a drift check of everything, skipped when a reconcile holds
@@ -343,8 +356,11 @@ struct ReconcileRoutes: Sendable {
             do {
                 let lock = try await reconciler.acquire()
                 let report = try await reconciler.drift(holding: lock)
-                logger.info("scheduled drift check", metadata: [
-                    "in_sync": "\(report.count(.inSync))", "drifted": "\(report.count(.drifted))", "errors": "\(report.count(.error))"])
+                logger.info(
+                    "scheduled drift check",
+                    metadata: [
+                        "in_sync": "\(report.count(.inSync))", "drifted": "\(report.count(.drifted))", "errors": "\(report.count(.error))",
+                    ])
             } catch let error as ReconcileError {
                 logger.info("scheduled drift check skipped", metadata: ["reason": "\(error)"])
             } catch {
@@ -381,7 +397,9 @@ enum BundleWriter {
                 throw Refused(path: String(path.prefix(120)), reason: "is \(parts.count) levels deep; a tree may be at most \(limits.maxDepth) deep")
             }
             if path.utf8.count > limits.maxPathBytes {
-                throw Refused(path: String(path.prefix(120)) + "…", reason: "is \(path.utf8.count) bytes long; paths may be at most \(limits.maxPathBytes) bytes")
+                throw Refused(
+                    path: String(path.prefix(120)) + "…",
+                    reason: "is \(path.utf8.count) bytes long; paths may be at most \(limits.maxPathBytes) bytes")
             }
             guard seen.insert(path).inserted else { throw Refused(path: path, reason: "appears more than once in the bundle") }
             guard let data = Data(base64Encoded: base64) else { throw Refused(path: path, reason: "its content is not valid base64") }
@@ -399,7 +417,9 @@ enum BundleWriter {
                 try FileManager.default.createDirectory(atPath: rootPath + "/" + directory, withIntermediateDirectories: true)
             }
         } catch {
-            throw Refused(path: ".", reason: "the server could not unpack the bundle (\((error as NSError).localizedFailureReason ?? "no space or permission"))")
+            throw Refused(
+                path: ".", reason: "the server could not unpack the bundle (\((error as NSError).localizedFailureReason ?? "no space or permission"))"
+            )
         }
         for (path, data) in decoded {
             guard FileManager.default.createFile(atPath: rootPath + "/" + path, contents: data) else {
@@ -420,8 +440,10 @@ enum BundleWriter {
         guard let names = try? manager.contentsOfDirectory(atPath: directory.path) else { return 0 }
         var removed = 0
         for name in names {
-            guard let dash = name.firstIndex(of: "-"), let pid = pid_t(name[..<dash]), UUID(uuidString: String(name[name.index(after: dash)...])) != nil,
-                  pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            guard let dash = name.firstIndex(of: "-"), let pid = pid_t(name[..<dash]),
+                UUID(uuidString: String(name[name.index(after: dash)...])) != nil,
+                pid != getpid(), kill(pid, 0) != 0, errno == ESRCH
+            else { continue }
             if (try? manager.removeItem(atPath: directory.appendingPathComponent(name).path)) != nil { removed += 1 }
         }
         return removed

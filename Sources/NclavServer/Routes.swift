@@ -65,7 +65,8 @@ struct Routes: Sendable {
         }
         router.get(RouterPath(state + "/versions/:version")) { _, context in
             guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
-                throw APIError(.badRequest, "version must be a positive integer", details: ["list versions at /terraform/state/<enclave>/<partition>/versions"])
+                throw APIError(
+                    .badRequest, "version must be a positive integer", details: ["list versions at /terraform/state/<enclave>/<partition>/versions"])
             }
             return try await Response(backend.version(try key(context), version: version, as: try principal(context)))
         }
@@ -99,8 +100,9 @@ struct Routes: Sendable {
 
     /// The 413 for a body over `--max-state-size`.
     var tooLargeError: APIError {
-        APIError(.contentTooLarge, "request body is larger than the \(configuration.maxStateBytes)-byte limit",
-                 details: ["raise it with `nclav serve --max-state-size`"])
+        APIError(
+            .contentTooLarge, "request body is larger than the \(configuration.maxStateBytes)-byte limit",
+            details: ["raise it with `nclav serve --max-state-size`"])
     }
 
     /// Reads a request body up to the configured cap, refusing early when the declared
@@ -140,9 +142,10 @@ struct Routes: Sendable {
 
     func status() async throws -> Response {
         let enclaves = try await store.enclaves()
-        var status = ServerStatus(version: NclavServer.version, enclaveCount: enclaves.count,
-                                  defaultCloud: configuration.defaultCloud.rawValue, activeDrivers: configuration.activeClouds.map(\.rawValue),
-                                  store: storeDescription, reconcileInProgress: try await store.reconcileLock())
+        var status = ServerStatus(
+            version: NclavServer.version, enclaveCount: enclaves.count,
+            defaultCloud: configuration.defaultCloud.rawValue, activeDrivers: configuration.activeClouds.map(\.rawValue),
+            store: storeDescription, reconcileInProgress: try await store.reconcileLock())
         for enclave in enclaves {
             for partition in try await store.partitions(ofEnclave: enclave.id) {
                 guard let drift = partition.drift else { continue }
@@ -195,7 +198,8 @@ struct Routes: Sendable {
     func latestRun(_ context: NclavRequestContext) async throws -> Response {
         let key = try key(context)
         guard let latest = try await store.runs(enclave: key.enclave, partition: key.partition, limit: 1).first,
-              let run = try await store.run(latest.id) else {
+            let run = try await store.run(latest.id)
+        else {
             throw APIError(.notFound, "partition \(key) has no IaC runs yet")
         }
         return Self.json(run)
@@ -223,8 +227,10 @@ struct Routes: Sendable {
         // Stored, refused or failed: a staged file nobody claimed goes.
         defer { staged?.discardUnlessClaimed() }
         let (body, digests, document) = try await hashedBody(request, declared: declared, staging: staged)
-        return try await Response(backend.put(key, body: body, digests: digests, document: document, staged: staged,
-                                              contentMD5: request.headers.value(.contentMD5), lockID: query.get("ID"), force: force, as: principal))
+        return try await Response(
+            backend.put(
+                key, body: body, digests: digests, document: document, staged: staged,
+                contentMD5: request.headers.value(.contentMD5), lockID: query.get("ID"), force: force, as: principal))
     }
 
     /// A state body and its hashes, computed while it arrives: this task only receives, one
@@ -234,8 +240,11 @@ struct Routes: Sendable {
     /// to receive 10 MB against 8-10 ms now).
     ///
     /// It is also parsed here, after SHA-256 (the faster hash) is done and while MD5 finishes.
-    func hashedBody(_ request: Request, declared: Int?, staging staged: (any StagedStateBody)?) async throws
-        -> (Data, BodyDigests, StateDocument.Parsed) {
+    func hashedBody(
+        _ request: Request, declared: Int?, staging staged: (any StagedStateBody)?
+    ) async throws
+        -> (Data, BodyDigests, StateDocument.Parsed)
+    {
         let limit = configuration.maxStateBytes
         let tooLarge = tooLargeError
         if let declared, declared > limit { throw tooLarge }

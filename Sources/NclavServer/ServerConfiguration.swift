@@ -1,7 +1,7 @@
 import Foundation
-import NclavDrivers
 import NclavAPI
 import NclavCore
+import NclavDrivers
 import Orchestrator
 
 /// Everything `nclav serve` needs to start, resolved from flags and environment.
@@ -35,9 +35,11 @@ public struct ServerConfiguration: Sendable {
     /// Cloud drivers for the enabled clouds other than `local` (which is always there).
     public var drivers: [any Driver] = []
 
-    public init(bindHost: String = "127.0.0.1", port: Int = 8080, home: URL, store: StoreKind, defaultCloud: CloudTarget = .local,
-                enabledClouds: [CloudTarget] = [], maxStateBytes: Int = 256 * 1024 * 1024, retainedStateVersions: Int = 100,
-                rotateToken: Bool = false) {
+    public init(
+        bindHost: String = "127.0.0.1", port: Int = 8080, home: URL, store: StoreKind, defaultCloud: CloudTarget = .local,
+        enabledClouds: [CloudTarget] = [], maxStateBytes: Int = 256 * 1024 * 1024, retainedStateVersions: Int = 100,
+        rotateToken: Bool = false
+    ) {
         self.bindHost = bindHost
         self.port = port
         self.home = home
@@ -67,7 +69,10 @@ extension ServerConfiguration {
         var total: Int64 = 0
         var number = ""
         for character in text {
-            if character.isASCII && character.isNumber { number.append(character); continue }
+            if character.isASCII && character.isNumber {
+                number.append(character)
+                continue
+            }
             guard let value = Int64(number) else { return nil }
             switch character {
             case "s": total += value

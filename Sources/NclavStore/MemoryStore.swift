@@ -139,8 +139,9 @@ public actor MemoryStore: StateStore {
         try open()
         let history = stateVersionsByKey[key] ?? []
         if let answer = StateRules.decide(write, latest: history.last?.info, lock: locks[key]) { return answer }
-        let info = StateVersionInfo(version: (history.last?.info.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
-                                    sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
+        let info = StateVersionInfo(
+            version: (history.last?.info.version ?? 0) + 1, serial: write.serial, lineage: write.lineage,
+            sha256: write.sha256, md5: write.md5, size: write.body.count, createdAt: write.time, runID: write.runID)
         var updated = history + [(info, write.body)]
         if updated.count > retainedVersions { updated.removeFirst(updated.count - retainedVersions) }
         stateVersionsByKey[key] = updated

@@ -135,8 +135,10 @@ public struct StateWrite: Sendable {
     /// the same bytes.
     public var staged: (any StagedStateBody)?
 
-    public init(body: Data, serial: Int64, lineage: String, sha256: String, md5: String = "", lockID: String?, force: Bool = false,
-                runID: UUID? = nil, time: Date = Date(), staged: (any StagedStateBody)? = nil) {
+    public init(
+        body: Data, serial: Int64, lineage: String, sha256: String, md5: String = "", lockID: String?, force: Bool = false,
+        runID: UUID? = nil, time: Date = Date(), staged: (any StagedStateBody)? = nil
+    ) {
         self.body = body
         self.staged = staged
         self.serial = serial

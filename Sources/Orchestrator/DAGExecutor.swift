@@ -44,8 +44,10 @@ public struct DAGExecutor<Node: Hashable & Comparable & Sendable, Outcome: Senda
 
     /// `decide` and `finished` run on the calling task, one node at a time and in dependency
     /// order, so they may keep state without locks; only `.run` closures run concurrently.
-    public func run(decide: (Node, [Node: Outcome]) async -> Decision,
-                    finished: (Node, Outcome) async -> Void = { _, _ in }) async -> Result {
+    public func run(
+        decide: (Node, [Node: Outcome]) async -> Decision,
+        finished: (Node, Outcome) async -> Void = { _, _ in }
+    ) async -> Result {
         var waitingFor: [Node: Int] = [:]
         var dependents: [Node: [Node]] = [:]
         for node in nodes {

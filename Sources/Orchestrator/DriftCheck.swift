@@ -22,8 +22,10 @@ struct DriftCheck: Sendable {
                 report.results.append(try await check(state, key: key, enclave: enclaveState))
             }
         }
-        _ = try? await store.appendEvent(AuditEvent(kind: "drift.checked", enclaveID: enclave, reconcileID: reconcileID,
-            message: "drift check: \(report.count(.inSync)) in sync, \(report.count(.drifted)) drifted, \(report.count(.error)) error(s)"))
+        _ = try? await store.appendEvent(
+            AuditEvent(
+                kind: "drift.checked", enclaveID: enclave, reconcileID: reconcileID,
+                message: "drift check: \(report.count(.inSync)) in sync, \(report.count(.drifted)) drifted, \(report.count(.error)) error(s)"))
         return report
     }
 

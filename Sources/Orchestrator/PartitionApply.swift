@@ -54,9 +54,11 @@ struct PartitionApply: Sendable {
         }
         let rendered: RenderedWorkspace
         do {
-            rendered = try environment.renderer.render(WorkspaceSpec(
-                key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs, declaredOutputs: partition.partition.declaredOutputs,
-                treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
+            rendered = try environment.renderer.render(
+                WorkspaceSpec(
+                    key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs,
+                    declaredOutputs: partition.partition.declaredOutputs,
+                    treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
         } catch {
             return await store(failed("its workspace could not be rendered: \(error)"), outputs: [:], identity: nil)
         }
@@ -66,7 +68,8 @@ struct PartitionApply: Sendable {
             let driver = try environment.registry.driver(for: cloud)
             identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition.partition)
             if !wirings.isEmpty {
-                identity = try await driver.wireImports(enclave: enclave, context: context, partition: partition.partition, identity: identity, imports: wirings)
+                identity = try await driver.wireImports(
+                    enclave: enclave, context: context, partition: partition.partition, identity: identity, imports: wirings)
             }
         } catch {
             return await store(failed("its \(cloud.rawValue) identity or import wiring could not be set up: \(error)"), outputs: [:], identity: nil)
@@ -104,7 +107,8 @@ struct PartitionApply: Sendable {
         } catch {
             var failed = outcome
             failed.result = .failed
-            failed.reason = (outcome.result == .succeeded ? "terraform \(outcome.operation.rawValue) succeeded, but " : "\(outcome.reason ?? "it failed"), and ")
+            failed.reason =
+                (outcome.result == .succeeded ? "terraform \(outcome.operation.rawValue) succeeded, but " : "\(outcome.reason ?? "it failed"), and ")
                 + "its record could not be stored: \(error); the next apply runs it again"
             return PartitionResult(outcome: failed)
         }

@@ -75,8 +75,10 @@ public struct Plan: Sendable, Equatable {
     /// True when the tree would remove every stored enclave (an empty or wrong directory).
     public var deletesEverything: Bool
 
-    public init(changes: [Change], partitionFingerprints: [StateKey: String] = [:], enclaveFingerprints: [String: String] = [:],
-                deletesEverything: Bool = false) {
+    public init(
+        changes: [Change], partitionFingerprints: [StateKey: String] = [:], enclaveFingerprints: [String: String] = [:],
+        deletesEverything: Bool = false
+    ) {
         self.changes = changes
         self.partitionFingerprints = partitionFingerprints
         self.enclaveFingerprints = enclaveFingerprints
@@ -97,7 +99,8 @@ public struct Plan: Sendable, Equatable {
     public var summary: String {
         if changes.isEmpty { return "No changes." }
         let conditional = conditionalCount
-        return "\(certainCount) change(s) would be applied" + (conditional == 0 ? "." : "; \(conditional) more partition(s) run only if what they read changes.")
+        return "\(certainCount) change(s) would be applied"
+            + (conditional == 0 ? "." : "; \(conditional) more partition(s) run only if what they read changes.")
     }
 }
 
@@ -116,8 +119,10 @@ public let localContextTokens: ContextTokensProvider = { enclave, partition in
 /// one downstream of a changing partition is `~ (if … outputs change)`: it runs only if the
 /// outputs it reads come out different.
 public enum Planner {
-    public static func plan(_ tree: LoadedTree, stored: StoredState, tokens: ContextTokensProvider = localContextTokens,
-                            graph knownGraph: Digraph<TreeValidator.PartitionRef>? = nil) -> Plan {
+    public static func plan(
+        _ tree: LoadedTree, stored: StoredState, tokens: ContextTokensProvider = localContextTokens,
+        graph knownGraph: Digraph<TreeValidator.PartitionRef>? = nil
+    ) -> Plan {
         let storedEnclaves = Dictionary(stored.enclaves.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var storedPartitions: [StateKey: PartitionState] = [:]
         for state in stored.partitions {
@@ -150,11 +155,16 @@ public enum Planner {
             let previousExports = Set((previous?.desired.exports ?? []).map(Self.canonical))
             wiring += enclave.exports.filter { !previousExports.contains(Self.canonical($0)) }.map { .wireExport(enclave: id, name: $0.name) }
             let previousImports = Set((previous?.desired.imports ?? []).map(Self.canonical))
-            wiring += enclave.imports.filter { !previousImports.contains(Self.canonical($0)) }.map { .wireImport(enclave: id, partition: nil, alias: $0.alias) }
+            wiring += enclave.imports.filter { !previousImports.contains(Self.canonical($0)) }.map {
+                .wireImport(enclave: id, partition: nil, alias: $0.alias)
+            }
             for partition in enclave.partitions.sorted(by: { $0.id < $1.id }) {
-                let before = (try? StateKey(enclave: id, partition: partition.id)).flatMap { storedPartitions[$0] }
+                let before =
+                    (try? StateKey(enclave: id, partition: partition.id)).flatMap { storedPartitions[$0] }
                     .map { Set($0.desired.imports.map(Self.canonical)) } ?? []
-                wiring += partition.imports.filter { !before.contains(Self.canonical($0)) }.map { .wireImport(enclave: id, partition: partition.id, alias: $0.alias) }
+                wiring += partition.imports.filter { !before.contains(Self.canonical($0)) }.map {
+                    .wireImport(enclave: id, partition: partition.id, alias: $0.alias)
+                }
             }
             if previous == nil {
                 changes.append(.createEnclave(id))
@@ -170,7 +180,9 @@ public enum Planner {
         var fingerprints: [StateKey: String] = [:]
         var changing: [StateKey: Change] = [:]
         for ref in graph.waves().flatMap({ $0 }) {
-            guard let (enclave, partition) = loadedByRef[ref], let key = try? StateKey(enclave: ref.enclave, partition: ref.partition) else { continue }
+            guard let (enclave, partition) = loadedByRef[ref], let key = try? StateKey(enclave: ref.enclave, partition: ref.partition) else {
+                continue
+            }
             let fingerprint = Self.fingerprint(partition, in: enclave, tree: tree, stored: storedPartitions, tokens: tokens)
             fingerprints[key] = fingerprint
             let previous = storedPartitions[key]
@@ -203,8 +215,9 @@ public enum Planner {
             }
         }
         let deletesEverything = !storedEnclaves.isEmpty && desiredIDs.isDisjoint(with: storedEnclaves.keys)
-        return Plan(changes: changes, partitionFingerprints: fingerprints, enclaveFingerprints: enclaveFingerprints,
-                    deletesEverything: deletesEverything)
+        return Plan(
+            changes: changes, partitionFingerprints: fingerprints, enclaveFingerprints: enclaveFingerprints,
+            deletesEverything: deletesEverything)
     }
 
     /// True when an input uses a `{{ nclav_* }}` token that comes from the enclave's driver
@@ -239,8 +252,10 @@ public enum Planner {
     }
 
     /// See the type's documentation for what is covered.
-    public static func fingerprint(_ loaded: LoadedPartition, in enclave: LoadedEnclave, tree: LoadedTree,
-                                   stored: [StateKey: PartitionState], tokens: ContextTokensProvider) -> String {
+    public static func fingerprint(
+        _ loaded: LoadedPartition, in enclave: LoadedEnclave, tree: LoadedTree,
+        stored: [StateKey: PartitionState], tokens: ContextTokensProvider
+    ) -> String {
         let partition = loaded.partition
         let directory = loaded.directory.isEmpty ? tree.root : "\(tree.root)/\(loaded.directory)"
         var hasher = SHA256()
@@ -283,24 +298,30 @@ public enum Planner {
     /// Inputs with every placeholder filled: context tokens from the driver, `{{ alias.key }}`
     /// from the stored outputs of the partition behind the export. A value not known yet (the
     /// upstream partition was never applied) reads as `<pending alias.key>`.
-    public static func resolveInputs(_ partition: Partition, in enclave: LoadedEnclave, tree: LoadedTree,
-                                     stored: [StateKey: PartitionState], tokens: ContextTokensProvider) -> [String: String] {
+    public static func resolveInputs(
+        _ partition: Partition, in enclave: LoadedEnclave, tree: LoadedTree,
+        stored: [StateKey: PartitionState], tokens: ContextTokensProvider
+    ) -> [String: String] {
         let context = tokens(enclave.enclave, partition)
         var aliases: [String: Import] = [:]
         for entry in enclave.enclave.imports { aliases[entry.alias] = entry }
         for entry in partition.imports { aliases[entry.alias] = entry }
         var resolved: [String: String] = [:]
         for (name, value) in partition.inputs {
-            guard let template = try? Template(parsing: value) else { resolved[name] = value; continue }
+            guard let template = try? Template(parsing: value) else {
+                resolved[name] = value
+                continue
+            }
             resolved[name] = template.render { segment in
                 switch segment {
                 case .context(let token): return context[token] ?? ""
                 case .importOutput(let alias, let key):
                     guard let entry = aliases[alias],
-                          let exporter = tree.enclaves.first(where: { $0.enclave.id == entry.from }),
-                          let export = exporter.enclave.exports.first(where: { $0.name == entry.exportName }),
-                          let stateKey = try? StateKey(enclave: entry.from, partition: export.targetPartition),
-                          let value = stored[stateKey]?.outputs[key] else { return "<pending \(alias).\(key)>" }
+                        let exporter = tree.enclaves.first(where: { $0.enclave.id == entry.from }),
+                        let export = exporter.enclave.exports.first(where: { $0.name == entry.exportName }),
+                        let stateKey = try? StateKey(enclave: entry.from, partition: export.targetPartition),
+                        let value = stored[stateKey]?.outputs[key]
+                    else { return "<pending \(alias).\(key)>" }
                     return value
                 case .literal(let text): return text
                 }

@@ -41,10 +41,12 @@ public struct ReconcileEnvironment: Sendable {
     /// The PATH tools are looked up on.
     public var searchPath: String = ProcessInfo.processInfo.environment["PATH"] ?? ""
 
-    public init(store: any StateStore, registry: DriverRegistry, renderer: WorkspaceRenderer, invoker: any IacTool = TerraformInvoker(),
-                signer: RunCredentialSigner, backendBaseURL: String, secrets: [String] = [], pluginCache: URL? = nil,
-                holder: String = "\(ProcessInfo.processInfo.hostName) pid \(getpid())", stopPolicy: StopPolicy = StopPolicy(),
-                progress: @escaping @Sendable (String) async -> Void = { _ in }) {
+    public init(
+        store: any StateStore, registry: DriverRegistry, renderer: WorkspaceRenderer, invoker: any IacTool = TerraformInvoker(),
+        signer: RunCredentialSigner, backendBaseURL: String, secrets: [String] = [], pluginCache: URL? = nil,
+        holder: String = "\(ProcessInfo.processInfo.hostName) pid \(getpid())", stopPolicy: StopPolicy = StopPolicy(),
+        progress: @escaping @Sendable (String) async -> Void = { _ in }
+    ) {
         self.store = store
         self.registry = registry
         self.renderer = renderer
@@ -167,13 +169,15 @@ public enum ReconcileError: Error, Sendable, Equatable, CustomStringConvertible 
     public var description: String {
         switch self {
         case .busy(let lock):
-            return "another reconcile is in progress (started by \(lock.holder) at \(ISO8601DateFormatter().string(from: lock.startedAt))); wait for it to finish"
+            return
+                "another reconcile is in progress (started by \(lock.holder) at \(ISO8601DateFormatter().string(from: lock.startedAt))); wait for it to finish"
         case .notInState(let what):
             return "\(what) is not in state; `nclav status` and `nclav graph` show what is"
         case .hasDependents(let target, let importers):
             return "\(target) is still imported by \(importers.joined(separator: ", ")); destroy those too, or remove their imports first"
         case .wouldDeleteEverything(let enclaves):
-            return "this directory declares none of the \(enclaves.count) enclaves in state (\(enclaves.joined(separator: ", "))); applying it would destroy them all. Check the path, or pass the explicit flag to really delete everything"
+            return
+                "this directory declares none of the \(enclaves.count) enclaves in state (\(enclaves.joined(separator: ", "))); applying it would destroy them all. Check the path, or pass the explicit flag to really delete everything"
         }
     }
 }

@@ -20,8 +20,9 @@ public struct Reconciler: Sendable {
     /// The plan alone: reads the store, writes nothing, starts nothing.
     public func plan(_ tree: LoadedTree, graph: Digraph<TreeValidator.PartitionRef>? = nil) async throws -> ReconcileReport {
         let stored = try await storedState()
-        return ReconcileReport(reconcileID: UUID(), plan: Planner.plan(tree, stored: stored, tokens: tokenProvider(stored), graph: graph),
-                               outcomes: [], errors: [])
+        return ReconcileReport(
+            reconcileID: UUID(), plan: Planner.plan(tree, stored: stored, tokens: tokenProvider(stored), graph: graph),
+            outcomes: [], errors: [])
     }
 
     /// Takes the store-wide reconcile lock (so a caller can refuse a second reconcile before
@@ -33,8 +34,10 @@ public struct Reconciler: Sendable {
     }
 
     /// Applies `tree` under a lock from `acquire()`, and releases it.
-    public func reconcile(_ tree: LoadedTree, options: ReconcileOptions, holding lock: ReconcileLock,
-                          graph: Digraph<TreeValidator.PartitionRef>? = nil) async throws -> ReconcileReport {
+    public func reconcile(
+        _ tree: LoadedTree, options: ReconcileOptions, holding lock: ReconcileLock,
+        graph: Digraph<TreeValidator.PartitionRef>? = nil
+    ) async throws -> ReconcileReport {
         let started = Date()
         defer { environment.observer.reconcileFinished(seconds: Date().timeIntervalSince(started)) }
         return try await ReconcileLockScope(store: environment.store, lock: lock).run {
@@ -45,8 +48,10 @@ public struct Reconciler: Sendable {
                 throw ReconcileError.wouldDeleteEverything(enclaves: stored.enclaves.map(\.id).sorted())
             }
             guard !plan.isEmpty else { return ReconcileReport(reconcileID: lock.id, plan: plan, outcomes: [], errors: []) }
-            return await TreeApply(environment: environment, tree: tree, graph: graph, plan: plan, stored: stored, reconcileID: lock.id,
-                                   parallelism: options.parallelism).run()
+            return await TreeApply(
+                environment: environment, tree: tree, graph: graph, plan: plan, stored: stored, reconcileID: lock.id,
+                parallelism: options.parallelism
+            ).run()
         }
     }
 
@@ -71,8 +76,10 @@ public struct Reconciler: Sendable {
             let stored = try await storedState()
             let targets = try Self.destroyTargets(stored, enclaves: ids, partition: partition)
             let teardown = Teardown(environment: environment, reconcileID: lock.id)
-            _ = try? await environment.store.appendEvent(AuditEvent(kind: "destroy.started", reconcileID: lock.id,
-                message: partition.map { "partition \(ids[0])/\($0)" } ?? "enclaves \(ids.joined(separator: ", "))"))
+            _ = try? await environment.store.appendEvent(
+                AuditEvent(
+                    kind: "destroy.started", reconcileID: lock.id,
+                    message: partition.map { "partition \(ids[0])/\($0)" } ?? "enclaves \(ids.joined(separator: ", "))"))
             var outcomes: [PartitionOutcome] = []
             for state in Teardown.order(targets, enclaves: stored.enclaves) {
                 guard let key = state.key else { continue }
@@ -88,7 +95,8 @@ public struct Reconciler: Sendable {
                     enclaveOutcomes.append(await teardown.enclave(enclaveState))
                 }
             }
-            let errors = outcomes.filter { $0.result == .failed }.map { "\($0.key): \($0.reason ?? "teardown failed")" }
+            let errors =
+                outcomes.filter { $0.result == .failed }.map { "\($0.key): \($0.reason ?? "teardown failed")" }
                 + enclaveOutcomes.filter { $0.result == .failed }.map { "enclave \($0.enclave): \($0.reason ?? "teardown failed")" }
             return ReconcileReport(reconcileID: lock.id, plan: Plan(changes: []), outcomes: outcomes, enclaves: enclaveOutcomes, errors: errors)
         }
@@ -114,9 +122,10 @@ public struct Reconciler: Sendable {
         var remaining = enclaves.sorted()
         var order: [String] = []
         while !remaining.isEmpty {
-            let free = remaining.first { candidate in
-                !graph.edges.contains { enclave($0.to) == candidate && enclave($0.from) != candidate && remaining.contains(enclave($0.from)) }
-            } ?? remaining[0]
+            let free =
+                remaining.first { candidate in
+                    !graph.edges.contains { enclave($0.to) == candidate && enclave($0.from) != candidate && remaining.contains(enclave($0.from)) }
+                } ?? remaining[0]
             order.append(free)
             remaining.removeAll { $0 == free }
         }
@@ -151,13 +160,15 @@ public struct Reconciler: Sendable {
             let resources = (try? await Teardown.resources(in: key, store: environment.store)) ?? []
             _ = try await environment.store.releaseLock(key, id: nil)
             try await environment.store.deletePartition(enclave: key.enclave, partition: key.partition)
-            let forgotten = Forgotten(key: key, resources: resources, identity: state.identity ?? [:],
-                                      workspace: environment.renderer.directory(for: key).path)
-            _ = try? await environment.store.appendEvent(AuditEvent(
-                kind: "partition.forgotten", enclaveID: key.enclave, partitionID: key.partition, reconcileID: lock.id,
-                message: "partition \(key) dropped from state without a teardown; left in place: "
-                    + (resources.isEmpty ? "no resources in its state" : resources.joined(separator: ", "))
-                    + (forgotten.identity.isEmpty ? "" : "; its cloud identity")))
+            let forgotten = Forgotten(
+                key: key, resources: resources, identity: state.identity ?? [:],
+                workspace: environment.renderer.directory(for: key).path)
+            _ = try? await environment.store.appendEvent(
+                AuditEvent(
+                    kind: "partition.forgotten", enclaveID: key.enclave, partitionID: key.partition, reconcileID: lock.id,
+                    message: "partition \(key) dropped from state without a teardown; left in place: "
+                        + (resources.isEmpty ? "no resources in its state" : resources.joined(separator: ", "))
+                        + (forgotten.identity.isEmpty ? "" : "; its cloud identity")))
             return forgotten
         }
     }

@@ -21,8 +21,10 @@ struct RecordedRun: Sendable {
         var exitCode: Int32?
     }
 
-    func run(_ key: StateKey, partition: Partition, operation: IacRun.Operation, workspace: URL, enclave: Enclave?,
-             context: EnclaveContext, cloud: CloudTarget, identity: PartitionIdentity) async -> Result {
+    func run(
+        _ key: StateKey, partition: Partition, operation: IacRun.Operation, workspace: URL, enclave: Enclave?,
+        context: EnclaveContext, cloud: CloudTarget, identity: PartitionIdentity
+    ) async -> Result {
         let store = environment.store
         let start = Date()
         func outcome(_ result: PartitionOutcome.Result, runID: UUID?, reason: String? = nil) -> PartitionOutcome {
@@ -35,8 +37,10 @@ struct RecordedRun: Sendable {
         let version = await environment.invoker.version(of: tool)
         let runID = UUID()
         do {
-            try await store.createRun(IacRun(id: runID, enclaveID: key.enclave, partitionID: key.partition, operation: operation, startedAt: start,
-                                             tool: URL(fileURLWithPath: tool).lastPathComponent, toolVersion: version, reconcileID: reconcileID))
+            try await store.createRun(
+                IacRun(
+                    id: runID, enclaveID: key.enclave, partitionID: key.partition, operation: operation, startedAt: start,
+                    tool: URL(fileURLWithPath: tool).lastPathComponent, toolVersion: version, reconcileID: reconcileID))
         } catch {
             return Result(outcome: outcome(.failed, runID: nil, reason: "the run could not be recorded: \(error)"))
         }
@@ -84,7 +88,8 @@ struct RecordedRun: Sendable {
         guard result.succeeded else {
             let status: IacRun.Status = result.result.cancelled || result.result.timedOut ? .cancelled : .failed
             await finish(status, exitCode: result.result.exitCode)
-            let reason = "terraform \(result.lastCommand) \(TerraformInvoker.describe(result.result)); see `nclav iac logs \(key.enclave) \(key.partition) \(runID)`"
+            let reason =
+                "terraform \(result.lastCommand) \(TerraformInvoker.describe(result.result)); see `nclav iac logs \(key.enclave) \(key.partition) \(runID)`"
             return Result(outcome: outcome(.failed, runID: runID, reason: reason), exitCode: result.result.exitCode)
         }
         var outputs: [String: String] = [:]
@@ -114,7 +119,9 @@ struct RecordedRun: Sendable {
         var outputs: [String: String] = [:]
         for name in names {
             guard let value = document?.outputs[name] else {
-                return .failure(OutputProblem(reason: "declared output `\(name)` is missing from the state terraform wrote; add `output \"\(name)\"` to the module"))
+                return .failure(
+                    OutputProblem(
+                        reason: "declared output `\(name)` is missing from the state terraform wrote; add `output \"\(name)\"` to the module"))
             }
             outputs[name] = value.templateString
         }
@@ -130,8 +137,9 @@ struct RecordedRun: Sendable {
         let store = environment.store
         let note: String
         if let document = try? StateDocument(parsing: body) {
-            let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: Digest.sha256Hex(body),
-                                   md5: Digest.md5Base64(body), lockID: nil, force: true, runID: runID)
+            let write = StateWrite(
+                body: body, serial: document.serial, lineage: document.lineage, sha256: Digest.sha256Hex(body),
+                md5: Digest.md5Base64(body), lockID: nil, force: true, runID: runID)
             switch try? await store.writeState(key, write) {
             case .stored(let info)?: note = "pushed errored.tfstate (serial \(document.serial)) as state version \(info.version)"
             case .unchanged(let info)?: note = "errored.tfstate matches state version \(info.version); nothing to push"

@@ -38,8 +38,10 @@ struct Teardown: Sendable {
         if !resources.isEmpty {
             let workspace = environment.renderer.directory(for: key)
             guard FileManager.default.fileExists(atPath: workspace.appendingPathComponent(WorkspaceRenderer.backendFile).path) else {
-                return outcome(.failed, reason: "its workspace \(workspace.path) is gone, so terraform cannot destroy its \(resources.count) resource(s); "
-                    + "destroy them by hand, then `nclav state forget \(key.enclave) \(key.partition)`")
+                return outcome(
+                    .failed,
+                    reason: "its workspace \(workspace.path) is gone, so terraform cannot destroy its \(resources.count) resource(s); "
+                        + "destroy them by hand, then `nclav state forget \(key.enclave) \(key.partition)`")
             }
             let run = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
                 key, partition: state.desired, operation: .teardown, workspace: workspace, enclave: enclaveState?.desired,
@@ -49,7 +51,9 @@ struct Teardown: Sendable {
                 var failed = run.outcome
                 failed.seconds = Date().timeIntervalSince(start)
                 if run.outcome.runID == nil {
-                    failed.reason = (failed.reason ?? "") + "; if it can never be destroyed by nclav, `nclav state forget \(key.enclave) \(key.partition)` drops it from state"
+                    failed.reason =
+                        (failed.reason ?? "")
+                        + "; if it can never be destroyed by nclav, `nclav state forget \(key.enclave) \(key.partition)` drops it from state"
                 }
                 return failed
             }
@@ -57,19 +61,25 @@ struct Teardown: Sendable {
         // Terraform has destroyed what it made; now the identity it acted as can go.
         if let identity = state.identity, !identity.isEmpty, let enclave = enclaveState?.desired {
             do {
-                try await environment.registry.driver(for: cloud).teardownPartition(enclave: enclave, context: context, partition: state.desired, identity: identity)
+                try await environment.registry.driver(for: cloud).teardownPartition(
+                    enclave: enclave, context: context, partition: state.desired, identity: identity)
             } catch {
-                return outcome(.failed, runID: runID, reason: "terraform destroyed it, but its \(cloud.rawValue) identity could not be removed: \(error)")
+                return outcome(
+                    .failed, runID: runID, reason: "terraform destroyed it, but its \(cloud.rawValue) identity could not be removed: \(error)")
             }
         }
         do {
             try await forgetRecord(key)
         } catch {
-            return outcome(.failed, runID: runID, reason: "it was destroyed, but its record could not be removed: \(error); the next apply tries again")
+            return outcome(
+                .failed, runID: runID, reason: "it was destroyed, but its record could not be removed: \(error); the next apply tries again")
         }
-        _ = try? await store.appendEvent(AuditEvent(kind: "partition.destroyed", enclaveID: key.enclave, partitionID: key.partition,
-                                                    reconcileID: reconcileID, message: resources.isEmpty
-                                                        ? "partition \(key) removed (its state held no resources)" : "partition \(key) destroyed"))
+        _ = try? await store.appendEvent(
+            AuditEvent(
+                kind: "partition.destroyed", enclaveID: key.enclave, partitionID: key.partition,
+                reconcileID: reconcileID,
+                message: resources.isEmpty
+                    ? "partition \(key) removed (its state held no resources)" : "partition \(key) destroyed"))
         return outcome(.succeeded, runID: runID, reason: resources.isEmpty ? "its state held no resources; nothing to destroy" : nil)
     }
 
@@ -105,16 +115,21 @@ struct Teardown: Sendable {
         do {
             let leftovers = try await store.partitions(ofEnclave: enclaveState.id)
             if !leftovers.isEmpty {
-                return failed("it keeps \(leftovers.count) partition(s) whose teardown failed (\(leftovers.map(\.partitionID).sorted().joined(separator: ", "))); it stays in state")
+                return failed(
+                    "it keeps \(leftovers.count) partition(s) whose teardown failed (\(leftovers.map(\.partitionID).sorted().joined(separator: ", "))); it stays in state"
+                )
             }
-            try await environment.registry.driver(for: enclaveState.resolvedCloud).teardownEnclave(enclaveState.desired, context: EnclaveContext(values: enclaveState.context))
+            try await environment.registry.driver(for: enclaveState.resolvedCloud).teardownEnclave(
+                enclaveState.desired, context: EnclaveContext(values: enclaveState.context))
             try await store.deleteEnclave(enclaveState.id)
         } catch {
             return failed("\(error)")
         }
         try? FileManager.default.removeItem(at: environment.renderer.root.appendingPathComponent(enclaveState.id, isDirectory: true))
-        _ = try? await store.appendEvent(AuditEvent(kind: "enclave.destroyed", enclaveID: enclaveState.id, reconcileID: reconcileID,
-                                                    message: "enclave \(enclaveState.id) torn down"))
+        _ = try? await store.appendEvent(
+            AuditEvent(
+                kind: "enclave.destroyed", enclaveID: enclaveState.id, reconcileID: reconcileID,
+                message: "enclave \(enclaveState.id) torn down"))
         await environment.progress("- enclave \(enclaveState.id) destroyed")
         return EnclaveOutcome(enclave: enclaveState.id, operation: .teardown, result: .succeeded)
     }

@@ -29,7 +29,10 @@ struct TreeApply: Sendable {
         var enclaveOutcomes: [EnclaveOutcome] = []
 
         // 1. Teardown first: removed partitions of kept and removed enclaves, dependents first.
-        let desired = Set(tree.enclaves.flatMap { enclave in enclave.partitions.compactMap { try? StateKey(enclave: enclave.enclave.id, partition: $0.partition.id) } })
+        let desired = Set(
+            tree.enclaves.flatMap { enclave in
+                enclave.partitions.compactMap { try? StateKey(enclave: enclave.enclave.id, partition: $0.partition.id) }
+            })
         let removed = stored.partitions.filter { $0.key.map { !desired.contains($0) } ?? false }
         for state in Teardown.order(removed, enclaves: stored.enclaves) {
             guard let key = state.key else { continue }
@@ -45,13 +48,15 @@ struct TreeApply: Sendable {
         // 2. Enclaves: provision new and changed ones.
         let (contexts, provisioned) = await provisionEnclaves()
         enclaveOutcomes += provisioned
-        let failedEnclaves = Dictionary(provisioned.filter { $0.result == .failed }.map { ($0.enclave, $0.reason ?? "failed") },
-                                        uniquingKeysWith: { a, _ in a })
+        let failedEnclaves = Dictionary(
+            provisioned.filter { $0.result == .failed }.map { ($0.enclave, $0.reason ?? "failed") },
+            uniquingKeysWith: { a, _ in a })
 
         // 3. Partitions along the DAG.
         outcomes += await runPartitions(contexts: contexts, failedEnclaves: failedEnclaves)
 
-        let errors = outcomes.filter { $0.result == .failed }.map { "\($0.key): \($0.reason ?? "failed")" }
+        let errors =
+            outcomes.filter { $0.result == .failed }.map { "\($0.key): \($0.reason ?? "failed")" }
             + enclaveOutcomes.filter { $0.result == .failed }.map { "enclave \($0.enclave): \($0.reason ?? "failed")" }
         await event("reconcile.finished", errors.isEmpty ? "succeeded" : "\(errors.count) error(s)")
         return ReconcileReport(reconcileID: reconcileID, plan: plan, outcomes: outcomes, enclaves: enclaveOutcomes, errors: errors)
@@ -88,7 +93,9 @@ struct TreeApply: Sendable {
                 state.lastError = nil
                 state.updatedAt = Date()
                 try await environment.store.putEnclave(state)
-                await event(previous == nil ? "enclave.created" : "enclave.updated", enclave: enclave.id, "\(cloud.rawValue) enclave \(enclave.id) provisioned")
+                await event(
+                    previous == nil ? "enclave.created" : "enclave.updated", enclave: enclave.id,
+                    "\(cloud.rawValue) enclave \(enclave.id) provisioned")
                 contexts[enclave.id] = context
                 outcomes.append(EnclaveOutcome(enclave: enclave.id, operation: operation, result: .succeeded))
             } catch {
@@ -119,55 +126,67 @@ struct TreeApply: Sendable {
         let executor = DAGExecutor<StateKey, PartitionResult>(nodes: loaded.keys, parallelism: parallelism) { key in
             graph.dependencies(of: .init(key.enclave, key.partition)).compactMap { try? StateKey(enclave: $0.enclave, partition: $0.partition) }
         }
-        let result = await executor.run(decide: { key, upstream in
-            let (enclave, partition) = loaded[key]!
-            let previous = storedStates[key]
-            let operation = PartitionApply.operation(previous: previous)
-            func resolved(_ result: PartitionOutcome.Result, _ reason: String) -> DAGExecutor<StateKey, PartitionResult>.Decision {
-                .resolved(PartitionResult(outcome: PartitionOutcome(key: key, operation: operation, result: result, reason: reason)))
-            }
-            // Anything upstream that did not succeed means this partition cannot run.
-            if let (blocker, outcome) = upstream.sorted(by: { $0.key < $1.key }).first(where: { [.failed, .skipped].contains($0.value.outcome.result) }) {
-                return resolved(.skipped, "upstream \(blocker) \(outcome.outcome.result == .failed ? "failed" : "was skipped")")
-            }
-            if let reason = failedEnclaves[enclave.enclave.id] { return resolved(.skipped, "enclave failed: \(reason)") }
-            let context = contexts[enclave.enclave.id] ?? EnclaveContext()
-            let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
-            let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
-            if let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted {
-                let ran = upstream.filter { $0.value.outcome.runID != nil }.keys.sorted().map(\.description)
-                return resolved(.unchanged, ran.isEmpty ? "nothing it reads changed" : "its inputs are the same after \(ran.joined(separator: ", ")) applied")
-            }
-            let inputs = Planner.resolveInputs(partition.partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
-            // The imports this partition uses (its own and its enclave's), with the exporter's freshest outputs.
-            let wirings: [ImportWiring] = (partition.partition.imports + enclave.enclave.imports).compactMap { entry in
-                guard let (exporter, export) = exporterByImport["\(entry.from)/\(entry.exportName)"],
-                      let exporterKey = try? StateKey(enclave: exporter.id, partition: export.targetPartition) else { return nil }
-                return ImportWiring(alias: entry.alias, export: export, exporterEnclave: exporter.id, exporterCloud: registry.resolvedCloud(for: exporter),
-                                    exporterContext: contexts[exporter.id]?.values ?? [:], exporterOutputs: fresh[exporterKey]?.outputs ?? [:])
-            }
-            let work = PartitionApply(environment: environment, reconcileID: reconcileID, key: key, enclave: enclave.enclave, partition: partition,
-                                      treeRoot: tree.root, previous: previous, inputs: inputs, fingerprint: fingerprint, context: context,
-                                      cloud: registry.resolvedCloud(for: enclave.enclave), wirings: wirings)
-            return .run { await work.run() }
-        }, finished: { key, result in
-            let outcome = result.outcome
-            if outcome.result == .succeeded {
-                fresh[key, default: PartitionState(enclaveID: key.enclave, partitionID: key.partition, desired: loaded[key]!.1.partition)].outputs = result.outputs
-            }
-            // Unchanged partitions the plan did not list are not news.
-            guard outcome.result != .unchanged || planned.contains(key) else { return }
-            outcomes.append(outcome)
-            await environment.progress(ProgressLine.finished(outcome))
-            guard outcome.result != .unchanged else { return }
-            _ = try? await store.appendEvent(AuditEvent(
-                kind: outcome.result == .succeeded ? "partition.applied" : outcome.result == .skipped ? "partition.skipped" : "partition.failed",
-                enclaveID: key.enclave, partitionID: key.partition, reconcileID: reconcileID,
-                message: outcome.reason ?? "\(outcome.operation.rawValue) succeeded"))
-        })
+        let result = await executor.run(
+            decide: { key, upstream in
+                let (enclave, partition) = loaded[key]!
+                let previous = storedStates[key]
+                let operation = PartitionApply.operation(previous: previous)
+                func resolved(_ result: PartitionOutcome.Result, _ reason: String) -> DAGExecutor<StateKey, PartitionResult>.Decision {
+                    .resolved(PartitionResult(outcome: PartitionOutcome(key: key, operation: operation, result: result, reason: reason)))
+                }
+                // Anything upstream that did not succeed means this partition cannot run.
+                if let (blocker, outcome) = upstream.sorted(by: { $0.key < $1.key }).first(where: {
+                    [.failed, .skipped].contains($0.value.outcome.result)
+                }) {
+                    return resolved(.skipped, "upstream \(blocker) \(outcome.outcome.result == .failed ? "failed" : "was skipped")")
+                }
+                if let reason = failedEnclaves[enclave.enclave.id] { return resolved(.skipped, "enclave failed: \(reason)") }
+                let context = contexts[enclave.enclave.id] ?? EnclaveContext()
+                let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
+                let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
+                if let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted {
+                    let ran = upstream.filter { $0.value.outcome.runID != nil }.keys.sorted().map(\.description)
+                    return resolved(
+                        .unchanged, ran.isEmpty ? "nothing it reads changed" : "its inputs are the same after \(ran.joined(separator: ", ")) applied")
+                }
+                let inputs = Planner.resolveInputs(partition.partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
+                // The imports this partition uses (its own and its enclave's), with the exporter's freshest outputs.
+                let wirings: [ImportWiring] = (partition.partition.imports + enclave.enclave.imports).compactMap { entry in
+                    guard let (exporter, export) = exporterByImport["\(entry.from)/\(entry.exportName)"],
+                        let exporterKey = try? StateKey(enclave: exporter.id, partition: export.targetPartition)
+                    else { return nil }
+                    return ImportWiring(
+                        alias: entry.alias, export: export, exporterEnclave: exporter.id, exporterCloud: registry.resolvedCloud(for: exporter),
+                        exporterContext: contexts[exporter.id]?.values ?? [:], exporterOutputs: fresh[exporterKey]?.outputs ?? [:])
+                }
+                let work = PartitionApply(
+                    environment: environment, reconcileID: reconcileID, key: key, enclave: enclave.enclave, partition: partition,
+                    treeRoot: tree.root, previous: previous, inputs: inputs, fingerprint: fingerprint, context: context,
+                    cloud: registry.resolvedCloud(for: enclave.enclave), wirings: wirings)
+                return .run { await work.run() }
+            },
+            finished: { key, result in
+                let outcome = result.outcome
+                if outcome.result == .succeeded {
+                    fresh[key, default: PartitionState(enclaveID: key.enclave, partitionID: key.partition, desired: loaded[key]!.1.partition)]
+                        .outputs = result.outputs
+                }
+                // Unchanged partitions the plan did not list are not news.
+                guard outcome.result != .unchanged || planned.contains(key) else { return }
+                outcomes.append(outcome)
+                await environment.progress(ProgressLine.finished(outcome))
+                guard outcome.result != .unchanged else { return }
+                _ = try? await store.appendEvent(
+                    AuditEvent(
+                        kind: outcome.result == .succeeded
+                            ? "partition.applied" : outcome.result == .skipped ? "partition.skipped" : "partition.failed",
+                        enclaveID: key.enclave, partitionID: key.partition, reconcileID: reconcileID,
+                        message: outcome.reason ?? "\(outcome.operation.rawValue) succeeded"))
+            })
         for key in result.unreached {
-            let outcome = PartitionOutcome(key: key, operation: PartitionApply.operation(previous: storedStates[key]), result: .skipped,
-                                           reason: Task.isCancelled ? "the reconcile was cancelled before it started" : "not reached: it depends on a cycle")
+            let outcome = PartitionOutcome(
+                key: key, operation: PartitionApply.operation(previous: storedStates[key]), result: .skipped,
+                reason: Task.isCancelled ? "the reconcile was cancelled before it started" : "not reached: it depends on a cycle")
             outcomes.append(outcome)
             await environment.progress(ProgressLine.finished(outcome))
         }

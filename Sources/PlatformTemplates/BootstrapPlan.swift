@@ -58,7 +58,8 @@ public struct BootstrapPlan: Sendable, Equatable {
             guard let equals = pair.firstIndex(of: "=") else { throw VariableError.malformed(pair) }
             let name = String(pair[..<equals])
             guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }),
-                  name.first?.isNumber == false else { throw VariableError.malformed(pair) }
+                name.first?.isNumber == false
+            else { throw VariableError.malformed(pair) }
             variables[name] = String(pair[pair.index(after: equals)...])
         }
         return variables
@@ -69,7 +70,8 @@ public struct BootstrapPlan: Sendable, Equatable {
     public static func missingVariables(_ cloud: PlatformCloud, given: [String: String], directory: URL) -> [String] {
         var known = Set(given.keys)
         if let data = try? Data(contentsOf: directory.appendingPathComponent(variablesFile)),
-           let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any] {
+            let saved = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        {
             known.formUnion(saved.keys)
         }
         if let text = try? String(contentsOf: directory.appendingPathComponent("terraform.tfvars"), encoding: .utf8) {

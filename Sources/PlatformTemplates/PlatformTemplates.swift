@@ -20,8 +20,11 @@ public enum PlatformCloud: String, CaseIterable, Sendable {
     public var requiredVariables: [String] {
         switch self {
         case .gcp: return ["project_id", "enclave_parent", "billing_account"]
-        case .azure: return ["subscription_id", "acr_name", "key_vault_name", "management_group_id", "billing_account_name",
-                             "billing_profile_name", "invoice_section_name"]
+        case .azure:
+            return [
+                "subscription_id", "acr_name", "key_vault_name", "management_group_id", "billing_account_name",
+                "billing_profile_name", "invoice_section_name",
+            ]
         case .aws: return ["org_unit_id", "email_domain"]
         }
     }

@@ -114,7 +114,10 @@ enum JSONScan {
             var members: [String: Range<Int>] = [:]
             try expect(UInt8(ascii: "{"))
             skipWhitespace()
-            if peek() == UInt8(ascii: "}") { position += 1; return members }
+            if peek() == UInt8(ascii: "}") {
+                position += 1
+                return members
+            }
             while true {
                 skipWhitespace()
                 let keyRange = try string()
@@ -127,7 +130,9 @@ enum JSONScan {
                     if let only {
                         if keyRange.count == only.count, memcmp(bytes.baseAddress! + keyRange.lowerBound, only.baseAddress!, only.count) == 0 {
                             if onlyRange != nil {
-                                throw Failure(offset: keyRange.lowerBound, duplicateKey: String(decoding: UnsafeBufferPointer(rebasing: only[...]), as: UTF8.self))
+                                throw Failure(
+                                    offset: keyRange.lowerBound,
+                                    duplicateKey: String(decoding: UnsafeBufferPointer(rebasing: only[...]), as: UTF8.self))
                             }
                             onlyRange = start..<position
                         }
@@ -139,21 +144,30 @@ enum JSONScan {
                 guard let next = peek() else { throw fail() }
                 position += 1
                 if next == UInt8(ascii: "}") { return members }
-                guard next == UInt8(ascii: ",") else { position -= 1; throw fail() }
+                guard next == UInt8(ascii: ",") else {
+                    position -= 1
+                    throw fail()
+                }
             }
         }
 
         mutating func array(depth: Int) throws(Failure) {
             try expect(UInt8(ascii: "["))
             skipWhitespace()
-            if peek() == UInt8(ascii: "]") { position += 1; return }
+            if peek() == UInt8(ascii: "]") {
+                position += 1
+                return
+            }
             while true {
                 try value(depth: depth + 1)
                 skipWhitespace()
                 guard let next = peek() else { throw fail() }
                 position += 1
                 if next == UInt8(ascii: "]") { return }
-                guard next == UInt8(ascii: ",") else { position -= 1; throw fail() }
+                guard next == UInt8(ascii: ",") else {
+                    position -= 1
+                    throw fail()
+                }
             }
         }
 
@@ -174,7 +188,7 @@ enum JSONScan {
                     guard let escaped = peek() else { throw fail() }
                     switch escaped {
                     case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                         UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                        UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                         position += 1
                     case UInt8(ascii: "u"):
                         position += 1
@@ -224,12 +238,20 @@ enum JSONScan {
             var lower: UInt8 = 0x80, upper: UInt8 = 0xBF
             switch lead {
             case 0xC2...0xDF: length = 2
-            case 0xE0: length = 3; lower = 0xA0
+            case 0xE0:
+                length = 3
+                lower = 0xA0
             case 0xE1...0xEC, 0xEE...0xEF: length = 3
-            case 0xED: length = 3; upper = 0x9F
-            case 0xF0: length = 4; lower = 0x90
+            case 0xED:
+                length = 3
+                upper = 0x9F
+            case 0xF0:
+                length = 4
+                lower = 0x90
             case 0xF1...0xF3: length = 4
-            case 0xF4: length = 4; upper = 0x8F
+            case 0xF4:
+                length = 4
+                upper = 0x8F
             default: throw fail()
             }
             guard position + length <= bytes.count else { throw fail() }

@@ -17,7 +17,10 @@ public struct BackendResponse: Sendable, Equatable {
 
     /// nclav's error shape: `{"error": "...", "details": [...]}`.
     public static func error(_ status: Int, _ message: String, details: [String] = []) -> BackendResponse {
-        struct Body: Encodable { let error: String; let details: [String] }
+        struct Body: Encodable {
+            let error: String
+            let details: [String]
+        }
         return json(status, Body(error: message, details: details))
     }
 
@@ -56,8 +59,9 @@ public struct StateBackend: Sendable {
     private func refusal(_ key: StateKey, _ principal: Principal) async throws -> BackendResponse? {
         guard principal.mayUseState(key) else { return forbidden(key) }
         if case .run(let scope) = principal, try await store.runStatus(scope.runID) != .running {
-            return .error(401, "this run credential ended with its run",
-                          details: ["run \(scope.runID) is not running; a run's credential works only while the run does"])
+            return .error(
+                401, "this run credential ended with its run",
+                details: ["run \(scope.runID) is not running; a run's credential works only while the run does"])
         }
         return nil
     }
@@ -104,9 +108,11 @@ public struct StateBackend: Sendable {
         }
     }
 
-    public func put(_ key: StateKey, body: Data, digests: BodyDigests? = nil, document given: StateDocument.Parsed? = nil,
-                    staged: (any StagedStateBody)? = nil, contentMD5: String?,
-                    lockID: String?, force: Bool, as principal: Principal, now: Date = Date()) async throws -> BackendResponse {
+    public func put(
+        _ key: StateKey, body: Data, digests: BodyDigests? = nil, document given: StateDocument.Parsed? = nil,
+        staged: (any StagedStateBody)? = nil, contentMD5: String?,
+        lockID: String?, force: Bool, as principal: Principal, now: Date = Date()
+    ) async throws -> BackendResponse {
         if let refusal = try await refusal(key, principal) { return refusal }
         if force, principal != .admin {
             return .error(403, "only the admin token may force a state write", details: ["drop ?force=true or use the admin token"])
@@ -123,21 +129,26 @@ public struct StateBackend: Sendable {
         case .success(let value): document = value
         case .failure(let problem): return .error(400, "not a Terraform state: \(problem)", details: ["nothing was stored"])
         }
-        let write = StateWrite(body: body, serial: document.serial, lineage: document.lineage, sha256: await sha256, md5: await md5,
-                               lockID: lockID.flatMap { $0.isEmpty ? nil : $0 }, force: force, runID: principal.runID, time: now,
-                               staged: staged)
+        let write = StateWrite(
+            body: body, serial: document.serial, lineage: document.lineage, sha256: await sha256, md5: await md5,
+            lockID: lockID.flatMap { $0.isEmpty ? nil : $0 }, force: force, runID: principal.runID, time: now,
+            staged: staged)
         switch try await store.writeState(key, write) {
         case .stored, .unchanged:
             return BackendResponse(status: 200)
         case .locked(let holder):
             return .holder(423, holder)
         case .lineageConflict(let current):
-            return .error(409, "state lineage differs from the stored state's",
-                          details: ["stored lineage \(current.lineage), serial \(current.serial)", "received lineage \(document.lineage)",
-                                    "this state belongs to a different Terraform workspace; use ?force=true (admin) to replace it"])
+            return .error(
+                409, "state lineage differs from the stored state's",
+                details: [
+                    "stored lineage \(current.lineage), serial \(current.serial)", "received lineage \(document.lineage)",
+                    "this state belongs to a different Terraform workspace; use ?force=true (admin) to replace it",
+                ])
         case .serialConflict(let current):
-            return .error(409, "state serial \(document.serial) is not newer than the stored serial \(current.serial)",
-                          details: ["another writer stored a newer state; pull it and retry", "use ?force=true (admin) to overwrite"])
+            return .error(
+                409, "state serial \(document.serial) is not newer than the stored serial \(current.serial)",
+                details: ["another writer stored a newer state; pull it and retry", "use ?force=true (admin) to overwrite"])
         }
     }
 
@@ -215,7 +226,11 @@ public struct StateBackend: Sendable {
 
     public func versions(_ key: StateKey, as principal: Principal) async throws -> BackendResponse {
         if let refusal = try await refusal(key, principal) { return refusal }
-        struct Listing: Encodable { let enclave: String; let partition: String; let versions: [StateVersionInfo] }
+        struct Listing: Encodable {
+            let enclave: String
+            let partition: String
+            let versions: [StateVersionInfo]
+        }
         return .json(200, Listing(enclave: key.enclave, partition: key.partition, versions: try await store.stateVersions(key)))
     }
 
@@ -234,8 +249,9 @@ public struct StateBackend: Sendable {
         let serial = latest.info.serial + 1
         document["serial"] = serial
         let body = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? old
-        let write = StateWrite(body: body, serial: serial, lineage: lineage, sha256: Digest.sha256Hex(body), md5: Digest.md5Base64(body),
-                               lockID: nil, force: true, runID: nil, time: now)
+        let write = StateWrite(
+            body: body, serial: serial, lineage: lineage, sha256: Digest.sha256Hex(body), md5: Digest.md5Base64(body),
+            lockID: nil, force: true, runID: nil, time: now)
         switch try await store.writeState(key, write) {
         case .stored(let info), .unchanged(let info):
             return .json(200, ["restored_version": String(version), "new_version": String(info.version), "serial": String(serial)])
@@ -251,9 +267,11 @@ public struct StateBackend: Sendable {
         guard let (info, body) = try await store.stateVersion(key, version: version) else {
             return .error(404, "state \(key) has no version \(version)", details: ["list versions at /terraform/state/\(key)/versions"])
         }
-        return BackendResponse(status: 200, headers: [
-            "Content-Type": "application/json", "Content-MD5": info.md5.isEmpty ? Digest.md5Base64(body) : info.md5,
-            "X-Nclav-State-Serial": String(info.serial), "X-Nclav-State-Version": String(info.version),
-        ], body: body)
+        return BackendResponse(
+            status: 200,
+            headers: [
+                "Content-Type": "application/json", "Content-MD5": info.md5.isEmpty ? Digest.md5Base64(body) : info.md5,
+                "X-Nclav-State-Serial": String(info.serial), "X-Nclav-State-Version": String(info.version),
+            ], body: body)
     }
 }

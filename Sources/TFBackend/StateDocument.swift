@@ -39,7 +39,8 @@ public struct StateDocument: Sendable, Equatable {
         guard let lineageJSON = slice("lineage"), let lineage = Self.string(lineageJSON), !lineage.isEmpty else { throw .missingLineage }
         // A whole, non-negative number: digits only (no sign, fraction or exponent).
         guard let serialJSON = slice("serial"), !serialJSON.isEmpty, serialJSON.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-              let serial = Int64(String(decoding: serialJSON, as: UTF8.self)) else { throw .badSerial }
+            let serial = Int64(String(decoding: serialJSON, as: UTF8.self))
+        else { throw .badSerial }
         self.lineage = lineage
         self.serial = serial
         terraformVersion = slice("terraform_version").flatMap(Self.string)
@@ -89,13 +90,21 @@ public indirect enum JSONValue: Sendable, Equatable, Codable {
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let flag = try? container.decode(Bool.self) { self = .bool(flag) }
-        else if let integer = try? container.decode(Int64.self) { self = .integer(integer) }
-        else if let double = try? container.decode(Double.self) { self = .double(double) }
-        else if let text = try? container.decode(String.self) { self = .string(text) }
-        else if let array = try? container.decode([JSONValue].self) { self = .array(array) }
-        else { self = .object(try container.decode([String: JSONValue].self)) }
+        if container.decodeNil() {
+            self = .null
+        } else if let flag = try? container.decode(Bool.self) {
+            self = .bool(flag)
+        } else if let integer = try? container.decode(Int64.self) {
+            self = .integer(integer)
+        } else if let double = try? container.decode(Double.self) {
+            self = .double(double)
+        } else if let text = try? container.decode(String.self) {
+            self = .string(text)
+        } else if let array = try? container.decode([JSONValue].self) {
+            self = .array(array)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
     }
 
     public func encode(to encoder: Encoder) throws {

@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
-import NclavCLI
-import NclavAzure
-import NclavServer
 import IacRunner
+import NclavAzure
+import NclavCLI
 import NclavCore
+import NclavServer
 import PlatformTemplates
 
 extension PlatformCloud: ExpressibleByArgument {}
@@ -19,12 +19,12 @@ struct Platform: ParsableCommand {
             commandName: "azure-oidc-documents",
             abstract: "Write the OpenID documents Entra reads to trust nclav's partition tokens (Azure workload identity federation).",
             discussion: """
-            Uses the same signing key as `nclav serve --azure-oidc-issuer`: NCLAV_AZURE_OIDC_KEY_PEM, else
-            $NCLAV_HOME/azure-oidc-key.pem (created 0600 when missing). Publish the directory at the issuer
-            URL, e.g. a blob container with public read access:
-              nclav platform azure-oidc-documents --issuer https://acmeoidc.blob.core.windows.net/oidc --out oidc
-              az storage blob upload-batch --account-name acmeoidc -d oidc -s oidc
-            """)
+                Uses the same signing key as `nclav serve --azure-oidc-issuer`: NCLAV_AZURE_OIDC_KEY_PEM, else
+                $NCLAV_HOME/azure-oidc-key.pem (created 0600 when missing). Publish the directory at the issuer
+                URL, e.g. a blob container with public read access:
+                  nclav platform azure-oidc-documents --issuer https://acmeoidc.blob.core.windows.net/oidc --out oidc
+                  az storage blob upload-batch --account-name acmeoidc -d oidc -s oidc
+                """)
 
         @Option(help: "The issuer URL (https, no trailing slash) the documents will be served from.")
         var issuer: String
@@ -36,7 +36,10 @@ struct Platform: ParsableCommand {
             let environment = ProcessInfo.processInfo.environment
             let home = ServerConfiguration.home(environment: environment)
             let issuer: WorkloadIdentityIssuer
-            do { issuer = try WorkloadIdentityIssuer.load(issuer: self.issuer, environment: environment, file: home.appendingPathComponent("azure-oidc-key.pem")) } catch {
+            do {
+                issuer = try WorkloadIdentityIssuer.load(
+                    issuer: self.issuer, environment: environment, file: home.appendingPathComponent("azure-oidc-key.pem"))
+            } catch {
                 throw CommandFailure(error.description)
             }
             let directory = URL(fileURLWithPath: out)
@@ -51,13 +54,13 @@ struct Platform: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a cloud's bootstrap module (byte-identical to the repository's bootstrap/<cloud>).",
             discussion: """
-            Files of the same name in --out are replaced; anything else there (terraform.tfvars,
-            .terraform/, state) is left alone.
+                Files of the same name in --out are replaced; anything else there (terraform.tfvars,
+                .terraform/, state) is left alone.
 
-            Examples:
-              nclav platform render --cloud gcp --out ./nclav-gcp
-              nclav platform render --cloud aws --out ./platform && cd platform && terraform init
-            """)
+                Examples:
+                  nclav platform render --cloud gcp --out ./nclav-gcp
+                  nclav platform render --cloud aws --out ./platform && cd platform && terraform init
+                """)
 
         @Option(help: "gcp, azure or aws.") var cloud: PlatformCloud
         @Option(help: "Directory to write the module into (created if missing).") var out: String
@@ -79,19 +82,19 @@ struct Bootstrap: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Provision the hosted nclav platform on a cloud with the embedded bootstrap module.",
         discussion: """
-        Renders the module into --dir, saves --var values to nclav.auto.tfvars.json there (mode
-        0600; later runs reuse them), then runs terraform (or tofu): init, and an apply targeted
-        at the registry. The server image must be in that registry before the rest can start:
-        push it (make push-ar / push-acr / push-ecr, or docker push to the printed reference) and
-        run again with --image-ready, which applies everything and prints the API URL and the
-        commands that connect the CLI. Terraform asks before each apply unless --auto-approve.
+            Renders the module into --dir, saves --var values to nclav.auto.tfvars.json there (mode
+            0600; later runs reuse them), then runs terraform (or tofu): init, and an apply targeted
+            at the registry. The server image must be in that registry before the rest can start:
+            push it (make push-ar / push-acr / push-ecr, or docker push to the printed reference) and
+            run again with --image-ready, which applies everything and prints the API URL and the
+            commands that connect the CLI. Terraform asks before each apply unless --auto-approve.
 
-        Examples:
-          nclav bootstrap --cloud gcp --var project_id=myorg-nclav --var enclave_parent=folders/123 \\
-            --var billing_account=billingAccounts/XXXXXX-YYYYYY-ZZZZZZ
-          nclav bootstrap --cloud gcp --image-ready
-          nclav bootstrap --cloud aws --var org_unit_id=ou-ab12-cdef3456 --var email_domain=aws.example.com --dry-run
-        """)
+            Examples:
+              nclav bootstrap --cloud gcp --var project_id=myorg-nclav --var enclave_parent=folders/123 \\
+                --var billing_account=billingAccounts/XXXXXX-YYYYYY-ZZZZZZ
+              nclav bootstrap --cloud gcp --image-ready
+              nclav bootstrap --cloud aws --var org_unit_id=ou-ab12-cdef3456 --var email_domain=aws.example.com --dry-run
+            """)
 
     @Option(help: "gcp, azure or aws.") var cloud: PlatformCloud
     @Option(name: .customLong("var"), help: "A module variable as name=value (repeatable).") var variables: [String] = []
@@ -117,7 +120,11 @@ struct Bootstrap: AsyncParsableCommand {
 
         if dryRun {
             print("would write the \(cloud.rawValue) module to \(directory.path)")
-            if !given.isEmpty { print("would save \(given.keys.sorted().joined(separator: ", ")) to \(directory.appendingPathComponent(BootstrapPlan.variablesFile).path)") }
+            if !given.isEmpty {
+                print(
+                    "would save \(given.keys.sorted().joined(separator: ", ")) to \(directory.appendingPathComponent(BootstrapPlan.variablesFile).path)"
+                )
+            }
             for step in plan.steps {
                 switch step {
                 case .tool(_, let arguments): print("would run: \(executable) \(arguments.joined(separator: " "))")
@@ -140,11 +147,14 @@ struct Bootstrap: AsyncParsableCommand {
                 say("==> \(executable) \(arguments.joined(separator: " "))  (in \(directory.path))")
                 let code = try await InteractiveCommand.run(executable, arguments, in: directory)
                 guard code == 0 else {
-                    throw CommandFailure("\(name) failed (terraform exit \(code)) in \(directory.path); terraform's message is above. Fix it and run the same command again: every step is safe to repeat.")
+                    throw CommandFailure(
+                        "\(name) failed (terraform exit \(code)) in \(directory.path); terraform's message is above. Fix it and run the same command again: every step is safe to repeat."
+                    )
                 }
             case .awaitImage:
                 let image = try await InteractiveCommand.capture(executable, ["output", "-raw", "image"], in: directory)
-                say("""
+                say(
+                    """
 
                     The registry is ready. Push the nclav server image to
                       \(image.exitCode == 0 ? image.output : "(terraform output image)")

@@ -1,13 +1,13 @@
 import ArgumentParser
 import Foundation
-import NclavCLI
 import Logging
 import NclavAWS
 import NclavAzure
+import NclavCLI
 import NclavCore
+import NclavDrivers
 import NclavGCP
 import NclavServer
-import NclavDrivers
 
 extension CloudTarget: ExpressibleByArgument {}
 
@@ -15,19 +15,19 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the nclav API server and Terraform state backend.",
         discussion: """
-        State is kept in $NCLAV_HOME/state.db (SQLite; NCLAV_HOME defaults to ~/.nclav) unless
-        --ephemeral keeps it in memory or NCLAV_POSTGRES_URL / --postgres-url names a PostgreSQL
-        database, which several replicas can share (one reconcile at a time across them). The admin token comes from NCLAV_TOKEN, else from
-        $NCLAV_HOME/token, which is created (mode 0600) on first start and reused afterwards.
-        SIGINT or SIGTERM stops the server gracefully: requests in flight finish and the store
-        is closed. Log level: NCLAV_LOG_LEVEL (trace, debug, info, notice, warning, error).
+            State is kept in $NCLAV_HOME/state.db (SQLite; NCLAV_HOME defaults to ~/.nclav) unless
+            --ephemeral keeps it in memory or NCLAV_POSTGRES_URL / --postgres-url names a PostgreSQL
+            database, which several replicas can share (one reconcile at a time across them). The admin token comes from NCLAV_TOKEN, else from
+            $NCLAV_HOME/token, which is created (mode 0600) on first start and reused afterwards.
+            SIGINT or SIGTERM stops the server gracefully: requests in flight finish and the store
+            is closed. Log level: NCLAV_LOG_LEVEL (trace, debug, info, notice, warning, error).
 
-        Examples:
-          nclav serve --cloud local
-          nclav serve --ephemeral --port 9090
-          NCLAV_BIND=0.0.0.0 nclav serve
-          NCLAV_POSTGRES_URL='postgres://nclav:…@db:5432/nclav?sslmode=verify-full' nclav serve --bind 0.0.0.0
-        """
+            Examples:
+              nclav serve --cloud local
+              nclav serve --ephemeral --port 9090
+              NCLAV_BIND=0.0.0.0 nclav serve
+              NCLAV_POSTGRES_URL='postgres://nclav:…@db:5432/nclav?sslmode=verify-full' nclav serve --bind 0.0.0.0
+            """
     )
 
     @Option(help: "Default cloud for enclaves without `cloud:` (local, gcp, azure, aws).")
@@ -51,9 +51,13 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("store-path"), help: "SQLite state file (env NCLAV_STORE_PATH; default $NCLAV_HOME/state.db).")
     var storePath: String?
 
-    @Option(name: .customLong("postgres-url"), help: ArgumentHelp(
-        "PostgreSQL store for hosted and multi-replica deployments (env NCLAV_POSTGRES_URL, preferred: a flag is visible in `ps`).",
-        discussion: "postgres://user:password@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem; sslmode is one of disable, allow, prefer (default), require, verify-ca, verify-full."))
+    @Option(
+        name: .customLong("postgres-url"),
+        help: ArgumentHelp(
+            "PostgreSQL store for hosted and multi-replica deployments (env NCLAV_POSTGRES_URL, preferred: a flag is visible in `ps`).",
+            discussion:
+                "postgres://user:password@host:5432/database?sslmode=verify-full&sslrootcert=/path/ca.pem; sslmode is one of disable, allow, prefer (default), require, verify-ca, verify-full."
+        ))
     var postgresURL: String?
 
     @Option(name: .customLong("max-state-size"), help: "Largest state or lock body accepted, in bytes (default 268435456 = 256 MiB).")
@@ -64,10 +68,14 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("run-timeout"), help: "Seconds one terraform command may run before it is interrupted (default 1800).")
     var runTimeout: Int = 1800
-    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may send nothing (headers included) while no answer is being written, before it is closed (default 60).")
+    @Option(
+        name: .customLong("idle-timeout"),
+        help: "Seconds a connection may send nothing (headers included) while no answer is being written, before it is closed (default 60).")
     var idleTimeout: Int = 60
 
-    @Option(name: .customLong("drift-interval"), help: "Check every applied partition for drift this often (90s, 30m, 6h, 1d); default: only on `nclav drift`.")
+    @Option(
+        name: .customLong("drift-interval"),
+        help: "Check every applied partition for drift this often (90s, 30m, 6h, 1d); default: only on `nclav drift`.")
     var driftInterval: String?
 
     @Option(name: .customLong("run-grace-period"), help: "Seconds between the SIGINT and the SIGKILL that stop a run (default 60).")
@@ -139,8 +147,10 @@ struct Serve: AsyncParsableCommand {
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
         if ([cloud] + enableCloud).contains(.aws) {
             let settings = try aws.configuration(environment: environment)
-            configuration.drivers.append(AWSDriver(configuration: settings, chain: .standard(environment: environment),
-                                                   endpoints: AWSEndpointResolver(environment: environment)))
+            configuration.drivers.append(
+                AWSDriver(
+                    configuration: settings, chain: .standard(environment: environment),
+                    endpoints: AWSEndpointResolver(environment: environment)))
         }
         if ([cloud] + enableCloud).contains(.gcp) {
             let settings = try gcp.configuration(environment: environment)
@@ -149,7 +159,8 @@ struct Serve: AsyncParsableCommand {
         }
         if ([cloud] + enableCloud).contains(.azure) {
             let settings = try azure.configuration(environment: environment)
-            let chain = AzureCredentialChain.standard(tenantID: settings.tenantID, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
+            let chain = AzureCredentialChain.standard(
+                tenantID: settings.tenantID, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
             configuration.drivers.append(AzureDriver(configuration: settings, chain: chain, environment: environment))
         }
 
@@ -178,13 +189,19 @@ struct AWSOptions: ParsableArguments {
     @Option(name: .customLong("aws-account-prefix"), help: "Prefix for account names: acme -> acme-<enclave> (env NCLAV_AWS_ACCOUNT_PREFIX).")
     var accountPrefix: String?
 
-    @Option(name: .customLong("aws-cross-account-role"), help: "Role assumed inside enclave accounts (env NCLAV_AWS_CROSS_ACCOUNT_ROLE; default OrganizationAccountAccessRole).")
+    @Option(
+        name: .customLong("aws-cross-account-role"),
+        help: "Role assumed inside enclave accounts (env NCLAV_AWS_CROSS_ACCOUNT_ROLE; default OrganizationAccountAccessRole).")
     var crossAccountRole: String?
 
     @Option(name: .customLong("aws-role-arn"), help: "Role assumed for the management (Organizations) calls (env NCLAV_AWS_ROLE_ARN).")
     var roleARN: String?
 
-    @Option(name: .customLong("aws-partition-policy-arn"), help: "Policy attached to each partition's IAM role (repeatable; env NCLAV_AWS_PARTITION_POLICY_ARNS, comma-separated; default AdministratorAccess).")
+    @Option(
+        name: .customLong("aws-partition-policy-arn"),
+        help:
+            "Policy attached to each partition's IAM role (repeatable; env NCLAV_AWS_PARTITION_POLICY_ARNS, comma-separated; default AdministratorAccess)."
+    )
     var partitionPolicyARNs: [String] = []
 
     /// Flags win over environment variables; every problem is reported at once.
@@ -196,7 +213,9 @@ struct AWSOptions: ParsableArguments {
         if ou == nil { missing.append("--aws-org-unit-id (or NCLAV_AWS_ORG_UNIT_ID): the OU enclave accounts go into, e.g. ou-ab12-cd345678") }
         if domain == nil { missing.append("--aws-email-domain (or NCLAV_AWS_EMAIL_DOMAIN): accounts are registered as <name>@<domain>") }
         if !missing.isEmpty { throw ValidationError("the aws driver needs:\n  " + missing.joined(separator: "\n  ")) }
-        let policies = !partitionPolicyARNs.isEmpty ? partitionPolicyARNs
+        let policies =
+            !partitionPolicyARNs.isEmpty
+            ? partitionPolicyARNs
             : FlagOrEnvironment(environment).list("NCLAV_AWS_PARTITION_POLICY_ARNS")
         var settings = AWSDriverConfiguration(orgUnitID: ou!, emailDomain: domain!)
         if let region = value(defaultRegion, "NCLAV_AWS_DEFAULT_REGION") { settings.defaultRegion = region }
@@ -212,19 +231,28 @@ struct AWSOptions: ParsableArguments {
 
 /// `--gcp-*` flags, each with its `NCLAV_GCP_*` variable.
 struct GCPOptions: ParsableArguments {
-    @Option(name: .customLong("gcp-parent"), help: "Parent of enclave projects: folders/<n> or organizations/<n> (env NCLAV_GCP_PARENT; required for gcp).")
+    @Option(
+        name: .customLong("gcp-parent"),
+        help: "Parent of enclave projects: folders/<n> or organizations/<n> (env NCLAV_GCP_PARENT; required for gcp).")
     var parent: String?
 
-    @Option(name: .customLong("gcp-billing-account"), help: "billingAccounts/XXXXXX-XXXXXX-XXXXXX linked to every enclave project (env NCLAV_GCP_BILLING_ACCOUNT; required for gcp).")
+    @Option(
+        name: .customLong("gcp-billing-account"),
+        help: "billingAccounts/XXXXXX-XXXXXX-XXXXXX linked to every enclave project (env NCLAV_GCP_BILLING_ACCOUNT; required for gcp).")
     var billingAccount: String?
 
     @Option(name: .customLong("gcp-project-prefix"), help: "Prefix for project ids: acme -> acme-<enclave> (env NCLAV_GCP_PROJECT_PREFIX).")
     var projectPrefix: String?
 
-    @Option(name: .customLong("gcp-default-region"), help: "Region for enclaves without `region:` (env NCLAV_GCP_DEFAULT_REGION; default us-central1).")
+    @Option(
+        name: .customLong("gcp-default-region"), help: "Region for enclaves without `region:` (env NCLAV_GCP_DEFAULT_REGION; default us-central1).")
     var defaultRegion: String?
 
-    @Option(name: .customLong("gcp-partition-role"), help: "Project role given to each partition's service account (repeatable; env NCLAV_GCP_PARTITION_ROLES, comma-separated; default roles/owner).")
+    @Option(
+        name: .customLong("gcp-partition-role"),
+        help:
+            "Project role given to each partition's service account (repeatable; env NCLAV_GCP_PARTITION_ROLES, comma-separated; default roles/owner)."
+    )
     var partitionRoles: [String] = []
 
     func configuration(environment: [String: String]) throws -> GCPDriverConfiguration {
@@ -238,7 +266,9 @@ struct GCPOptions: ParsableArguments {
         var settings = GCPDriverConfiguration(parent: parent!, billingAccount: billing!)
         settings.projectPrefix = value(projectPrefix, "NCLAV_GCP_PROJECT_PREFIX")
         if let region = value(defaultRegion, "NCLAV_GCP_DEFAULT_REGION") { settings.defaultRegion = region }
-        let roles = !partitionRoles.isEmpty ? partitionRoles
+        let roles =
+            !partitionRoles.isEmpty
+            ? partitionRoles
             : FlagOrEnvironment(environment).list("NCLAV_GCP_PARTITION_ROLES")
         if !roles.isEmpty { settings.partitionRoles = roles }
         var problems = settings.problems()
@@ -253,37 +283,55 @@ struct AzureOptions: ParsableArguments {
     @Option(name: .customLong("azure-tenant-id"), help: "Tenant (directory) id (env NCLAV_AZURE_TENANT_ID; required for azure).")
     var tenantID: String?
 
-    @Option(name: .customLong("azure-management-group-id"), help: "Management group enclave subscriptions go into (env NCLAV_AZURE_MANAGEMENT_GROUP_ID; required for azure).")
+    @Option(
+        name: .customLong("azure-management-group-id"),
+        help: "Management group enclave subscriptions go into (env NCLAV_AZURE_MANAGEMENT_GROUP_ID; required for azure).")
     var managementGroupID: String?
 
-    @Option(name: .customLong("azure-billing-account-name"), help: "MCA billing account name (env NCLAV_AZURE_BILLING_ACCOUNT_NAME; required for azure).")
+    @Option(
+        name: .customLong("azure-billing-account-name"), help: "MCA billing account name (env NCLAV_AZURE_BILLING_ACCOUNT_NAME; required for azure).")
     var billingAccountName: String?
 
-    @Option(name: .customLong("azure-billing-profile-name"), help: "MCA billing profile name (env NCLAV_AZURE_BILLING_PROFILE_NAME; required for azure).")
+    @Option(
+        name: .customLong("azure-billing-profile-name"), help: "MCA billing profile name (env NCLAV_AZURE_BILLING_PROFILE_NAME; required for azure).")
     var billingProfileName: String?
 
-    @Option(name: .customLong("azure-invoice-section-name"), help: "MCA invoice section name (env NCLAV_AZURE_INVOICE_SECTION_NAME; required for azure).")
+    @Option(
+        name: .customLong("azure-invoice-section-name"), help: "MCA invoice section name (env NCLAV_AZURE_INVOICE_SECTION_NAME; required for azure).")
     var invoiceSectionName: String?
 
-    @Option(name: .customLong("azure-default-location"), help: "Location for enclaves without `region:` (env NCLAV_AZURE_DEFAULT_LOCATION; default eastus2).")
+    @Option(
+        name: .customLong("azure-default-location"),
+        help: "Location for enclaves without `region:` (env NCLAV_AZURE_DEFAULT_LOCATION; default eastus2).")
     var defaultLocation: String?
 
-    @Option(name: .customLong("azure-subscription-prefix"), help: "Prefix for subscription aliases: myorg -> myorg-<enclave> (env NCLAV_AZURE_SUBSCRIPTION_PREFIX).")
+    @Option(
+        name: .customLong("azure-subscription-prefix"),
+        help: "Prefix for subscription aliases: myorg -> myorg-<enclave> (env NCLAV_AZURE_SUBSCRIPTION_PREFIX).")
     var subscriptionPrefix: String?
 
-    @Option(name: .customLong("azure-client-id"), help: "Service principal client id (env NCLAV_AZURE_CLIENT_ID); without it: managed identity, then the Azure CLI.")
+    @Option(
+        name: .customLong("azure-client-id"),
+        help: "Service principal client id (env NCLAV_AZURE_CLIENT_ID); without it: managed identity, then the Azure CLI.")
     var clientID: String?
 
-    @Option(name: .customLong("azure-client-secret"), help: "Service principal secret (env NCLAV_AZURE_CLIENT_SECRET, preferred: a flag is visible in `ps`).")
+    @Option(
+        name: .customLong("azure-client-secret"),
+        help: "Service principal secret (env NCLAV_AZURE_CLIENT_SECRET, preferred: a flag is visible in `ps`).")
     var clientSecret: String?
 
-    @Option(name: .customLong("azure-oidc-issuer"), help: "OIDC issuer URL where `nclav platform azure-oidc-documents` output is published (env NCLAV_AZURE_OIDC_ISSUER); terraform then acts as each partition's own managed identity.")
+    @Option(
+        name: .customLong("azure-oidc-issuer"),
+        help:
+            "OIDC issuer URL where `nclav platform azure-oidc-documents` output is published (env NCLAV_AZURE_OIDC_ISSUER); terraform then acts as each partition's own managed identity."
+    )
     var oidcIssuer: String?
 
     func configuration(environment: [String: String]) throws -> AzureDriverConfiguration {
         let value = FlagOrEnvironment(environment).value
         let required: [(String?, String, String)] = [
-            (tenantID, "NCLAV_AZURE_TENANT_ID", "--azure-tenant-id"), (managementGroupID, "NCLAV_AZURE_MANAGEMENT_GROUP_ID", "--azure-management-group-id"),
+            (tenantID, "NCLAV_AZURE_TENANT_ID", "--azure-tenant-id"),
+            (managementGroupID, "NCLAV_AZURE_MANAGEMENT_GROUP_ID", "--azure-management-group-id"),
             (billingAccountName, "NCLAV_AZURE_BILLING_ACCOUNT_NAME", "--azure-billing-account-name"),
             (billingProfileName, "NCLAV_AZURE_BILLING_PROFILE_NAME", "--azure-billing-profile-name"),
             (invoiceSectionName, "NCLAV_AZURE_INVOICE_SECTION_NAME", "--azure-invoice-section-name"),
@@ -291,8 +339,9 @@ struct AzureOptions: ParsableArguments {
         let missing = required.filter { value($0.0, $0.1) == nil }.map { "\($0.2) (or \($0.1))" }
         if !missing.isEmpty { throw ValidationError("the azure driver needs:\n  " + missing.joined(separator: "\n  ")) }
         let values = required.map { value($0.0, $0.1)! }
-        var settings = AzureDriverConfiguration(tenantID: values[0], managementGroupID: values[1], billingAccountName: values[2],
-                                                billingProfileName: values[3], invoiceSectionName: values[4])
+        var settings = AzureDriverConfiguration(
+            tenantID: values[0], managementGroupID: values[1], billingAccountName: values[2],
+            billingProfileName: values[3], invoiceSectionName: values[4])
         if let location = value(defaultLocation, "NCLAV_AZURE_DEFAULT_LOCATION") { settings.defaultLocation = location }
         settings.subscriptionPrefix = value(subscriptionPrefix, "NCLAV_AZURE_SUBSCRIPTION_PREFIX")
         settings.clientID = value(clientID, "NCLAV_AZURE_CLIENT_ID")

@@ -10,18 +10,20 @@ struct Nclav: AsyncParsableCommand {
         commandName: "nclav",
         abstract: "Orchestrate Terraform/OpenTofu across isolated enclaves from a YAML tree.",
         discussion: """
-        Global options --remote and --token may also be given before the command:
-          nclav --remote http://nclav.internal:8080 status
+            Global options --remote and --token may also be given before the command:
+              nclav --remote http://nclav.internal:8080 status
 
-        Examples:
-          nclav validate ./enclaves
-          nclav serve --cloud local
-          nclav status
-          nclav state versions product-a-dev db
-        """,
+            Examples:
+              nclav validate ./enclaves
+              nclav serve --cloud local
+              nclav status
+              nclav state versions product-a-dev db
+            """,
         version: NclavVersion.current,
-        subcommands: [Validate.self, Serve.self, Diff.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self,
-                      Drift.self, Orphans.self, Platform.self, Bootstrap.self]
+        subcommands: [
+            Validate.self, Serve.self, Diff.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self,
+            Drift.self, Orphans.self, Platform.self, Bootstrap.self,
+        ]
     )
 }
 

@@ -1,11 +1,11 @@
 import Crypto
-import _CryptoExtras
 import Foundation
-import Synchronization
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
+import _CryptoExtras
 
 /// An in-test stand-in for Entra ID and Azure Resource Manager, answering in their wire
 /// format: the client-credentials token endpoint (`/login/{tenant}/oauth2/v2.0/token`, AADSTS
@@ -84,14 +84,17 @@ public actor FakeAzure {
     /// A role assignment made outside nclav (another name, same principal and role).
     public func addForeignRoleAssignment(principal: String, role: String) { roleAssignments[UUID().uuidString.lowercased()] = (principal, role) }
     public func principal(ofIdentity id: String) -> String? { resources[id.lowercased()]?.properties["principalId"] }
-    public func addResource(id: String, type: String, tags: [String: String]) { resources[id.lowercased()] = Resource(id: id, type: type, tags: tags, properties: [:]) }
+    public func addResource(id: String, type: String, tags: [String: String]) {
+        resources[id.lowercased()] = Resource(id: id, type: type, tags: tags, properties: [:])
+    }
     public func resource(_ id: String) -> Resource? { resources[id.lowercased()] }
 
     public func start() async throws {
         let fake = self
         let started = try await LoopbackServer.start(label: "fake-azure") { method, path, query, headers, body in
             let answer = await fake.handle(method: method, path: path, query: query, headers: headers, body: body)
-            return LoopbackServer.Reply(status: answer.status, body: answer.body, headers: [("Content-Type", "application/json; charset=utf-8")] + answer.headers)
+            return LoopbackServer.Reply(
+                status: answer.status, body: answer.body, headers: [("Content-Type", "application/json; charset=utf-8")] + answer.headers)
         }
         task = started.task
         boundPort.withLock { $0 = started.port }
@@ -111,7 +114,10 @@ public actor FakeAzure {
 
     static func error(_ status: Int, _ code: String, _ message: String) -> Answer { json(status, ["error": ["code": code, "message": message]]) }
 
-    func next() -> Int { counter += 1; return counter }
+    func next() -> Int {
+        counter += 1
+        return counter
+    }
 
     func guid() -> String {
         let n = next()
@@ -141,28 +147,54 @@ public actor FakeAzure {
             }
             if form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" { return federated(form) }
             guard form["grant_type"] == "client_credentials", form["scope"] == "https://management.azure.com/.default" else {
-                return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS900144: The request body must contain the following parameter: 'grant_type'."])
+                return Self.json(
+                    400,
+                    [
+                        "error": "invalid_request",
+                        "error_description": "AADSTS900144: The request body must contain the following parameter: 'grant_type'.",
+                    ])
             }
             guard form["client_id"] == clientID else {
-                return Self.json(400, ["error": "unauthorized_client", "error_description": "AADSTS700016: Application with identifier '\(form["client_id"] ?? "")' was not found in the directory."])
+                return Self.json(
+                    400,
+                    [
+                        "error": "unauthorized_client",
+                        "error_description": "AADSTS700016: Application with identifier '\(form["client_id"] ?? "")' was not found in the directory.",
+                    ])
             }
             guard form["client_secret"] == clientSecret else {
-                return Self.json(401, ["error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value."])
+                return Self.json(
+                    401,
+                    [
+                        "error": "invalid_client",
+                        "error_description":
+                            "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value.",
+                    ])
             }
             return Self.json(200, ["token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": issue()])
         }
         if path.hasPrefix("/login/") { return Self.json(400, ["error": "invalid_request", "error_description": "AADSTS90002: Tenant not found."]) }
         if path == "/metadata/identity/oauth2/token" {
-            guard headers[HTTPField.Name("Metadata")!] == "true" else { return Self.json(400, ["error": "invalid_request", "error_description": "Required metadata header not specified"]) }
+            guard headers[HTTPField.Name("Metadata")!] == "true" else {
+                return Self.json(400, ["error": "invalid_request", "error_description": "Required metadata header not specified"])
+            }
             let expires = String(Int(Date().timeIntervalSince1970) + 3600)
-            return Self.json(200, ["access_token": issue(), "expires_on": expires, "resource": "https://management.azure.com/", "token_type": "Bearer"])
+            return Self.json(
+                200, ["access_token": issue(), "expires_on": expires, "resource": "https://management.azure.com/", "token_type": "Bearer"])
         }
         if path == "/msi/token" {
             guard headers[HTTPField.Name("X-IDENTITY-HEADER")!] == "identity-header-secret" else { return Self.json(401, ["error": "unauthorized"]) }
-            return Self.json(200, ["access_token": issue(), "expires_on": Int(Date().timeIntervalSince1970) + 3600, "resource": "https://management.azure.com/", "token_type": "Bearer"])
+            return Self.json(
+                200,
+                [
+                    "access_token": issue(), "expires_on": Int(Date().timeIntervalSince1970) + 3600, "resource": "https://management.azure.com/",
+                    "token_type": "Bearer",
+                ])
         }
         guard path.hasPrefix("/arm/") else { return Self.error(404, "NotFound", "no such endpoint") }
-        guard query.contains(where: { $0.0 == "api-version" }) else { return Self.error(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.") }
+        guard query.contains(where: { $0.0 == "api-version" }) else {
+            return Self.error(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+        }
         guard let bearer = headers[.authorization], bearer.hasPrefix("Bearer "), tokens.contains(String(bearer.dropFirst(7))) else {
             return Self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
         }
@@ -173,9 +205,16 @@ public actor FakeAzure {
     /// `ARM_USE_OIDC`: the identity's federated credential must match the token's issuer,
     /// subject and audience, and the signature must verify against the issuer's published JWKS.
     func federated(_ form: [String: String]) -> Answer {
-        func refuse(_ code: String, _ text: String) -> Answer { Self.json(400, ["error": "invalid_client", "error_description": "\(code): \(text)"]) }
+        func refuse(_ code: String, _ text: String) -> Answer {
+            Self.json(400, ["error": "invalid_client", "error_description": "\(code): \(text)"])
+        }
         guard let clientID = form["client_id"], let identity = resources.values.first(where: { $0.properties["clientId"] == clientID }) else {
-            return Self.json(400, ["error": "unauthorized_client", "error_description": "AADSTS700016: Application with identifier '\(form["client_id"] ?? "")' was not found in the directory."])
+            return Self.json(
+                400,
+                [
+                    "error": "unauthorized_client",
+                    "error_description": "AADSTS700016: Application with identifier '\(form["client_id"] ?? "")' was not found in the directory.",
+                ])
         }
         let pieces = (form["client_assertion"] ?? "").split(separator: ".").map(String.init)
         func decode(_ text: String) -> Data? {
@@ -183,22 +222,31 @@ public actor FakeAzure {
             while base.count % 4 != 0 { base += "=" }
             return Data(base64Encoded: base)
         }
-        guard pieces.count == 3, let claimsData = decode(pieces[1]), let claims = (try? JSONSerialization.jsonObject(with: claimsData)) as? [String: Any],
-              let signature = decode(pieces[2]) else { return refuse("AADSTS50027", "JWT token is invalid or malformed.") }
+        guard pieces.count == 3, let claimsData = decode(pieces[1]),
+            let claims = (try? JSONSerialization.jsonObject(with: claimsData)) as? [String: Any],
+            let signature = decode(pieces[2])
+        else { return refuse("AADSTS50027", "JWT token is invalid or malformed.") }
         let prefix = identity.id.lowercased() + "/federatedidentitycredentials/"
         let credentials = resources.filter { $0.key.hasPrefix(prefix) }.map(\.value)
         guard let credential = credentials.first(where: { $0.properties["issuer"] == claims["iss"] as? String }) else {
             return refuse("AADSTS700211", "No matching federated identity record found for presented assertion issuer '\(claims["iss"] ?? "")'.")
         }
         guard credential.properties["subject"] == claims["sub"] as? String, credential.properties["audience"] == claims["aud"] as? String else {
-            return refuse("AADSTS70021", "No matching federated identity record found for presented assertion. Assertion Issuer: '\(claims["iss"] ?? "")'. Assertion Subject: '\(claims["sub"] ?? "")'.")
+            return refuse(
+                "AADSTS70021",
+                "No matching federated identity record found for presented assertion. Assertion Issuer: '\(claims["iss"] ?? "")'. Assertion Subject: '\(claims["sub"] ?? "")'."
+            )
         }
-        guard let exp = claims["exp"] as? Int, exp > Int(Date().timeIntervalSince1970) else { return refuse("AADSTS700024", "Client assertion is not within its valid time range.") }
+        guard let exp = claims["exp"] as? Int, exp > Int(Date().timeIntervalSince1970) else {
+            return refuse("AADSTS700024", "Client assertion is not within its valid time range.")
+        }
         guard let jwks = publishedJWKS[credential.properties["issuer"] ?? ""],
-              let keys = ((try? JSONSerialization.jsonObject(with: jwks)) as? [String: Any])?["keys"] as? [[String: String]],
-              let jwk = keys.first, let n = jwk["n"].flatMap(decode), let e = jwk["e"].flatMap(decode),
-              let key = try? _RSA.Signing.PublicKey(n: n, e: e),
-              key.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature), for: SHA256.hash(data: Data("\(pieces[0]).\(pieces[1])".utf8)), padding: .insecurePKCS1v1_5)
+            let keys = ((try? JSONSerialization.jsonObject(with: jwks)) as? [String: Any])?["keys"] as? [[String: String]],
+            let jwk = keys.first, let n = jwk["n"].flatMap(decode), let e = jwk["e"].flatMap(decode),
+            let key = try? _RSA.Signing.PublicKey(n: n, e: e),
+            key.isValidSignature(
+                _RSA.Signing.RSASignature(rawRepresentation: signature), for: SHA256.hash(data: Data("\(pieces[0]).\(pieces[1])".utf8)),
+                padding: .insecurePKCS1v1_5)
         else { return refuse("AADSTS50013", "Assertion failed signature validation.") }
         let token = issue()
         federatedTokens[token] = clientID
@@ -212,7 +260,12 @@ public actor FakeAzure {
             failNextAsyncOperation = nil
             failedOperations[id] = code
         }
-        return [("Azure-AsyncOperation", "\(armEndpoint)/subscriptions/\(subscription)/providers/Microsoft.Network/locations/eastus2/operations/\(id)?api-version=2023-09-01")]
+        return [
+            (
+                "Azure-AsyncOperation",
+                "\(armEndpoint)/subscriptions/\(subscription)/providers/Microsoft.Network/locations/eastus2/operations/\(id)?api-version=2023-09-01"
+            )
+        ]
     }
 
     func arm(method: String, path: String, body: [String: Any]) -> Answer {
@@ -224,14 +277,16 @@ public actor FakeAzure {
             switch method {
             case "PUT":
                 if let subscription = aliases[alias] {
-                    return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Succeeded", "subscriptionId": subscription]])
+                    return Self.json(
+                        200, ["id": path, "name": alias, "properties": ["provisioningState": "Succeeded", "subscriptionId": subscription]])
                 }
                 let properties = body["properties"] as? [String: Any] ?? [:]
                 guard let scope = properties["billingScope"] as? String, scope.hasPrefix("/providers/Microsoft.Billing/billingAccounts/") else {
                     return Self.error(400, "InvalidBillingScope", "The billing scope is invalid.")
                 }
                 let subscription = guid()
-                let group = ((properties["additionalProperties"] as? [String: Any])?["managementGroupId"] as? String)?.split(separator: "/").last.map(String.init)
+                let group = ((properties["additionalProperties"] as? [String: Any])?["managementGroupId"] as? String)?.split(separator: "/").last.map(
+                    String.init)
                 aliases[alias] = subscription
                 subscriptions[subscription] = ("Enabled", group, scope)
                 pendingAliases.insert(alias)
@@ -250,7 +305,9 @@ public actor FakeAzure {
             }
         }
         if lower.hasPrefix("/providers/microsoft.management/managementgroups/"), parts.count == 6, method == "PUT" {
-            guard var subscription = subscriptions[parts[5]] else { return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts[5])' could not be found.") }
+            guard var subscription = subscriptions[parts[5]] else {
+                return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts[5])' could not be found.")
+            }
             subscription.managementGroup = parts[3]
             subscriptions[parts[5]] = subscription
             return Self.json(200, ["id": path, "name": parts[5]])
@@ -258,20 +315,34 @@ public actor FakeAzure {
         if lower == "/providers/microsoft.resourcegraph/resources", method == "POST" {
             let wanted = Set(body["subscriptions"] as? [String] ?? [])
             let queryText = body["query"] as? String ?? ""
-            let enclave = queryText.range(of: #"tags\['nclav-enclave'\] == '([^']*)'"#, options: .regularExpression).map { String(queryText[$0]).split(separator: "'")[3] }
+            let enclave = queryText.range(of: #"tags\['nclav-enclave'\] == '([^']*)'"#, options: .regularExpression).map {
+                String(queryText[$0]).split(separator: "'")[3]
+            }
             let rows = resources.values.filter { resource in
                 let subscription = resource.id.split(separator: "/").dropFirst().first.map(String.init) ?? ""
-                return wanted.contains(subscription) && resource.tags["nclav-managed"] == "true" && (enclave == nil || resource.tags["nclav-enclave"] == String(enclave!))
+                return wanted.contains(subscription) && resource.tags["nclav-managed"] == "true"
+                    && (enclave == nil || resource.tags["nclav-enclave"] == String(enclave!))
             }.sorted { $0.id < $1.id }
-            return Self.json(200, ["totalRecords": rows.count, "count": rows.count, "resultTruncated": "false",
-                                   "data": rows.map { ["id": $0.id, "name": $0.id.split(separator: "/").last.map(String.init) ?? "", "type": $0.type, "tags": $0.tags] }])
+            return Self.json(
+                200,
+                [
+                    "totalRecords": rows.count, "count": rows.count, "resultTruncated": "false",
+                    "data": rows.map {
+                        ["id": $0.id, "name": $0.id.split(separator: "/").last.map(String.init) ?? "", "type": $0.type, "tags": $0.tags]
+                    },
+                ])
         }
         guard parts.count >= 2, parts[0] == "subscriptions", let subscription = subscriptions[parts[1]] else {
             return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts.count > 1 ? parts[1] : "")' could not be found.")
         }
         let subscriptionID = parts[1]
         if parts.count == 2, method == "GET" {
-            return Self.json(200, ["id": "/subscriptions/\(subscriptionID)", "subscriptionId": subscriptionID, "state": subscription.state, "displayName": subscriptionID])
+            return Self.json(
+                200,
+                [
+                    "id": "/subscriptions/\(subscriptionID)", "subscriptionId": subscriptionID, "state": subscription.state,
+                    "displayName": subscriptionID,
+                ])
         }
         if lower.hasSuffix("/providers/microsoft.subscription/cancel"), method == "POST" {
             subscriptions[subscriptionID]?.state = "Disabled"
@@ -283,14 +354,20 @@ public actor FakeAzure {
         }
         if parts.count == 8, parts[2] == "providers", parts[4] == "locations", parts[6] == "operations" {
             guard let left = operations[parts[7]] else { return Self.error(404, "NotFound", "operation not found") }
-            if left > 0 { operations[parts[7]] = left - 1; return Self.json(200, ["status": "InProgress"]) }
+            if left > 0 {
+                operations[parts[7]] = left - 1
+                return Self.json(200, ["status": "InProgress"])
+            }
             if let code = failedOperations[parts[7]] {
-                return Self.json(200, ["status": "Failed", "error": ["code": code, "message": "Address space 10.0.0.0/16 overlaps with a peered virtual network."]])
+                return Self.json(
+                    200,
+                    ["status": "Failed", "error": ["code": code, "message": "Address space 10.0.0.0/16 overlaps with a peered virtual network."]])
             }
             return Self.json(200, ["status": "Succeeded"])
         }
         guard subscription.state == "Enabled" || method == "GET" else {
-            return Self.error(409, "ReadOnlyDisabledSubscription", "The subscription '\(subscriptionID)' is disabled and therefore marked as read only.")
+            return Self.error(
+                409, "ReadOnlyDisabledSubscription", "The subscription '\(subscriptionID)' is disabled and therefore marked as read only.")
         }
         // Role assignments
         if lower.contains("/providers/microsoft.authorization/roleassignments/") {
@@ -305,7 +382,10 @@ public actor FakeAzure {
                 }
                 if principalReplicationDelay, !seenPrincipals.contains(principal) {
                     seenPrincipals.insert(principal)
-                    return Self.error(400, "PrincipalNotFound", "Principal \(principal) does not exist in the directory \(tenantID). Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay.")
+                    return Self.error(
+                        400, "PrincipalNotFound",
+                        "Principal \(principal) does not exist in the directory \(tenantID). Check that you have the correct principal ID. If you are creating this principal and then immediately assigning a role, this error might be related to a replication delay."
+                    )
                 }
                 if let existing = roleAssignments.first(where: { $0.value.principal == principal && $0.value.role == role }), existing.key != name {
                     return Self.error(409, "RoleAssignmentExists", "The role assignment already exists.")
@@ -329,8 +409,10 @@ public actor FakeAzure {
                 let properties = body["properties"] as? [String: Any] ?? [:]
                 let parent = parts.prefix(8).joined(separator: "/").lowercased()
                 guard resources["/" + parent] != nil else { return Self.error(404, "ResourceNotFound", "The identity was not found.") }
-                resource.properties = ["issuer": properties["issuer"] as? String ?? "", "subject": properties["subject"] as? String ?? "",
-                                       "audience": (properties["audiences"] as? [String])?.first ?? ""]
+                resource.properties = [
+                    "issuer": properties["issuer"] as? String ?? "", "subject": properties["subject"] as? String ?? "",
+                    "audience": (properties["audiences"] as? [String])?.first ?? "",
+                ]
             }
             if resource.type == "Microsoft.ManagedIdentity/userAssignedIdentities", resource.properties["principalId"] == nil {
                 resource.properties = ["principalId": guid(), "clientId": guid(), "tenantId": tenantID]
@@ -338,11 +420,14 @@ public actor FakeAzure {
             if resource.type.hasPrefix("Microsoft.Network/virtualNetworks") || resource.type.hasPrefix("Microsoft.Network/privateDnsZones") {
                 // Parent must exist (a link needs its zone; everything needs its resource group).
                 let groupKey = "/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3].lowercased())"
-                guard resources[groupKey] != nil else { return Self.error(404, "ResourceGroupNotFound", "Resource group '\(parts[3])' could not be found.") }
+                guard resources[groupKey] != nil else {
+                    return Self.error(404, "ResourceGroupNotFound", "Resource group '\(parts[3])' could not be found.")
+                }
             }
             resources[key] = resource
             let headers = resource.type.hasPrefix("Microsoft.Network") ? asyncOperation(subscriptionID) : []
-            return Self.json(existed ? 200 : 201, representation(resource, provisioning: headers.isEmpty ? "Succeeded" : "Updating"), headers: headers)
+            return Self.json(
+                existed ? 200 : 201, representation(resource, provisioning: headers.isEmpty ? "Succeeded" : "Updating"), headers: headers)
         case "GET":
             guard let resource = resources[key] else { return Self.error(404, "ResourceNotFound", "The Resource '\(path)' was not found.") }
             return Self.json(200, representation(resource, provisioning: "Succeeded"))
@@ -357,8 +442,10 @@ public actor FakeAzure {
     func representation(_ resource: Resource, provisioning: String) -> [String: Any] {
         var properties: [String: Any] = resource.properties
         properties["provisioningState"] = provisioning
-        return ["id": resource.id, "name": resource.id.split(separator: "/").last.map(String.init) ?? "", "type": resource.type, "tags": resource.tags,
-                "location": "eastus2", "properties": properties]
+        return [
+            "id": resource.id, "name": resource.id.split(separator: "/").last.map(String.init) ?? "", "type": resource.type, "tags": resource.tags,
+            "location": "eastus2", "properties": properties,
+        ]
     }
 
     static func type(of parts: [String]) -> String {
@@ -366,7 +453,10 @@ public actor FakeAzure {
         guard let providers = parts.firstIndex(where: { $0.lowercased() == "providers" }), providers + 2 < parts.count else { return "unknown" }
         var segments = [parts[providers + 1], parts[providers + 2]]
         var index = providers + 4
-        while index < parts.count { segments.append(parts[index]); index += 2 }
+        while index < parts.count {
+            segments.append(parts[index])
+            index += 2
+        }
         return segments[0] + "/" + segments.dropFirst().joined(separator: "/")
     }
 }

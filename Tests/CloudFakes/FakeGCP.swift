@@ -1,11 +1,11 @@
 import Crypto
-import _CryptoExtras
 import Foundation
-import Synchronization
 import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
+import _CryptoExtras
 
 /// An in-test stand-in for the Google APIs the GCP driver calls, answering with their real
 /// wire format: OAuth token endpoint (RS256 JWT bearer grant verified against the key's public
@@ -57,7 +57,10 @@ public actor FakeGCP {
         public var reason: String?
         public var times: Int
         public var operationError: Bool
-        public init(match: String, status: Int = 403, code: String = "PERMISSION_DENIED", message: String, reason: String? = nil, times: Int = 1, operationError: Bool = false) {
+        public init(
+            match: String, status: Int = 403, code: String = "PERMISSION_DENIED", message: String, reason: String? = nil, times: Int = 1,
+            operationError: Bool = false
+        ) {
             self.match = match
             self.status = status
             self.code = code
@@ -95,8 +98,10 @@ public actor FakeGCP {
     /// The service-account key file a real console download looks like, pointing its
     /// `token_uri` at this fake.
     public var serviceAccountKeyJSON: String {
-        let object: [String: String] = ["type": "service_account", "project_id": "mgmt", "private_key_id": "k1", "private_key": serviceAccountKey.pemRepresentation,
-                                        "client_email": serviceAccountEmail, "client_id": "1", "token_uri": "http://127.0.0.1:\(port)/oauth2/token"]
+        let object: [String: String] = [
+            "type": "service_account", "project_id": "mgmt", "private_key_id": "k1", "private_key": serviceAccountKey.pemRepresentation,
+            "client_email": serviceAccountEmail, "client_id": "1", "token_uri": "http://127.0.0.1:\(port)/oauth2/token",
+        ]
         return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
 
@@ -146,7 +151,10 @@ public actor FakeGCP {
         json(status, ["error": ["code": status, "message": message, "errors": [["domain": "global", "reason": reason, "message": message]]]])
     }
 
-    func next() -> Int { counter += 1; return counter }
+    func next() -> Int {
+        counter += 1
+        return counter
+    }
 
     func issue(for member: String) -> String {
         let token = "ya29.fake-\(next())-\(UUID().uuidString.prefix(8))"
@@ -165,9 +173,12 @@ public actor FakeGCP {
         let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
         // Metadata server: no OAuth, but the Metadata-Flavor header is required.
         if path.hasPrefix("/computeMetadata/v1/") {
-            guard headers[HTTPField.Name("Metadata-Flavor")!] == "Google" else { return Answer(status: 403, body: Data("Missing Metadata-Flavor:Google header.".utf8), contentType: "text/html") }
+            guard headers[HTTPField.Name("Metadata-Flavor")!] == "Google" else {
+                return Answer(status: 403, body: Data("Missing Metadata-Flavor:Google header.".utf8), contentType: "text/html")
+            }
             if path.hasSuffix("/service-accounts/default/token") {
-                var answer = Self.json(200, ["access_token": issue(for: "serviceAccount:vm@mgmt.iam.gserviceaccount.com"), "expires_in": 3599, "token_type": "Bearer"])
+                var answer = Self.json(
+                    200, ["access_token": issue(for: "serviceAccount:vm@mgmt.iam.gserviceaccount.com"), "expires_in": 3599, "token_type": "Bearer"])
                 answer.metadataFlavor = true
                 return answer
             }
@@ -178,7 +189,9 @@ public actor FakeGCP {
         }
         if path == "/oauth2/token" { return tokenEndpoint(body) }
         if path == "/oauth2/v3/tokeninfo" {
-            guard let token = query.first(where: { $0.0 == "access_token" })?.1, let member = tokens[token] else { return Self.json(400, ["error": "invalid_token"]) }
+            guard let token = query.first(where: { $0.0 == "access_token" })?.1, let member = tokens[token] else {
+                return Self.json(400, ["error": "invalid_token"])
+            }
             return Self.json(200, ["email": member.split(separator: ":", maxSplits: 1).last.map(String.init) ?? "", "expires_in": "3000"])
         }
         guard let bearer = headers[.authorization], bearer.hasPrefix("Bearer "), let caller = tokens[String(bearer.dropFirst(7))] else {
@@ -197,22 +210,32 @@ public actor FakeGCP {
         case "urn:ietf:params:oauth:grant-type:jwt-bearer":
             let pieces = (form["assertion"] ?? "").split(separator: ".").map(String.init)
             guard pieces.count == 3, let signature = Self.base64URLDecode(pieces[2]), let claimsData = Self.base64URLDecode(pieces[1]),
-                  let claims = (try? JSONSerialization.jsonObject(with: claimsData)) as? [String: Any] else {
+                let claims = (try? JSONSerialization.jsonObject(with: claimsData)) as? [String: Any]
+            else {
                 return Self.json(400, ["error": "invalid_grant", "error_description": "Invalid JWT."])
             }
-            let valid = serviceAccountKey.publicKey.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature),
-                                                                     for: SHA256.hash(data: Data("\(pieces[0]).\(pieces[1])".utf8)), padding: .insecurePKCS1v1_5)
+            let valid = serviceAccountKey.publicKey.isValidSignature(
+                _RSA.Signing.RSASignature(rawRepresentation: signature),
+                for: SHA256.hash(data: Data("\(pieces[0]).\(pieces[1])".utf8)), padding: .insecurePKCS1v1_5)
             guard valid else { return Self.json(400, ["error": "invalid_grant", "error_description": "Invalid JWT Signature."]) }
             guard claims["iss"] as? String == serviceAccountEmail, claims["aud"] as? String == "http://127.0.0.1:\(port)/oauth2/token",
-                  let exp = claims["exp"] as? Int, exp > Int(Date().timeIntervalSince1970) else {
-                return Self.json(400, ["error": "invalid_grant", "error_description": "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe."])
+                let exp = claims["exp"] as? Int, exp > Int(Date().timeIntervalSince1970)
+            else {
+                return Self.json(
+                    400,
+                    ["error": "invalid_grant", "error_description": "Invalid JWT: Token must be a short-lived token and in a reasonable timeframe."])
             }
             return Self.json(200, ["access_token": issue(for: "serviceAccount:\(serviceAccountEmail)"), "expires_in": 3599, "token_type": "Bearer"])
         case "refresh_token":
             guard form["refresh_token"] == userRefreshToken, form["client_secret"] == "csecret" else {
                 return Self.json(400, ["error": "invalid_grant", "error_description": "Token has been expired or revoked."])
             }
-            return Self.json(200, ["access_token": issue(for: "user:\(userEmail)"), "expires_in": 3599, "token_type": "Bearer", "scope": "https://www.googleapis.com/auth/cloud-platform"])
+            return Self.json(
+                200,
+                [
+                    "access_token": issue(for: "user:\(userEmail)"), "expires_in": 3599, "token_type": "Bearer",
+                    "scope": "https://www.googleapis.com/auth/cloud-platform",
+                ])
         default:
             return Self.json(400, ["error": "unsupported_grant_type", "error_description": "Invalid grant_type: \(form["grant_type"] ?? "")"])
         }
@@ -241,12 +264,17 @@ public actor FakeGCP {
     }
 
     func projectJSON(_ project: Project) -> [String: Any] {
-        ["@type": "type.googleapis.com/google.cloud.resourcemanager.v3.Project", "name": "projects/\(project.number)", "projectId": project.id,
-         "parent": project.parent, "labels": project.labels, "state": project.state, "displayName": project.id]
+        [
+            "@type": "type.googleapis.com/google.cloud.resourcemanager.v3.Project", "name": "projects/\(project.number)", "projectId": project.id,
+            "parent": project.parent, "labels": project.labels, "state": project.state, "displayName": project.id,
+        ]
     }
 
     func policyJSON(_ project: Project) -> [String: Any] {
-        ["version": 1, "etag": "BwX\(project.etag)", "bindings": project.bindings.keys.sorted().map { ["role": $0, "members": project.bindings[$0]!.sorted()] }]
+        [
+            "version": 1, "etag": "BwX\(project.etag)",
+            "bindings": project.bindings.keys.sorted().map { ["role": $0, "members": project.bindings[$0]!.sorted()] },
+        ]
     }
 
     func computeOperation(_ project: String, region: String?) -> [String: Any] {
@@ -258,8 +286,12 @@ public actor FakeGCP {
     }
 
     func requireService(_ project: Project, _ service: String) -> Answer? {
-        project.services.contains(service) ? nil : Self.error(403, "PERMISSION_DENIED",
-            "\(service.replacingOccurrences(of: ".googleapis.com", with: "")) API has not been used in project \(project.number) before or it is disabled.", reason: "SERVICE_DISABLED")
+        project.services.contains(service)
+            ? nil
+            : Self.error(
+                403, "PERMISSION_DENIED",
+                "\(service.replacingOccurrences(of: ".googleapis.com", with: "")) API has not been used in project \(project.number) before or it is disabled.",
+                reason: "SERVICE_DISABLED")
     }
 
     func route(method: String, path: String, query: [(String, String)], body: [String: Any], caller: String) -> Answer {
@@ -269,11 +301,14 @@ public actor FakeGCP {
         switch (method, service, rest.count) {
         // Resource Manager v3
         case ("POST", "cloudresourcemanager", 2) where rest == ["v3", "projects"]:
-            guard let id = body["projectId"] as? String, let parent = body["parent"] as? String else { return Self.error(400, "INVALID_ARGUMENT", "projectId and parent are required") }
+            guard let id = body["projectId"] as? String, let parent = body["parent"] as? String else {
+                return Self.error(400, "INVALID_ARGUMENT", "projectId and parent are required")
+            }
             if projects[id] != nil { return Self.error(409, "ALREADY_EXISTS", "Requested entity already exists") }
             let failure = takeOperationFailure("create project \(id)")
-            let project = Project(id: id, number: String(100000000000 + next()), parent: parent, labels: body["labels"] as? [String: String] ?? [:], state: "ACTIVE",
-                                  bindings: ["roles/owner": [caller]])
+            let project = Project(
+                id: id, number: String(100000000000 + next()), parent: parent, labels: body["labels"] as? [String: String] ?? [:], state: "ACTIVE",
+                bindings: ["roles/owner": [caller]])
             if failure == nil { projects[id] = project }
             return Self.json(200, operation("cp", response: projectJSON(project), failWith: failure))
         case ("GET", "cloudresourcemanager", 3) where rest[0] == "v3" && rest[1] == "projects":
@@ -291,9 +326,12 @@ public actor FakeGCP {
             let pieces = rest[2].split(separator: ":").map(String.init)
             guard var project = projects[pieces[0]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
             if pieces[1] == "getIamPolicy" { return Self.json(200, policyJSON(project)) }
-            guard pieces[1] == "setIamPolicy", let policy = body["policy"] as? [String: Any] else { return Self.error(400, "INVALID_ARGUMENT", "unknown method") }
+            guard pieces[1] == "setIamPolicy", let policy = body["policy"] as? [String: Any] else {
+                return Self.error(400, "INVALID_ARGUMENT", "unknown method")
+            }
             guard policy["etag"] as? String == "BwX\(project.etag)" else {
-                return Self.error(409, "ABORTED", "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.")
+                return Self.error(
+                    409, "ABORTED", "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.")
             }
             var bindings: [String: Set<String>] = [:]
             for binding in policy["bindings"] as? [[String: Any]] ?? [] {
@@ -306,35 +344,58 @@ public actor FakeGCP {
         // Cloud Billing
         case (_, "cloudbilling", 4) where rest[1] == "projects" && rest[3] == "billingInfo":
             guard var project = projects[rest[2]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
-            if method == "PUT" { project.billingAccount = body["billingAccountName"] as? String; projects[project.id] = project }
-            return Self.json(200, ["name": "projects/\(project.id)/billingInfo", "projectId": project.id,
-                                   "billingAccountName": project.billingAccount ?? "", "billingEnabled": project.billingAccount != nil])
+            if method == "PUT" {
+                project.billingAccount = body["billingAccountName"] as? String
+                projects[project.id] = project
+            }
+            return Self.json(
+                200,
+                [
+                    "name": "projects/\(project.id)/billingInfo", "projectId": project.id,
+                    "billingAccountName": project.billingAccount ?? "", "billingEnabled": project.billingAccount != nil,
+                ])
         // Service Usage
         case ("POST", "serviceusage", 4) where rest[1] == "projects" && rest[3] == "services:batchEnable":
             guard var project = projects[rest[2]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
             let failure = takeOperationFailure("enable \(project.id)")
-            if failure == nil { project.services.formUnion(body["serviceIds"] as? [String] ?? []); projects[project.id] = project }
-            return Self.json(200, operation("acf", response: ["@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"], failWith: failure))
+            if failure == nil {
+                project.services.formUnion(body["serviceIds"] as? [String] ?? [])
+                projects[project.id] = project
+            }
+            return Self.json(
+                200,
+                operation("acf", response: ["@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"], failWith: failure)
+            )
         // IAM service accounts
         case ("POST", "iam", 4) where rest[1] == "projects" && rest[3] == "serviceAccounts":
             guard var project = projects[rest[2]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
             if let denied = requireService(project, "iam.googleapis.com") { return denied }
             let email = "\(body["accountId"] as? String ?? "")@\(project.id).iam.gserviceaccount.com"
-            if project.serviceAccounts.contains(email) { return Self.error(409, "ALREADY_EXISTS", "Service account \(body["accountId"] ?? "") already exists within project projects/\(project.id).") }
+            if project.serviceAccounts.contains(email) {
+                return Self.error(
+                    409, "ALREADY_EXISTS", "Service account \(body["accountId"] ?? "") already exists within project projects/\(project.id).")
+            }
             project.serviceAccounts.insert(email)
             projects[project.id] = project
-            return Self.json(200, ["name": "projects/\(project.id)/serviceAccounts/\(email)", "projectId": project.id, "email": email, "uniqueId": String(next())])
+            return Self.json(
+                200, ["name": "projects/\(project.id)/serviceAccounts/\(email)", "projectId": project.id, "email": email, "uniqueId": String(next())])
         case ("DELETE", "iam", 5) where rest[1] == "projects" && rest[3] == "serviceAccounts":
-            guard var project = projects[rest[2]], project.serviceAccounts.contains(rest[4]) else { return Self.error(404, "NOT_FOUND", "Service account \(rest[4]) does not exist.") }
+            guard var project = projects[rest[2]], project.serviceAccounts.contains(rest[4]) else {
+                return Self.error(404, "NOT_FOUND", "Service account \(rest[4]) does not exist.")
+            }
             project.serviceAccounts.remove(rest[4])
             projects[project.id] = project
             return Self.json(200, [:])
         // IAM Credentials
         case ("POST", "iamcredentials", 5) where rest[2] == "-" && rest[3] == "serviceAccounts":
             let email = String(rest[4].split(separator: ":").first ?? "")
-            guard let project = projects.values.first(where: { $0.serviceAccounts.contains(email) }) else { return Self.error(404, "NOT_FOUND", "Service account \(email) not found") }
+            guard let project = projects.values.first(where: { $0.serviceAccounts.contains(email) }) else {
+                return Self.error(404, "NOT_FOUND", "Service account \(email) not found")
+            }
             guard project.bindings["roles/iam.serviceAccountTokenCreator"]?.contains(caller) == true else {
-                return Self.error(403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).", reason: "IAM_PERMISSION_DENIED")
+                return Self.error(
+                    403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+                    reason: "IAM_PERMISSION_DENIED")
             }
             let expire = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))
             return Self.json(200, ["accessToken": issue(for: "serviceAccount:\(email)"), "expireTime": expire])
@@ -347,7 +408,9 @@ public actor FakeGCP {
             guard var project = projects[rest[3]] else { return Self.computeError(404, reason: "notFound", "project not found") }
             if let denied = requireService(project, "compute.googleapis.com") { return denied }
             let name = body["name"] as? String ?? ""
-            if project.networks.contains(name) { return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/global/networks/\(name)' already exists") }
+            if project.networks.contains(name) {
+                return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/global/networks/\(name)' already exists")
+            }
             project.networks.insert(name)
             projects[project.id] = project
             return Self.json(200, computeOperation(project.id, region: nil))
@@ -357,7 +420,10 @@ public actor FakeGCP {
             guard let network = (body["network"] as? String)?.split(separator: "/").last.map(String.init), project.networks.contains(network) else {
                 return Self.computeError(400, reason: "invalid", "Invalid value for field 'resource.network'")
             }
-            if project.subnetworks[name] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/subnetworks/\(name)' already exists") }
+            if project.subnetworks[name] != nil {
+                return Self.computeError(
+                    409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/subnetworks/\(name)' already exists")
+            }
             project.subnetworks[name] = body["ipCidrRange"] as? String ?? ""
             projects[project.id] = project
             return Self.json(200, computeOperation(project.id, region: rest[5]))
@@ -366,10 +432,17 @@ public actor FakeGCP {
             guard var project = projects[rest[3]] else { return Self.computeError(404, reason: "notFound", "project not found") }
             let name = body["name"] as? String ?? ""
             if rest[6] == "addresses" {
-                if project.addresses[name] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/addresses/\(name)' already exists") }
+                if project.addresses[name] != nil {
+                    return Self.computeError(
+                        409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/addresses/\(name)' already exists")
+                }
                 project.addresses[name] = "10.0.1.\(10 + project.addresses.count)"
             } else {
-                if project.forwardingRules[name] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/forwardingRules/\(name)' already exists") }
+                if project.forwardingRules[name] != nil {
+                    return Self.computeError(
+                        409, reason: "alreadyExists",
+                        "The resource 'projects/\(project.id)/regions/\(rest[5])/forwardingRules/\(name)' already exists")
+                }
                 guard let target = body["target"] as? String, target.contains("/serviceAttachments/") else {
                     return Self.computeError(400, reason: "invalid", "Invalid value for field 'resource.target': a service attachment is required")
                 }
@@ -392,24 +465,34 @@ public actor FakeGCP {
         case ("POST", "dns", 7) where rest[2] == "projects" && rest[4] == "managedZones" && rest[6] == "rrsets":
             guard var project = projects[rest[3]], project.zones[rest[5]] != nil else { return Self.error(404, "NOT_FOUND", "zone not found") }
             let key = "\(body["name"] as? String ?? "") \(body["type"] as? String ?? "")"
-            if project.records[key] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource 'entity.change.additions[\(key)]' named '\(key)' already exists") }
+            if project.records[key] != nil {
+                return Self.computeError(409, reason: "alreadyExists", "The resource 'entity.change.additions[\(key)]' named '\(key)' already exists")
+            }
             project.records[key] = body["rrdatas"] as? [String] ?? []
             projects[project.id] = project
             return Self.json(200, body)
         case ("DELETE", "dns", 9) where rest[2] == "projects" && rest[4] == "managedZones" && rest[6] == "rrsets":
-            guard var project = projects[rest[3]], project.records.removeValue(forKey: "\(rest[7]) \(rest[8])") != nil else { return Self.error(404, "NOT_FOUND", "record not found") }
+            guard var project = projects[rest[3]], project.records.removeValue(forKey: "\(rest[7]) \(rest[8])") != nil else {
+                return Self.error(404, "NOT_FOUND", "record not found")
+            }
             projects[project.id] = project
             return Self.json(200, [:])
         // Pub/Sub
         case (_, "pubsub", 5) where rest[1] == "projects" && rest[3] == "subscriptions":
             guard var project = projects[rest[2]] else { return Self.error(404, "NOT_FOUND", "project not found") }
             if method == "DELETE" {
-                guard project.subscriptions.removeValue(forKey: rest[4]) != nil else { return Self.error(404, "NOT_FOUND", "Resource not found (resource=\(rest[4])).") }
+                guard project.subscriptions.removeValue(forKey: rest[4]) != nil else {
+                    return Self.error(404, "NOT_FOUND", "Resource not found (resource=\(rest[4])).")
+                }
                 projects[project.id] = project
                 return Self.json(200, [:])
             }
-            if project.subscriptions[rest[4]] != nil { return Self.error(409, "ALREADY_EXISTS", "Resource already exists in the project (resource=\(rest[4])).") }
-            guard let topic = body["topic"] as? String, let topicProject = topic.split(separator: "/").dropFirst().first.map(String.init), projects[topicProject] != nil else {
+            if project.subscriptions[rest[4]] != nil {
+                return Self.error(409, "ALREADY_EXISTS", "Resource already exists in the project (resource=\(rest[4])).")
+            }
+            guard let topic = body["topic"] as? String, let topicProject = topic.split(separator: "/").dropFirst().first.map(String.init),
+                projects[topicProject] != nil
+            else {
                 return Self.error(404, "NOT_FOUND", "Resource not found (resource=topic).")
             }
             project.subscriptions[rest[4]] = topic
@@ -439,13 +522,22 @@ public actor FakeGCP {
             if project.zones[name] != nil { return Self.computeError(409, reason: "alreadyExists", "The resource named '\(name)' already exists") }
             project.zones[name] = body["dnsName"] as? String ?? ""
             projects[project.id] = project
-            return Self.json(200, ["kind": "dns#managedZone", "name": name, "dnsName": body["dnsName"] ?? "", "visibility": "private", "id": String(next())])
+            return Self.json(
+                200, ["kind": "dns#managedZone", "name": name, "dnsName": body["dnsName"] ?? "", "visibility": "private", "id": String(next())])
         // Cloud Asset
         case ("GET", "cloudasset", 3) where rest[1] == "projects" && rest[2].hasSuffix(":searchAllResources"):
             let project = String(rest[2].split(separator: ":").first ?? "")
             let queryText = query.first { $0.0 == "query" }?.1 ?? ""
-            let results = assets.filter { $0.project == project && (!queryText.contains("labels.nclav-managed:true") || $0.labels["nclav-managed"] == "true") }
-            return Self.json(200, ["results": results.map { ["name": $0.name, "assetType": "storage.googleapis.com/Bucket", "project": "projects/\($0.project)", "labels": $0.labels] }])
+            let results = assets.filter {
+                $0.project == project && (!queryText.contains("labels.nclav-managed:true") || $0.labels["nclav-managed"] == "true")
+            }
+            return Self.json(
+                200,
+                [
+                    "results": results.map {
+                        ["name": $0.name, "assetType": "storage.googleapis.com/Bucket", "project": "projects/\($0.project)", "labels": $0.labels]
+                    }
+                ])
         default:
             return Self.error(404, "NOT_FOUND", "the fake does not know \(method) \(path)")
         }

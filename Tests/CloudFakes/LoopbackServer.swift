@@ -28,11 +28,12 @@ public enum LoopbackServer {
         var quiet = Logger(label: label)
         quiet.logLevel = .critical  // cancelling the server at the end of a test is not news
         let (bound, announce) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-                              onServerRunning: { channel in
-                                  announce.yield(channel.localAddress?.port ?? 0)
-                                  announce.finish()
-                              }, logger: quiet)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                announce.yield(channel.localAddress?.port ?? 0)
+                announce.finish()
+            }, logger: quiet)
         let task = Task {
             defer { announce.finish() }  // a server that fails to start ends the wait too
             try await app.runService(gracefulShutdownSignals: [])
@@ -43,15 +44,20 @@ public enum LoopbackServer {
     }
 
     /// A server answering every request with `handler`.
-    static func start(label: String,
-                      handler: @escaping @Sendable (_ method: String, _ path: String, _ query: [(String, String)], _ headers: HTTPFields, _ body: Data) async -> Reply)
-        async throws -> (port: Int, task: Task<Void, any Error>) {
+    static func start(
+        label: String,
+        handler:
+            @escaping @Sendable (_ method: String, _ path: String, _ query: [(String, String)], _ headers: HTTPFields, _ body: Data) async -> Reply
+    )
+        async throws -> (port: Int, task: Task<Void, any Error>)
+    {
         let router = Router()
         for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
             router.on("**", method: method) { request, _ -> Response in
                 let body = try await request.body.collect(upTo: 1 << 20)
-                let reply = await handler(method.rawValue, request.uri.path, request.uri.queryParameters.map { (String($0.key), String($0.value)) },
-                                          request.headers, Data(buffer: body))
+                let reply = await handler(
+                    method.rawValue, request.uri.path, request.uri.queryParameters.map { (String($0.key), String($0.value)) },
+                    request.headers, Data(buffer: body))
                 var headers = HTTPFields()
                 for (name, value) in reply.headers { headers[HTTPField.Name(name)!] = value }
                 return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))

@@ -60,8 +60,10 @@ struct ProcessRunnerTests {
     func cancelSendsInterrupt() async throws {
         let log = LineLog()
         let task = Task {
-            try await runner.run(shell("trap 'echo interrupted; exit 130' INT; echo ready; while true; do sleep 0.05; done"),
-                                 policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(60))) { await log.append($0) }
+            try await runner.run(
+                shell("trap 'echo interrupted; exit 130' INT; echo ready; while true; do sleep 0.05; done"),
+                policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(60))
+            ) { await log.append($0) }
         }
         while await log.texts.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
         let start = ContinuousClock.now
@@ -78,8 +80,10 @@ struct ProcessRunnerTests {
     func timeoutKillsGroup() async throws {
         let marker = try TestSupport.makeScratchDirectory("nclav-timeout").appendingPathComponent("pid")
         let start = ContinuousClock.now
-        let result = try await runner.run(shell("trap '' INT; sleep 300 & echo $! > \(marker.path); wait"),
-                                          policy: StopPolicy(timeout: .milliseconds(500), gracePeriod: .milliseconds(500))) { _ in }
+        let result = try await runner.run(
+            shell("trap '' INT; sleep 300 & echo $! > \(marker.path); wait"),
+            policy: StopPolicy(timeout: .milliseconds(500), gracePeriod: .milliseconds(500))
+        ) { _ in }
         let elapsed = ContinuousClock.now - start
         #expect(result.timedOut)
         #expect(result.termination == .signalled(SIGKILL))
@@ -101,7 +105,9 @@ struct ProcessRunnerTests {
     @Test("a very long line and many lines arrive intact")
     func volume() async throws {
         let log = LineLog()
-        let result = try await runner.run(shell("head -c 300000 /dev/zero | tr '\\\\0' x; echo; seq 1 20000"), policy: StopPolicy()) { await log.append($0) }
+        let result = try await runner.run(shell("head -c 300000 /dev/zero | tr '\\\\0' x; echo; seq 1 20000"), policy: StopPolicy()) {
+            await log.append($0)
+        }
         #expect(result.succeeded)
         let texts = await log.texts
         #expect(texts.count == 20001)

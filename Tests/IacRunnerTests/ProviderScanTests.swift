@@ -1,37 +1,42 @@
 import Foundation
-@testable import IacRunner
 import NclavTestSupport
 import Testing
+
+@testable import IacRunner
 
 /// Which inits may write the shared plugin cache (and so must take turns).
 @Suite("Provider scan for the plugin-cache gate")
 struct ProviderScanTests {
     @Test("built-in terraform_data, variables, outputs and local modules install nothing")
     func builtinOnly() {
-        #expect(!ProviderScan.needsProviders("""
-            variable "x" { type = string }
-            resource "terraform_data" "a" {
-              input = var.x
-              provisioner "local-exec" {
-                command = "echo hi"
-              }
-            }
-            module "m" {
-              source = "./nclav_module_source"
-            }
-            output "o" { value = terraform_data.a.output }
-            # resource "aws_s3_bucket" "commented" {}
-            """))
+        #expect(
+            !ProviderScan.needsProviders(
+                """
+                variable "x" { type = string }
+                resource "terraform_data" "a" {
+                  input = var.x
+                  provisioner "local-exec" {
+                    command = "echo hi"
+                  }
+                }
+                module "m" {
+                  source = "./nclav_module_source"
+                }
+                output "o" { value = terraform_data.a.output }
+                # resource "aws_s3_bucket" "commented" {}
+                """))
     }
 
-    @Test("any other provider, a provider block, required_providers or a remote module may install", arguments: [
-        #"resource "aws_s3_bucket" "b" {}"#,
-        #"data "google_project" "p" {}"#,
-        #"provider "azurerm" {"#,
-        "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}",
-        "module \"vpc\" {\n  source = \"terraform-aws-modules/vpc/aws\"\n}",
-        "module \"git\" {\n  source = \"git::https://example.com/m.git\"\n}",
-    ])
+    @Test(
+        "any other provider, a provider block, required_providers or a remote module may install",
+        arguments: [
+            #"resource "aws_s3_bucket" "b" {}"#,
+            #"data "google_project" "p" {}"#,
+            #"provider "azurerm" {"#,
+            "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\" }\n  }\n}",
+            "module \"vpc\" {\n  source = \"terraform-aws-modules/vpc/aws\"\n}",
+            "module \"git\" {\n  source = \"git::https://example.com/m.git\"\n}",
+        ])
     func mayInstall(_ hcl: String) {
         #expect(ProviderScan.needsProviders(hcl))
     }
@@ -63,8 +68,10 @@ struct ProviderScanTests {
         let main = directory.appendingPathComponent("main.tf")
         try #"resource "terraform_data" "a" {}\noutput "x" { value = 1 }"#.write(to: main, atomically: true, encoding: .utf8)
         #expect(ProviderScan.isSelfContained(directory))
-        for other in [#"module "net" { source = "./net" }"#, #"resource "null_resource" "n" {}"#, #"provider "aws" {}"#,
-                      "terraform {\n  required_providers {}\n}"] {
+        for other in [
+            #"module "net" { source = "./net" }"#, #"resource "null_resource" "n" {}"#, #"provider "aws" {}"#,
+            "terraform {\n  required_providers {}\n}",
+        ] {
             try other.write(to: directory.appendingPathComponent("other.tf"), atomically: true, encoding: .utf8)
             #expect(!ProviderScan.isSelfContained(directory), "\(other)")
         }

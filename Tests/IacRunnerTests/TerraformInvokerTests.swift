@@ -49,9 +49,10 @@ struct TerraformInvokerTests {
         let rendered = try WorkspaceRenderer(root: base.appendingPathComponent("workspaces")).render(
             WorkspaceSpec(key: key, sourceDirectory: source, inputs: ["greeting": "hello from nclav"]))
         let (credential, _) = try await server.runCredential(for: key)
-        let invocation = TerraformInvocation(key: key, operation: .apply, workspace: rendered.directory, tool: try TestSupport.which("terraform"),
-                                             backendBaseURL: server.baseURL, credential: credential, secrets: [server.token],
-                                             pluginCacheDirectory: base.appendingPathComponent("plugin-cache"))
+        let invocation = TerraformInvocation(
+            key: key, operation: .apply, workspace: rendered.directory, tool: try TestSupport.which("terraform"),
+            backendBaseURL: server.baseURL, credential: credential, secrets: [server.token],
+            pluginCacheDirectory: base.appendingPathComponent("plugin-cache"))
         return (invocation, base)
     }
 
@@ -92,7 +93,8 @@ struct TerraformInvokerTests {
         #expect(!text.contains(server.token))
         #expect(!text.contains(invocation.credential))
 
-        let state = try TestSupport.run("/usr/bin/curl", ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/app/web"])
+        let state = try TestSupport.run(
+            "/usr/bin/curl", ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/app/web"])
         let document = try JSONSerialization.jsonObject(with: Data(state.stdout.utf8)) as? [String: Any]
         let outputs = document?["outputs"] as? [String: [String: Any]]
         #expect(outputs?["message"]?["value"] as? String == "hello from nclav (app/web)")
@@ -109,7 +111,8 @@ struct TerraformInvokerTests {
         let destroyed = try await TerraformInvoker().run(destroy) { await log.append($0) }
         #expect(destroyed.succeeded)
         #expect(await log.text.contains("Destroy complete! Resources: 1 destroyed"))
-        let after = try TestSupport.run("/usr/bin/curl", ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/app/web"])
+        let after = try TestSupport.run(
+            "/usr/bin/curl", ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/app/web"])
         let resources = (try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])?["resources"] as? [Any]
         #expect(resources?.isEmpty == true)
         await server.stop()
@@ -174,7 +177,9 @@ struct TerraformInvokerTests {
             #expect(record.contains("\"type\": \"http\""))
         }
         for key in keys {
-            let state = try TestSupport.run("/usr/bin/curl", ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/\(key.enclave)/\(key.partition)"])
+            let state = try TestSupport.run(
+                "/usr/bin/curl",
+                ["-sf", "-H", "Authorization: Bearer \(server.token)", "\(server.baseURL)/terraform/state/\(key.enclave)/\(key.partition)"])
             let document = try JSONSerialization.jsonObject(with: Data(state.stdout.utf8)) as? [String: Any]
             #expect((document?["resources"] as? [Any])?.count == 1, "\(key)")
         }
@@ -183,12 +188,15 @@ struct TerraformInvokerTests {
 
     @Test("the environment drops nclav's secrets and stray backend settings and adds the backend")
     func environmentContract() throws {
-        let invocation = TerraformInvocation(key: key, operation: .apply, workspace: URL(fileURLWithPath: "/tmp"), tool: "/usr/bin/terraform",
-                                             backendBaseURL: "http://127.0.0.1:9", credential: "nclavrun.abc.def",
-                                             driverEnvironment: ["AWS_REGION": "eu-west-1"])
-        let environment = TerraformInvoker.environment(for: invocation, base: [
-            "PATH": "/usr/bin", "NCLAV_TOKEN": "admin", "NCLAV_HOME": "/x", "TF_HTTP_PASSWORD": "stale", "TF_WORKSPACE": "other", "HOME": "/root",
-        ])
+        let invocation = TerraformInvocation(
+            key: key, operation: .apply, workspace: URL(fileURLWithPath: "/tmp"), tool: "/usr/bin/terraform",
+            backendBaseURL: "http://127.0.0.1:9", credential: "nclavrun.abc.def",
+            driverEnvironment: ["AWS_REGION": "eu-west-1"])
+        let environment = TerraformInvoker.environment(
+            for: invocation,
+            base: [
+                "PATH": "/usr/bin", "NCLAV_TOKEN": "admin", "NCLAV_HOME": "/x", "TF_HTTP_PASSWORD": "stale", "TF_WORKSPACE": "other", "HOME": "/root",
+            ])
         #expect(environment["NCLAV_TOKEN"] == nil && environment["NCLAV_HOME"] == nil && environment["TF_WORKSPACE"] == nil)
         #expect(environment["TF_HTTP_PASSWORD"] == "nclavrun.abc.def")
         #expect(environment["TF_HTTP_ADDRESS"] == "http://127.0.0.1:9/terraform/state/app/web")

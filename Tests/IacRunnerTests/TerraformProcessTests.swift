@@ -15,16 +15,20 @@ struct TerraformProcessTests {
     }
 
     func terraform(_ arguments: [String], in directory: URL) throws -> ProcessSpec {
-        var environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-                           "HOME": NSTemporaryDirectory(), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"]
+        var environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+            "HOME": NSTemporaryDirectory(), "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1",
+        ]
         environment["TF_CLI_CONFIG_FILE"] = ProcessInfo.processInfo.environment["TF_CLI_CONFIG_FILE"]
-        return ProcessSpec(executable: try TestSupport.which("terraform"), arguments: arguments, environment: environment,
-                           workingDirectory: directory.path)
+        return ProcessSpec(
+            executable: try TestSupport.which("terraform"), arguments: arguments, environment: environment,
+            workingDirectory: directory.path)
     }
 
     @Test("cancelling a running apply interrupts terraform, which stops gracefully")
     func interruptApply() async throws {
-        let directory = try workspace("""
+        let directory = try workspace(
+            """
             resource "terraform_data" "slow" {
               provisioner "local-exec" {
                 command = "echo provisioning-started; sleep 60"
@@ -37,7 +41,9 @@ struct TerraformProcessTests {
 
         let log = LineLog()
         let apply = try terraform(["apply", "-auto-approve", "-input=false", "-no-color"], in: directory)
-        let task = Task { try await runner.run(apply, policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(30))) { await log.append($0) } }
+        let task = Task {
+            try await runner.run(apply, policy: StopPolicy(timeout: .seconds(120), gracePeriod: .seconds(30))) { await log.append($0) }
+        }
         while !(await log.texts.contains { $0.contains("provisioning-started") }) { try await Task.sleep(for: .milliseconds(50)) }
         let start = ContinuousClock.now
         task.cancel()
@@ -51,7 +57,8 @@ struct TerraformProcessTests {
 
     @Test("a local-exec that leaves a background process does not hang the run")
     func backgroundProvisioner() async throws {
-        let directory = try workspace("""
+        let directory = try workspace(
+            """
             resource "terraform_data" "daemon" {
               provisioner "local-exec" {
                 command = "sleep 300 > /dev/null 2>&1 & echo $! > background.pid; echo daemon-started"
@@ -63,13 +70,17 @@ struct TerraformProcessTests {
         _ = try await runner.run(try terraform(["init", "-input=false", "-no-color"], in: directory), policy: StopPolicy()) { _ in }
         let log = LineLog()
         let start = ContinuousClock.now
-        let result = try await runner.run(try terraform(["apply", "-auto-approve", "-input=false", "-no-color"], in: directory),
-                                          policy: StopPolicy()) { await log.append($0) }
+        let result = try await runner.run(
+            try terraform(["apply", "-auto-approve", "-input=false", "-no-color"], in: directory),
+            policy: StopPolicy()
+        ) { await log.append($0) }
         #expect(ContinuousClock.now - start < .seconds(30))
         #expect(result.succeeded)
         #expect(await log.texts.contains { $0.contains("Apply complete!") })
-        let pid = Int32((try String(contentsOf: directory.appendingPathComponent("background.pid"), encoding: .utf8))
-            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let pid =
+            Int32(
+                (try String(contentsOf: directory.appendingPathComponent("background.pid"), encoding: .utf8))
+                    .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         try await Task.sleep(for: .milliseconds(100))
         #expect(pid > 0 && !isAlive(pid), "the provisioner's leftover process was stopped with the run's process group")
     }

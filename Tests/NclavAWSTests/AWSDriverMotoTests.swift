@@ -1,9 +1,10 @@
 import Foundation
-@testable import NclavAWS
 import NclavCore
 import NclavDrivers
 import NclavTestSupport
 import Testing
+
+@testable import NclavAWS
 
 /// An organization in a fresh moto: the management account, its root and an OU for enclaves.
 struct MotoOrganization {
@@ -28,9 +29,11 @@ struct MotoOrganization {
     }
 
     func driver(prefix: String? = "acme") -> AWSDriver {
-        AWSDriver(configuration: AWSDriverConfiguration(orgUnitID: ou, emailDomain: "example.com", accountPrefix: prefix,
-                                                        backoff: CappedBackoff(initial: .milliseconds(50), cap: .milliseconds(200), deadline: .seconds(20))),
-                  chain: .standard(environment: moto.environment, home: "/nonexistent"), endpoints: AWSEndpointResolver(environment: moto.environment))
+        AWSDriver(
+            configuration: AWSDriverConfiguration(
+                orgUnitID: ou, emailDomain: "example.com", accountPrefix: prefix,
+                backoff: CappedBackoff(initial: .milliseconds(50), cap: .milliseconds(200), deadline: .seconds(20))),
+            chain: .standard(environment: moto.environment, home: "/nonexistent"), endpoints: AWSEndpointResolver(environment: moto.environment))
     }
 
     /// A client acting inside `account` as its OrganizationAccountAccessRole.
@@ -42,8 +45,9 @@ struct MotoOrganization {
 
 @Suite("AWS driver against moto")
 struct AWSDriverMotoTests {
-    let enclave = Enclave(id: "product-a-dev", name: "Product A", cloud: .aws, region: "eu-west-1",
-                          network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24", "10.0.2.0/24"]), dns: DNS(zone: "product-a.internal"))
+    let enclave = Enclave(
+        id: "product-a-dev", name: "Product A", cloud: .aws, region: "eu-west-1",
+        network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24", "10.0.2.0/24"]), dns: DNS(zone: "product-a.internal"))
 
     @Test("provisioning creates the account in the organization, moves it to the OU, and builds the VPC, subnets and private zone inside it")
     func provision() async throws {
@@ -62,14 +66,23 @@ struct AWSDriverMotoTests {
         #expect(try await organizations.parent(of: account) == org.ou)
 
         let inside = try await org.inside(account)
-        let ec2 = EC2(client: AWSClient(region: "eu-west-1", endpoints: inside.endpoints) { try await STS(client: org.management).assumeRole("arn:aws:iam::\(account):role/OrganizationAccountAccessRole", sessionName: "t").credentials })
+        let ec2 = EC2(
+            client: AWSClient(region: "eu-west-1", endpoints: inside.endpoints) {
+                try await STS(client: org.management).assumeRole("arn:aws:iam::\(account):role/OrganizationAccountAccessRole", sessionName: "t")
+                    .credentials
+            })
         let vpc = try #require(context.values["vpc_id"])
         #expect(try await ec2.findVPC(cidr: "10.0.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev"]) == vpc)
         let subnets = try await ec2.subnets(ofVPC: vpc).sorted()
         #expect(subnets == context.values["subnet_ids"]!.split(separator: ",").map(String.init).sorted())
         #expect(subnets.count == 2)
         // The management account's own region has no such VPC: it was made inside the enclave account.
-        #expect(try await EC2(client: AWSClient(region: "eu-west-1", endpoints: org.management.endpoints) { try await AWSCredentialChain.standard(environment: org.moto.environment, home: "/x").credentials() })
+        #expect(
+            try await EC2(
+                client: AWSClient(region: "eu-west-1", endpoints: org.management.endpoints) {
+                    try await AWSCredentialChain.standard(environment: org.moto.environment, home: "/x").credentials()
+                }
+            )
             .findVPC(cidr: "10.0.0.0/16", tags: ["nclav-enclave": "product-a-dev"]) == nil)
         let zone = try #require(context.values["dns_zone_id"])
         #expect(try await Route53(client: inside).findPrivateZone(name: "product-a.internal") == zone)
@@ -132,10 +145,12 @@ struct AWSDriverMotoTests {
         let context = try await driver.provisionEnclave(enclave, previous: nil)
         let account = context.values["account_id"]!
         let inside = AWSClient(region: "eu-west-1", endpoints: org.management.endpoints) {
-            try await STS(client: org.management).assumeRole("arn:aws:iam::\(account):role/OrganizationAccountAccessRole", sessionName: "t").credentials
+            try await STS(client: org.management).assumeRole("arn:aws:iam::\(account):role/OrganizationAccountAccessRole", sessionName: "t")
+                .credentials
         }
         let ec2 = EC2(client: inside)
-        let ghost = try await ec2.createVPC(cidr: "10.9.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "ghost"])
+        let ghost = try await ec2.createVPC(
+            cidr: "10.9.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "ghost"])
         _ = try await ec2.createVPC(cidr: "10.8.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "api"])
         _ = try await ec2.createVPC(cidr: "10.7.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "someone-else", "nclav-partition": "x"])
         let state = EnclaveState(id: enclave.id, desired: enclave, resolvedCloud: .aws, context: context.values)
@@ -175,8 +190,9 @@ struct AWSDriverMotoTests {
         }
         let denied = AWSError(service: .organizations, action: "CreateAccount", status: 400, code: "AccessDeniedException", message: "not allowed")
         #expect(denied.description.contains("lacks `organizations:CreateAccount`"))
-        let quota = AWSError(service: .organizations, action: "CreateAccount", status: 400, code: "ConstraintViolationException",
-                             message: "You have exceeded the allowed number of AWS accounts. Reason: ACCOUNT_NUMBER_LIMIT_EXCEEDED")
+        let quota = AWSError(
+            service: .organizations, action: "CreateAccount", status: 400, code: "ConstraintViolationException",
+            message: "You have exceeded the allowed number of AWS accounts. Reason: ACCOUNT_NUMBER_LIMIT_EXCEEDED")
         #expect(quota.description.contains("Service Quotas"))
         #expect(AWSDriverError.zoneNeedsVPC(enclave: "x").description.contains("network.vpc_cidr"))
         let noVPC = Enclave(id: "z", name: "Z", cloud: .aws, dns: DNS(zone: "z.internal"))

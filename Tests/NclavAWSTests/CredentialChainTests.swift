@@ -1,13 +1,14 @@
 import Foundation
-import Synchronization
-import NclavDrivers
 import HTTPTypes
-import Logging
 import Hummingbird
-@testable import NclavAWS
+import Logging
 import NclavCloudFakes
+import NclavDrivers
 import NclavTestSupport
+import Synchronization
 import Testing
+
+@testable import NclavAWS
 
 /// In-test servers that answer like the EC2 instance metadata service (IMDSv2: a PUT for a
 /// session token, then token-authenticated GETs; a GET without the token is refused, as on an
@@ -25,7 +26,8 @@ actor MetadataServer {
 
     static func credentialsJSON(_ key: String, expiresIn seconds: TimeInterval = 3600) -> String {
         let expiration = ISO8601DateFormatter().string(from: Date().addingTimeInterval(seconds))
-        return #"{"Code":"Success","LastUpdated":"2026-11-22T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"\#(key)","SecretAccessKey":"secret-\#(key)","Token":"token-\#(key)","Expiration":"\#(expiration)"}"#
+        return
+            #"{"Code":"Success","LastUpdated":"2026-11-22T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"\#(key)","SecretAccessKey":"secret-\#(key)","Token":"token-\#(key)","Expiration":"\#(expiration)"}"#
     }
 
     func start(role: String? = "web-role", ecsAuthorization: String? = nil) async throws {
@@ -45,7 +47,9 @@ actor MetadataServer {
         }
         router.get("/latest/meta-data/iam/security-credentials/:role") { request, context -> Response in
             await server.record("GET role \(context.parameters.get("role") ?? "")")
-            guard request.headers[HTTPField.Name("X-aws-ec2-metadata-token")!] == imdsToken, context.parameters.get("role") == role else { return Response(status: .unauthorized) }
+            guard request.headers[HTTPField.Name("X-aws-ec2-metadata-token")!] == imdsToken, context.parameters.get("role") == role else {
+                return Response(status: .unauthorized)
+            }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: Self.credentialsJSON("ASIAIMDS"))))
         }
         router.get("/v2/credentials/:id") { request, _ -> Response in
@@ -105,8 +109,10 @@ struct CredentialChainTests {
         try await server.start(ecsAuthorization: "Bearer ecs-secret")
         defer { Task { await server.stop() } }
         try write("Bearer ecs-secret\n", to: "ecs-token")
-        let chain = chain(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/task",
-                           "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": home.appendingPathComponent("ecs-token").path])
+        let chain = chain([
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/task",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": home.appendingPathComponent("ecs-token").path,
+        ])
         let credentials = try await chain.credentials()
         #expect(credentials.accessKeyID == "ASIAECS" && credentials.sessionToken == "token-ASIAECS" && credentials.expiration != nil)
         #expect(await chain.currentSource == "ECS container credentials")
@@ -117,8 +123,10 @@ struct CredentialChainTests {
         } catch { #expect(error.description.contains("only loopback")) }
         // A wrong authorization token is a failure of that source, said plainly.
         do {
-            _ = try await self.chain(["AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/task",
-                                      "AWS_CONTAINER_AUTHORIZATION_TOKEN": "Bearer wrong"]).credentials()
+            _ = try await self.chain([
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/task",
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN": "Bearer wrong",
+            ]).credentials()
             Issue.record("a wrong container token was accepted")
         } catch { #expect(error.description.contains("answered 403")) }
     }
@@ -151,19 +159,26 @@ struct CredentialChainTests {
         let viaProfile = chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds, "AWS_PROFILE": "ops"])
         #expect(try await viaProfile.credentials().accessKeyID == "AKIAOPS")
         #expect(await viaProfile.currentSource == "shared profile")
-        let viaECS = chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds, "AWS_PROFILE": "ops",
-                            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/x"])
+        let viaECS = chain([
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds, "AWS_PROFILE": "ops",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/x",
+        ])
         #expect(try await viaECS.credentials().accessKeyID == "ASIAECS")
-        let viaEnv = chain(["AWS_EC2_METADATA_SERVICE_ENDPOINT": imds, "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "e",
-                            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/x"])
+        let viaEnv = chain([
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds, "AWS_ACCESS_KEY_ID": "AKIAENV", "AWS_SECRET_ACCESS_KEY": "e",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:\(server.port)/v2/credentials/x",
+        ])
         #expect(try await viaEnv.credentials().accessKeyID == "AKIAENV")
     }
 
     @Test("profiles: config-file sections, AWS_SHARED_CREDENTIALS_FILE, and clear refusals")
     func profiles() async throws {
-        try write("[default]\n# comment\naws_access_key_id=AKIADEFAULT\naws_secret_access_key = d\n\n[profile assume]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n", to: "cfg")
+        try write(
+            "[default]\n# comment\naws_access_key_id=AKIADEFAULT\naws_secret_access_key = d\n\n[profile assume]\nrole_arn = arn:aws:iam::1:role/x\nsource_profile = default\n",
+            to: "cfg")
         let config = home.appendingPathComponent("cfg").path
-        #expect(try await chain(["AWS_CONFIG_FILE": config, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"]).credentials().accessKeyID == "AKIADEFAULT")
+        #expect(
+            try await chain(["AWS_CONFIG_FILE": config, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"]).credentials().accessKeyID == "AKIADEFAULT")
         do {
             _ = try await chain(["AWS_CONFIG_FILE": config, "AWS_PROFILE": "assume"]).credentials()
             Issue.record("a role profile was accepted")
@@ -191,33 +206,41 @@ struct CredentialChainTests {
 struct AWSEndpointTests {
     @Test("AWS_ENDPOINT_URL_<SERVICE> beats AWS_ENDPOINT_URL beats the public endpoint; global services sign for us-east-1")
     func resolution() throws {
-        let env = ["AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_ROUTE_53": "http://127.0.0.1:6000",
-                   "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API": "https://tagging.internal"]
+        let env = [
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_ROUTE_53": "http://127.0.0.1:6000",
+            "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API": "https://tagging.internal",
+        ]
         let resolver = AWSEndpointResolver(environment: env)
-        #expect(try resolver.endpoint(for: .route53, region: "eu-west-1") == .init(url: URL(string: "http://127.0.0.1:6000")!, signingRegion: "us-east-1"))
-        #expect(try resolver.endpoint(for: .ec2, region: "eu-west-1") == .init(url: URL(string: "http://127.0.0.1:5000")!, signingRegion: "eu-west-1"))
+        #expect(
+            try resolver.endpoint(for: .route53, region: "eu-west-1") == .init(url: URL(string: "http://127.0.0.1:6000")!, signingRegion: "us-east-1")
+        )
+        #expect(
+            try resolver.endpoint(for: .ec2, region: "eu-west-1") == .init(url: URL(string: "http://127.0.0.1:5000")!, signingRegion: "eu-west-1"))
         #expect(try resolver.endpoint(for: .tagging, region: "eu-west-1").url.host == "tagging.internal")
         let plain = AWSEndpointResolver(environment: [:])
         #expect(try plain.endpoint(for: .ec2, region: "ap-south-1").url.absoluteString == "https://ec2.ap-south-1.amazonaws.com")
-        #expect(try plain.endpoint(for: .organizations, region: "ap-south-1") == .init(url: URL(string: "https://organizations.us-east-1.amazonaws.com")!, signingRegion: "us-east-1"))
+        #expect(
+            try plain.endpoint(for: .organizations, region: "ap-south-1")
+                == .init(url: URL(string: "https://organizations.us-east-1.amazonaws.com")!, signingRegion: "us-east-1"))
         #expect(try plain.endpoint(for: .iam, region: "eu-west-1").url.absoluteString == "https://iam.amazonaws.com")
         let ignored = AWSEndpointResolver(environment: env.merging(["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"]) { $1 })
         #expect(try ignored.endpoint(for: .sts, region: "us-west-2").url.absoluteString == "https://sts.us-west-2.amazonaws.com")
         #expect(throws: AWSEndpointResolver.ResolveError.badURL(variable: "AWS_ENDPOINT_URL", value: "localhost:5000")) {
             try AWSEndpointResolver(environment: ["AWS_ENDPOINT_URL": "localhost:5000"]).endpoint(for: .sts, region: "us-east-1")
         }
-        #expect(resolver.overrides.keys.sorted() == ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", "AWS_ENDPOINT_URL_ROUTE_53"])
+        #expect(
+            resolver.overrides.keys.sorted() == ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_RESOURCE_GROUPS_TAGGING_API", "AWS_ENDPOINT_URL_ROUTE_53"])
     }
 
     @Test("the XML reader: namespaces dropped, entities and CDATA decoded, malformed input refused with the offset")
     func xml() throws {
         let text = """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">
-          <Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>Role a&amp;b &lt;x&gt; &#233;&#x41;</Message></Error>
-          <!-- note --><ns:Extra a="1>2"><![CDATA[<raw>]]></ns:Extra><Empty/>
-        </ErrorResponse>
-        """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">
+              <Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>Role a&amp;b &lt;x&gt; &#233;&#x41;</Message></Error>
+              <!-- note --><ns:Extra a="1>2"><![CDATA[<raw>]]></ns:Extra><Empty/>
+            </ErrorResponse>
+            """
         let xml = try AWSXML(parsing: Data(text.utf8))
         #expect(xml.name == "ErrorResponse")
         #expect(xml.value("Code") == "NoSuchEntity")

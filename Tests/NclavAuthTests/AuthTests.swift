@@ -110,12 +110,15 @@ struct RunCredentialTests {
         #expect(authenticator.principal(authorization: nil) == nil)
         #expect(authenticator.principal(authorization: "Bearer") == nil)
         #expect(authenticator.principal(authorization: "Token \(admin)") == nil)
-        #expect(authenticator.principal(authorization: "basic " + Data("x:\(admin)".utf8).base64EncodedString()) == .admin, "scheme is case-insensitive")
+        #expect(
+            authenticator.principal(authorization: "basic " + Data("x:\(admin)".utf8).base64EncodedString()) == .admin, "scheme is case-insensitive")
         #expect(authenticator.principal(authorization: basic("x", admin) + "  ") == .admin, "trailing spaces")
         #expect(authenticator.principal(authorization: "Basic not-base64!") == nil)
         #expect(authenticator.principal(authorization: "Basic " + Data("no-colon".utf8).base64EncodedString()) == nil)
         #expect(authenticator.principal(authorization: "Basic " + Data([0x78, 0x3A, 0xFF, 0xFE]).base64EncodedString()) == nil, "password not UTF-8")
-        #expect(authenticator.principal(authorization: "Basic " + Data("x:a:\(admin)".utf8).base64EncodedString()) == nil, "the password runs from the first colon")
+        #expect(
+            authenticator.principal(authorization: "Basic " + Data("x:a:\(admin)".utf8).base64EncodedString()) == nil,
+            "the password runs from the first colon")
 
         let scope = RunScope(key: stateKey, runID: UUID(), expiresAt: Date(timeIntervalSinceNow: 60))
         let credential = RunCredentialSigner(adminToken: admin).mint(scope)

@@ -1,10 +1,11 @@
 import Foundation
-import NclavDrivers
 import NclavCloudFakes
 import NclavCore
-@testable import NclavAzure
+import NclavDrivers
 import NclavTestSupport
 import Testing
+
+@testable import NclavAzure
 
 struct AzureWorld {
     let fake: FakeAzure
@@ -13,19 +14,25 @@ struct AzureWorld {
     static func make() async throws -> AzureWorld {
         let fake = try FakeAzure()
         try await fake.start()
-        return AzureWorld(fake: fake, environment: ["NCLAV_AZURE_RESOURCE_MANAGER": fake.armEndpoint, "AZURE_AUTHORITY_HOST": fake.authorityHost,
-                                                     "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1", "PATH": "/nonexistent"])
+        return AzureWorld(
+            fake: fake,
+            environment: [
+                "NCLAV_AZURE_RESOURCE_MANAGER": fake.armEndpoint, "AZURE_AUTHORITY_HOST": fake.authorityHost,
+                "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1", "PATH": "/nonexistent",
+            ])
     }
 
     func driver(prefix: String? = "myorg", issuer: WorkloadIdentityIssuer? = nil) async -> AzureDriver {
         let tenant = fake.tenantID
-        let settings = AzureDriverConfiguration(tenantID: tenant, managementGroupID: "mg-enclaves", billingAccountName: "1234:5678_2019-05-31",
-                                                billingProfileName: "AW4F-xxxx", invoiceSectionName: "SH3V-xxxx", subscriptionPrefix: prefix,
-                                                clientID: fake.clientID, clientSecret: fake.clientSecret,
-                                                backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(40), deadline: .seconds(10)))
+        let settings = AzureDriverConfiguration(
+            tenantID: tenant, managementGroupID: "mg-enclaves", billingAccountName: "1234:5678_2019-05-31",
+            billingProfileName: "AW4F-xxxx", invoiceSectionName: "SH3V-xxxx", subscriptionPrefix: prefix,
+            clientID: fake.clientID, clientSecret: fake.clientSecret,
+            backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(40), deadline: .seconds(10)))
         var configured = settings
         configured.workloadIdentityIssuer = issuer
-        let chain = AzureCredentialChain.standard(tenantID: tenant, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
+        let chain = AzureCredentialChain.standard(
+            tenantID: tenant, clientID: settings.clientID, clientSecret: settings.clientSecret, environment: environment)
         return AzureDriver(configuration: configured, chain: chain, environment: environment)
     }
 }
@@ -37,18 +44,27 @@ struct AzureCredentialTests {
         let world = try await AzureWorld.make()
         defer { Task { await world.fake.stop() } }
         let tenant = world.fake.tenantID
-        let chain = AzureCredentialChain.standard(tenantID: tenant, clientID: world.fake.clientID, clientSecret: world.fake.clientSecret, environment: world.environment)
+        let chain = AzureCredentialChain.standard(
+            tenantID: tenant, clientID: world.fake.clientID, clientSecret: world.fake.clientSecret, environment: world.environment)
         let token = try await chain.token()
         #expect(!token.description.contains(token.token))
         #expect(await chain.source(for: "https://management.azure.com/.default") == "service principal (client secret)")
         _ = try await chain.token()
         #expect(await world.fake.requests.filter { $0.hasSuffix("/oauth2/v2.0/token") }.count == 1)
         do {
-            _ = try await AzureCredentialChain.standard(tenantID: tenant, clientID: world.fake.clientID, clientSecret: "wrong", environment: world.environment).token()
+            _ = try await AzureCredentialChain.standard(
+                tenantID: tenant, clientID: world.fake.clientID, clientSecret: "wrong", environment: world.environment
+            ).token()
             Issue.record("a wrong secret was accepted")
-        } catch { #expect(error.description.contains("AADSTS7000215") && error.description.contains("secret is wrong or expired") && !error.description.contains("wrong,")) }
+        } catch {
+            #expect(
+                error.description.contains("AADSTS7000215") && error.description.contains("secret is wrong or expired")
+                    && !error.description.contains("wrong,"))
+        }
         do {
-            _ = try await AzureCredentialChain.standard(tenantID: tenant, clientID: world.fake.clientID, clientSecret: nil, environment: world.environment).token()
+            _ = try await AzureCredentialChain.standard(
+                tenantID: tenant, clientID: world.fake.clientID, clientSecret: nil, environment: world.environment
+            ).token()
             Issue.record("half a service principal was accepted")
         } catch { #expect(error.description.contains("--azure-client-secret is not")) }
     }
@@ -60,7 +76,8 @@ struct AzureCredentialTests {
         var environment = world.environment
         environment["IDENTITY_ENDPOINT"] = "http://127.0.0.1:\(world.fake.port)/msi/token"
         environment["IDENTITY_HEADER"] = "identity-header-secret"
-        let chain = AzureCredentialChain.standard(tenantID: world.fake.tenantID, clientID: world.fake.clientID, clientSecret: world.fake.clientSecret, environment: environment)
+        let chain = AzureCredentialChain.standard(
+            tenantID: world.fake.tenantID, clientID: world.fake.clientID, clientSecret: world.fake.clientSecret, environment: environment)
         _ = try await chain.token()
         #expect(await chain.source(for: "https://management.azure.com/.default") == "service principal (client secret)")
         #expect(await !world.fake.requests.contains("GET /msi/token"))
@@ -89,19 +106,24 @@ struct AzureCredentialTests {
         let bin = try TestSupport.makeScratchDirectory("fake-az-bin")
         let script = bin.appendingPathComponent("az")
         let expires = Int(Date().timeIntervalSince1970) + 3600
-        try Data("""
+        try Data(
+            """
             #!/bin/sh
             [ "$1 $2" = "account get-access-token" ] || { echo "unexpected: $*" >&2; exit 2; }
             echo '{"accessToken": "cli-token", "expiresOn": "2026-11-22 12:00:00.000000", "expires_on": \(expires), "subscription": "x", "tenant": "t", "tokenType": "Bearer"}'
-            """.utf8).write(to: script)
+            """.utf8
+        ).write(to: script)
         chmod(script.path, 0o755)
-        let chain = AzureCredentialChain.standard(tenantID: "t", clientID: nil, clientSecret: nil,
-                                                  environment: ["PATH": bin.path, "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1"])
+        let chain = AzureCredentialChain.standard(
+            tenantID: "t", clientID: nil, clientSecret: nil,
+            environment: ["PATH": bin.path, "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1"])
         #expect(try await chain.token().token == "cli-token")
         #expect(await chain.source(for: "https://management.azure.com/.default") == "Azure CLI (az account get-access-token)")
         do {
-            _ = try await AzureCredentialChain.standard(tenantID: "t", clientID: nil, clientSecret: nil,
-                                                        environment: ["PATH": "/nonexistent", "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1"]).token()
+            _ = try await AzureCredentialChain.standard(
+                tenantID: "t", clientID: nil, clientSecret: nil,
+                environment: ["PATH": "/nonexistent", "AZURE_POD_IDENTITY_AUTHORITY_HOST": "http://127.0.0.1:1"]
+            ).token()
             Issue.record("credentials appeared from nowhere")
         } catch {
             #expect(error.description.contains("service principal (client secret), managed identity, Azure CLI"))
@@ -112,10 +134,13 @@ struct AzureCredentialTests {
 
 @Suite("Azure driver against the fake ARM")
 struct AzureDriverTests {
-    let enclave = Enclave(id: "product-a-dev", name: "Product A", cloud: .azure, region: "westeurope",
-                          network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24"]), dns: DNS(zone: "product-a.internal"))
+    let enclave = Enclave(
+        id: "product-a-dev", name: "Product A", cloud: .azure, region: "westeurope",
+        network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24"]), dns: DNS(zone: "product-a.internal"))
 
-    @Test("provisioning: a subscription alias under the billing scope in the management group, resource group, identity, VNet, private zone + link; again is a no-op")
+    @Test(
+        "provisioning: a subscription alias under the billing scope in the management group, resource group, identity, VNet, private zone + link; again is a no-op"
+    )
     func provision() async throws {
         let world = try await AzureWorld.make()
         defer { Task { await world.fake.stop() } }
@@ -125,14 +150,18 @@ struct AzureDriverTests {
         #expect(await world.fake.aliases["myorg-product-a-dev"] == subscription)
         let record = try #require(await world.fake.subscriptions[subscription])
         #expect(record.managementGroup == "mg-enclaves")
-        #expect(record.billingScope == "/providers/Microsoft.Billing/billingAccounts/1234:5678_2019-05-31/billingProfiles/AW4F-xxxx/invoiceSections/SH3V-xxxx")
+        #expect(
+            record.billingScope
+                == "/providers/Microsoft.Billing/billingAccounts/1234:5678_2019-05-31/billingProfiles/AW4F-xxxx/invoiceSections/SH3V-xxxx")
         #expect(await world.fake.registered == ["\(subscription)/Microsoft.ManagedIdentity", "\(subscription)/Microsoft.Network"])
         let group = "/subscriptions/\(subscription)/resourceGroups/nclav-product-a-dev"
         #expect(await world.fake.resource(group)?.tags == ["nclav-managed": "true", "nclav-enclave": "product-a-dev"])
         #expect(await world.fake.resource(group + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave") != nil)
         #expect(context.values["vpc_id"] == group + "/providers/Microsoft.Network/virtualNetworks/nclav-vnet")
         #expect(context.values["subnet_ids"] == group + "/providers/Microsoft.Network/virtualNetworks/nclav-vnet/subnets/nclav-10-0-1-0-24")
-        #expect(await world.fake.resource(group + "/providers/Microsoft.Network/privateDnsZones/product-a.internal/virtualNetworkLinks/nclav-vnet") != nil)
+        #expect(
+            await world.fake.resource(group + "/providers/Microsoft.Network/privateDnsZones/product-a.internal/virtualNetworkLinks/nclav-vnet") != nil
+        )
         // The VNet's Azure-AsyncOperation was followed until it said Succeeded.
         #expect(await world.fake.requests.contains { $0.contains("/providers/Microsoft.Network/locations/eastus2/operations/") })
 
@@ -152,7 +181,10 @@ struct AzureDriverTests {
             Issue.record("a failed alias was taken for success")
         } catch { #expect("\(error)".contains("ended Failed") && "\(error)".contains("billing scope"), "\(error)") }
         await world.fake.setAliasFailure(false)
-        await world.fake.inject(.init(match: "PUT /arm/subscriptions/", message: "The client 'x' does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourcegroups/write'"))
+        await world.fake.inject(
+            .init(
+                match: "PUT /arm/subscriptions/",
+                message: "The client 'x' does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourcegroups/write'"))
         do {
             _ = try await driver.provisionEnclave(enclave, previous: nil)
             Issue.record("a denied resource group was ignored")
@@ -184,7 +216,9 @@ struct AzureDriverTests {
         _ = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
         let principal = try #require(await world.fake.principal(ofIdentity: identityID))
         await world.fake.clearAssignments()
-        await world.fake.addForeignRoleAssignment(principal: principal, role: "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(AzureDriver.contributorRole)")
+        await world.fake.addForeignRoleAssignment(
+            principal: principal,
+            role: "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(AzureDriver.contributorRole)")
         let identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
         #expect(identity["principal_id"] == principal)
         #expect(await world.fake.roleAssignments.count == 1)
@@ -202,7 +236,9 @@ struct AzureDriverTests {
         #expect(identity["identity_id"]?.hasSuffix("/userAssignedIdentities/nclav-api") == true)
         let assignments = await world.fake.roleAssignments
         #expect(assignments.count == 1)
-        #expect(assignments.values.first?.role == "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(AzureDriver.contributorRole)")
+        #expect(
+            assignments.values.first?.role
+                == "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(AzureDriver.contributorRole)")
         #expect(assignments.values.first?.principal == identity["principal_id"])
         #expect(try await driver.provisionPartition(enclave: enclave, context: context, partition: partition) == identity)
         #expect(await world.fake.roleAssignments.count == 1)
@@ -228,8 +264,9 @@ struct AzureDriverTests {
         let driver = await world.driver()
         let context = try await driver.provisionEnclave(enclave, previous: nil)
         let subscription = context.values["subscription_id"]!
-        await world.fake.addResource(id: "/subscriptions/\(subscription)/resourceGroups/nclav-product-a-dev/providers/Microsoft.Storage/storageAccounts/oldlogs",
-                                     type: "Microsoft.Storage/storageAccounts", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "logs"])
+        await world.fake.addResource(
+            id: "/subscriptions/\(subscription)/resourceGroups/nclav-product-a-dev/providers/Microsoft.Storage/storageAccounts/oldlogs",
+            type: "Microsoft.Storage/storageAccounts", tags: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "logs"])
         let state = EnclaveState(id: enclave.id, desired: enclave, resolvedCloud: .azure, context: context.values)
         let found = try await driver.orphans(enclave: state, knownPartitions: ["api"])
         #expect(found.map(\.partition) == ["logs"])
@@ -241,7 +278,9 @@ struct AzureDriverTests {
         try await driver.teardownEnclave(enclave, context: context)
     }
 
-    @Test("workload identity federation: the partition identity trusts nclav's issuer; the ARM_OIDC_TOKEN terraform gets is exchanged by Entra for that identity")
+    @Test(
+        "workload identity federation: the partition identity trusts nclav's issuer; the ARM_OIDC_TOKEN terraform gets is exchanged by Entra for that identity"
+    )
     func federation() async throws {
         let world = try await AzureWorld.make()
         defer { Task { await world.fake.stop() } }
@@ -255,7 +294,9 @@ struct AzureDriverTests {
         // The operator publishes the documents at the issuer; Entra (the fake) reads the JWKS there.
         let published = home.appendingPathComponent("site")
         try issuer.writeDocuments(to: published)
-        let configuration = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: published.appendingPathComponent(".well-known/openid-configuration"))) as? [String: Any])
+        let configuration = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: published.appendingPathComponent(".well-known/openid-configuration")))
+                as? [String: Any])
         #expect(configuration["issuer"] as? String == issuerURL && configuration["jwks_uri"] as? String == issuerURL + "/openid/v1/jwks")
         await world.fake.publish(issuer: issuerURL, jwks: try Data(contentsOf: published.appendingPathComponent("openid/v1/jwks")))
 
@@ -273,11 +314,14 @@ struct AzureDriverTests {
         func exchange(_ assertion: String, clientID: String) async throws -> CloudHTTP.Response {
             var allowed = CharacterSet.alphanumerics
             allowed.insert(charactersIn: "-._~")
-            let form = [("client_id", clientID), ("scope", "https://management.azure.com/.default"), ("grant_type", "client_credentials"),
-                        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion)]
-                .map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&")
-            return try await CloudHTTP().send("POST", URL(string: "\(world.fake.authorityHost)/\(world.fake.tenantID)/oauth2/v2.0/token")!,
-                                              headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Data(form.utf8))
+            let form = [
+                ("client_id", clientID), ("scope", "https://management.azure.com/.default"), ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion),
+            ]
+            .map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&")
+            return try await CloudHTTP().send(
+                "POST", URL(string: "\(world.fake.authorityHost)/\(world.fake.tenantID)/oauth2/v2.0/token")!,
+                headers: [("Content-Type", "application/x-www-form-urlencoded")], body: Data(form.utf8))
         }
         let answer = try await exchange(assertion, clientID: identity["client_id"]!)
         #expect(answer.status == 200, "\(answer.bodyText)")
@@ -286,7 +330,11 @@ struct AzureDriverTests {
         let wrongSubject = try issuer.token(subject: "nclav:product-a-dev:other")
         #expect(try await exchange(wrongSubject, clientID: identity["client_id"]!).bodyText.contains("AADSTS70021"))
         let stranger = try WorkloadIdentityIssuer.load(issuer: issuerURL, environment: [:], file: home.appendingPathComponent("other-key.pem"))
-        #expect(try await exchange(try stranger.token(subject: "nclav:product-a-dev:api"), clientID: identity["client_id"]!).bodyText.contains("AADSTS50013"))
-        #expect(throws: WorkloadIdentityIssuer.IssuerError.self) { try WorkloadIdentityIssuer.load(issuer: "http://example.com/x/", environment: [:], file: keyFile) }
+        #expect(
+            try await exchange(try stranger.token(subject: "nclav:product-a-dev:api"), clientID: identity["client_id"]!).bodyText.contains(
+                "AADSTS50013"))
+        #expect(throws: WorkloadIdentityIssuer.IssuerError.self) {
+            try WorkloadIdentityIssuer.load(issuer: "http://example.com/x/", environment: [:], file: keyFile)
+        }
     }
 }

@@ -13,7 +13,10 @@ struct CLIReferenceTests {
             let arguments: [Argument]?
         }
         struct Argument: Decodable {
-            struct Name: Decodable { let kind: String; let name: String }
+            struct Name: Decodable {
+                let kind: String
+                let name: String
+            }
             let kind: String
             let names: [Name]?
         }
@@ -29,7 +32,9 @@ struct CLIReferenceTests {
         func walk(_ command: Help.Command, _ path: [String]) {
             for sub in command.subcommands ?? [] where sub.commandName != "help" {
                 let name = path + [sub.commandName]
-                if !reference.contains("## nclav \(name.joined(separator: " "))\n") { missing.append("command `nclav \(name.joined(separator: " "))`") }
+                if !reference.contains("## nclav \(name.joined(separator: " "))\n") {
+                    missing.append("command `nclav \(name.joined(separator: " "))`")
+                }
                 for argument in sub.arguments ?? [] {
                     for flag in argument.names ?? [] where flag.kind == "long" && !reference.contains("--\(flag.name)") {
                         missing.append("`--\(flag.name)` of `nclav \(name.joined(separator: " "))`")

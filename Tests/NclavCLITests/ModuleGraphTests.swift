@@ -7,8 +7,9 @@ import Testing
 struct ModuleGraphTests {
     @Test("every import is declared in Package.swift, the layering rules hold, and README's arrows match")
     func importsMatchManifest() throws {
-        let result = try TestSupport.run(try TestSupport.which("python3"), [TestSupport.packageRoot.appendingPathComponent("scripts/modules.py").path, "check"],
-                                         in: TestSupport.packageRoot)
+        let result = try TestSupport.run(
+            try TestSupport.which("python3"), [TestSupport.packageRoot.appendingPathComponent("scripts/modules.py").path, "check"],
+            in: TestSupport.packageRoot)
         #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
     }
 }

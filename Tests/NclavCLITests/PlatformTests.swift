@@ -15,7 +15,8 @@ struct PlatformTests {
     /// The module's files as the repository has them (tracked or new, never ignored files).
     func repositoryFiles(_ cloud: String) throws -> [String] {
         let git = try TestSupport.which("git")
-        let listed = try TestSupport.run(git, ["ls-files", "--cached", "--others", "--exclude-standard", "bootstrap/\(cloud)"], in: TestSupport.packageRoot)
+        let listed = try TestSupport.run(
+            git, ["ls-files", "--cached", "--others", "--exclude-standard", "bootstrap/\(cloud)"], in: TestSupport.packageRoot)
         return listed.stdoutLines.map { String($0.dropFirst("bootstrap/\(cloud)/".count)) }.sorted()
     }
 
@@ -29,7 +30,11 @@ struct PlatformTests {
         #expect(expected.contains("main.tf") && expected.contains("terraform.tfvars.example") && expected.contains("README.md"))
         let rendered = (FileManager.default.enumerator(atPath: out.path)?.allObjects as? [String] ?? [])
             .filter { !$0.hasSuffix("/") && FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path) }
-            .filter { var isDirectory: ObjCBool = false; FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path, isDirectory: &isDirectory); return !isDirectory.boolValue }
+            .filter {
+                var isDirectory: ObjCBool = false
+                return FileManager.default.fileExists(atPath: out.appendingPathComponent($0).path, isDirectory: &isDirectory)
+                    && !isDirectory.boolValue
+            }
             .sorted()
         #expect(rendered == expected)
         for file in expected {
@@ -89,17 +94,23 @@ struct PlatformTests {
         let scratch = try TestSupport.makeScratchDirectory("nclav-bootstrap")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let dir = scratch.appendingPathComponent("platform")
-        let first = try nclav(["bootstrap", "--cloud", "azure", "--dir", dir.path, "--dry-run", "--var", "subscription_id=s", "--var", "acr_name=acr12",
-                               "--var", "key_vault_name=kv1", "--var", "management_group_id=mg", "--var", "billing_account_name=b",
-                               "--var", "billing_profile_name=p", "--var", "invoice_section_name=i"])
+        let first = try nclav([
+            "bootstrap", "--cloud", "azure", "--dir", dir.path, "--dry-run", "--var", "subscription_id=s", "--var", "acr_name=acr12",
+            "--var", "key_vault_name=kv1", "--var", "management_group_id=mg", "--var", "billing_account_name=b",
+            "--var", "billing_profile_name=p", "--var", "invoice_section_name=i",
+        ])
         #expect(first.exitCode == 0, "\(first.stderr)")
-        #expect(first.stdoutLines.contains { $0.hasSuffix("apply -input=false -target=azurerm_resource_group.nclav -target=azurerm_container_registry.nclav") })
+        #expect(
+            first.stdoutLines.contains {
+                $0.hasSuffix("apply -input=false -target=azurerm_resource_group.nclav -target=azurerm_container_registry.nclav")
+            })
         #expect(first.stdoutLines.last == "would stop: push the image, then run again with --image-ready")
         #expect(!FileManager.default.fileExists(atPath: dir.path))
 
         // Variables kept by an earlier run count as given.
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        try Data(#"{"org_unit_id":"ou-ab12-cdef3456","email_domain":"x.example"}"#.utf8).write(to: dir.appendingPathComponent("nclav.auto.tfvars.json"))
+        try Data(#"{"org_unit_id":"ou-ab12-cdef3456","email_domain":"x.example"}"#.utf8).write(
+            to: dir.appendingPathComponent("nclav.auto.tfvars.json"))
         let second = try nclav(["bootstrap", "--cloud", "aws", "--dir", dir.path, "--dry-run", "--image-ready", "--auto-approve"])
         #expect(second.exitCode == 0, "\(second.stderr)")
         #expect(second.stdoutLines.contains { $0.hasSuffix("apply -input=false -auto-approve") })
@@ -112,7 +123,10 @@ struct PlatformTests {
         defer { try? FileManager.default.removeItem(at: scratch) }
         let missing = try nclav(["bootstrap", "--cloud", "gcp", "--dir", scratch.path, "--var", "project_id=p"])
         #expect(missing.exitCode == 1)
-        #expect(missing.stderr == "error: the gcp module needs enclave_parent, billing_account; pass --var enclave_parent=… --var billing_account=… (or put them in terraform.tfvars)\n")
+        #expect(
+            missing.stderr
+                == "error: the gcp module needs enclave_parent, billing_account; pass --var enclave_parent=… --var billing_account=… (or put them in terraform.tfvars)\n"
+        )
         let malformed = try nclav(["bootstrap", "--cloud", "gcp", "--var", "project id=p"])
         #expect(malformed.exitCode == 2)
         #expect(malformed.stderr.contains("--var project id=p is not name=value"))
@@ -127,13 +141,15 @@ struct PlatformTests {
         defer { try? FileManager.default.removeItem(at: scratch) }
         // Providers may only come from an empty mirror: init fails the same way with or without a network.
         let config = scratch.appendingPathComponent("terraformrc")
-        try #"provider_installation { filesystem_mirror { path = "\#(scratch.path)/empty-mirror" } }"#.write(to: config, atomically: true, encoding: .utf8)
+        try #"provider_installation { filesystem_mirror { path = "\#(scratch.path)/empty-mirror" } }"#.write(
+            to: config, atomically: true, encoding: .utf8)
         try FileManager.default.createDirectory(at: scratch.appendingPathComponent("empty-mirror"), withIntermediateDirectories: true)
         var environment = ProcessInfo.processInfo.environment
         environment["TF_CLI_CONFIG_FILE"] = config.path
         let dir = scratch.appendingPathComponent("platform")
-        let result = try nclav(["bootstrap", "--cloud", "aws", "--dir", dir.path, "--var", "org_unit_id=ou-ab12-cdef3456", "--var", "email_domain=x.example"],
-                               environment: environment)
+        let result = try nclav(
+            ["bootstrap", "--cloud", "aws", "--dir", dir.path, "--var", "org_unit_id=ou-ab12-cdef3456", "--var", "email_domain=x.example"],
+            environment: environment)
         #expect(result.exitCode == 1)
         #expect(result.stdout.contains("==> "), "\(result.stdout)")
         #expect(result.stdout.contains("init -input=false"))

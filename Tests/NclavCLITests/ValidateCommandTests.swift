@@ -13,26 +13,30 @@ struct ValidateCommandTests {
     func validTree() throws {
         let result = try nclav("validate", "valid/landing-zone", in: TestSupport.fixtures)
         #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
-        #expect(result.stdoutLines == [
-            "  data [cloud: local] partitions: db, queue; exports: postgres, events; imports: none",
-            "  product-a-dev [cloud: local] partitions: api, worker; exports: api-http; imports: database <- data/postgres, ingress <- shared-network/ingress",
-            "  shared-network [cloud: local] partitions: gateway; exports: ingress; imports: none",
-            "valid: 3 enclaves, 5 partitions, 4 exports, 4 imports (2 enclave-level, 2 partition-level)",
-        ])
+        #expect(
+            result.stdoutLines == [
+                "  data [cloud: local] partitions: db, queue; exports: postgres, events; imports: none",
+                "  product-a-dev [cloud: local] partitions: api, worker; exports: api-http; imports: database <- data/postgres, ingress <- shared-network/ingress",
+                "  shared-network [cloud: local] partitions: gateway; exports: ingress; imports: none",
+                "valid: 3 enclaves, 5 partitions, 4 exports, 4 imports (2 enclave-level, 2 partition-level)",
+            ])
     }
 
     @Test("an invalid tree exits 1 and prints path:line:col for each error, then a summary")
     func invalidTree() throws {
         let result = try nclav("validate", "invalid/two-independent-mistakes/tree", in: TestSupport.fixtures)
         #expect(result.exitCode == 1)
-        #expect(result.stdoutLines == [
-            "invalid/two-independent-mistakes/tree/app/api/config.yml:3:11: error: `produces` has unknown value `htp`; did you mean `http`? (accepted: http, tcp, queue)",
-            "invalid/two-independent-mistakes/tree/data/db/config.yml:3:11: error: partition `db` produces tcp, so `declared_outputs` must include `port` (tcp needs: hostname, port)",
-            "invalid: 2 errors in 5 files read",
-        ])
+        #expect(
+            result.stdoutLines == [
+                "invalid/two-independent-mistakes/tree/app/api/config.yml:3:11: error: `produces` has unknown value `htp`; did you mean `http`? (accepted: http, tcp, queue)",
+                "invalid/two-independent-mistakes/tree/data/db/config.yml:3:11: error: partition `db` produces tcp, so `declared_outputs` must include `port` (tcp needs: hostname, port)",
+                "invalid: 2 errors in 5 files read",
+            ])
     }
 
-    @Test("every malformed fixture exits 1 and names its file and line", arguments: ["yaml-syntax-error", "unknown-enclave-key", "cycle-across-enclaves", "access-enclave-restricted", "module-mode-with-tf-files"])
+    @Test(
+        "every malformed fixture exits 1 and names its file and line",
+        arguments: ["yaml-syntax-error", "unknown-enclave-key", "cycle-across-enclaves", "access-enclave-restricted", "module-mode-with-tf-files"])
     func malformedFixtures(_ name: String) throws {
         let result = try nclav("validate", "invalid/\(name)/tree", in: TestSupport.fixtures)
         #expect(result.exitCode == 1)
@@ -47,7 +51,10 @@ struct ValidateCommandTests {
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
         #expect(object["valid"] as? Bool == false)
         let diagnostics = try #require(object["diagnostics"] as? [[String: Any]])
-        #expect(diagnostics.map { $0["path"] as? String } == ["invalid/duplicate-enclave-ids/tree/one/config.yml", "invalid/duplicate-enclave-ids/tree/two/config.yml"])
+        #expect(
+            diagnostics.map { $0["path"] as? String } == [
+                "invalid/duplicate-enclave-ids/tree/one/config.yml", "invalid/duplicate-enclave-ids/tree/two/config.yml",
+            ])
         #expect(diagnostics.map { $0["line"] as? Int } == [1, 1])
         #expect(diagnostics.map { $0["column"] as? Int } == [5, 5])
         #expect(diagnostics.allSatisfy { ($0["message"] as? String)?.hasPrefix("enclave id `shared` is declared more than once") == true })
@@ -56,7 +63,9 @@ struct ValidateCommandTests {
         #expect(summary["enclaves"] == 2)
     }
 
-    @Test("usage errors exit 2", arguments: [["validate"], ["validate", "valid/minimal", "--output", "yaml"], ["validate", "valid/minimal", "--bogus"], ["frobnicate"]])
+    @Test(
+        "usage errors exit 2",
+        arguments: [["validate"], ["validate", "valid/minimal", "--output", "yaml"], ["validate", "valid/minimal", "--bogus"], ["frobnicate"]])
     func usageErrors(_ arguments: [String]) throws {
         let result = try TestSupport.run(TestSupport.nclavBinary.path, arguments, in: TestSupport.fixtures)
         #expect(result.exitCode == 2, "\(arguments): \(result.stderr)")

@@ -21,7 +21,8 @@ struct FixtureTerraformTests {
                 var directory = root.appendingPathComponent(partition.directory)
                 if let source = partition.partition.terraform.source { directory = directory.appendingPathComponent(source) }
                 let environment = ProcessInfo.processInfo.environment.merging(["TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"]) { $1 }
-                let initResult = try TestSupport.run(terraform, ["init", "-backend=false", "-input=false", "-no-color"], in: directory, environment: environment)
+                let initResult = try TestSupport.run(
+                    terraform, ["init", "-backend=false", "-input=false", "-no-color"], in: directory, environment: environment)
                 #expect(initResult.exitCode == 0, "init \(partition.directory): \(initResult.stdout)\(initResult.stderr)")
                 let validate = try TestSupport.run(terraform, ["validate", "-no-color"], in: directory, environment: environment)
                 #expect(validate.exitCode == 0, "validate \(partition.directory): \(validate.stdout)\(validate.stderr)")

@@ -44,7 +44,8 @@ struct MalformedTreeTests {
         for diagnostic in result.diagnostics {
             let path = diagnostic.location.file.isEmpty ? root : "\(root)/\(diagnostic.location.file)"
             #expect(FileManager.default.fileExists(atPath: path), "\(diagnostic) names a missing file")
-            let lines = diagnostic.location.file.isEmpty
+            let lines =
+                diagnostic.location.file.isEmpty
                 ? 1 : ((try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n", omittingEmptySubsequences: false).count ?? 1)
             #expect((1...max(lines, 1)).contains(diagnostic.location.line), "\(diagnostic) points past the end of the file")
             #expect(diagnostic.location.column >= 1)

@@ -1,8 +1,9 @@
 import Foundation
 import NclavCore
-@testable import NclavConfig
 import NclavTestSupport
 import Testing
+
+@testable import NclavConfig
 
 /// docs/yaml.md must describe every key the loader accepts and every value it allows, so the
 /// reference cannot fall behind the code.
@@ -25,7 +26,8 @@ struct ReferenceDocsTests {
 
     @Test("every allowed value and context token is named")
     func everyValue() {
-        let values = CloudTarget.allCases.map(\.rawValue) + ExportType.allCases.map(\.rawValue) + AuthType.allCases.map(\.rawValue)
+        let values =
+            CloudTarget.allCases.map(\.rawValue) + ExportType.allCases.map(\.rawValue) + AuthType.allCases.map(\.rawValue)
             + IacBackend.allCases.map(\.rawValue) + ["public", "any_enclave", "vpn"]
         #expect(values.filter { !text.contains("`\($0)`") } == [])
         let tokens = ContextTokens.common + CloudTarget.allCases.flatMap { ContextTokens.specific(to: $0) }

@@ -1,5 +1,6 @@
-@testable import NclavConfig
 import Testing
+
+@testable import NclavConfig
 
 @Suite("Did-you-mean suggestions")
 struct SuggestionTests {

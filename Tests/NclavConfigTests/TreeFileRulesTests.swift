@@ -61,7 +61,10 @@ struct TreeFileRulesTests {
         let result = try check(builder)
         #expect(!result.isValid)
         let lines = errors(result)
-        #expect(lines.contains("app/api/outside.tf:1:1: error: `app/api/outside.tf` is a symbolic link to /etc/hostname, outside the enclaves directory; copy the file into the tree (links are followed only inside it)"), "\(lines)")
+        #expect(
+            lines.contains(
+                "app/api/outside.tf:1:1: error: `app/api/outside.tf` is a symbolic link to /etc/hostname, outside the enclaves directory; copy the file into the tree (links are followed only inside it)"
+            ), "\(lines)")
         #expect(lines.contains("app/api/gone.tf:1:1: error: `app/api/gone.tf` is a symbolic link to missing.tf, which does not exist"), "\(lines)")
         #expect(lines.contains("app/api/self:1:1: error: `app/api/self` is a symbolic link to a directory that contains it (a loop)"), "\(lines)")
         #expect(lines.contains("app/api/a:1:1: error: `app/api/a` is a symbolic link that loops (→ b)"), "\(lines)")
@@ -79,8 +82,12 @@ struct TreeFileRulesTests {
         let result = try check(builder)
         let lines = errors(result)
         #expect(lines.contains("app/web/config.yml:1:1: error: `app/web/config.yml` is a directory; a config.yml must be a file"), "\(lines)")
-        #expect(lines.contains("app/db/config.yml:1:1: error: `app/db/config.yml` is a symbolic link to nowhere.yml, which does not exist"), "\(lines)")
-        #expect(lines.contains { $0.hasPrefix("other/config.yml:1:1: error: `other/config.yml` is a symbolic link to /etc/hostname, outside the enclaves directory") }, "\(lines)")
+        #expect(
+            lines.contains("app/db/config.yml:1:1: error: `app/db/config.yml` is a symbolic link to nowhere.yml, which does not exist"), "\(lines)")
+        #expect(
+            lines.contains {
+                $0.hasPrefix("other/config.yml:1:1: error: `other/config.yml` is a symbolic link to /etc/hostname, outside the enclaves directory")
+            }, "\(lines)")
         #expect(lines.contains("loop/config.yml:1:1: error: `loop/config.yml` is a symbolic link that loops (→ config.yml)"), "\(lines)")
     }
 
@@ -105,7 +112,7 @@ struct TreeFileRulesTests {
         #expect(lines.count == 1, "\(lines)")
         #expect(lines.first?.contains("is 33 directories deep; nclav reads at most 32 levels below the enclaves directory") == true, "\(lines)")
         // Removing it needs the same care.
-        try? TestSupport.run("/bin/rm", ["-rf", builder.root.appendingPathComponent("deep").path])
+        _ = try? TestSupport.run("/bin/rm", ["-rf", builder.root.appendingPathComponent("deep").path])
     }
 
     @Test("a path longer than the limit is refused with its length")
@@ -124,7 +131,8 @@ struct TreeFileRulesTests {
         defer { cleanup(builder) }
         mkfifo(builder.root.appendingPathComponent("app/api/pipe.tf").path, 0o644)
         let lines = errors(try check(builder))
-        #expect(lines.contains("app/api/pipe.tf:1:1: error: `app/api/pipe.tf` is not a regular file or directory (a FIFO, socket or device)"), "\(lines)")
+        #expect(
+            lines.contains("app/api/pipe.tf:1:1: error: `app/api/pipe.tf` is not a regular file or directory (a FIFO, socket or device)"), "\(lines)")
     }
 
     @Test("local state files are left out with a warning; files with generated names are refused")
@@ -134,8 +142,13 @@ struct TreeFileRulesTests {
         try builder.file("app/api/terraform.tfstate", "{}")
         try builder.file("app/api/nclav_backend.tf", "# mine")
         let result = try check(builder)
-        #expect(result.diagnostics.contains { $0.severity == .warning && $0.description.contains("`app/api/terraform.tfstate` is ignored: local state files are not used") })
-        #expect(errors(result).contains { $0.hasPrefix("app/api/nclav_backend.tf:1:1: error: `app/api/nclav_backend.tf` has a name nclav generates") }, "\(errors(result))")
+        #expect(
+            result.diagnostics.contains {
+                $0.severity == .warning && $0.description.contains("`app/api/terraform.tfstate` is ignored: local state files are not used")
+            })
+        #expect(
+            errors(result).contains { $0.hasPrefix("app/api/nclav_backend.tf:1:1: error: `app/api/nclav_backend.tf` has a name nclav generates") },
+            "\(errors(result))")
     }
 
     @Test("YAML tags are refused where they stand")
@@ -144,7 +157,10 @@ struct TreeFileRulesTests {
         defer { cleanup(builder) }
         try builder.file("app/api/config.yml", "id: api\nname: api\ninputs:\n  a: !!python/object:os.system \"true\"\n  b: 2024-01-01\n")
         let lines = errors(try check(builder))
-        #expect(lines == ["app/api/config.yml:4:6: error: the YAML tag `!!python/object:os.system` is not accepted: nclav reads plain text, numbers, booleans, lists and mappings; remove the tag"])
+        #expect(
+            lines == [
+                "app/api/config.yml:4:6: error: the YAML tag `!!python/object:os.system` is not accepted: nclav reads plain text, numbers, booleans, lists and mappings; remove the tag"
+            ])
     }
 
     @Test("a local module must be a directory inside the tree, however the path is written")

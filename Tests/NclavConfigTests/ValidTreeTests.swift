@@ -44,15 +44,17 @@ struct ValidTreeTests {
 
         let data = try #require(tree.enclaves.first { $0.enclave.id == "data" }?.enclave)
         #expect(data.region == nil)
-        #expect(data.exports == [
-            Export(name: "postgres", targetPartition: "db", type: .tcp, to: .enclave("product-a-dev"), auth: .mtls),
-            Export(name: "events", targetPartition: "queue", type: .queue, to: .partition("db"), auth: .native),
-        ])
+        #expect(
+            data.exports == [
+                Export(name: "postgres", targetPartition: "db", type: .tcp, to: .enclave("product-a-dev"), auth: .mtls),
+                Export(name: "events", targetPartition: "queue", type: .queue, to: .partition("db"), auth: .native),
+            ])
         let product = try #require(tree.enclaves.first { $0.enclave.id == "product-a-dev" }?.enclave)
-        #expect(product.imports == [
-            Import(from: "data", exportName: "postgres", alias: "database"),
-            Import(from: "shared-network", exportName: "ingress", alias: "ingress"),
-        ])
+        #expect(
+            product.imports == [
+                Import(from: "data", exportName: "postgres", alias: "database"),
+                Import(from: "shared-network", exportName: "ingress", alias: "ingress"),
+            ])
     }
 
     @Test("partition fields decode; scalar inputs keep their text")
@@ -82,9 +84,10 @@ struct ValidTreeTests {
         #expect(graph.dependencies(of: Ref("product-a-dev", "api")) == [Ref("data", "db"), Ref("shared-network", "gateway")])
         #expect(graph.dependencies(of: Ref("product-a-dev", "worker")) == [Ref("product-a-dev", "api")])
         #expect(graph.dependencies(of: Ref("data", "db")) == [Ref("data", "queue")])
-        #expect(graph.waves().map { $0.map(\.description) } == [
-            ["data/queue", "shared-network/gateway"], ["data/db"], ["product-a-dev/api"], ["product-a-dev/worker"],
-        ])
+        #expect(
+            graph.waves().map { $0.map(\.description) } == [
+                ["data/queue", "shared-network/gateway"], ["data/db"], ["product-a-dev/api"], ["product-a-dev/worker"],
+            ])
     }
 
     @Test("each cloud's own context tokens are accepted for that cloud")

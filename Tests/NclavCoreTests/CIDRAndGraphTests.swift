@@ -1,3 +1,4 @@
+import Foundation
 import NclavCore
 import Testing
 
@@ -11,7 +12,9 @@ struct CIDRTests {
         #expect(IPv4CIDR("10.0.0.1/16")?.hasHostBits == true)
     }
 
-    @Test("refuses malformed text", arguments: ["10.0.0.0", "10.0.0/16", "10.0.0.256/24", "10.0.0.0/33", "a.b.c.d/8", "10.0.0.0/-1", "10.0.0.0/1x", "1..2.3/8"])
+    @Test(
+        "refuses malformed text",
+        arguments: ["10.0.0.0", "10.0.0/16", "10.0.0.256/24", "10.0.0.0/33", "a.b.c.d/8", "10.0.0.0/-1", "10.0.0.0/1x", "1..2.3/8"])
     func refuses(_ text: String) {
         #expect(IPv4CIDR(text) == nil)
     }
@@ -98,5 +101,3 @@ struct ContractTests {
         #expect(decoded == [.public, .anyEnclave, .enclave("x"), .partition("p")])
     }
 }
-
-import Foundation

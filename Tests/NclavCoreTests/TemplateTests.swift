@@ -6,10 +6,11 @@ struct TemplateTests {
     @Test("splits literals, context tokens and import outputs in order")
     func parsesSeveralPlaceholders() throws {
         let template = try Template(parsing: "postgres://{{ db.hostname }}:{{db.port}}/{{ nclav_enclave_id }}")
-        #expect(template.segments == [
-            .literal("postgres://"), .importOutput(alias: "db", key: "hostname"), .literal(":"),
-            .importOutput(alias: "db", key: "port"), .literal("/"), .context(name: "nclav_enclave_id"),
-        ])
+        #expect(
+            template.segments == [
+                .literal("postgres://"), .importOutput(alias: "db", key: "hostname"), .literal(":"),
+                .importOutput(alias: "db", key: "port"), .literal("/"), .context(name: "nclav_enclave_id"),
+            ])
         #expect(template.references.map(\.offset) == [11, 29, 41])
     }
 

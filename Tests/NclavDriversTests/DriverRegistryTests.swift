@@ -5,7 +5,9 @@ import Testing
 /// A stand-in cloud driver for registry tests (no cloud API is involved).
 struct RecordingDriver: Driver {
     let cloud: CloudTarget
-    func provisionEnclave(_ enclave: Enclave, previous: EnclaveContext?) async throws -> EnclaveContext { EnclaveContext(values: ["project_id": "p-\(enclave.id)"]) }
+    func provisionEnclave(_ enclave: Enclave, previous: EnclaveContext?) async throws -> EnclaveContext {
+        EnclaveContext(values: ["project_id": "p-\(enclave.id)"])
+    }
     func teardownEnclave(_ enclave: Enclave, context: EnclaveContext) async throws {}
     func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] { [:] }
 }
@@ -34,10 +36,13 @@ struct DriverRegistryTests {
         let driver = LocalDriver()
         let enclave = Enclave(id: "shop", name: "Shop", region: "local-1")
         let context = try await driver.provisionEnclave(enclave, previous: nil)
-        #expect(driver.contextTokens(enclave: enclave, context: context, partition: Partition(id: "api", name: "API")) == [
-            "nclav_enclave_id": "shop", "nclav_partition_id": "api", "nclav_project_id": "shop", "nclav_region": "local-1",
-        ])
-        #expect(try await driver.terraformEnvironment(enclave: enclave, context: context, partition: Partition(id: "api", name: "API"), identity: [:]) == TerraformEnvironment())
+        #expect(
+            driver.contextTokens(enclave: enclave, context: context, partition: Partition(id: "api", name: "API")) == [
+                "nclav_enclave_id": "shop", "nclav_partition_id": "api", "nclav_project_id": "shop", "nclav_region": "local-1",
+            ])
+        #expect(
+            try await driver.terraformEnvironment(enclave: enclave, context: context, partition: Partition(id: "api", name: "API"), identity: [:])
+                == TerraformEnvironment())
         #expect(try await driver.provisionPartition(enclave: enclave, context: context, partition: Partition(id: "api", name: "API")).isEmpty)
     }
 }

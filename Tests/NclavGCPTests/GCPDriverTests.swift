@@ -1,10 +1,11 @@
 import Foundation
-import NclavDrivers
 import NclavCloudFakes
 import NclavCore
-@testable import NclavGCP
+import NclavDrivers
 import NclavTestSupport
 import Testing
+
+@testable import NclavGCP
 
 /// A fake GCP, a key file for nclav's service account, and a driver wired to both.
 struct GCPWorld {
@@ -18,15 +19,19 @@ struct GCPWorld {
         let home = try TestSupport.makeScratchDirectory("gcp-home")
         let key = home.appendingPathComponent("key.json")
         try Data((keyKind == "service_account" ? await fake.serviceAccountKeyJSON : await fake.authorizedUserJSON).utf8).write(to: key)
-        let environment = ["GOOGLE_APPLICATION_CREDENTIALS": key.path, "NCLAV_GCP_ENDPOINT": await fake.endpointTemplate,
-                           "GCE_METADATA_HOST": "127.0.0.1:1"]
+        let environment = [
+            "GOOGLE_APPLICATION_CREDENTIALS": key.path, "NCLAV_GCP_ENDPOINT": fake.endpointTemplate,
+            "GCE_METADATA_HOST": "127.0.0.1:1",
+        ]
         return GCPWorld(fake: fake, home: home, environment: environment)
     }
 
     func driver(prefix: String? = "acme") -> GCPDriver {
-        GCPDriver(configuration: GCPDriverConfiguration(parent: "folders/123456", billingAccount: "billingAccounts/0A1B2C-3D4E5F-6A7B8C", projectPrefix: prefix,
-                                                        backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(50), deadline: .seconds(10))),
-                  chain: .standard(environment: environment, home: home.path), endpoints: GCPEndpoints(environment: environment))
+        GCPDriver(
+            configuration: GCPDriverConfiguration(
+                parent: "folders/123456", billingAccount: "billingAccounts/0A1B2C-3D4E5F-6A7B8C", projectPrefix: prefix,
+                backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(50), deadline: .seconds(10))),
+            chain: .standard(environment: environment, home: home.path), endpoints: GCPEndpoints(environment: environment))
     }
 }
 
@@ -51,7 +56,8 @@ struct GCPCredentialTests {
         defer { Task { await world.fake.stop() } }
         let gcloud = world.home.appendingPathComponent("gcloud")
         try FileManager.default.createDirectory(at: gcloud, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(at: world.home.appendingPathComponent("key.json"), to: gcloud.appendingPathComponent("application_default_credentials.json"))
+        try FileManager.default.copyItem(
+            at: world.home.appendingPathComponent("key.json"), to: gcloud.appendingPathComponent("application_default_credentials.json"))
         var environment = world.environment
         environment["GOOGLE_APPLICATION_CREDENTIALS"] = nil
         environment["CLOUDSDK_CONFIG"] = gcloud.path
@@ -80,7 +86,7 @@ struct GCPCredentialTests {
     func metadata() async throws {
         let world = try await GCPWorld.make()
         defer { Task { await world.fake.stop() } }
-        let environment = ["GCE_METADATA_HOST": await world.fake.metadataHost, "NCLAV_GCP_ENDPOINT": await world.fake.endpointTemplate]
+        let environment = ["GCE_METADATA_HOST": world.fake.metadataHost, "NCLAV_GCP_ENDPOINT": world.fake.endpointTemplate]
         let chain = GCPCredentialChain.standard(environment: environment, home: "/nonexistent")
         _ = try await chain.token()
         #expect(await chain.currentSource == "metadata server")
@@ -92,13 +98,17 @@ struct GCPCredentialTests {
         let world = try await GCPWorld.make()
         defer { Task { await world.fake.stop() } }
         do {
-            _ = try await GCPCredentialChain.standard(environment: ["GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/key.json", "GCE_METADATA_HOST": "127.0.0.1:1"], home: "/x").token()
+            _ = try await GCPCredentialChain.standard(
+                environment: ["GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent/key.json", "GCE_METADATA_HOST": "127.0.0.1:1"], home: "/x"
+            ).token()
             Issue.record("a missing key file was accepted")
         } catch { #expect(error.description.contains("cannot read /nonexistent/key.json")) }
         let odd = world.home.appendingPathComponent("odd.json")
         try Data(#"{"type":"external_account"}"#.utf8).write(to: odd)
         do {
-            _ = try await GCPCredentialChain.standard(environment: ["GOOGLE_APPLICATION_CREDENTIALS": odd.path, "GCE_METADATA_HOST": "127.0.0.1:1"], home: "/x").token()
+            _ = try await GCPCredentialChain.standard(
+                environment: ["GOOGLE_APPLICATION_CREDENTIALS": odd.path, "GCE_METADATA_HOST": "127.0.0.1:1"], home: "/x"
+            ).token()
             Issue.record("an external_account file was accepted")
         } catch { #expect(error.description.contains("external_account are not supported")) }
         do {
@@ -113,14 +123,17 @@ struct GCPCredentialTests {
 
 @Suite("GCP driver against the fake GCP")
 struct GCPDriverTests {
-    let enclave = Enclave(id: "product-a-dev", name: "Product A", cloud: .gcp, region: "europe-west1",
-                          network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24", "10.0.2.0/24"]), dns: DNS(zone: "product-a.internal"))
+    let enclave = Enclave(
+        id: "product-a-dev", name: "Product A", cloud: .gcp, region: "europe-west1",
+        network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24", "10.0.2.0/24"]), dns: DNS(zone: "product-a.internal"))
 
     @Test("project ids: {prefix}-{enclave}, 6–30 characters, starting with a letter, stable hash when cut or padded")
     func projectIDs() {
         #expect(GCPDriver.projectID(prefix: "acme", enclave: "product-a-dev") == "acme-product-a-dev")
         let long = GCPDriver.projectID(prefix: "acme", enclave: "a-very-long-enclave-name-that-goes-on")
-        #expect(long.count <= 30 && long.hasPrefix("acme-a-very-long-enclave") && long == GCPDriver.projectID(prefix: "acme", enclave: "a-very-long-enclave-name-that-goes-on"))
+        #expect(
+            long.count <= 30 && long.hasPrefix("acme-a-very-long-enclave")
+                && long == GCPDriver.projectID(prefix: "acme", enclave: "a-very-long-enclave-name-that-goes-on"))
         let short = GCPDriver.projectID(prefix: nil, enclave: "ab")
         #expect(short.count >= 6 && short.hasPrefix("ab-"))
         #expect(GCPDriver.projectID(prefix: nil, enclave: "9lives").hasPrefix("p-9lives"))
@@ -142,7 +155,8 @@ struct GCPDriverTests {
         #expect(project.parent == "folders/123456")
         #expect(project.labels == ["nclav-managed": "true", "nclav-enclave": "product-a-dev"])
         #expect(project.billingAccount == "billingAccounts/0A1B2C-3D4E5F-6A7B8C")
-        #expect(project.services.isSuperset(of: ["iam.googleapis.com", "iamcredentials.googleapis.com", "compute.googleapis.com", "dns.googleapis.com"]))
+        #expect(
+            project.services.isSuperset(of: ["iam.googleapis.com", "iamcredentials.googleapis.com", "compute.googleapis.com", "dns.googleapis.com"]))
         #expect(project.serviceAccounts == ["nclav-enclave@acme-product-a-dev.iam.gserviceaccount.com"])
         #expect(project.bindings["roles/iam.serviceAccountTokenCreator"] == ["serviceAccount:nclav-server@mgmt.iam.gserviceaccount.com"])
         #expect(project.networks == ["nclav-vpc"])
@@ -150,7 +164,10 @@ struct GCPDriverTests {
         #expect(project.zones == ["nclav-zone": "product-a.internal."])
         #expect(context.values["project_number"] == project.number)
         #expect(context.values["vpc_id"] == "projects/acme-product-a-dev/global/networks/nclav-vpc")
-        #expect(context.values["subnet_ids"] == "projects/acme-product-a-dev/regions/europe-west1/subnetworks/nclav-10-0-1-0-24,projects/acme-product-a-dev/regions/europe-west1/subnetworks/nclav-10-0-2-0-24")
+        #expect(
+            context.values["subnet_ids"]
+                == "projects/acme-product-a-dev/regions/europe-west1/subnetworks/nclav-10-0-1-0-24,projects/acme-product-a-dev/regions/europe-west1/subnetworks/nclav-10-0-2-0-24"
+        )
 
         // Everything already exists now: the 409s are success, nothing new is made.
         await world.fake.clearRequests()
@@ -166,7 +183,10 @@ struct GCPDriverTests {
     func operationFailure() async throws {
         let world = try await GCPWorld.make()
         defer { Task { await world.fake.stop() } }
-        await world.fake.inject(.init(match: "create project acme-product-a-dev", message: "Project creation failed: the parent folder is being deleted", operationError: true))
+        await world.fake.inject(
+            .init(
+                match: "create project acme-product-a-dev", message: "Project creation failed: the parent folder is being deleted",
+                operationError: true))
         let driver = world.driver()
         do {
             _ = try await driver.provisionEnclave(enclave, previous: nil)
@@ -181,16 +201,25 @@ struct GCPDriverTests {
     func permissionDeniedAndResume() async throws {
         let world = try await GCPWorld.make()
         defer { Task { await world.fake.stop() } }
-        await world.fake.inject(.init(match: "PUT /cloudbilling/v1/projects/acme-product-a-dev/billingInfo",
-                                      message: "The caller does not have permission to use billing account billingAccounts/0A1B2C-3D4E5F-6A7B8C", reason: "IAM_PERMISSION_DENIED"))
-        await world.fake.inject(.init(match: "POST /compute/compute/v1/projects/acme-product-a-dev/regions/europe-west1/subnetworks", status: 403,
-                                      message: "Required 'compute.subnetworks.create' permission for 'projects/acme-product-a-dev/regions/europe-west1/subnetworks/nclav-10-0-1-0-24'"))
+        await world.fake.inject(
+            .init(
+                match: "PUT /cloudbilling/v1/projects/acme-product-a-dev/billingInfo",
+                message: "The caller does not have permission to use billing account billingAccounts/0A1B2C-3D4E5F-6A7B8C",
+                reason: "IAM_PERMISSION_DENIED"))
+        await world.fake.inject(
+            .init(
+                match: "POST /compute/compute/v1/projects/acme-product-a-dev/regions/europe-west1/subnetworks", status: 403,
+                message:
+                    "Required 'compute.subnetworks.create' permission for 'projects/acme-product-a-dev/regions/europe-west1/subnetworks/nclav-10-0-1-0-24'"
+            ))
         let driver = world.driver()
         do {
             _ = try await driver.provisionEnclave(enclave, previous: nil)
             Issue.record("billing denial was ignored")
         } catch {
-            #expect("\(error)".contains("403 PERMISSION_DENIED") && "\(error)".contains("--gcp-billing-account") && "\(error)".contains("roles/billing.user"), "\(error)")
+            #expect(
+                "\(error)".contains("403 PERMISSION_DENIED") && "\(error)".contains("--gcp-billing-account")
+                    && "\(error)".contains("roles/billing.user"), "\(error)")
         }
         do {
             _ = try await driver.provisionEnclave(enclave, previous: nil)
@@ -253,10 +282,14 @@ struct GCPDriverTests {
         defer { Task { await world.fake.stop() } }
         let driver = world.driver()
         let context = try await driver.provisionEnclave(enclave, previous: nil)
-        await world.fake.addAsset(.init(name: "//storage.googleapis.com/old-bucket", project: "acme-product-a-dev",
-                                        labels: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "old"]))
-        await world.fake.addAsset(.init(name: "//storage.googleapis.com/api-bucket", project: "acme-product-a-dev",
-                                        labels: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "api"]))
+        await world.fake.addAsset(
+            .init(
+                name: "//storage.googleapis.com/old-bucket", project: "acme-product-a-dev",
+                labels: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "old"]))
+        await world.fake.addAsset(
+            .init(
+                name: "//storage.googleapis.com/api-bucket", project: "acme-product-a-dev",
+                labels: ["nclav-managed": "true", "nclav-enclave": "product-a-dev", "nclav-partition": "api"]))
         let state = EnclaveState(id: enclave.id, desired: enclave, resolvedCloud: .gcp, context: context.values)
         let found = try await driver.orphans(enclave: state, knownPartitions: ["api"])
         #expect(found.map(\.resource) == ["//storage.googleapis.com/old-bucket"])
@@ -271,28 +304,35 @@ struct GCPDriverTests {
         } catch { #expect("\(error)".contains("gcloud projects undelete acme-product-a-dev")) }
     }
 
-    @Test("import wiring: http -> run.invoker in the exporter's project; tcp -> PSC endpoint + A record; queue -> subscription + subscriber on the topic; teardown undoes all")
+    @Test(
+        "import wiring: http -> run.invoker in the exporter's project; tcp -> PSC endpoint + A record; queue -> subscription + subscriber on the topic; teardown undoes all"
+    )
     func importWiring() async throws {
         let world = try await GCPWorld.make()
         defer { Task { await world.fake.stop() } }
         let driver = world.driver()
         let exporter = Enclave(id: "shop", name: "Shop", cloud: .gcp, exports: [])
         let exporterContext = try await driver.provisionEnclave(exporter, previous: nil)
-        let importer = Enclave(id: "web", name: "Web", cloud: .gcp, region: "europe-west1",
-                               network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24"]), dns: DNS(zone: "web.internal"))
+        let importer = Enclave(
+            id: "web", name: "Web", cloud: .gcp, region: "europe-west1",
+            network: Network(vpcCIDR: "10.0.0.0/16", subnets: ["10.0.1.0/24"]), dns: DNS(zone: "web.internal"))
         let context = try await driver.provisionEnclave(importer, previous: nil)
         let partition = Partition(id: "frontend", name: "Frontend")
         let identity = try await driver.provisionPartition(enclave: importer, context: context, partition: partition)
         let member = "serviceAccount:nclav-frontend@acme-web.iam.gserviceaccount.com"
         func wiring(_ alias: String, _ type: ExportType, outputs: [String: String]) -> ImportWiring {
-            ImportWiring(alias: alias, export: Export(name: alias + "-export", targetPartition: "backend", type: type, to: .anyEnclave, auth: .none),
-                         exporterEnclave: "shop", exporterCloud: .gcp, exporterContext: exporterContext.values, exporterOutputs: outputs)
+            ImportWiring(
+                alias: alias, export: Export(name: alias + "-export", targetPartition: "backend", type: type, to: .anyEnclave, auth: .none),
+                exporterEnclave: "shop", exporterCloud: .gcp, exporterContext: exporterContext.values, exporterOutputs: outputs)
         }
         let attachment = "projects/acme-shop/regions/europe-west1/serviceAttachments/db"
-        let imports = [wiring("api", .http, outputs: [:]), wiring("db", .tcp, outputs: ["service_attachment": attachment]),
-                       wiring("orders", .queue, outputs: ["topic": "projects/acme-shop/topics/orders"]),
-                       ImportWiring(alias: "aws-thing", export: Export(name: "x", targetPartition: "y", type: .http, to: .anyEnclave), exporterEnclave: "elsewhere",
-                                    exporterCloud: .aws, exporterContext: [:], exporterOutputs: [:])]
+        let imports = [
+            wiring("api", .http, outputs: [:]), wiring("db", .tcp, outputs: ["service_attachment": attachment]),
+            wiring("orders", .queue, outputs: ["topic": "projects/acme-shop/topics/orders"]),
+            ImportWiring(
+                alias: "aws-thing", export: Export(name: "x", targetPartition: "y", type: .http, to: .anyEnclave), exporterEnclave: "elsewhere",
+                exporterCloud: .aws, exporterContext: [:], exporterOutputs: [:]),
+        ]
         let wired = try await driver.wireImports(enclave: importer, context: context, partition: partition, identity: identity, imports: imports)
         #expect(wired.keys.filter { $0.hasPrefix("wired.") }.count == 4)  // invoker, psc, dns, subscription; the aws import is left alone
         #expect(await world.fake.projects["acme-shop"]?.bindings["roles/run.invoker"] == [member])
@@ -314,7 +354,8 @@ struct GCPDriverTests {
         // A tcp export whose partition does not produce `service_attachment` says so.
         let again = try await driver.provisionPartition(enclave: importer, context: context, partition: partition)
         do {
-            _ = try await driver.wireImports(enclave: importer, context: context, partition: partition, identity: again, imports: [wiring("db", .tcp, outputs: [:])])
+            _ = try await driver.wireImports(
+                enclave: importer, context: context, partition: partition, identity: again, imports: [wiring("db", .tcp, outputs: [:])])
             Issue.record("a tcp import without a service attachment was wired")
         } catch { #expect("\(error)".contains("must declare and produce the output `service_attachment`")) }
     }

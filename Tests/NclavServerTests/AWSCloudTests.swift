@@ -16,7 +16,9 @@ struct AWSCloudTests {
         static func make() async throws -> Organization {
             let moto = try TestMoto.start()
             let chain = AWSCredentialChain.standard(environment: moto.environment, home: "/nonexistent")
-            let client = AWSClient(region: "us-east-1", endpoints: AWSEndpointResolver(environment: moto.environment)) { try await chain.credentials() }
+            let client = AWSClient(region: "us-east-1", endpoints: AWSEndpointResolver(environment: moto.environment)) {
+                try await chain.credentials()
+            }
             func call(_ action: String, _ body: [String: Any]) async throws -> [String: Any] {
                 try await client.json(.organizations, targetPrefix: "AWSOrganizationsV20161128", action: action, body)
             }
@@ -29,7 +31,8 @@ struct AWSCloudTests {
         func inside(_ account: String, region: String) -> AWSClient {
             let management = self.management
             return AWSClient(region: region, endpoints: management.endpoints) {
-                try await STS(client: management).assumeRole("arn:aws:iam::\(account):role/OrganizationAccountAccessRole", sessionName: "test").credentials
+                try await STS(client: management).assumeRole("arn:aws:iam::\(account):role/OrganizationAccountAccessRole", sessionName: "test")
+                    .credentials
             }
         }
     }
@@ -44,7 +47,8 @@ struct AWSCloudTests {
     func makeTree(_ root: URL, probe: URL, withLab: Bool, withShop: Bool = true) throws {
         try? FileManager.default.removeItem(at: root)
         if withShop {
-            try write("""
+            try write(
+                """
                 id: shop
                 name: Shop
                 cloud: aws
@@ -55,7 +59,8 @@ struct AWSCloudTests {
                 dns:
                   zone: shop.internal
                 """, "shop/config.yml", in: root)
-            try write("""
+            try write(
+                """
                 id: api
                 name: API
                 inputs:
@@ -65,7 +70,8 @@ struct AWSCloudTests {
                   region: "{{ nclav_region }}"
                 declared_outputs: [account, vpc_id]
                 """, "shop/api/config.yml", in: root)
-            try write("""
+            try write(
+                """
                 variable "account" { type = string }
                 variable "role_arn" { type = string }
                 variable "vpc_id" { type = string }
@@ -92,7 +98,9 @@ struct AWSCloudTests {
         }
     }
 
-    @Test("a mixed tree: the aws enclave gets its account, OU, network and a partition role terraform acts as; local works beside it; a gcp enclave fails alone; orphans; destroy closes the account")
+    @Test(
+        "a mixed tree: the aws enclave gets its account, OU, network and a partition role terraform acts as; local works beside it; a gcp enclave fails alone; orphans; destroy closes the account"
+    )
     func mixedTree() async throws {
         let org = try await Organization.make()
         let scratch = try TestSupport.makeScratchDirectory("nclav-aws-e2e")
@@ -101,9 +109,13 @@ struct AWSCloudTests {
         let probe = scratch.appendingPathComponent("whoami.json")
         try makeTree(tree, probe: probe, withLab: true)
 
-        try await withServer(arguments: ["--cloud", "local", "--enable-cloud", "aws", "--aws-org-unit-id", org.ou, "--aws-email-domain", "example.com",
-                                         "--aws-account-prefix", "acme"],
-                             environment: org.moto.environment) { server async throws in
+        try await withServer(
+            arguments: [
+                "--cloud", "local", "--enable-cloud", "aws", "--aws-org-unit-id", org.ou, "--aws-email-domain", "example.com",
+                "--aws-account-prefix", "acme",
+            ],
+            environment: org.moto.environment
+        ) { server async throws in
             let applied = try await nclavCLI(["apply", tree.path], server: server)
             #expect(applied.exitCode == 1, "the gcp enclave cannot be provisioned here\n\(applied.stdout)\(applied.stderr)")
             let all = applied.stdout + applied.stderr
@@ -139,7 +151,8 @@ struct AWSCloudTests {
             let clean = try await nclavCLI(["orphans"], server: server)
             #expect(clean.exitCode == 0, "\(clean.stdout)\(clean.stderr)")
             #expect(clean.stdout.contains("No orphans in 2 enclave(s)."), "\(clean.stdout)")  // shop and home; lab never got provisioned
-            let ghost = try await EC2(client: inside).createVPC(cidr: "10.50.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "shop", "nclav-partition": "old-db"])
+            let ghost = try await EC2(client: inside).createVPC(
+                cidr: "10.50.0.0/16", tags: ["nclav-managed": "true", "nclav-enclave": "shop", "nclav-partition": "old-db"])
             let found = try await nclavCLI(["orphans", "--enclave", "shop"], server: server)
             #expect(found.exitCode == 1, "\(found.stdout)\(found.stderr)")
             #expect(found.stdoutLines.first == "ENCLAVE  PARTITION (not in state)  CLOUD  RESOURCE", "\(found.stdout)")
@@ -170,12 +183,17 @@ struct AWSCloudTests {
 
     @Test("serve --enable-cloud aws without its settings refuses to start and names every missing flag")
     func missingSettings() async throws {
-        let result = try await TestSupport.runDetached(TestSupport.nclavBinary.path, ["serve", "--enable-cloud", "aws", "--ephemeral"],
-                                                       environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("NCLAV_AWS") })
+        let result = try await TestSupport.runDetached(
+            TestSupport.nclavBinary.path, ["serve", "--enable-cloud", "aws", "--ephemeral"],
+            environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("NCLAV_AWS") })
         #expect(result.exitCode != 0)
         #expect(result.stderr.contains("--aws-org-unit-id") && result.stderr.contains("--aws-email-domain"), "\(result.stderr)")
-        let bad = try await TestSupport.runDetached(TestSupport.nclavBinary.path, ["serve", "--cloud", "aws", "--ephemeral", "--aws-org-unit-id", "r-123",
-                                                                                  "--aws-email-domain", "not a domain"])
+        let bad = try await TestSupport.runDetached(
+            TestSupport.nclavBinary.path,
+            [
+                "serve", "--cloud", "aws", "--ephemeral", "--aws-org-unit-id", "r-123",
+                "--aws-email-domain", "not a domain",
+            ])
         #expect(bad.exitCode != 0)
         #expect(bad.stderr.contains("`r-123` is not an OU id") && bad.stderr.contains("`not a domain` is not a domain"), "\(bad.stderr)")
     }

@@ -62,7 +62,10 @@ struct ApplyCommandTests {
             let webRuns = try await nclav(["iac", "runs", "shop", "web"], server: server)
             let firstRun = try #require(webRuns.stdoutLines.last?.split(separator: " ").first.map(String.init))
             let firstLog = try await nclav(["iac", "logs", "shop", "web", firstRun], server: server)
-            #expect(firstLog.stdout.contains("storefront behind edge.local-1.platform.internal calls https://shop-api.internal:8443 (upstream pg.data.internal:5432)"), "\(firstLog.stdout)")
+            #expect(
+                firstLog.stdout.contains(
+                    "storefront behind edge.local-1.platform.internal calls https://shop-api.internal:8443 (upstream pg.data.internal:5432)"),
+                "\(firstLog.stdout)")
             #expect(firstLog.stdout.contains("Apply complete! Resources: 1 added"))
             #expect(!logs.stdout.contains(server.token))
         }
@@ -80,11 +83,12 @@ struct ApplyCommandTests {
                 .write(to: config, atomically: true, encoding: .utf8)
             let diff = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
             #expect(diff.exitCode == 2)
-            #expect(diff.stdoutLines == [
-                "~ partition shop/api (changed)",
-                "~ partition shop/web (if shop/api's outputs change)",
-                "1 change(s) would be applied; 1 more partition(s) run only if what they read changes.",
-            ])
+            #expect(
+                diff.stdoutLines == [
+                    "~ partition shop/api (changed)",
+                    "~ partition shop/web (if shop/api's outputs change)",
+                    "1 change(s) would be applied; 1 more partition(s) run only if what they read changes.",
+                ])
             let apply = try await nclav(["apply", tree.path], server: server)
             #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)")
             #expect(!apply.stdout.contains("No changes."), "\(apply.stdout)")
@@ -120,7 +124,10 @@ struct ApplyCommandTests {
             let reportFile = tree.deletingLastPathComponent().appendingPathComponent("destroy-report.json")
             let one = try await nclav(["destroy", "shop", "--partition", "web", "--yes", "--report-file", reportFile.path], server: server)
             #expect(one.exitCode == 0, "\(one.stderr)")
-            #expect(one.stdout.hasPrefix("- shop/web teardown succeeded\ndestroyed partition shop/web\n\nPARTITION  OPERATION  RESULT     DURATION  RUN / REASON\nshop/web   teardown   succeeded  "))
+            #expect(
+                one.stdout.hasPrefix(
+                    "- shop/web teardown succeeded\ndestroyed partition shop/web\n\nPARTITION  OPERATION  RESULT     DURATION  RUN / REASON\nshop/web   teardown   succeeded  "
+                ))
             let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: reportFile)) as? [String: Any])
             #expect(report["command"] as? String == "destroy")
             let outcomes = try #require(report["outcomes"] as? [[String: Any]])
@@ -135,7 +142,10 @@ struct ApplyCommandTests {
 
             let everything = try await nclav(["destroy", "--all", "--yes"], server: server)
             #expect(everything.exitCode == 0, "\(everything.stderr)")
-            #expect(everything.stdoutLines.filter { $0.hasPrefix("destroyed enclave") } == ["destroyed enclave platform", "destroyed enclave shop", "destroyed enclave data"], "shop imports from data, so it goes first")
+            #expect(
+                everything.stdoutLines.filter { $0.hasPrefix("destroyed enclave") } == [
+                    "destroyed enclave platform", "destroyed enclave shop", "destroyed enclave data",
+                ], "shop imports from data, so it goes first")
             #expect(try await nclav(["graph"], server: server).stdout == "(nothing applied yet)\n")
             let missing = try await nclav(["destroy", "shop", "--yes"], server: server)
             #expect(missing.stderr.contains("server answered 404: enclave `shop` is not in state"))
@@ -187,9 +197,11 @@ struct ApplyCommandTests {
         let (tree, cleanup) = try examplesCopy()
         defer { cleanup() }
         let file = tree.appendingPathComponent("data/cache/main.tf")
-        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "resource \"terraform_data\" \"queue\" {",
-            with: "resource \"terraform_data\" \"queue\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 3\"\n  }")
-            .write(to: file, atomically: true, encoding: .utf8)
+        try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(
+            of: "resource \"terraform_data\" \"queue\" {",
+            with: "resource \"terraform_data\" \"queue\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 3\"\n  }"
+        )
+        .write(to: file, atomically: true, encoding: .utf8)
         try await withServer { server async throws in
             async let first = nclav(["apply", tree.path], server: server)
             try await Task.sleep(for: .milliseconds(800))

@@ -62,10 +62,16 @@ struct BadInputTests {
             try link(builder, "app/api/main.tf", to: "/etc/hostname")
             let upload = try await nclavCLI(["apply", builder.root.path], server: server)
             #expect(upload.exitCode == 1)
-            #expect(upload.stderr.contains("\(builder.root.path)/app/api/main.tf: error: is a symbolic link to /etc/hostname, outside the enclaves directory"), "\(upload.stderr)")
+            #expect(
+                upload.stderr.contains(
+                    "\(builder.root.path)/app/api/main.tf: error: is a symbolic link to /etc/hostname, outside the enclaves directory"),
+                "\(upload.stderr)")
             let onServer = try await nclavCLI(["apply", builder.root.path, "--server-path"], server: server)
             #expect(onServer.exitCode == 1)
-            #expect(onServer.stderr.contains("app/api/main.tf:1:1: error: `app/api/main.tf` is a symbolic link to /etc/hostname, outside the enclaves directory"), "\(onServer.stderr)")
+            #expect(
+                onServer.stderr.contains(
+                    "app/api/main.tf:1:1: error: `app/api/main.tf` is a symbolic link to /etc/hostname, outside the enclaves directory"),
+                "\(onServer.stderr)")
 
             try builder.file("app/api/main.tf", Self.main)
             try link(builder, "app/web/config.yml", to: "gone.yml")
@@ -75,7 +81,9 @@ struct BadInputTests {
             }
             let validate = try await nclavCLI(["validate", builder.root.path], server: server)
             #expect(validate.exitCode == 1)
-            #expect(validate.stdout.contains("app/web/config.yml:1:1: error: `app/web/config.yml` is a symbolic link to gone.yml, which does not exist"), "\(validate.stdout)")
+            #expect(
+                validate.stdout.contains("app/web/config.yml:1:1: error: `app/web/config.yml` is a symbolic link to gone.yml, which does not exist"),
+                "\(validate.stdout)")
             #expect(try await partitions(server) == ["api", "web"], "nothing torn down")
             #expect(try await resources(server, "web") == 1)
         }
@@ -90,8 +98,9 @@ struct BadInputTests {
             #expect(answer.status == 400)
             #expect(answer.text.contains("is 2001 levels deep; a tree may be at most 32 deep"), "\(answer.text)")
             let shallow = (0..<40).map { _ in "d" }.joined(separator: "/") + "/config.yml"
-            let second = try await http(.POST, server.baseURL + "/reconcile/dry-run", auth: .bearer(server.token),
-                                        body: try JSONSerialization.data(withJSONObject: ["bundle": [["path": shallow, "content": "aWQ6IHgK"]]]))
+            let second = try await http(
+                .POST, server.baseURL + "/reconcile/dry-run", auth: .bearer(server.token),
+                body: try JSONSerialization.data(withJSONObject: ["bundle": [["path": shallow, "content": "aWQ6IHgK"]]]))
             #expect(second.status == 400)
             #expect(try await http(.GET, server.baseURL + "/health").status == 200)
         }
@@ -125,7 +134,9 @@ struct BadInputTests {
     func protocolEdges() async throws {
         try await withServer { server async throws in
             let connection = try RawConnection(port: server.port)
-            connection.send("POST /terraform/state/app/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+            connection.send(
+                "POST /terraform/state/app/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+            )
             let answer = try #require(connection.responses(1).first)
             #expect(answer.status == 400, "\(answer)")
             #expect(answer.body.contains("the request is not valid HTTP"), "\(answer.body)")
@@ -177,7 +188,7 @@ struct BadInputTests {
 
     static var canMakeImmutable: Bool {
         let probe = FileManager.default.temporaryDirectory.appendingPathComponent("nclav-chattr-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: probe.path, contents: Data())
+        guard FileManager.default.createFile(atPath: probe.path, contents: Data()) else { return false }
         defer {
             _ = try? TestSupport.run("/usr/bin/chattr", ["-i", probe.path])
             try? FileManager.default.removeItem(at: probe)

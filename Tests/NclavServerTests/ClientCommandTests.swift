@@ -19,10 +19,11 @@ struct ClientCommandTests {
         try await withServer { server async throws in
             let viaEnvironment = try await nclav(["status"], home: server.home, environment: ["NCLAV_URL": server.baseURL])
             #expect(viaEnvironment.exitCode == 0, "\(viaEnvironment.stderr)")
-            #expect(viaEnvironment.stdoutLines == [
-                "server:         \(server.baseURL) (nclav 0.1.0)", "store:          sqlite", "enclaves:       0",
-                "default cloud:  local", "active drivers: local", "reconcile:      idle", "drift:          never checked (nclav drift)",
-            ])
+            #expect(
+                viaEnvironment.stdoutLines == [
+                    "server:         \(server.baseURL) (nclav 0.1.0)", "store:          sqlite", "enclaves:       0",
+                    "default cloud:  local", "active drivers: local", "reconcile:      idle", "drift:          never checked (nclav drift)",
+                ])
             let global = try await nclav(["--remote", server.baseURL, "status", "--output", "json"], home: server.home)
             #expect(global.exitCode == 0)
             let summary = try JSONSerialization.jsonObject(with: Data(global.stdout.utf8)) as? [String: Any]
@@ -46,7 +47,10 @@ struct ClientCommandTests {
         let start = Date()
         let unreachable = try await nclav(["status", "--remote", "http://127.0.0.1:9", "--token", "x"], home: home)
         #expect(unreachable.exitCode == 1)
-        #expect(unreachable.stderr == "error: cannot reach the nclav server at http://127.0.0.1:9 (connection refused); start it with `nclav serve`, or point --remote / NCLAV_URL at it\n")
+        #expect(
+            unreachable.stderr
+                == "error: cannot reach the nclav server at http://127.0.0.1:9 (connection refused); start it with `nclav serve`, or point --remote / NCLAV_URL at it\n"
+        )
         #expect(Date().timeIntervalSince(start) < 10, "a refused connection is reported at once")
     }
 
@@ -67,7 +71,9 @@ struct ClientCommandTests {
             #expect(pushed.stdout == "stored \(next.path) as version 2 of shop/db (serial 4)\n")
             let refused = try await nclavCLI(["state", "push", "shop", "db", foreign.path], server: server)
             #expect(refused.exitCode == 1)
-            #expect(refused.stderr.contains("shop/db: state lineage differs from the stored state's; pass --force to store it anyway"), "\(refused.stderr)")
+            #expect(
+                refused.stderr.contains("shop/db: state lineage differs from the stored state's; pass --force to store it anyway"),
+                "\(refused.stderr)")
             let forced = try await nclavCLI(["state", "push", "shop", "db", foreign.path, "--force"], server: server)
             #expect(forced.exitCode == 0, "\(forced.stderr)")
             #expect(forced.stdout == "stored \(foreign.path) as version 3 of shop/db (serial 1)\n")

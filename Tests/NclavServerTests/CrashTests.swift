@@ -15,9 +15,10 @@ struct CrashTests {
         for _ in 0..<400 {
             for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
                 guard let pid = Int32(entry),
-                      let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
-                      command.contains("terraform\0apply"),
-                      (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) == workspace else { continue }
+                    let command = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                    command.contains("terraform\0apply"),
+                    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) == workspace
+                else { continue }
                 return pid
             }
             try await Task.sleep(for: .milliseconds(25))
@@ -46,7 +47,8 @@ struct CrashTests {
             #expect(try await http(.GET, server.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(server.token)).status == 204)
 
             let file = tree.appendingPathComponent("app/slow/main.tf")
-            try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "sleep 30", with: "true").write(to: file, atomically: true, encoding: .utf8)
+            try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "sleep 30", with: "true").write(
+                to: file, atomically: true, encoding: .utf8)
             let recovered = try await nclav(["apply", tree.path], server: server)
             #expect(recovered.exitCode == 0, "\(recovered.stdout)\(recovered.stderr)")
             #expect(recovered.stdout.contains("Apply complete: 1 succeeded"))
@@ -155,7 +157,8 @@ struct CrashTests {
             for _ in 0..<100 where !held {
                 if try await http(.GET, server.baseURL + "/terraform/state/app/slow/lock", auth: auth).status == 200 {
                     _ = try await http(.DELETE, server.baseURL + "/terraform/state/app/slow/lock", auth: auth)
-                    held = try await http(.POST, server.baseURL + "/terraform/state/app/slow/lock", auth: auth, body: lockJSON("operator")).status == 200
+                    held =
+                        try await http(.POST, server.baseURL + "/terraform/state/app/slow/lock", auth: auth, body: lockJSON("operator")).status == 200
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }

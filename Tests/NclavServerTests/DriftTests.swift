@@ -15,10 +15,10 @@ struct DriftTests {
         try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
         try "id: web\nname: Web\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
         try """
-            resource "terraform_data" "probe" {
-              input = trimspace(file("\(world.path)"))
-            }
-            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        resource "terraform_data" "probe" {
+          input = trimspace(file("\(world.path)"))
+        }
+        """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
         return (scratch.appendingPathComponent("tree"), world, { try? FileManager.default.removeItem(at: scratch) })
     }
 
@@ -41,8 +41,11 @@ struct DriftTests {
             let reportFile = tree.deletingLastPathComponent().appendingPathComponent("drift.json")
             let drifted = try await nclavCLI(["drift", "--enclave", "app", "--report-file", reportFile.path], server: server)
             #expect(drifted.exitCode == 2, "\(drifted.stdout)\(drifted.stderr)")
-            #expect(drifted.stdoutLines.contains { $0.hasPrefix("app/web    plan       drifted") && $0.hasSuffix("Plan: 0 to add, 1 to change, 0 to destroy.") },
-                    "\(drifted.stdout)")
+            #expect(
+                drifted.stdoutLines.contains {
+                    $0.hasPrefix("app/web    plan       drifted") && $0.hasSuffix("Plan: 0 to add, 1 to change, 0 to destroy.")
+                },
+                "\(drifted.stdout)")
             let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: reportFile)) as? [String: Any])
             #expect((report["outcomes"] as? [[String: Any]])?.first?["result"] as? String == "drifted")
             let versionsAfter = try await http(.GET, server.baseURL + "/terraform/state/app/web/versions", auth: .bearer(server.token)).json()

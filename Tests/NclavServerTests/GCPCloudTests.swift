@@ -24,14 +24,18 @@ struct GCPCloudTests {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(text.utf8).write(to: url)
         }
-        try write("id: data\nname: Data\ncloud: gcp\nregion: europe-west1\nnetwork:\n  vpc_cidr: \"10.1.0.0/16\"\n  subnets: [\"10.1.0.0/24\"]\n"
-                  + "exports:\n  - name: api\n    target_partition: etl\n    type: http\n    to: any_enclave\n    auth: token\n", "data/config.yml")
+        try write(
+            "id: data\nname: Data\ncloud: gcp\nregion: europe-west1\nnetwork:\n  vpc_cidr: \"10.1.0.0/16\"\n  subnets: [\"10.1.0.0/24\"]\n"
+                + "exports:\n  - name: api\n    target_partition: etl\n    type: http\n    to: any_enclave\n    auth: token\n", "data/config.yml")
         // An importer in another GCP enclave: its partition may invoke the exporter's services.
         try write("id: app\nname: App\ncloud: gcp\nimports:\n  - from: data\n    export_name: api\n    alias: api\n", "app/config.yml")
         try write("id: web\nname: Web\ninputs:\n  upstream: \"{{ api.project }}\"\n", "app/web/config.yml")
         try write("variable \"upstream\" { type = string }\nresource \"terraform_data\" \"w\" { input = var.upstream }\n", "app/web/main.tf")
-        try write("id: etl\nname: ETL\nproduces: http\ninputs:\n  project: \"{{ nclav_project_id }}\"\n  sa: \"{{ nclav_service_account }}\"\ndeclared_outputs: [project, sa, hostname, port]\n", "data/etl/config.yml")
-        try write("""
+        try write(
+            "id: etl\nname: ETL\nproduces: http\ninputs:\n  project: \"{{ nclav_project_id }}\"\n  sa: \"{{ nclav_service_account }}\"\ndeclared_outputs: [project, sa, hostname, port]\n",
+            "data/etl/config.yml")
+        try write(
+            """
             variable "project" { type = string }
             variable "sa" { type = string }
             resource "terraform_data" "whoami" {
@@ -46,9 +50,13 @@ struct GCPCloudTests {
             output "port" { value = 443 }
             """, "data/etl/main.tf")
 
-        try await withServer(arguments: ["--cloud", "gcp", "--gcp-parent", "organizations/42", "--gcp-billing-account", "billingAccounts/0A1B2C-3D4E5F-6A7B8C"],
-                             environment: ["GOOGLE_APPLICATION_CREDENTIALS": key.path, "NCLAV_GCP_ENDPOINT": await fake.endpointTemplate,
-                                           "GCE_METADATA_HOST": "127.0.0.1:1"]) { server async throws in
+        try await withServer(
+            arguments: ["--cloud", "gcp", "--gcp-parent", "organizations/42", "--gcp-billing-account", "billingAccounts/0A1B2C-3D4E5F-6A7B8C"],
+            environment: [
+                "GOOGLE_APPLICATION_CREDENTIALS": key.path, "NCLAV_GCP_ENDPOINT": fake.endpointTemplate,
+                "GCE_METADATA_HOST": "127.0.0.1:1",
+            ]
+        ) { server async throws in
             let applied = try await nclavCLI(["apply", tree.path], server: server)
             #expect(applied.exitCode == 0, "\(applied.stdout)\(applied.stderr)")
             // No prefix: the enclave id padded with a stable hash to GCP's 6-character minimum.
@@ -60,7 +68,10 @@ struct GCPCloudTests {
             #expect(info.contains(email), "terraform's token must be the partition's: \(info)")
             // The importer's partition service account may invoke Cloud Run in the exporter's project.
             let webAccount = try #require(await fake.projects.values.first { $0.labels["nclav-enclave"] == "app" }).id
-            #expect(try #require(await fake.projects["data-3a6e"]).bindings["roles/run.invoker"] == ["serviceAccount:nclav-web@\(webAccount).iam.gserviceaccount.com"])
+            #expect(
+                try #require(await fake.projects["data-3a6e"]).bindings["roles/run.invoker"] == [
+                    "serviceAccount:nclav-web@\(webAccount).iam.gserviceaccount.com"
+                ])
             let logs = try await nclavCLI(["iac", "logs", "data", "etl"], server: server)
             #expect(!logs.stdout.contains("ya29."), "no access token in a run log")
 
@@ -73,4 +84,3 @@ struct GCPCloudTests {
         }
     }
 }
-

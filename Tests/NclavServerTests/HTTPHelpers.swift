@@ -42,7 +42,9 @@ func http(_ method: HTTPMethod, _ url: String, auth: Auth = .none, body: Data? =
 }
 
 func lockJSON(_ id: String, who: String = "holder@test") -> Data {
-    Data(#"{"ID":"\#(id)","Operation":"OperationTypeApply","Info":"","Who":"\#(who)","Version":"1.11.4","Created":"2026-11-22T05:00:00Z","Path":""}"#.utf8)
+    Data(
+        #"{"ID":"\#(id)","Operation":"OperationTypeApply","Info":"","Who":"\#(who)","Version":"1.11.4","Created":"2026-11-22T05:00:00Z","Path":""}"#
+            .utf8)
 }
 
 func stateJSON(serial: Int, lineage: String = "0b4c1c55-aaaa-bbbb-cccc-000000000000", size: Int = 0) -> Data {

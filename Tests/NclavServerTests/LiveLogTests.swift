@@ -1,12 +1,15 @@
 import AsyncHTTPClient
 import Foundation
-import NclavTestSupport
 import NIOCore
+import NclavTestSupport
 import Testing
 
 /// Reads Server-Sent Events from a live response until `stop` says so.
-func readEvents(_ url: String, token: String, lastEventID: String?, stop: ([(id: String?, event: String, data: String)]) async throws -> Bool)
-    async throws -> [(id: String?, event: String, data: String)] {
+func readEvents(
+    _ url: String, token: String, lastEventID: String?, stop: ([(id: String?, event: String, data: String)]) async throws -> Bool
+)
+    async throws -> [(id: String?, event: String, data: String)]
+{
     var request = HTTPClientRequest(url: url)
     request.headers.add(name: "Authorization", value: "Bearer \(token)")
     if let lastEventID { request.headers.add(name: "Last-Event-ID", value: lastEventID) }
@@ -41,12 +44,12 @@ struct LiveLogTests {
         try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
         try "id: ticker\nname: Ticker\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
         try """
-            resource "terraform_data" "ticker" {
-              provisioner "local-exec" {
-                command = "for i in 1 2 3 4; do echo tick-$i; sleep 2; done"
-              }
-            }
-            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        resource "terraform_data" "ticker" {
+          provisioner "local-exec" {
+            command = "for i in 1 2 3 4; do echo tick-$i; sleep 2; done"
+          }
+        }
+        """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
         return (scratch.appendingPathComponent("tree"), { try? FileManager.default.removeItem(at: scratch) })
     }
 
@@ -68,7 +71,9 @@ struct LiveLogTests {
             var statusAtFirstTick = ""
             let first = try await readEvents(url, token: server.token, lastEventID: nil) { events in
                 guard events.contains(where: { $0.data.contains("(local-exec): tick-1") }) else { return false }
-                statusAtFirstTick = (try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)", auth: auth).json())["status"] as? String ?? ""
+                statusAtFirstTick =
+                    (try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)", auth: auth).json())["status"]
+                    as? String ?? ""
                 return true
             }
             #expect(statusAtFirstTick == "running", "the first line arrived before the run ended")
@@ -79,7 +84,9 @@ struct LiveLogTests {
             #expect(second.last?.data == #"{"status":"succeeded","exit_code":0}"#)
             #expect(try await apply.exitCode == 0)
 
-            let log = (try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)", auth: auth).json())["log"] as? String ?? ""
+            let log =
+                (try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)", auth: auth).json())["log"] as? String
+                ?? ""
             let streamed = (first + second).filter { $0.event == "line" }.map(\.data)
             let expected = log.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).dropLast()
             #expect(streamed == Array(expected), "no gap and no repeat across the reconnect")
@@ -88,7 +95,9 @@ struct LiveLogTests {
             // Polling clients rebuild the same log from offsets.
             var offset = 0, rebuilt = "", complete = false
             while !complete {
-                let chunk = try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)/log?offset=\(offset)", auth: auth).json()
+                let chunk = try await http(
+                    .GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/\(runID)/log?offset=\(offset)", auth: auth
+                ).json()
                 rebuilt += chunk["text"] as? String ?? ""
                 offset = chunk["next_offset"] as? Int ?? offset
                 complete = chunk["complete"] as? Bool ?? true

@@ -2,11 +2,12 @@ import Foundation
 import Hummingbird
 import Logging
 import NclavAPI
-@testable import NclavServer
 import NclavStore
 import NclavTestSupport
 import Testing
 import Yams
+
+@testable import NclavServer
 
 /// The OpenAPI document cannot drift from the router, and /metrics counts real work.
 @Suite("OpenAPI document and /metrics")
@@ -33,8 +34,9 @@ struct OpenAPIAndMetricsTests {
     }
 
     func makeRouter(home: URL) -> Router<NclavRequestContext> {
-        NclavServer.makeRouter(store: MemoryStore(), storeDescription: "memory", configuration: ServerConfiguration(home: home, store: .memory),
-                               token: String(repeating: "t", count: 32), logger: Logger(label: "test"))
+        NclavServer.makeRouter(
+            store: MemoryStore(), storeDescription: "memory", configuration: ServerConfiguration(home: home, store: .memory),
+            token: String(repeating: "t", count: 32), logger: Logger(label: "test"))
     }
 
     func served(_ router: Router<NclavRequestContext>) -> Set<String> {
@@ -47,8 +49,9 @@ struct OpenAPIAndMetricsTests {
         #expect(PrometheusText.problems("a 1\n") == ["sample before its TYPE: a"])
         #expect(PrometheusText.problems("# TYPE a counter\na{x=1} 2\n") == ["not a sample line: a{x=1} 2"])
         #expect(PrometheusText.problems("# TYPE a counter\na 1") == ["the exposition must end with a newline"])
-        #expect(PrometheusText.problems("# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n")
-                    == ["buckets not cumulative: h_bucket{le=\"+Inf\"} 2"])
+        #expect(
+            PrometheusText.problems("# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n")
+                == ["buckets not cumulative: h_bucket{le=\"+Inf\"} 2"])
     }
 
     @Test("the check notices a route added without documenting it")
@@ -91,12 +94,16 @@ struct OpenAPIAndMetricsTests {
     func schemasMatchTypes() throws {
         let outcome = OutcomeLine(partition: "a/b", operation: "update", result: "failed", runID: "r", reason: "why", seconds: 1)
         let enclave = EnclaveOutcomeLine(enclave: "a", operation: "update", result: "succeeded", reason: "r")
-        let report = try keys(ApplyEvent.report(ReconcileReportBody(reconcileID: "r", changes: [], outcomes: [outcome], enclaves: [enclave], errors: [])))
+        let report = try keys(
+            ApplyEvent.report(ReconcileReportBody(reconcileID: "r", changes: [], outcomes: [outcome], enclaves: [enclave], errors: [])))
         #expect(report.subtracting(["type"]) == (try schemaProperties("Report")))
-        #expect(try keys(DryRunAnswer(changes: [], changeCount: 0, conditionalCount: 0, deletesEverything: false)) == (try schemaProperties("DryRunAnswer")))
+        #expect(
+            try keys(DryRunAnswer(changes: [], changeCount: 0, conditionalCount: 0, deletesEverything: false))
+                == (try schemaProperties("DryRunAnswer")))
         #expect(try keys(DestroyRequest(enclaves: ["a"], partition: "p", forget: true)) == (try schemaProperties("DestroyRequest")))
         #expect(try keys(LogChunk(offset: 0, nextOffset: 1, text: "", status: "running", complete: false)) == (try schemaProperties("LogChunk")))
-        #expect(try keys(DriftEntry(partition: "a/b", status: "drifted", summary: "", runID: "r", seconds: 1)) == (try schemaProperties("DriftEntry")))
+        #expect(
+            try keys(DriftEntry(partition: "a/b", status: "drifted", summary: "", runID: "r", seconds: 1)) == (try schemaProperties("DriftEntry")))
         #expect(try keys(ForgetAnswer(forgotten: "a/b", resources: [], identity: [:], workspace: "/w")) == (try schemaProperties("Forgotten")))
         let nested = try #require(try JSONSerialization.jsonObject(with: try Wire.encoder().encode(outcome)) as? [String: Any])
         let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
@@ -113,7 +120,8 @@ struct OpenAPIAndMetricsTests {
         try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
         try "id: app\nname: App\ncloud: local\n".write(to: scratch.appendingPathComponent("tree/app/config.yml"), atomically: true, encoding: .utf8)
         try "id: web\nname: Web\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
-        try #"resource "terraform_data" "x" { input = "1" }"#.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        try #"resource "terraform_data" "x" { input = "1" }"#.write(
+            to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
 
         try await withServer { server async throws in
             #expect(try await http(.GET, server.baseURL + "/openapi.yaml").status == 401)
@@ -140,8 +148,9 @@ struct OpenAPIAndMetricsTests {
             #expect((value(#"nclav_state_lock_requests_total{outcome="acquired"}"#) ?? 0) >= 1, "terraform locked through the backend")
             #expect((value("nclav_state_bytes_received_total") ?? 0) > 100)
             #expect((value("nclav_state_bytes_served_total") ?? 0) > 100)
-            #expect(value(#"nclav_http_requests_total{method="GET",route="/enclaves/{enclave}",status="404"}"#) == 1,
-                    "routes are templates, never concrete paths")
+            #expect(
+                value(#"nclav_http_requests_total{method="GET",route="/enclaves/{enclave}",status="404"}"#) == 1,
+                "routes are templates, never concrete paths")
             #expect(value(#"nclav_http_requests_total{method="POST",route="/reconcile",status="200"}"#) == 1)
             #expect(lines.contains("# TYPE nclav_iac_run_duration_seconds histogram"))
             #expect(PrometheusText.problems(metrics.text) == [], "the exposition parses as Prometheus text")
@@ -158,23 +167,31 @@ enum PrometheusText {
         var problems: [String] = []
         var types: [String: String] = [:]
         var buckets: [String: [Double]] = [:]
-        let sample = #"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*\})? (-?[0-9.]+([eE][-+]?[0-9]+)?|NaN|[+-]Inf)$"#
+        let sample =
+            #"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*\})? (-?[0-9.]+([eE][-+]?[0-9]+)?|NaN|[+-]Inf)$"#
         guard text.hasSuffix("\n") else { return ["the exposition must end with a newline"] }
         for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init) {
             if line.hasPrefix("# HELP ") { continue }
             if line.hasPrefix("# TYPE ") {
                 let parts = line.split(separator: " ")
                 guard parts.count == 4, ["counter", "gauge", "histogram", "summary", "untyped"].contains(parts[3]) else {
-                    problems.append("bad TYPE line: \(line)"); continue
+                    problems.append("bad TYPE line: \(line)")
+                    continue
                 }
                 if types[String(parts[2])] != nil { problems.append("TYPE given twice: \(parts[2])") }
                 types[String(parts[2])] = String(parts[3])
                 continue
             }
-            guard line.range(of: sample, options: .regularExpression) != nil else { problems.append("not a sample line: \(line)"); continue }
+            guard line.range(of: sample, options: .regularExpression) != nil else {
+                problems.append("not a sample line: \(line)")
+                continue
+            }
             let name = String(line.prefix { $0 != "{" && $0 != " " })
             let family = types.keys.first { name == $0 || (types[$0] == "histogram" && [$0 + "_bucket", $0 + "_sum", $0 + "_count"].contains(name)) }
-            guard let family else { problems.append("sample before its TYPE: \(name)"); continue }
+            guard let family else {
+                problems.append("sample before its TYPE: \(name)")
+                continue
+            }
             if name == family + "_bucket" {
                 let series = line.replacingOccurrences(of: #",?le="[^"]*""#, with: "", options: .regularExpression)
                     .components(separatedBy: " ")[0]

@@ -76,8 +76,10 @@ struct PostgresServerTests {
             for index in 0..<20 {
                 let server = index.isMultiple(of: 2) ? a : b
                 group.addTask {
-                    try await http(.POST, server.baseURL + "/terraform/state/app/other/lock", auth: .basic(user: "nclav", password: server.token),
-                                   body: lockJSON("lock-\(index)")).status
+                    try await http(
+                        .POST, server.baseURL + "/terraform/state/app/other/lock", auth: .basic(user: "nclav", password: server.token),
+                        body: lockJSON("lock-\(index)")
+                    ).status
                 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
@@ -91,7 +93,9 @@ struct PostgresServerTests {
         for server in servers { await server.stop() }
     }
 
-    @Test("kill -9 of one replica mid-apply: terraform through the other is locked out meanwhile; then the other takes over, marking the dead run interrupted and freeing its lock")
+    @Test(
+        "kill -9 of one replica mid-apply: terraform through the other is locked out meanwhile; then the other takes over, marking the dead run interrupted and freeing its lock"
+    )
     func takeOverFromDeadReplica() async throws {
         let database = try await TestPostgres.shared().createDatabase("takeover")
         let (tree, cleanupTree) = try TreeBuilder.slowTree(seconds: 4)

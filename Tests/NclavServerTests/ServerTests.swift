@@ -1,10 +1,13 @@
 import Foundation
+import NIOHTTP1
 import NclavTestSupport
 import Testing
 
 /// Each test starts its own `nclav serve` process on a free port.
-func withServer(arguments: [String] = [], environment: [String: String] = [:],
-                _ body: (ServerProcess) async throws -> Void) async throws {
+func withServer(
+    arguments: [String] = [], environment: [String: String] = [:],
+    _ body: (ServerProcess) async throws -> Void
+) async throws {
     let home = try TestSupport.makeScratchDirectory("nclav-home")
     defer { try? FileManager.default.removeItem(at: home) }
     let server = try await ServerProcess.start(home: home, arguments: arguments, environment: environment)
@@ -28,7 +31,8 @@ struct AuthenticationTests {
         ("GET", "/terraform/state/shop/api"), ("POST", "/terraform/state/shop/api"), ("DELETE", "/terraform/state/shop/api"),
         ("POST", "/terraform/state/shop/api/lock"), ("DELETE", "/terraform/state/shop/api/lock"), ("GET", "/terraform/state/shop/api/lock"),
         ("LOCK", "/terraform/state/shop/api"), ("UNLOCK", "/terraform/state/shop/api"),
-        ("GET", "/terraform/state/shop/api/versions"), ("GET", "/terraform/state/shop/api/versions/1"), ("POST", "/terraform/state/shop/api/versions/1/restore"),
+        ("GET", "/terraform/state/shop/api/versions"), ("GET", "/terraform/state/shop/api/versions/1"),
+        ("POST", "/terraform/state/shop/api/versions/1/restore"),
         ("GET", "/no/such/route"), ("POST", "/reconcile"), ("POST", "/reconcile/dry-run"), ("GET", "/graph"), ("GET", "/enclaves/shop/graph"),
     ]
 
@@ -142,5 +146,4 @@ struct ReadRouteTests {
 
 func HTTPMethodName(_ name: String) -> HTTPMethodValue { HTTPMethodValue(rawValue: name) }
 
-import NIOHTTP1
 typealias HTTPMethodValue = HTTPMethod

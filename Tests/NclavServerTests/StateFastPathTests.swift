@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
-@testable import NclavServer
 import NclavTestSupport
 import TFBackend
 import Testing
+
+@testable import NclavServer
 
 /// One plain TCP connection to the server under test, for what an HTTP client library hides:
 /// several requests written at once (pipelining) and answers read back in wire order.
@@ -66,10 +67,11 @@ final class RawConnection {
         let head = String(decoding: buffer[0..<end], as: UTF8.self)
         let lines = head.components(separatedBy: "\r\n")
         let status = Int(lines[0].split(separator: " ")[1]) ?? 0
-        let length = lines.dropFirst().compactMap { line -> Int? in
-            let parts = line.split(separator: ":", maxSplits: 1)
-            return parts.count == 2 && parts[0].lowercased() == "content-length" ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
-        }.first ?? 0
+        let length =
+            lines.dropFirst().compactMap { line -> Int? in
+                let parts = line.split(separator: ":", maxSplits: 1)
+                return parts.count == 2 && parts[0].lowercased() == "content-length" ? Int(parts[1].trimmingCharacters(in: .whitespaces)) : nil
+            }.first ?? 0
         guard buffer.count >= end + 4 + length else { return nil }
         return ((status, head, String(decoding: buffer[(end + 4)..<(end + 4 + length)], as: UTF8.self)), end + 4 + length)
     }
@@ -92,10 +94,12 @@ struct StateFastPathTests {
         #expect(StateRoute(Self.head("DELETE", "/terraform/state/e1/p1/lock"))?.operation == .unlock)
         #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.operation == .get)
         #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.template == "/terraform/state/{enclave}/{partition}")
-        for (method, path) in [("POST", "/terraform/state/e1/p1"), ("DELETE", "/terraform/state/e1/p1"), ("GET", "/terraform/state/e1/p1/lock"),
-                               ("GET", "/terraform/state/e1/p1/versions"),
-                               ("POST", "/terraform/state/e1/p1/lock/x"), ("POST", "/terraform/state/e1/p1/"), ("POST", "/terraform/state//p1/lock"),
-                               ("POST", "/terraform/state/e%31/p1/lock"), ("POST", "/terraform/state/e1"), ("POST", "/enclaves/e1/lock")] {
+        for (method, path) in [
+            ("POST", "/terraform/state/e1/p1"), ("DELETE", "/terraform/state/e1/p1"), ("GET", "/terraform/state/e1/p1/lock"),
+            ("GET", "/terraform/state/e1/p1/versions"),
+            ("POST", "/terraform/state/e1/p1/lock/x"), ("POST", "/terraform/state/e1/p1/"), ("POST", "/terraform/state//p1/lock"),
+            ("POST", "/terraform/state/e%31/p1/lock"), ("POST", "/terraform/state/e1"), ("POST", "/enclaves/e1/lock"),
+        ] {
             #expect(StateRoute(Self.head(method, path)) == nil, "\(method) \(path) is the router's")
         }
     }
@@ -110,10 +114,11 @@ struct StateFastPathTests {
                 "\(method) \(path) HTTP/1.1\r\nHost: x\r\n\(auth)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
             }
             // The router's GET first, then a lock behind it, a read of the lock, a second locker, the unlock.
-            connection.send(request("GET", "/health") + request("POST", "/terraform/state/demo/pipe/lock", body: lock)
-                            + request("GET", "/terraform/state/demo/pipe/lock")
-                            + request("LOCK", "/terraform/state/demo/pipe", body: String(decoding: lockJSON("other"), as: UTF8.self))
-                            + request("UNLOCK", "/terraform/state/demo/pipe", body: lock) + request("GET", "/terraform/state/demo/pipe/lock"))
+            connection.send(
+                request("GET", "/health") + request("POST", "/terraform/state/demo/pipe/lock", body: lock)
+                    + request("GET", "/terraform/state/demo/pipe/lock")
+                    + request("LOCK", "/terraform/state/demo/pipe", body: String(decoding: lockJSON("other"), as: UTF8.self))
+                    + request("UNLOCK", "/terraform/state/demo/pipe", body: lock) + request("GET", "/terraform/state/demo/pipe/lock"))
             let answers = connection.responses(6)
             #expect(answers.map(\.status) == [200, 200, 200, 423, 200, 204])
             #expect(answers[0].body.contains("ok"))
@@ -130,10 +135,11 @@ struct StateFastPathTests {
             let connection = try RawConnection(port: server.port)
             let auth = "Authorization: Bearer \(server.token)\r\n"
             let lock = String(decoding: lockJSON("between"), as: UTF8.self)
-            connection.send("GET /terraform/state/demo/file HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
-                            + "POST /terraform/state/demo/file/lock HTTP/1.1\r\nHost: x\r\n\(auth)Content-Length: \(lock.utf8.count)\r\n\r\n\(lock)"
-                            + "GET /terraform/state/demo/file HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
-                            + "GET /terraform/state/demo/none HTTP/1.1\r\nHost: x\r\n\(auth)\r\n")
+            connection.send(
+                "GET /terraform/state/demo/file HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
+                    + "POST /terraform/state/demo/file/lock HTTP/1.1\r\nHost: x\r\n\(auth)Content-Length: \(lock.utf8.count)\r\n\r\n\(lock)"
+                    + "GET /terraform/state/demo/file HTTP/1.1\r\nHost: x\r\n\(auth)\r\n"
+                    + "GET /terraform/state/demo/none HTTP/1.1\r\nHost: x\r\n\(auth)\r\n")
             let answers = connection.responses(4)
             #expect(answers.map(\.status) == [200, 200, 200, 204])
             #expect(answers.first?.body == String(decoding: state, as: UTF8.self))
@@ -191,8 +197,9 @@ struct StateFastPathTests {
         let connection = try RawConnection(port: server.port)
         let body = String(decoding: lockJSON("held-over-shutdown"), as: UTF8.self)
         let half = body.index(body.startIndex, offsetBy: body.count / 2)
-        connection.send("POST /terraform/state/demo/shutdown/lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\n"
-                        + "Content-Length: \(body.utf8.count)\r\n\r\n\(body[..<half])")
+        connection.send(
+            "POST /terraform/state/demo/shutdown/lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\r\n\(body[..<half])")
         try await Task.sleep(for: .milliseconds(300))  // the head and half the body reach the handler
         kill(server.process.processIdentifier, SIGTERM)
         try await Task.sleep(for: .milliseconds(400))
@@ -212,8 +219,9 @@ struct StateFastPathTests {
         try await withServer { server async throws in
             let connection = try RawConnection(port: server.port)
             let body = String(decoding: lockJSON("closing"), as: UTF8.self)
-            connection.send("POST /terraform/state/demo/close/lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\n"
-                            + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+            connection.send(
+                "POST /terraform/state/demo/close/lock HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(server.token)\r\n"
+                    + "Connection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
             let answers = connection.responses(1)
             #expect(answers.first?.status == 200)
             #expect(answers.first?.headers.lowercased().contains("connection: close") == true)

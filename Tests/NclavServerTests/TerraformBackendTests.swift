@@ -1,35 +1,35 @@
-import Foundation
-import TFBackend
 import AsyncHTTPClient
+import Foundation
 import NIOCore
 import NclavAuth
 import NclavCore
 import NclavTestSupport
+import TFBackend
 import Testing
 
 /// A tiny root module that needs no provider download.
 let terraformModule = """
-terraform {
-  backend "http" {}
-}
+    terraform {
+      backend "http" {}
+    }
 
-variable "greeting" {
-  type    = string
-  default = "hello"
-}
+    variable "greeting" {
+      type    = string
+      default = "hello"
+    }
 
-resource "terraform_data" "example" {
-  input = var.greeting
-}
+    resource "terraform_data" "example" {
+      input = var.greeting
+    }
 
-output "message" {
-  value = terraform_data.example.output
-}
+    output "message" {
+      value = terraform_data.example.output
+    }
 
-output "answer" {
-  value = 42
-}
-"""
+    output "answer" {
+      value = 42
+    }
+    """
 
 /// Runs terraform against a server's state backend the way nclav's runner will: all backend
 /// settings through `TF_HTTP_*`, so no secret lands in `.terraform/`.
@@ -124,7 +124,8 @@ struct TerraformBackendTests {
             // Someone else holds the lock.
             let auth = Auth.bearer(server.token)
             #expect(try await http(.POST, workspace.address + "/lock", auth: auth, body: lockJSON("held-1234", who: "ops@elsewhere")).status == 200)
-            let blocked = try await workspace.terraform("apply", "-auto-approve", "-input=false", "-no-color", "-lock-timeout=0s", "-var", "greeting=blocked")
+            let blocked = try await workspace.terraform(
+                "apply", "-auto-approve", "-input=false", "-no-color", "-lock-timeout=0s", "-var", "greeting=blocked")
             #expect(blocked.exitCode != 0)
             #expect(blocked.stderr.contains("Error acquiring the state lock"), "\(blocked.stderr)")
             // Terraform reads the holder's ID from nclav's 423 body and names it.
@@ -348,8 +349,9 @@ struct GracefulShutdownTests {
         // signal came first and the connection was refused), and ends when the test says so.
         let (pulled, announcePulled) = AsyncStream.makeStream(of: Void.self)
         let (release, releaseSecondHalf) = AsyncStream.makeStream(of: Void.self)
-        let chunks = TwoHalves(first: ByteBuffer(bytes: body.prefix(half)), second: ByteBuffer(bytes: body.suffix(from: half)),
-                               pulledFirst: announcePulled, release: release)
+        let chunks = TwoHalves(
+            first: ByteBuffer(bytes: body.prefix(half)), second: ByteBuffer(bytes: body.suffix(from: half)),
+            pulledFirst: announcePulled, release: release)
         var request = HTTPClientRequest(url: server.baseURL + "/terraform/state/demo/slow")
         request.method = .POST
         request.headers.add(name: "Authorization", value: "Bearer \(token)")
@@ -369,9 +371,6 @@ struct GracefulShutdownTests {
         await restarted.stop()
     }
 }
-
-import AsyncHTTPClient
-import NIOCore
 
 /// A request body in two halves: announces when the first is pulled, and holds the second back
 /// until released.

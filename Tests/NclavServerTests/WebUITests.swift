@@ -37,15 +37,16 @@ struct WebUITests {
         let cache = tree.appendingPathComponent("data/cache")
         try "0\n".write(to: cache.appendingPathComponent("ticks.txt"), atomically: true, encoding: .utf8)
         let mainTF = cache.appendingPathComponent("main.tf")
-        try (try String(contentsOf: mainTF, encoding: .utf8) + """
+        try
+            (try String(contentsOf: mainTF, encoding: .utf8) + """
 
-            resource "terraform_data" "ticker" {
-              triggers_replace = [filemd5("${path.module}/ticks.txt")]
-              provisioner "local-exec" {
-                command = "n=$(cat ${path.module}/ticks.txt); i=1; while [ $i -le $n ]; do echo tick-$i; i=$((i+1)); sleep 1; done"
-              }
-            }
-            """).write(to: mainTF, atomically: true, encoding: .utf8)
+                resource "terraform_data" "ticker" {
+                  triggers_replace = [filemd5("${path.module}/ticks.txt")]
+                  provisioner "local-exec" {
+                    command = "n=$(cat ${path.module}/ticks.txt); i=1; while [ $i -le $n ]; do echo tick-$i; i=$((i+1)); sleep 1; done"
+                  }
+                }
+                """).write(to: mainTF, atomically: true, encoding: .utf8)
 
         try await withServer { server async throws in
             let first = try await nclavCLI(["apply", tree.path], server: server)
@@ -105,18 +106,27 @@ struct WebUITests {
         defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
         try builder.enclave("app")
         try builder.partition("app", "ok", main: "resource \"terraform_data\" \"a\" { input = 1 }\n")
-        try builder.partition("app", "notool", "terraform:\n  tool: /nonexistent/terraform\n", main: "resource \"terraform_data\" \"b\" { input = 2 }\n")
+        try builder.partition(
+            "app", "notool", "terraform:\n  tool: /nonexistent/terraform\n", main: "resource \"terraform_data\" \"b\" { input = 2 }\n")
         try await withServer { server async throws in
             let apply = try await nclavCLI(["apply", builder.root.path], server: server)
             #expect(apply.exitCode == 1)
-            #expect(apply.stdoutLines.contains { $0.contains("! app/notool provision failed after") && $0.contains("no IaC tool found") }, "\(apply.stdout)")
+            #expect(
+                apply.stdoutLines.contains { $0.contains("! app/notool provision failed after") && $0.contains("no IaC tool found") },
+                "\(apply.stdout)")
             let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
-            let driven = try await TestSupport.runDetached(python, [TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token,
-                                                                    "--failed", "app/notool", shots.path])
+            let driven = try await TestSupport.runDetached(
+                python,
+                [
+                    TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token,
+                    "--failed", "app/notool", shots.path,
+                ])
             #expect(driven.exitCode == 0, "\(driven.stderr)")
             let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
             #expect(seen["status"] as? String == "failed")
-            #expect((seen["detail_error"] as? String)?.hasPrefix("Last apply failed: no IaC tool found: tried `/nonexistent/terraform`") == true, "\(seen)")
+            #expect(
+                (seen["detail_error"] as? String)?.hasPrefix("Last apply failed: no IaC tool found: tried `/nonexistent/terraform`") == true,
+                "\(seen)")
             #expect(seen["runs_rows"] as? Int == 0, "no process started, so no run")
         }
     }

@@ -35,8 +35,16 @@ struct BodyFileTests {
             let store = try SQLiteStore(path: scratch.path, retainedVersions: 3)
             _ = try await store.writeState(k, stateBody(serial: 1))
             #expect(try scratch.files().isEmpty, "a small body stays in its row")
-            for serial in Int64(2)...6 { guard case .stored = try await store.writeState(k, Self.big(serial)) else { Issue.record("write \(serial)"); return } }
-            guard case .serialConflict = try await store.writeState(k, Self.big(3)) else { Issue.record("an old serial is refused"); return }
+            for serial in Int64(2)...6 {
+                guard case .stored = try await store.writeState(k, Self.big(serial)) else {
+                    Issue.record("write \(serial)")
+                    return
+                }
+            }
+            guard case .serialConflict = try await store.writeState(k, Self.big(3)) else {
+                Issue.record("an old serial is refused")
+                return
+            }
             try await store.close()  // waits for the background removals
         }
         #expect(try scratch.files().count == 3, "versions 4, 5 and 6; none for the pruned or the refused write")
@@ -101,7 +109,10 @@ struct BodyFileTests {
             _ = try await reopened.latestState(k)
             Issue.record("a truncated body must not be served")
         } catch let error as StoreError {
-            guard case .corrupt(let message) = error else { Issue.record("\(error)"); return }
+            guard case .corrupt(let message) = error else {
+                Issue.record("\(error)")
+                return
+            }
             #expect(message.contains(newest) && message.contains("ends after 7 bytes") && message.contains("nclav state rollback"), "\(message)")
         }
 
@@ -110,7 +121,10 @@ struct BodyFileTests {
             _ = try await reopened.stateVersion(k, version: 1)
             Issue.record("a missing body must not be served")
         } catch let error as StoreError {
-            guard case .corrupt(let message) = error else { Issue.record("\(error)"); return }
+            guard case .corrupt(let message) = error else {
+                Issue.record("\(error)")
+                return
+            }
             #expect(message.contains(oldest) && message.contains("missing") && message.contains("version 1"), "\(message)")
         }
         #expect(try await reopened.stateVersions(k).map(\.serial) == [2, 1], "the listing still shows both rows")
@@ -143,13 +157,19 @@ struct BodyFileTests {
         }
 
         let first = try stage(Self.big(1))
-        guard case .stored = try await store.writeState(k, first) else { Issue.record("stored"); return }
+        guard case .stored = try await store.writeState(k, first) else {
+            Issue.record("stored")
+            return
+        }
         first.staged?.discardUnlessClaimed()
         #expect(try scratch.files().count == 1, "the staged file became the version's body")
         #expect(try await store.latestState(k)?.body == Self.big(1).body)
 
         let refused = try stage(Self.big(1, lineage: "other"))
-        guard case .lineageConflict = try await store.writeState(k, refused) else { Issue.record("refused"); return }
+        guard case .lineageConflict = try await store.writeState(k, refused) else {
+            Issue.record("refused")
+            return
+        }
         refused.staged?.discardUnlessClaimed()
         let unsent = try stage(Self.big(2))  // e.g. the upload failed its MD5 check
         unsent.staged?.discardUnlessClaimed()

@@ -62,8 +62,11 @@ struct PostgresReplicaTests {
                 let store = index.isMultiple(of: 2) ? first : second
                 group.addTask {
                     let body = StateFixtures.body(serial: Int64(index), lineage: "l")
-                    let outcome = try await store.writeState(k, StateWrite(body: body, serial: Int64(index), lineage: "l",
-                                                                          sha256: "sha-\(index)", lockID: nil, force: true))
+                    let outcome = try await store.writeState(
+                        k,
+                        StateWrite(
+                            body: body, serial: Int64(index), lineage: "l",
+                            sha256: "sha-\(index)", lockID: nil, force: true))
                     guard case .stored = outcome else { throw TestSupport.StartError("write \(index) was not stored: \(outcome)") }
                 }
             }
@@ -123,7 +126,8 @@ struct PostgresReplicaTests {
         let base = url.replacingOccurrences(of: "?sslmode=disable", with: "")
         /// What the server itself says about this store's connections.
         func sessionsUseTLS(_ store: PostgresStore, _ database: String) async throws -> String {
-            try server.psql("""
+            try server.psql(
+                """
                 SELECT string_agg(DISTINCT s.ssl::text, ',') FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
                 WHERE a.datname = '\(database)' AND a.application_name = 'nclav'
                 """)
@@ -178,8 +182,11 @@ struct PostgresURLTests {
 
     @Test("bad URLs say what is accepted and never echo the password")
     func rejects() {
-        #expect(throws: PostgresURL.ParseError.badParameter(name: "sslmode", value: "always",
-                                                          accepted: "disable, allow, prefer, require, verify-ca, verify-full")) {
+        #expect(
+            throws: PostgresURL.ParseError.badParameter(
+                name: "sslmode", value: "always",
+                accepted: "disable, allow, prefer, require, verify-ca, verify-full")
+        ) {
             try PostgresURL("postgres://u:secret@h/db?sslmode=always")
         }
         #expect(throws: PostgresURL.ParseError.scheme("mysql")) { try PostgresURL("mysql://u:secret@h/db") }

@@ -1,8 +1,8 @@
 import Foundation
 import NclavCore
+import NclavPostgres
 import NclavSQLite
 import NclavStore
-import NclavPostgres
 import NclavTestSupport
 import Testing
 
@@ -59,8 +59,9 @@ struct StoreContractTests {
     func enclavesAndPartitions(_ factory: StoreFactory) async throws {
         try await withStore(factory) { store async throws in
             let created = Date(timeIntervalSinceReferenceDate: 800_000_000.123456)
-            let beta = EnclaveState(id: "beta", desired: Enclave(id: "beta", name: "Beta", cloud: .local), resolvedCloud: .local,
-                                    status: .active, context: ["nclav_project_id": "beta"], fingerprint: "f1", createdAt: created, updatedAt: created)
+            let beta = EnclaveState(
+                id: "beta", desired: Enclave(id: "beta", name: "Beta", cloud: .local), resolvedCloud: .local,
+                status: .active, context: ["nclav_project_id": "beta"], fingerprint: "f1", createdAt: created, updatedAt: created)
             let alpha = EnclaveState(id: "alpha", desired: Enclave(id: "alpha", name: "Alpha"), resolvedCloud: .gcp)
             try await store.putEnclave(beta)
             try await store.putEnclave(alpha)
@@ -74,8 +75,9 @@ struct StoreContractTests {
             try await store.putEnclave(updated)
             #expect(try await store.enclave("beta") == updated)
 
-            let api = PartitionState(enclaveID: "beta", partitionID: "api", desired: Partition(id: "api", name: "API"),
-                                     outputs: ["hostname": "api.internal"], lastRunID: UUID())
+            let api = PartitionState(
+                enclaveID: "beta", partitionID: "api", desired: Partition(id: "api", name: "API"),
+                outputs: ["hostname": "api.internal"], lastRunID: UUID())
             let db = PartitionState(enclaveID: "beta", partitionID: "db", desired: Partition(id: "db", name: "DB", produces: .tcp))
             try await store.putPartition(db)
             try await store.putPartition(api)
@@ -142,9 +144,15 @@ struct StoreContractTests {
         try await withStore(factory) { store async throws in
             let k = key("e", "p")
             #expect(try await store.latestState(k) == nil)
-            guard case .stored(let v1) = try await store.writeState(k, stateBody(serial: 1)) else { Issue.record("first write"); return }
+            guard case .stored(let v1) = try await store.writeState(k, stateBody(serial: 1)) else {
+                Issue.record("first write")
+                return
+            }
             #expect(v1.version == 1 && v1.serial == 1)
-            guard case .stored(let v2) = try await store.writeState(k, stateBody(serial: 2)) else { Issue.record("second write"); return }
+            guard case .stored(let v2) = try await store.writeState(k, stateBody(serial: 2)) else {
+                Issue.record("second write")
+                return
+            }
             #expect(v2.version == 2)
             #expect(try await store.latestState(k)?.body == stateBody(serial: 2).body)
 
@@ -154,7 +162,10 @@ struct StoreContractTests {
             #expect(try await store.writeState(k, stateBody(lineage: "other", serial: 9)) == .lineageConflict(current: v2))
             var forced = stateBody(lineage: "other", serial: 1)
             forced.force = true
-            guard case .stored(let v3) = try await store.writeState(k, forced) else { Issue.record("forced write"); return }
+            guard case .stored(let v3) = try await store.writeState(k, forced) else {
+                Issue.record("forced write")
+                return
+            }
             #expect(v3.lineage == "other")
 
             #expect(try await store.stateVersions(k).map(\.version) == [3, 2, 1])
@@ -183,15 +194,26 @@ struct StoreContractTests {
             let k = key("e", "big")
             let padding = String(repeating: "x", count: 1 << 20)
             func big(_ serial: Int64) -> StateWrite { stateBody(serial: serial, padding: "\(serial)\(padding)") }
-            for serial in Int64(1)...4 { guard case .stored = try await store.writeState(k, big(serial)) else { Issue.record("write \(serial)"); return } }
+            for serial in Int64(1)...4 {
+                guard case .stored = try await store.writeState(k, big(serial)) else {
+                    Issue.record("write \(serial)")
+                    return
+                }
+            }
             #expect(try await store.latestState(k)?.body == big(4).body)
             #expect(try await store.stateVersions(k).map(\.serial) == [4, 3])
             #expect(try await store.stateVersion(k, version: 3)?.body == big(3).body)
             #expect(try await store.stateVersion(k, version: 1) == nil, "pruned")
             _ = try await store.acquireLock(k, lockInfo("held"))
-            guard case .locked = try await store.writeState(k, big(5)) else { Issue.record("a write without the lock id is refused"); return }
+            guard case .locked = try await store.writeState(k, big(5)) else {
+                Issue.record("a write without the lock id is refused")
+                return
+            }
             #expect(try await store.latestState(k)?.info.serial == 4)
-            guard case .released = try await store.releaseLock(k, id: "held") else { Issue.record("unlock"); return }
+            guard case .released = try await store.releaseLock(k, id: "held") else {
+                Issue.record("unlock")
+                return
+            }
             #expect(try await store.deleteState(k) == .deleted(versions: 2))
             #expect(try await store.latestState(k) == nil)
         }
@@ -204,26 +226,50 @@ struct StoreContractTests {
             let mine = lockInfo("lock-1", who: "me")
             #expect(try await store.acquireLock(k, mine) == .acquired)
             #expect(try await store.acquireLock(k, mine) == .alreadyHeld)
-            guard case .heldByOther(let holder) = try await store.acquireLock(k, lockInfo("lock-2")) else { Issue.record("second locker"); return }
+            guard case .heldByOther(let holder) = try await store.acquireLock(k, lockInfo("lock-2")) else {
+                Issue.record("second locker")
+                return
+            }
             #expect(holder.id == "lock-1")
             #expect(holder.info == mine.info)
 
             var write = stateBody(serial: 1)
-            guard case .locked = try await store.writeState(k, write) else { Issue.record("write without id"); return }
+            guard case .locked = try await store.writeState(k, write) else {
+                Issue.record("write without id")
+                return
+            }
             write.lockID = "lock-2"
-            guard case .locked = try await store.writeState(k, write) else { Issue.record("write with wrong id"); return }
+            guard case .locked = try await store.writeState(k, write) else {
+                Issue.record("write with wrong id")
+                return
+            }
             write.lockID = "lock-1"
-            guard case .stored = try await store.writeState(k, write) else { Issue.record("write with the holder's id"); return }
-            guard case .locked = try await store.deleteState(k) else { Issue.record("delete while locked"); return }
+            guard case .stored = try await store.writeState(k, write) else {
+                Issue.record("write with the holder's id")
+                return
+            }
+            guard case .locked = try await store.deleteState(k) else {
+                Issue.record("delete while locked")
+                return
+            }
 
-            guard case .heldByOther = try await store.releaseLock(k, id: "lock-2") else { Issue.record("unlock with wrong id"); return }
-            guard case .released(let released) = try await store.releaseLock(k, id: "lock-1") else { Issue.record("unlock"); return }
+            guard case .heldByOther = try await store.releaseLock(k, id: "lock-2") else {
+                Issue.record("unlock with wrong id")
+                return
+            }
+            guard case .released(let released) = try await store.releaseLock(k, id: "lock-1") else {
+                Issue.record("unlock")
+                return
+            }
             #expect(released.id == "lock-1" && released.info == mine.info, "the freed lock is the one that was held")
             #expect(try await store.releaseLock(k, id: "lock-1") == .notLocked)
             #expect(try await store.lock(k) == nil)
 
             #expect(try await store.acquireLock(k, lockInfo("lock-3")) == .acquired)
-            guard case .released = try await store.releaseLock(k, id: nil) else { Issue.record("force unlock"); return }
+            guard case .released = try await store.releaseLock(k, id: nil) else {
+                Issue.record("force unlock")
+                return
+            }
             #expect(try await store.lock(k) == nil)
         }
     }
@@ -252,10 +298,11 @@ struct StoreContractTests {
                 return try await group.reduce(into: [LockOutcome]()) { $0.append($1) }
             }
             #expect(outcomes.filter { $0 == .acquired }.count == 1)
-            let holders = Set(outcomes.compactMap { outcome -> String? in
-                if case .heldByOther(let lock) = outcome { return lock.id }
-                return nil
-            })
+            let holders = Set(
+                outcomes.compactMap { outcome -> String? in
+                    if case .heldByOther(let lock) = outcome { return lock.id }
+                    return nil
+                })
             #expect(outcomes.count == 100)
             #expect(holders.count == 1, "every loser sees the same holder")
             #expect(try await store.lock(k).map { holders.contains($0.id) } == true)

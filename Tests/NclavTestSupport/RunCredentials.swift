@@ -12,7 +12,8 @@ extension ServerProcess {
         let store = try SQLiteStore(path: home.appendingPathComponent("state.db").path)
         try await store.createRun(IacRun(id: runID, enclaveID: key.enclave, partitionID: key.partition, operation: .update, tool: "terraform"))
         try await store.close()
-        let credential = RunCredentialSigner(adminToken: token).mint(RunScope(key: key, runID: runID, expiresAt: Date(timeIntervalSinceNow: lifetime)))
+        let credential = RunCredentialSigner(adminToken: token).mint(
+            RunScope(key: key, runID: runID, expiresAt: Date(timeIntervalSinceNow: lifetime)))
         return (credential, runID)
     }
 

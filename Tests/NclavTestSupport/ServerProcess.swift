@@ -3,8 +3,10 @@ import Foundation
 extension TestSupport {
     /// Runs a program on its own thread and awaits it, so a long child (terraform) never
     /// blocks one of the few cooperative threads the test runner shares.
-    public static func runDetached(_ executable: String, _ arguments: [String], in directory: URL? = nil,
-                                   environment: [String: String]? = nil) async throws -> ProcessResult {
+    public static func runDetached(
+        _ executable: String, _ arguments: [String], in directory: URL? = nil,
+        environment: [String: String]? = nil
+    ) async throws -> ProcessResult {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread {
                 do { continuation.resume(returning: try run(executable, arguments, in: directory, environment: environment)) } catch {

@@ -20,8 +20,10 @@ public final class TestMoto: Sendable {
 
     /// Environment that points every AWS client at this server with throwaway credentials.
     public var environment: [String: String] {
-        ["AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "AKIAMANAGEMENT000001", "AWS_SECRET_ACCESS_KEY": "management-secret",
-         "AWS_EC2_METADATA_DISABLED": "true"]
+        [
+            "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "AKIAMANAGEMENT000001", "AWS_SECRET_ACCESS_KEY": "management-secret",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        ]
     }
 
     public static func start() throws -> TestMoto {
@@ -49,8 +51,10 @@ public final class TestMoto: Sendable {
             try launcher.run()
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline, launcher.isRunning {
-                if let pidText = try? String(contentsOfFile: pidFile, encoding: .utf8), let pid = Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)),
-                   (try? TestSupport.run("/usr/bin/env", ["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/moto-api/"]))?.exitCode == 0 {
+                if let pidText = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                    let pid = Int32(pidText.trimmingCharacters(in: .whitespacesAndNewlines)),
+                    (try? TestSupport.run("/usr/bin/env", ["curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:\(port)/moto-api/"]))?.exitCode == 0
+                {
                     return TestMoto(port: port, pid: pid)
                 }
                 Thread.sleep(forTimeInterval: 0.1)

@@ -36,9 +36,13 @@ public final class TestPostgres: Sendable {
     @discardableResult
     public func psql(_ sql: String, database: String = "postgres") throws -> String {
         let psql = (try? TestSupport.which("psql")) ?? "\(binDirectory)/psql"
-        let result = try TestSupport.run(psql, ["-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-d", database,
-                                                "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
-                                         environment: ProcessInfo.processInfo.environment.merging(["PGPASSWORD": password]) { $1 })
+        let result = try TestSupport.run(
+            psql,
+            [
+                "-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-d", database,
+                "-v", "ON_ERROR_STOP=1", "-At", "-c", sql,
+            ],
+            environment: ProcessInfo.processInfo.environment.merging(["PGPASSWORD": password]) { $1 })
         guard result.exitCode == 0 else {
             throw TestSupport.StartError("psql failed (\(result.exitCode)): \(result.stderr)")
         }
@@ -75,7 +79,8 @@ public final class TestPostgres: Sendable {
         for major in majors where FileManager.default.isExecutableFile(atPath: "\(root)/\(major)/bin/initdb") {
             return "\(root)/\(major)/bin"
         }
-        throw TestSupport.StartError("PostgreSQL's initdb was not found on PATH or under /usr/lib/postgresql; run `make setup` (installs Debian's postgresql)")
+        throw TestSupport.StartError(
+            "PostgreSQL's initdb was not found on PATH or under /usr/lib/postgresql; run `make setup` (installs Debian's postgresql)")
     }
 
     private static func start() throws -> TestPostgres {
@@ -92,10 +97,12 @@ public final class TestPostgres: Sendable {
             _ = try TestSupport.run("/bin/chown", ["-R", "postgres:postgres", scratch.path])
         }
         func command(_ shell: String) throws -> TestSupport.ProcessResult {
-            asRoot ? try TestSupport.run("/usr/sbin/runuser", ["-u", "postgres", "--", "/bin/sh", "-c", shell])
+            asRoot
+                ? try TestSupport.run("/usr/sbin/runuser", ["-u", "postgres", "--", "/bin/sh", "-c", shell])
                 : try TestSupport.run("/bin/sh", ["-c", shell])
         }
-        let initdb = try command("'\(bin)/initdb' -D '\(data)' -U nclav --auth=scram-sha-256 --pwfile='\(passwordFile.path)' -E UTF8 --no-sync --no-instructions")
+        let initdb = try command(
+            "'\(bin)/initdb' -D '\(data)' -U nclav --auth=scram-sha-256 --pwfile='\(passwordFile.path)' -E UTF8 --no-sync --no-instructions")
         guard initdb.exitCode == 0 else { throw TestSupport.StartError("initdb failed: \(initdb.stderr)\(initdb.stdout)") }
 
         for _ in 0..<5 {
@@ -144,10 +151,15 @@ private func makeCertificates(in directory: URL) throws -> (certificate: String,
     let path = { (name: String) in directory.appendingPathComponent(name).path }
     try Data("subjectAltName=IP:127.0.0.1,DNS:localhost\n".utf8).write(to: directory.appendingPathComponent("san.ext"))
     let steps: [[String]] = [
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=nclav test CA", "-keyout", path("ca.key"), "-out", path("ca.pem")],
+        [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=nclav test CA", "-keyout", path("ca.key"), "-out",
+            path("ca.pem"),
+        ],
         ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", path("server.key"), "-out", path("server.csr")],
-        ["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial", "-days", "2",
-         "-extfile", path("san.ext"), "-out", path("server.pem")],
+        [
+            "x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", path("san.ext"), "-out", path("server.pem"),
+        ],
     ]
     for arguments in steps {
         let result = try TestSupport.run(openssl, arguments)
@@ -175,7 +187,9 @@ extension TestSupport {
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
         guard bound == 0 else { throw StartError("bind() failed") }
-        let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
         guard named == 0 else { throw StartError("getsockname() failed") }
         return Int(UInt16(bigEndian: address.sin_port))
     }

@@ -46,8 +46,10 @@ public enum TestSupport {
 
     /// Runs a program to completion. Output goes through files, not pipes, so a chatty
     /// child can never block on a full pipe buffer.
-    public static func run(_ executable: String, _ arguments: [String], in directory: URL? = nil,
-                           environment: [String: String]? = nil) throws -> ProcessResult {
+    public static func run(
+        _ executable: String, _ arguments: [String], in directory: URL? = nil,
+        environment: [String: String]? = nil
+    ) throws -> ProcessResult {
         let scratch = try makeScratchDirectory("nclav-run")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let outURL = scratch.appendingPathComponent("stdout")
@@ -64,9 +66,10 @@ public enum TestSupport {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         process.waitUntilExit()
-        return ProcessResult(exitCode: process.terminationStatus,
-                             stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-                             stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
+        return ProcessResult(
+            exitCode: process.terminationStatus,
+            stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
     }
 
     public struct MissingProgram: Error, CustomStringConvertible {

@@ -43,14 +43,16 @@ public struct TreeBuilder: Sendable {
     public static func slowTree(seconds: Int) throws -> (URL, () -> Void) {
         let builder = try scratch("nclav-slow-tree")
         try builder.file("app/config.yml", "id: app\nname: App\ncloud: local\n")
-        try builder.partition("app", "slow", main: """
-            resource "terraform_data" "slow" {
-              input = "v\(seconds)"
-              provisioner "local-exec" {
-                command = "echo sleeping; sleep \(seconds)"
-              }
-            }
-            """)
+        try builder.partition(
+            "app", "slow",
+            main: """
+                resource "terraform_data" "slow" {
+                  input = "v\(seconds)"
+                  provisioner "local-exec" {
+                    command = "echo sleeping; sleep \(seconds)"
+                  }
+                }
+                """)
         let scratch = builder.root.deletingLastPathComponent()
         return (builder.root, { try? FileManager.default.removeItem(at: scratch) })
     }

@@ -10,8 +10,15 @@ struct DAGExecutorTests {
         private(set) var running = 0
         private(set) var mostAtOnce = 0
         private(set) var events: [String] = []
-        func start(_ node: Int) { running += 1; mostAtOnce = max(mostAtOnce, running); events.append("start \(node)") }
-        func end(_ node: Int) { running -= 1; events.append("end \(node)") }
+        func start(_ node: Int) {
+            running += 1
+            mostAtOnce = max(mostAtOnce, running)
+            events.append("start \(node)")
+        }
+        func end(_ node: Int) {
+            running -= 1
+            events.append("end \(node)")
+        }
         func index(_ event: String) -> Int? { events.firstIndex(of: event) }
     }
 
@@ -61,13 +68,14 @@ struct DAGExecutorTests {
         let edges: [String: [String]] = ["root-a": [], "root-b": [], "middle": ["root-a", "root-b"], "leaf": ["middle"]]
         let executor = DAGExecutor<String, String>(nodes: edges.keys, parallelism: 2) { edges[$0] ?? [] }
         var finished: [String] = []
-        let result = await executor.run(decide: { node, upstream in
-            switch node {
-            case "root-a", "root-b": return .resolved("unchanged")
-            case "leaf": return .run { "ran after middle said \(upstream["middle"] ?? "nothing")" }
-            default: return .run { "ran" }
-            }
-        }, finished: { node, _ in finished.append(node) })
+        let result = await executor.run(
+            decide: { node, upstream in
+                switch node {
+                case "root-a", "root-b": return .resolved("unchanged")
+                case "leaf": return .run { "ran after middle said \(upstream["middle"] ?? "nothing")" }
+                default: return .run { "ran" }
+                }
+            }, finished: { node, _ in finished.append(node) })
         #expect(result.outcomes["middle"] == "ran")
         #expect(result.outcomes["leaf"] == "ran after middle said ran")
         #expect(result.order == ["root-a", "root-b", "middle", "leaf"])

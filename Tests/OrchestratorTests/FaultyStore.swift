@@ -31,7 +31,9 @@ struct FaultyStore: StateStore {
         try await base.finishRun(runID, status: status, exitCode: exitCode, finishedAt: finishedAt)
     }
     func run(_ runID: UUID) async throws -> IacRun? { try await base.run(runID) }
-    func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] { try await base.runs(enclave: enclave, partition: partition, limit: limit) }
+    func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
+        try await base.runs(enclave: enclave, partition: partition, limit: limit)
+    }
     func runStatus(_ runID: UUID) async throws -> IacRun.Status? { try await base.runStatus(runID) }
     func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? { try await base.latestState(key) }
     func stateVersions(_ key: StateKey) async throws -> [StateVersionInfo] { try await base.stateVersions(key) }

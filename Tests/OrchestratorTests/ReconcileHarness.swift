@@ -3,10 +3,10 @@ import IacRunner
 import NclavAuth
 import NclavConfig
 import NclavCore
+import NclavDrivers
 import NclavSQLite
 import NclavStore
 import NclavTestSupport
-import NclavDrivers
 import Orchestrator
 import Testing
 
@@ -45,8 +45,9 @@ struct ReconcileHarness {
             tree = scratch.appendingPathComponent("tree")
             try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: true)
         }
-        return ReconcileHarness(server: server, store: store, reconciler: Reconciler(environment: environment), tree: tree, scratch: scratch,
-                                progress: progress)
+        return ReconcileHarness(
+            server: server, store: store, reconciler: Reconciler(environment: environment), tree: tree, scratch: scratch,
+            progress: progress)
     }
 
     var builder: TreeBuilder { try! TreeBuilder(root: tree) }
@@ -104,4 +105,3 @@ struct ReconcileHarness {
         try? FileManager.default.removeItem(at: scratch)
     }
 }
-

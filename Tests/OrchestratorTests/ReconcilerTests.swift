@@ -49,10 +49,15 @@ struct ReconcilerTests {
     func incremental() async throws {
         try await ReconcileHarness.with { harness in
             _ = try await harness.apply()
-            try harness.edit("shared/network/gateway/config.yml") { $0.replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: eu-west-1") }
+            try harness.edit("shared/network/gateway/config.yml") {
+                $0.replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: eu-west-1")
+            }
             let changed = try await harness.apply()
             #expect(changed.errors.isEmpty)
-            #expect(Set(changed.outcomes.filter { $0.result == .succeeded }.map(\.key.description)) == ["shared-network/gateway", "product-a-dev/api", "product-a-dev/worker"])
+            #expect(
+                Set(changed.outcomes.filter { $0.result == .succeeded }.map(\.key.description)) == [
+                    "shared-network/gateway", "product-a-dev/api", "product-a-dev/worker",
+                ])
             #expect(try await harness.outputs("product-a-dev", "api")["hostname"] == "api.gw.eu-west-1.internal")
 
             try harness.edit("data/queue/main.tf") { $0 + "\n# edited\n" }
@@ -69,7 +74,10 @@ struct ReconcilerTests {
             try FileManager.default.removeItem(at: harness.tree.appendingPathComponent("product-a/dev/worker"))
             let removedPartition = try await harness.apply()
             #expect(removedPartition.errors.isEmpty, "\(removedPartition.errors)")
-            #expect(removedPartition.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == ["product-a-dev/worker teardown succeeded"])
+            #expect(
+                removedPartition.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == [
+                    "product-a-dev/worker teardown succeeded"
+                ])
             #expect(try await harness.store.partitions(ofEnclave: "product-a-dev").map(\.partitionID) == ["api"])
 
             try FileManager.default.removeItem(at: harness.tree.appendingPathComponent("product-a"))
@@ -85,7 +93,10 @@ struct ReconcilerTests {
     @Test("a failing partition skips only its dependents; the error and terraform's text are reported")
     func failureIsolation() async throws {
         try await ReconcileHarness.with { harness in
-            try harness.edit("shared/network/gateway/main.tf") { $0.replacingOccurrences(of: "input = \"gw.", with: "input = undefined_function(\"gw.") .replacingOccurrences(of: ".internal\"\n}", with: ".internal\")\n}") }
+            try harness.edit("shared/network/gateway/main.tf") {
+                $0.replacingOccurrences(of: "input = \"gw.", with: "input = undefined_function(\"gw.").replacingOccurrences(
+                    of: ".internal\"\n}", with: ".internal\")\n}")
+            }
             let report = try await harness.apply()
             let byKey = Dictionary(uniqueKeysWithValues: report.outcomes.map { ($0.key.description, $0) })
             #expect(byKey["shared-network/gateway"]?.result == .failed)

@@ -45,9 +45,10 @@ struct RunLifecycleTests {
             try tree.remove("app/broken")
             let removed = try await harness.apply()
             #expect(removed.errors.isEmpty, "\(removed.errors)")
-            #expect(Set(removed.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" }) == [
-                "app/notool teardown succeeded", "app/broken teardown succeeded",
-            ])
+            #expect(
+                Set(removed.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" }) == [
+                    "app/notool teardown succeeded", "app/broken teardown succeeded",
+                ])
             #expect(removed.outcomes.allSatisfy { $0.runID == nil }, "nothing to destroy, so no terraform")
             #expect(try await harness.store.partitions(ofEnclave: "app").map(\.partitionID) == ["ok"])
 
@@ -106,24 +107,30 @@ struct RunLifecycleTests {
     func provisionWhenNeverCreated() async throws {
         try await ReconcileHarness.with(fixture: nil) { harness in
             let tree = harness.builder
-            try tree.enclave("app", "exports:\n  - name: up\n    target_partition: up\n    type: http\n    to: any_enclave\n"
-                + "imports:\n  - from: app\n    export_name: up\n    alias: up\n")
-            try tree.partition("app", "up", "produces: http\ndeclared_outputs: [hostname, port]\n",
-                               main: "output \"hostname\" { value = file(\"missing.txt\") }\noutput \"port\" { value = 1 }\n")
-            try tree.partition("app", "down", "inputs:\n  host: \"{{ up.hostname }}\"\n",
-                               main: "variable \"host\" { type = string }\n" + Self.good)
+            try tree.enclave(
+                "app",
+                "exports:\n  - name: up\n    target_partition: up\n    type: http\n    to: any_enclave\n"
+                    + "imports:\n  - from: app\n    export_name: up\n    alias: up\n")
+            try tree.partition(
+                "app", "up", "produces: http\ndeclared_outputs: [hostname, port]\n",
+                main: "output \"hostname\" { value = file(\"missing.txt\") }\noutput \"port\" { value = 1 }\n")
+            try tree.partition(
+                "app", "down", "inputs:\n  host: \"{{ up.hostname }}\"\n",
+                main: "variable \"host\" { type = string }\n" + Self.good)
             let first = try await harness.apply()
-            #expect(first.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == [
-                "app/up provision failed", "app/down provision skipped",
-            ])
+            #expect(
+                first.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == [
+                    "app/up provision failed", "app/down provision skipped",
+                ])
             // Failing again: still never created.
             let second = try await harness.apply()
             #expect(second.outcomes.map(\.operation) == [.provision, .provision])
             try tree.file("app/up/main.tf", "output \"hostname\" { value = \"up.internal\" }\noutput \"port\" { value = 1 }\n")
             let fixed = try await harness.apply()
-            #expect(fixed.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == [
-                "app/up provision succeeded", "app/down provision succeeded",
-            ])
+            #expect(
+                fixed.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" } == [
+                    "app/up provision succeeded", "app/down provision succeeded",
+                ])
             try tree.file("app/up/main.tf", "output \"hostname\" { value = \"up2.internal\" }\noutput \"port\" { value = 1 }\n")
             #expect(try await harness.apply().outcomes.map(\.operation) == [.update, .update])
         }
@@ -134,13 +141,15 @@ struct RunLifecycleTests {
         try await ReconcileHarness.with(fixture: nil) { harness in
             let kept = harness.scratch.appendingPathComponent("password.txt")
             try harness.builder.enclave("app")
-            try harness.builder.partition("app", "api", main: """
-                resource "terraform_data" "keep" {
-                  provisioner "local-exec" {
-                    command = "printf %s \\"$TF_HTTP_PASSWORD\\" > \(kept.path)"
-                  }
-                }
-                """)
+            try harness.builder.partition(
+                "app", "api",
+                main: """
+                    resource "terraform_data" "keep" {
+                      provisioner "local-exec" {
+                        command = "printf %s \\"$TF_HTTP_PASSWORD\\" > \(kept.path)"
+                      }
+                    }
+                    """)
             let report = try await harness.apply()
             #expect(report.errors.isEmpty, "\(report.errors)")
             let password = try String(contentsOf: kept, encoding: .utf8)
@@ -148,13 +157,15 @@ struct RunLifecycleTests {
             let state = "\(harness.server.baseURL)/terraform/state/app/api"
             let withRun = try TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "nclav-run:\(password)", state])
             #expect(withRun.stdout == "401", "the run is over, so its credential is too")
-            let withAdmin = try TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(harness.server.token)", state])
+            let withAdmin = try TestSupport.run(
+                "/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(harness.server.token)", state])
             #expect(withAdmin.stdout == "200")
 
             let runID = try #require(report.outcomes.first?.runID)
             let run = try #require(try await harness.store.run(runID))
             let version = try TestSupport.run(try TestSupport.which("terraform"), ["version", "-json"])
-            let expected = try #require((try JSONSerialization.jsonObject(with: Data(version.stdout.utf8)) as? [String: Any])?["terraform_version"] as? String)
+            let expected = try #require(
+                (try JSONSerialization.jsonObject(with: Data(version.stdout.utf8)) as? [String: Any])?["terraform_version"] as? String)
             #expect(run.tool == "terraform")
             #expect(run.toolVersion == expected)
             // The module declares neither nclav_enclave nor nclav_partition: no warning about them.
@@ -167,17 +178,21 @@ struct RunLifecycleTests {
         try await ReconcileHarness.with(fixture: nil) { harness in
             try harness.builder.enclave("app")
             try harness.builder.partition("app", "fast", main: Self.good)
-            try harness.builder.partition("app", "slow", main: """
-                resource "terraform_data" "wait" {
-                  provisioner "local-exec" { command = "sleep 2" }
-                }
-                """)
+            try harness.builder.partition(
+                "app", "slow",
+                main: """
+                    resource "terraform_data" "wait" {
+                      provisioner "local-exec" { command = "sleep 2" }
+                    }
+                    """)
             var environment = harness.reconciler.environment
             environment.store = FaultyStore(base: harness.store, failingRecords: [try StateKey(enclave: "app", partition: "fast")])
             let report = try await Reconciler(environment: environment).reconcile(try harness.load(), options: ReconcileOptions(parallelism: 2))
             let byKey = Dictionary(uniqueKeysWithValues: report.outcomes.map { ($0.key.description, $0) })
             #expect(byKey["app/fast"]?.result == .failed)
-            #expect(byKey["app/fast"]?.reason?.contains("its record could not be stored: disk I/O error (injected)") == true, "\(byKey["app/fast"]?.reason ?? "")")
+            #expect(
+                byKey["app/fast"]?.reason?.contains("its record could not be stored: disk I/O error (injected)") == true,
+                "\(byKey["app/fast"]?.reason ?? "")")
             #expect(byKey["app/slow"]?.result == .succeeded, "\(byKey["app/slow"]?.reason ?? "")")
             let slowRunID = try #require(byKey["app/slow"]?.runID)
             let slowRun = try #require(try await harness.store.run(slowRunID))

@@ -1,7 +1,8 @@
 import Foundation
-@testable import TFBackend
 import NclavTestSupport
 import Testing
+
+@testable import TFBackend
 
 /// The validating scanner must accept exactly what a strict JSON parser accepts, except a
 /// top-level key named twice, which it refuses (readers disagree on which value counts).
@@ -18,7 +19,10 @@ struct JSONScanTests {
     ]
 
     func scanAccepts(_ data: Data) -> Bool {
-        do { _ = try JSONScan.topLevelMembers(data); return true } catch { return false }
+        do {
+            _ = try JSONScan.topLevelMembers(data)
+            return true
+        } catch { return false }
     }
 
     /// Foundation's parser tolerates a trailing comma (`[1,]`); RFC 8259, Go's encoding/json
@@ -58,7 +62,9 @@ struct JSONScanTests {
 
     @Test("random damage to a real state body: the scan and a strict parser agree every time")
     func agreesUnderMutation() throws {
-        let state = Data(#"{"version":4,"terraform_version":"1.11.4","serial":7,"lineage":"5f1c-é","outputs":{"url":{"value":"https://x","type":"string"},"n":{"value":[1,2.5,{"k":null}],"type":["tuple",["number"]]}},"resources":[{"mode":"managed","type":"terraform_data","name":"a","instances":[{"attributes":{"id":"\u0041b","input":{"value":"x\ny","type":"string"}}}]}],"check_results":null}"#.utf8)
+        let state = Data(
+            #"{"version":4,"terraform_version":"1.11.4","serial":7,"lineage":"5f1c-é","outputs":{"url":{"value":"https://x","type":"string"},"n":{"value":[1,2.5,{"k":null}],"type":["tuple",["number"]]}},"resources":[{"mode":"managed","type":"terraform_data","name":"a","instances":[{"attributes":{"id":"\u0041b","input":{"value":"x\ny","type":"string"}}}]}],"check_results":null}"#
+                .utf8)
         var generator = SeededGenerator(seed: 20261122)
         let alphabet = Array(#"{}[]",:0123456789.-eE+tfnul\ "#.utf8) + [0x00, 0x1F, 0xC3, 0xA9, 0xFF]
         for _ in 0..<3000 {
@@ -79,7 +85,9 @@ struct JSONScanTests {
 
     @Test("in a long string, a special byte at every offset (word boundaries included) is found as a strict parser finds it")
     func longStringsEveryOffset() {
-        let specials: [[UInt8]] = [[0x22], [0x5C, 0x6E], [0x5C, 0x78], [0x01], [0x1F], [0x7F], [0xC3, 0xA9], [0xFF], [0xE2, 0x9C, 0x93], [0xED, 0xA0, 0x80]]
+        let specials: [[UInt8]] = [
+            [0x22], [0x5C, 0x6E], [0x5C, 0x78], [0x01], [0x1F], [0x7F], [0xC3, 0xA9], [0xFF], [0xE2, 0x9C, 0x93], [0xED, 0xA0, 0x80],
+        ]
         for special in specials {
             for offset in 0..<41 {
                 var bytes = Array(#"{"padding":""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: 40)
@@ -105,4 +113,3 @@ struct JSONScanTests {
         #expect(throws: JSONScan.Failure.self) { try JSONScan.topLevelMembers(deep) }
     }
 }
-

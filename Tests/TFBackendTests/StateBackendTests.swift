@@ -11,17 +11,22 @@ func state(serial: Int, lineage: String = "7d1a", outputs: String = "{}") -> Dat
 }
 
 func lockBody(_ id: String) -> Data {
-    Data(#"{"ID":"\#(id)","Operation":"OperationTypeApply","Info":"","Who":"alice@laptop","Version":"1.11.4","Created":"2026-11-22T05:00:00Z","Path":""}"#.utf8)
+    Data(
+        #"{"ID":"\#(id)","Operation":"OperationTypeApply","Info":"","Who":"alice@laptop","Version":"1.11.4","Created":"2026-11-22T05:00:00Z","Path":""}"#
+            .utf8)
 }
 
 @Suite("Terraform state documents")
 struct StateDocumentTests {
     @Test("lineage, serial and outputs are read; output values stringify for templates")
     func parses() throws {
-        let document = try StateDocument(parsing: state(serial: 3, outputs: #"""
-            {"hostname":{"value":"db.internal","type":"string"},"port":{"value":5432,"type":"number"},
-             "ratio":{"value":0.5},"ha":{"value":true},"tags":{"value":{"b":2,"a":"x"}},"zones":{"value":["a","b"]},"nothing":{"value":null}}
-            """#))
+        let document = try StateDocument(
+            parsing: state(
+                serial: 3,
+                outputs: #"""
+                    {"hostname":{"value":"db.internal","type":"string"},"port":{"value":5432,"type":"number"},
+                     "ratio":{"value":0.5},"ha":{"value":true},"tags":{"value":{"b":2,"a":"x"}},"zones":{"value":["a","b"]},"nothing":{"value":null}}
+                    """#))
         #expect(document.lineage == "7d1a")
         #expect(document.serial == 3)
         #expect(document.terraformVersion == "1.11.4")
@@ -90,8 +95,12 @@ struct StateBackendTests {
         let foreign = try await backend.put(key, body: state(serial: 9, lineage: "other"), contentMD5: nil, lockID: nil, force: false, as: .admin)
         #expect(foreign.status == 409)
         #expect(String(decoding: foreign.body, as: UTF8.self).contains("lineage"))
-        #expect(try await backend.put(key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: try await runPrincipal(key, in: store)).status == 403)
-        #expect(try await backend.put(key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: .admin).status == 200)
+        #expect(
+            try await backend.put(
+                key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: try await runPrincipal(key, in: store)
+            ).status == 403)
+        #expect(
+            try await backend.put(key, body: state(serial: 1, lineage: "other"), contentMD5: nil, lockID: nil, force: true, as: .admin).status == 200)
         #expect(try await store.stateVersions(key).count == 2)
     }
 
@@ -155,8 +164,10 @@ struct StateBackendTests {
             let run = try await runPrincipal(key, in: store)
             #expect(try await backend.put(key, body: state(serial: 1), contentMD5: nil, lockID: nil, force: false, as: run).status == 200)
             try await store.finishRun(try #require(run.runID), status: status, exitCode: 0, finishedAt: Date())
-            for answer in [try await backend.get(key, as: run), try await backend.lock(key, body: lockBody("L"), as: run),
-                           try await backend.put(key, body: state(serial: 2), contentMD5: nil, lockID: nil, force: false, as: run)] {
+            for answer in [
+                try await backend.get(key, as: run), try await backend.lock(key, body: lockBody("L"), as: run),
+                try await backend.put(key, body: state(serial: 2), contentMD5: nil, lockID: nil, force: false, as: run),
+            ] {
                 #expect(answer.status == 401, "after the run \(status.rawValue)")
             }
             #expect(try await store.stateVersions(key).count == 1)

@@ -2,8 +2,8 @@ import Foundation
 import NclavConfig
 import NclavCore
 import NclavStore
-import Orchestrator
 import NclavTestSupport
+import Orchestrator
 import TFBackend
 
 /// Where a convergence run applies its trees: a store, a reconciler over it, and the
@@ -95,7 +95,8 @@ struct ConvergenceRun {
                 return "code \(key) edited (a comment)"
             case 28..<40:
                 guard let (enclave, partition) = random.pick(partitions.filter { !$0.partition.outputs.isEmpty }),
-                      let output = random.pick(partition.outputs.keys.sorted()) else { continue }
+                    let output = random.pick(partition.outputs.keys.sorted())
+                else { continue }
                 let key = model.key(enclave.id, partition.id)
                 let template = model.hostTemplate(partition, &random)
                 model.update(key) { $0.outputs[output] = template }
@@ -106,13 +107,16 @@ struct ConvergenceRun {
                 model.addPartition(&random)
                 return "partition added"
             case 52..<60:
-                guard let (enclave, partition) = random.pick(partitions.filter { removable(model.key($0.enclave.id, $0.partition.id)) }) else { continue }
+                guard let (enclave, partition) = random.pick(partitions.filter { removable(model.key($0.enclave.id, $0.partition.id)) }) else {
+                    continue
+                }
                 let key = model.key(enclave.id, partition.id)
                 model.removePartition(key)
                 return "partition \(key) removed"
             case 60..<64:
                 guard model.enclaves.count > 1,
-                      let enclave = random.pick(model.enclaves.filter { enclave in enclave.partitions.allSatisfy { removable(model.key(enclave.id, $0.id)) } })
+                    let enclave = random.pick(
+                        model.enclaves.filter { enclave in enclave.partitions.allSatisfy { removable(model.key(enclave.id, $0.id)) } })
                 else { continue }
                 model.removeEnclave(enclave.id)
                 return "enclave \(enclave.id) removed"
@@ -151,11 +155,15 @@ struct ConvergenceRun {
     private mutating func drift(_ key: StateKey) async throws {
         let store = world.store
         guard let latest = try await store.latestState(key), let body = Self.drifted(latest.body),
-              let document = try? StateDocument(parsing: body) else {
+            let document = try? StateDocument(parsing: body)
+        else {
             throw Failure(seed: seed, step: stepsRun, edit: "drift \(key)", problems: ["the state of \(key) could not be read to drift it"])
         }
-        let outcome = try await store.writeState(key, StateWrite(body: body, serial: document.serial, lineage: document.lineage,
-                                                                 sha256: Digest.sha256Hex(body), md5: Digest.md5Base64(body), lockID: nil))
+        let outcome = try await store.writeState(
+            key,
+            StateWrite(
+                body: body, serial: document.serial, lineage: document.lineage,
+                sha256: Digest.sha256Hex(body), md5: Digest.md5Base64(body), lockID: nil))
         guard case .stored = outcome else {
             throw Failure(seed: seed, step: stepsRun, edit: "drift \(key)", problems: ["the drifted state was refused: \(outcome)"])
         }
@@ -166,7 +174,9 @@ struct ConvergenceRun {
             // Drifted earlier and skipped since (an upstream failed): still drifted.
             let expected: DriftResult.Status = entry.key == key || records[entry.key]?.drifted == true ? .drifted : .inSync
             if entry.result?.status != expected {
-                problems.append("drift check of \(entry.key): \(entry.result.map { "\($0.status.rawValue) (\($0.summary))" } ?? entry.skipped ?? "?"), expected \(expected.rawValue)")
+                problems.append(
+                    "drift check of \(entry.key): \(entry.result.map { "\($0.status.rawValue) (\($0.summary))" } ?? entry.skipped ?? "?"), expected \(expected.rawValue)"
+                )
             }
         }
         if !report.results.contains(where: { $0.key == key }) { problems.append("the drift check did not check \(key)") }
@@ -177,7 +187,8 @@ struct ConvergenceRun {
     /// The state with its resource's input and every output changed, serial raised.
     static func drifted(_ body: Data) -> Data? {
         guard var object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-              let serial = (object["serial"] as? NSNumber)?.int64Value else { return nil }
+            let serial = (object["serial"] as? NSNumber)?.int64Value
+        else { return nil }
         object["serial"] = serial + 1
         if var outputs = object["outputs"] as? [String: Any] {
             for (name, value) in outputs {
@@ -193,7 +204,8 @@ struct ConvergenceRun {
                 guard var instances = resources[r]["instances"] as? [[String: Any]] else { continue }
                 for i in instances.indices {
                     guard var attributes = instances[i]["attributes"] as? [String: Any],
-                          var input = attributes["input"] as? [String: Any], let value = input["value"] as? String else { continue }
+                        var input = attributes["input"] as? [String: Any], let value = input["value"] as? String
+                    else { continue }
                     input["value"] = value + "-drifted"
                     attributes["input"] = input
                     instances[i]["attributes"] = attributes
@@ -244,11 +256,13 @@ struct ConvergenceRun {
             expected.ran.insert(key)
             if partition.failing {
                 expected.failed.insert(key)
-                expected.records[key] = Record(signature: record?.signature ?? "", inputs: record?.inputs ?? [:], outputs: record?.outputs ?? [:],
-                                               failed: true, drifted: record?.drifted ?? false, hasResources: record?.hasResources ?? false)
+                expected.records[key] = Record(
+                    signature: record?.signature ?? "", inputs: record?.inputs ?? [:], outputs: record?.outputs ?? [:],
+                    failed: true, drifted: record?.drifted ?? false, hasResources: record?.hasResources ?? false)
             } else {
-                expected.records[key] = Record(signature: signature, inputs: inputs, outputs: ModelTree.evaluate(partition.outputs, inputs: inputs),
-                                               failed: false, drifted: false, hasResources: true)
+                expected.records[key] = Record(
+                    signature: signature, inputs: inputs, outputs: ModelTree.evaluate(partition.outputs, inputs: inputs),
+                    failed: false, drifted: false, hasResources: true)
             }
         }
         return expected
@@ -273,7 +287,9 @@ struct ConvergenceRun {
             if !after.isEmpty { problems.append("not converged: right after a successful apply, diff says " + after.lines.joined(separator: " / ")) }
         }
         if ProcessInfo.processInfo.environment["NCLAV_CONVERGENCE_TRACE"] != nil {
-            print("step \(stepsRun): \(edit) → " + report.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" }.joined(separator: ", "))
+            print(
+                "step \(stepsRun): \(edit) → "
+                    + report.outcomes.map { "\($0.key) \($0.operation.rawValue) \($0.result.rawValue)" }.joined(separator: ", "))
         }
         guard problems.isEmpty else { throw Failure(seed: seed, step: stepsRun, edit: edit, problems: problems) }
         records = expected.records
@@ -297,13 +313,16 @@ struct ConvergenceRun {
         // Every run of this reconcile, from the store's run records.
         var runs: [StateKey: [IacRun]] = [:]
         for key in Set(expected.ran).union(expected.tornDown).union(report.outcomes.map(\.key)).union(records.keys) {
-            let recorded = try await store.runs(enclave: key.enclave, partition: key.partition, limit: 50).filter { $0.reconcileID == report.reconcileID }
+            let recorded = try await store.runs(enclave: key.enclave, partition: key.partition, limit: 50).filter {
+                $0.reconcileID == report.reconcileID
+            }
             if !recorded.isEmpty { runs[key] = recorded }
         }
         for (key, list) in runs where list.count > 1 { problems.append("\(key) ran \(list.count) times in one apply") }
         let ranKeys = Set(runs.keys)
-        expect(ranKeys == expected.ran.union(expected.tornDown),
-               "ran: \(names(ranKeys)); the model expects \(names(expected.ran.union(expected.tornDown)))")
+        expect(
+            ranKeys == expected.ran.union(expected.tornDown),
+            "ran: \(names(ranKeys)); the model expects \(names(expected.ran.union(expected.tornDown)))")
         let reported = Dictionary(report.outcomes.compactMap { outcome in outcome.runID.map { (outcome.key, $0) } }, uniquingKeysWith: { a, _ in a })
         expect(Set(reported.keys) == ranKeys, "the report lists runs of \(names(Set(reported.keys))), the store has \(names(ranKeys))")
         for (key, list) in runs where reported[key] != list.first?.id { problems.append("the report's run of \(key) is not the stored one") }
@@ -332,10 +351,12 @@ struct ConvergenceRun {
             default: certain.insert(key)
             }
         }
-        expect(expected.ran.isSubset(of: certain.union(conditional)),
-               "ran without being in the diff: \(names(expected.ran.subtracting(certain.union(conditional))))")
-        expect(certain.isSubset(of: expected.ran.union(expected.skipped)),
-               "the diff was certain about \(names(certain.subtracting(expected.ran.union(expected.skipped)))), which did not run")
+        expect(
+            expected.ran.isSubset(of: certain.union(conditional)),
+            "ran without being in the diff: \(names(expected.ran.subtracting(certain.union(conditional))))")
+        expect(
+            certain.isSubset(of: expected.ran.union(expected.skipped)),
+            "the diff was certain about \(names(certain.subtracting(expected.ran.union(expected.skipped)))), which did not run")
         expect(deleted == expected.removed, "the diff deletes \(names(deleted)); removed were \(names(expected.removed))")
 
         // Stored records, terraform's states and the model agree.

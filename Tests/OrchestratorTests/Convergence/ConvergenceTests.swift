@@ -2,9 +2,9 @@ import Foundation
 import IacRunner
 import NclavAuth
 import NclavCore
+import NclavDrivers
 import NclavStore
 import NclavTestSupport
-import NclavDrivers
 import Orchestrator
 import Testing
 
@@ -46,8 +46,11 @@ struct ConvergenceTests {
                 store: store, registry: DriverRegistry(defaultCloud: .local, drivers: []), renderer: WorkspaceRenderer(root: workspaces),
                 invoker: RecordingIacTool(store: store), signer: RunCredentialSigner(adminToken: String(repeating: "t", count: 32)),
                 backendBaseURL: "http://127.0.0.1:9")
-            var run = ConvergenceRun(seed: seed, world: ConvergenceWorld(store: store, reconciler: Reconciler(environment: environment),
-                                                                         workspaces: workspaces, tree: scratch.appendingPathComponent("tree")))
+            var run = ConvergenceRun(
+                seed: seed,
+                world: ConvergenceWorld(
+                    store: store, reconciler: Reconciler(environment: environment),
+                    workspaces: workspaces, tree: scratch.appendingPathComponent("tree")))
             do { try await run.run(steps: steps) } catch let failure as ConvergenceRun.Failure {
                 Issue.record("\(failure)")
                 return
@@ -64,9 +67,10 @@ struct ConvergenceTests {
         let seeds: [UInt64] = ProcessInfo.processInfo.environment["NCLAV_CONVERGENCE_SEED"].flatMap { UInt64($0) }.map { [$0] } ?? [11, 23, 42]
         for seed in seeds {
             try await ReconcileHarness.with { harness in
-                let world = ConvergenceWorld(store: harness.store, reconciler: harness.reconciler,
-                                             workspaces: harness.server.home.appendingPathComponent("workspaces"),
-                                             tree: harness.scratch.appendingPathComponent("model-tree"))
+                let world = ConvergenceWorld(
+                    store: harness.store, reconciler: harness.reconciler,
+                    workspaces: harness.server.home.appendingPathComponent("workspaces"),
+                    tree: harness.scratch.appendingPathComponent("model-tree"))
                 var run = ConvergenceRun(seed: seed, world: world, maxEnclaves: 3, maxPartitions: 8)
                 do { try await run.run(steps: steps) } catch let failure as ConvergenceRun.Failure {
                     Issue.record("\(failure)")

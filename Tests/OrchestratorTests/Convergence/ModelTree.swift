@@ -6,8 +6,15 @@ import NclavTestSupport
 /// as YAML and Terraform files, and evaluated independently of nclav (which partitions
 /// depend on which, what each one's outputs are for given inputs).
 struct ModelTree: Sendable {
-    struct Import: Hashable, Sendable { var from: String; var export: String; var alias: String }
-    struct Export: Hashable, Sendable { var name: String; var target: String }
+    struct Import: Hashable, Sendable {
+        var from: String
+        var export: String
+        var alias: String
+    }
+    struct Export: Hashable, Sendable {
+        var name: String
+        var target: String
+    }
 
     enum Layout: String, Sendable, CaseIterable {
         /// `main.tf` in the partition directory.
@@ -122,8 +129,10 @@ struct ModelTree: Sendable {
                     value = value.replacingOccurrences(of: "{{ nclav_region }}", with: enclave.region)
                     continue
                 }
-                guard let replacement = importFor(alias: reference.alias, partition: partition, enclave: enclave)
-                    .flatMap(exporter(of:)).flatMap({ outputs[$0]?[reference.key] }) else { return nil }
+                guard
+                    let replacement = importFor(alias: reference.alias, partition: partition, enclave: enclave)
+                        .flatMap(exporter(of:)).flatMap({ outputs[$0]?[reference.key] })
+                else { return nil }
                 value = value.replacingOccurrences(of: "{{ \(reference.alias).\(reference.key) }}", with: replacement)
             }
             result[name] = value
@@ -146,8 +155,10 @@ struct ModelTree: Sendable {
         let inputs = partition.inputs.keys.sorted().map { "\($0)=\(partition.inputs[$0]!)" }.joined(separator: ",")
         let outputs = partition.outputs.keys.sorted().map { "\($0)=\(partition.outputs[$0]!)" }.joined(separator: ",")
         let imports = partition.imports.map { "\($0.from)/\($0.export) as \($0.alias)" }.joined(separator: ",")
-        return [inputs, outputs, imports, partition.layout.rawValue, "\(partition.declaresContextVars)", "\(partition.salt)",
-                "\(partition.failing)", "\(partition.producesHTTP)", "\(enclave.grouped)"].joined(separator: "|")
+        return [
+            inputs, outputs, imports, partition.layout.rawValue, "\(partition.declaresContextVars)", "\(partition.salt)",
+            "\(partition.failing)", "\(partition.producesHTTP)", "\(enclave.grouped)",
+        ].joined(separator: "|")
     }
 
     // MARK: Generation
@@ -163,8 +174,10 @@ struct ModelTree: Sendable {
     }
 
     mutating func addEnclave(_ random: inout SeededGenerator) {
-        enclaves.append(Enclave(id: fresh("e"), region: "r\(Int.random(in: 1...3, using: &random))", grouped: random.chance(0.3),
-                                exports: [], imports: [], partitions: []))
+        enclaves.append(
+            Enclave(
+                id: fresh("e"), region: "r\(Int.random(in: 1...3, using: &random))", grouped: random.chance(0.3),
+                exports: [], imports: [], partitions: []))
     }
 
     var partitionCount: Int { enclaves.reduce(0) { $0 + $1.partitions.count } }
@@ -173,15 +186,17 @@ struct ModelTree: Sendable {
         guard let enclaveIndex = enclaves.indices.randomElement(using: &random) else { return }
         let id = fresh("p")
         let layout = random.pick(Layout.allCases)!
-        var partition = Partition(id: id, order: counter, inputs: [:], outputs: [:], imports: [], layout: layout,
-                                  declaresContextVars: layout == .plain && random.chance(0.5), salt: 0, failing: false, producesHTTP: false)
+        var partition = Partition(
+            id: id, order: counter, inputs: [:], outputs: [:], imports: [], layout: layout,
+            declaresContextVars: layout == .plain && random.chance(0.5), salt: 0, failing: false, producesHTTP: false)
         for _ in 0..<Int.random(in: 0...2, using: &random) { partition.inputs[fresh("in_")] = "lit-\(Int.random(in: 0...9, using: &random))" }
         if random.chance(0.3) { partition.inputs[fresh("in_")] = "{{ nclav_region }}" }
         // Read up to two earlier exported partitions.
         let exported = allPartitions.filter { $0.partition.producesHTTP && $0.partition.order < partition.order }
         for _ in 0..<Int.random(in: 0...2, using: &random) {
             guard let (exporterEnclave, target) = random.pick(exported),
-                  let export = exporterEnclave.exports.first(where: { $0.target == target.id }) else { break }
+                let export = exporterEnclave.exports.first(where: { $0.target == target.id })
+            else { break }
             let alias: String
             if let existing = enclaves[enclaveIndex].imports.first(where: { $0.from == exporterEnclave.id && $0.export == export.name }) {
                 alias = existing.alias
@@ -240,7 +255,8 @@ struct ModelTree: Sendable {
             }
             guard !aliases.isEmpty else { continue }
             for p in enclaves[e].partitions.indices {
-                for (name, template) in enclaves[e].partitions[p].inputs where Self.references(template).contains(where: { aliases.contains($0.alias) }) {
+                for (name, template) in enclaves[e].partitions[p].inputs
+                where Self.references(template).contains(where: { aliases.contains($0.alias) }) {
                     enclaves[e].partitions[p].inputs[name] = nil
                     // An output that read the input reads a literal now.
                     for (output, expression) in enclaves[e].partitions[p].outputs where expression.contains("${var.\(name)}") {
@@ -253,7 +269,8 @@ struct ModelTree: Sendable {
 
     mutating func update(_ key: StateKey, _ change: (inout Partition) -> Void) {
         guard let e = enclaves.firstIndex(where: { $0.id == key.enclave }),
-              let p = enclaves[e].partitions.firstIndex(where: { $0.id == key.partition }) else { return }
+            let p = enclaves[e].partitions.firstIndex(where: { $0.id == key.partition })
+        else { return }
         change(&enclaves[e].partitions[p])
     }
 
@@ -269,9 +286,11 @@ struct ModelTree: Sendable {
             try manager.createDirectory(at: directory, withIntermediateDirectories: true)
             var yaml = "id: \(enclave.id)\nname: Enclave \(enclave.id)\ncloud: local\nregion: \(enclave.region)\n"
             if !enclave.exports.isEmpty {
-                yaml += "exports:\n" + enclave.exports.map {
-                    "  - name: \($0.name)\n    target_partition: \($0.target)\n    type: http\n    to: any_enclave\n"
-                }.joined()
+                yaml +=
+                    "exports:\n"
+                    + enclave.exports.map {
+                        "  - name: \($0.name)\n    target_partition: \($0.target)\n    type: http\n    to: any_enclave\n"
+                    }.joined()
             }
             yaml += Self.importsYAML(enclave.imports)
             try yaml.write(to: directory.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)

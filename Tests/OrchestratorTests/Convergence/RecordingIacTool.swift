@@ -56,7 +56,8 @@ actor RecordingIacTool: IacTool {
         switch invocation.operation {
         case .destroy:
             guard let current, let state else { return exit(0) }
-            await write(FakeState(lineage: state.lineage, serial: state.serial + 1, input: nil, outputs: [:]), key: invocation.key, after: current.info)
+            await write(
+                FakeState(lineage: state.lineage, serial: state.serial + 1, input: nil, outputs: [:]), key: invocation.key, after: current.info)
             await log("Destroy complete! Resources: 1 destroyed.")
             return exit(0)
         case .apply, .plan:
@@ -75,8 +76,9 @@ actor RecordingIacTool: IacTool {
                 return exit(same ? 0 : 2)
             }
             if !same {
-                let next = FakeState(lineage: state?.lineage ?? UUID().uuidString.lowercased(), serial: (state?.serial ?? 0) + 1,
-                                     input: desired.input, outputs: desired.outputs)
+                let next = FakeState(
+                    lineage: state?.lineage ?? UUID().uuidString.lowercased(), serial: (state?.serial ?? 0) + 1,
+                    input: desired.input, outputs: desired.outputs)
                 await write(next, key: invocation.key, after: current?.info)
             }
             await log("Apply complete! Resources: \(same ? 0 : 1) added, 0 changed, \(same || state?.input == nil ? 0 : 1) destroyed.")
@@ -86,8 +88,11 @@ actor RecordingIacTool: IacTool {
 
     private func write(_ state: FakeState, key: StateKey, after: StateVersionInfo?) async {
         let body = state.body
-        _ = try? await store.writeState(key, StateWrite(body: body, serial: state.serial, lineage: state.lineage, sha256: Digest.sha256Hex(body),
-                                                        md5: Digest.md5Base64(body), lockID: nil))
+        _ = try? await store.writeState(
+            key,
+            StateWrite(
+                body: body, serial: state.serial, lineage: state.lineage, sha256: Digest.sha256Hex(body),
+                md5: Digest.md5Base64(body), lockID: nil))
     }
 
     /// The code terraform would run in a workspace, read the way the model writes it.
@@ -182,7 +187,8 @@ struct FakeState: Sendable {
 
     init?(parsing body: Data) {
         guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
-              let lineage = object["lineage"] as? String, let serial = (object["serial"] as? NSNumber)?.int64Value else { return nil }
+            let lineage = object["lineage"] as? String, let serial = (object["serial"] as? NSNumber)?.int64Value
+        else { return nil }
         self.lineage = lineage
         self.serial = serial
         outputs = [:]
@@ -195,14 +201,25 @@ struct FakeState: Sendable {
     }
 
     var body: Data {
-        var object: [String: Any] = ["version": 4, "terraform_version": "1.11.4", "serial": serial, "lineage": lineage,
-                                     "outputs": outputs.mapValues { ["value": $0, "type": "string"] }]
+        var object: [String: Any] = [
+            "version": 4, "terraform_version": "1.11.4", "serial": serial, "lineage": lineage,
+            "outputs": outputs.mapValues { ["value": $0, "type": "string"] },
+        ]
         if let input {
-            object["resources"] = [[
-                "mode": "managed", "type": "terraform_data", "name": "main", "provider": "provider[\"terraform.io/builtin/terraform\"]",
-                "instances": [["schema_version": 0, "attributes": ["id": "fake", "input": ["value": input, "type": "string"],
-                                                                   "output": ["value": input, "type": "string"]]]],
-            ]]
+            object["resources"] = [
+                [
+                    "mode": "managed", "type": "terraform_data", "name": "main", "provider": "provider[\"terraform.io/builtin/terraform\"]",
+                    "instances": [
+                        [
+                            "schema_version": 0,
+                            "attributes": [
+                                "id": "fake", "input": ["value": input, "type": "string"],
+                                "output": ["value": input, "type": "string"],
+                            ],
+                        ]
+                    ],
+                ]
+            ]
         } else {
             object["resources"] = [Any]()
         }
