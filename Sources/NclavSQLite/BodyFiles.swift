@@ -4,8 +4,8 @@ import NclavStore
 /// Large Terraform state bodies, one file each in a directory beside the SQLite database.
 ///
 /// Why not a BLOB: SQLite writes a body twice (into the WAL, then into the database at the
-/// checkpoint) in 4 KB pages, about 29 ms of CPU for 10 MB here, against 2.3 ms for one
-/// `write(2)` into page-cache pages that a pruned version just freed. The row still holds
+/// checkpoint) in 4 KB pages, an order of magnitude more CPU than one `write(2)` into
+/// page-cache pages that a pruned version just freed (docs/benchmarks.md). The row still holds
 /// everything else, and a body is only referenced by a row once its file is complete, so a
 /// crash leaves at worst an unreferenced file, which `sweep` removes at the next open.
 ///
@@ -132,11 +132,11 @@ struct BodyFiles: Sendable {
     /// Writes a superseded body to disk and drops it from the page cache, in the background.
     ///
     /// Why: only the newest version of a state is read often. Without this every stored
-    /// version stays cached until memory pressure, so each new version needs fresh pages; on
-    /// this kind of VM a page the guest has not used recently costs ~3 µs to fault in from
-    /// the host (33 ms per 10 MB), against ~0.5 µs for one that was just freed. Releasing
-    /// the previous version's pages right away means the next write reuses them. The disk
-    /// write would happen anyway within `dirty_expire` (30 s); here it is ~5 ms per 10 MB.
+    /// version stays cached until memory pressure, so each new version needs fresh pages, and
+    /// on a VM a page the guest has not used recently is several times slower to fault in
+    /// than one that was just freed (docs/benchmarks.md). Releasing the previous version's
+    /// pages right away means the next write reuses them; the disk write would happen anyway
+    /// within `dirty_expire`.
     func release(_ name: String) {
         guard let path = try? path(name) else { return }
         Self.backgroundQueue.async {

@@ -45,8 +45,8 @@ public final class SQLiteStore: StateStore {
             // Checkpoints run on the write queue between batches, not inside a commit.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
             // Debian's SQLite is built with secure_delete on: every page a pruned state version
-            // frees is overwritten with zeros, so pruning a 10 MB version wrote 10 MB more and a
-            // write past the retention limit cost 70 ms instead of 35. FAST still zeroes deleted
+            // frees is overwritten with zeros, so pruning a version wrote its size again and doubled
+            // the cost of a write past the retention limit (docs/benchmarks.md). FAST still zeroes deleted
             // content wherever that costs no extra I/O; freed overflow pages keep their bytes
             // until reused, inside a 0600 file that holds the retained versions anyway.
             try db.execute(sql: "PRAGMA secure_delete = FAST")
@@ -145,7 +145,7 @@ public final class SQLiteStore: StateStore {
     }
 
     /// A read on the calling thread. GRDB's async `read` hops to a reader queue and back,
-    /// which cost ~170 µs of a state GET's ~320 µs (nginx answers in ~110 µs); a one-row
+    /// which was about half of a state GET's time (docs/benchmarks.md); a one-row
     /// read under WAL never waits for the writer, so blocking for it is the cheaper wait.
     private func readNow<T>(_ body: (Database) throws -> T) throws -> T {
         try closedFlag.check()

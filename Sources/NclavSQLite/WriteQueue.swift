@@ -7,8 +7,8 @@ import NclavStore
 /// savepoint (so one failing write rolls back alone), and every caller is resumed only after
 /// that transaction has committed.
 ///
-/// Why: a single small write costs ~36 µs synchronously but ~100 µs through GRDB's async
-/// bridge, and each transaction has a fixed cost; under 50 concurrent lockers, batching turns
+/// Why: a small write costs several times more through GRDB's async bridge than
+/// synchronously (docs/benchmarks.md), and each transaction has a fixed cost; under 50 concurrent lockers, batching turns
 /// a queue of transactions into a few. WAL checkpoints also run here, between batches when
 /// the queue is idle, instead of inside the commit of whichever write crossed SQLite's
 /// auto-checkpoint threshold (which doubled the cost of a 10 MB state write).
@@ -60,7 +60,7 @@ final class WriteQueue: @unchecked Sendable {
                     }
                     // A savepoint per job, so one failing write rolls back alone. The three
                     // statements are prepared once per connection (GRDB's `inSavepoint` compiles
-                    // them on every call, which showed up as ~9% of a lock's server CPU).
+                    // them on every call, which showed up in a lock's CPU profile).
                     do {
                         try db.cachedStatement(sql: "SAVEPOINT nclav_job").execute()
                     } catch {

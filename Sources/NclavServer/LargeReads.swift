@@ -3,8 +3,8 @@ import NIOCore
 /// Lets a connection read up to 1 MB per `read(2)` instead of NIO's default 64 KB.
 ///
 /// Why: a 10 MB state upload arrived as ~160 chunks, each passing through the HTTP decoder,
-/// two async sequences and the hashing tasks; with 1 MB reads a POST of 10 MB took ~1.5 ms
-/// less (22.8 → 21.4 ms fresh, 21.8 → 19.6 ms past the retention limit). NIO's adaptive
+/// two async sequences and the hashing tasks; 1 MB reads made large POSTs measurably faster
+/// (docs/benchmarks.md). NIO's adaptive
 /// allocator only grows a connection's buffer after reads that filled it, so small requests
 /// (locks) keep small buffers.
 final class LargeReads: ChannelInboundHandler, RemovableChannelHandler {

@@ -60,8 +60,8 @@ struct ReconcileRoutes: Sendable {
     }
 
     /// Uploaded trees live only for one request. Unpacking thousands of small files onto a
-    /// disk filesystem and deleting them again costs seconds in inode allocation (measured:
-    /// 12 s for 5000 partitions on ext4); a RAM-backed directory takes a fraction of that.
+    /// disk filesystem and deleting them again costs seconds in inode allocation; a RAM-backed
+    /// directory takes a fraction of that (docs/benchmarks.md).
     /// Falls back to `$NCLAV_HOME/bundles` where /dev/shm is not writable.
     static func bundleDirectory(home: URL) -> URL {
         let shared = URL(fileURLWithPath: "/dev/shm", isDirectory: true)

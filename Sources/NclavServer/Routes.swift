@@ -235,9 +235,8 @@ struct Routes: Sendable {
 
     /// A state body and its hashes, computed while it arrives: this task only receives, one
     /// child task runs MD5 over the chunks and another SHA-256, writing them to the store's
-    /// staged file when there is one. MD5 runs at ~850 MB/s here, so hashing 10 MB after
-    /// receiving it added ~12 ms; hashing in the receiving loop stalled the transfer (17-23 ms
-    /// to receive 10 MB against 8-10 ms now).
+    /// staged file when there is one. Hashing after receiving added to every write's latency;
+    /// hashing inside the receiving loop stalled the transfer (docs/benchmarks.md).
     ///
     /// It is also parsed here, after SHA-256 (the faster hash) is done and while MD5 finishes.
     func hashedBody(

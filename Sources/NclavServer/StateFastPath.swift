@@ -16,8 +16,8 @@ import TFBackend
 /// smallest request the server answers, so per-request overhead decides its latency. A state
 /// read is the largest, and here a body kept as a file goes out with `sendfile(2)`, which the
 /// router's response writer (buffers only) cannot do.
-/// Profiled with 50 concurrent lockers, ~60 % of the server's CPU per lock request was the
-/// framework around the handler: the async channel streams and their generic metadata, the
+/// Profiled with 50 concurrent lockers, most of the server's CPU per lock request was the
+/// framework around the handler (docs/benchmarks.md): the async channel streams and their generic metadata, the
 /// router, the request context and the middleware chain. This handler sees the decoded
 /// request parts, answers `POST|LOCK …/lock`, `DELETE|UNLOCK …/lock`, `LOCK|UNLOCK` on the
 /// state address itself and `GET` of the state with the same `StateBackend` calls, the same `Authenticator` and the
@@ -148,12 +148,10 @@ final class StateFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let context: ChannelHandlerContext
     }
 
-    /// Runs the request against the backend and sends the answer from the event loop. The
-    /// SQLite store completes on its writer thread, so the request crosses threads twice.
     /// Runs the request against the backend on a task and sends the answer from the event
-    /// loop. (Completing from the SQLite writer thread straight onto the event loop, with no
-    /// task, gave 15 % more pairs per second but a worse p99, 5.4-6.0 ms against 4.0-4.2:
-    /// measured and not kept.)
+    /// loop. The SQLite store completes on its writer thread, so the request crosses threads
+    /// twice; completing straight onto the event loop was faster on average but had a worse
+    /// tail latency (docs/benchmarks.md).
     private static func spawn(
         _ route: StateRoute, head: HTTPRequest, body: Data, authorization: String?, services: Services,
         start: ContinuousClock.Instant, target: NIOLoopBound<Target>
@@ -327,8 +325,8 @@ struct StateRoute: Equatable, Sendable {
 
     private static let prefix = Array("/terraform/state/".utf8)
 
-    /// Parsed over the path's bytes: `split` and `hasPrefix` on strings were ~6 % of a lock
-    /// request's CPU in a profile.
+    /// Parsed over the path's bytes: `split` and `hasPrefix` on strings showed up in a lock
+    /// request's CPU profile.
     init?(_ head: HTTPRequest) {
         guard let target = head.path else { return nil }
         var utf8 = Array(target.utf8)
