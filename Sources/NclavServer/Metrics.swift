@@ -3,6 +3,7 @@ import Hummingbird
 import NclavCore
 import Orchestrator
 import Synchronization
+import TFBackend
 
 /// This replica's Prometheus metrics, served at `/metrics` (behind the token) in the text
 /// exposition format. Each replica counts its own work; Prometheus sums across replicas.
@@ -79,8 +80,7 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
     /// never the concrete path, so label values stay few.
     func request(method: String, route: String, status: Int, seconds: Double, requestBytes: Int?, responseBytes: Int?) {
         let isState = route.hasPrefix("/terraform/state/")
-        // LOCK on either address, or POST on `/lock` (POST on the state address is a state write).
-        let isStateRoute = isState && (method == "LOCK" || (method == "POST" && route.hasSuffix("/lock")))
+        let isStateRoute = isState && StateRoutes.isLock(method: method, template: route)
         lock.withLock {
             requests[Labels(pairs: [("method", method), ("route", route), ("status", String(status))]), default: 0] += 1
             requestDuration.observe(seconds)

@@ -33,42 +33,36 @@ struct Routes: Sendable {
         router.get(RouterPath(APIPath.Template.latestRun)) { _, context in try await latestRun(context) }
         router.get(RouterPath(APIPath.Template.run)) { _, context in try await run(context) }
 
-        let state = APIPath.Template.state
-        router.get(RouterPath(state)) { _, context in
-            try await Response(backend.get(try key(context), as: try principal(context)))
-        }
-        router.post(RouterPath(state)) { request, context in try await putState(request, context) }
-        router.delete(RouterPath(state)) { _, context in
-            try await Response(backend.delete(try key(context), as: try principal(context)))
-        }
-        // Terraform's defaults are LOCK/UNLOCK on the lock address; nclav's runner uses
-        // POST/DELETE on `/lock`. Both spellings work, on both addresses.
-        for path in [state + "/lock", state] {
-            for method in [HTTPRequest.Method.post, HTTPRequest.Method("LOCK")!] where !(path == state && method == .post) {
-                router.on(RouterPath(path), method: method) { request, context in try await lock(request, context) }
-            }
-            for method in [HTTPRequest.Method.delete, HTTPRequest.Method("UNLOCK")!] where !(path == state && method == .delete) {
-                router.on(RouterPath(path), method: method) { request, context in try await unlock(request, context) }
+        for route in StateRoutes.table {
+            let path = APIPath.Template.state + route.suffix.replacingOccurrences(of: "{version}", with: ":version")
+            router.on(RouterPath(path), method: HTTPRequest.Method(route.method)!) { request, context in
+                try await state(route.operation, request, context)
             }
         }
-        router.get(RouterPath(state + "/lock")) { _, context in
-            try await Response(backend.lockInfo(try key(context), as: try principal(context)))
-        }
-        router.get(RouterPath(state + "/versions")) { _, context in
-            try await Response(backend.versions(try key(context), as: try principal(context)))
-        }
-        router.post(RouterPath(state + "/versions/:version/restore")) { _, context in
-            guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
-                throw APIError(.badRequest, "version must be a positive integer")
-            }
-            return try await Response(backend.rollback(try key(context), to: version, as: try principal(context)))
-        }
-        router.get(RouterPath(state + "/versions/:version")) { _, context in
+    }
+
+    /// The Terraform state backend's requests (the routes are `StateRoutes.table`).
+    func state(_ operation: StateRoutes.Operation, _ request: Request, _ context: NclavRequestContext) async throws -> Response {
+        let key = try key(context)
+        switch operation {
+        case .read: return try await Response(backend.get(key, as: try principal(context)))
+        case .write: return try await putState(request, context)
+        case .delete: return try await Response(backend.delete(key, as: try principal(context)))
+        case .lock: return try await Response(backend.lock(key, body: try await body(request), as: try principal(context)))
+        case .unlock: return try await Response(backend.unlock(key, body: try await body(request), as: try principal(context)))
+        case .lockInfo: return try await Response(backend.lockInfo(key, as: try principal(context)))
+        case .versions: return try await Response(backend.versions(key, as: try principal(context)))
+        case .version:
             guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
                 throw APIError(
                     .badRequest, "version must be a positive integer", details: ["list versions at /terraform/state/<enclave>/<partition>/versions"])
             }
-            return try await Response(backend.version(try key(context), version: version, as: try principal(context)))
+            return try await Response(backend.version(key, version: version, as: try principal(context)))
+        case .restore:
+            guard let version = context.parameters.get("version", as: Int64.self), version > 0 else {
+                throw APIError(.badRequest, "version must be a positive integer")
+            }
+            return try await Response(backend.rollback(key, to: version, as: try principal(context)))
         }
     }
 
@@ -287,16 +281,6 @@ struct Routes: Sendable {
         if let staged { collected = try staged.finish() }
         let document = StateDocument.parse(collected)
         return (collected, BodyDigests(md5Base64: await md5, sha256Hex: sha256Hex), document)
-    }
-
-    func lock(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
-        let key = try key(context)
-        return try await Response(backend.lock(key, body: try await body(request), as: try principal(context)))
-    }
-
-    func unlock(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
-        let key = try key(context)
-        return try await Response(backend.unlock(key, body: try await body(request), as: try principal(context)))
     }
 }
 

@@ -17,10 +17,10 @@ import TFBackend
 /// read is the largest, and here a body kept as a file goes out with `sendfile(2)`, which the
 /// router's response writer (buffers only) cannot do.
 /// Profiled with 50 concurrent lockers, most of the server's CPU per lock request was the
-/// framework around the handler (docs/benchmarks.md): the async channel streams and their generic metadata, the
-/// router, the request context and the middleware chain. This handler sees the decoded
-/// request parts, answers `POST|LOCK …/lock`, `DELETE|UNLOCK …/lock`, `LOCK|UNLOCK` on the
-/// state address itself and `GET` of the state with the same `StateBackend` calls, the same `Authenticator` and the
+/// framework around the handler (docs/benchmarks.md): the async channel streams and their
+/// generic metadata, the router, the request context and the middleware chain. This handler
+/// sees the decoded request parts, answers the lock, unlock and read routes of
+/// `StateRoutes.table` with the same `StateBackend` calls, the same `Authenticator` and the
 /// same response bodies, and records the same log line and metrics. Everything else passes
 /// through untouched.
 ///
@@ -169,7 +169,7 @@ final class StateFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private typealias Answer = StateBackend.Download
 
     private static func answer(_ route: StateRoute, body: Data, authorization: String?, services: Services) async -> Answer {
-        if case .get = route.operation, let principal = services.authenticator.principal(authorization: authorization),
+        if case .read = route.operation, let principal = services.authenticator.principal(authorization: authorization),
             let key = try? StateKey(enclave: route.enclave, partition: route.partition)
         {
             do { return try await services.backend.download(key, as: principal) } catch {
@@ -201,7 +201,7 @@ final class StateFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             switch route.operation {
             case .lock: return try await services.backend.lock(key, body: body, as: principal)
             case .unlock: return try await services.backend.unlock(key, body: body, as: principal)
-            case .get: return try await services.backend.get(key, as: principal)
+            case .read: return try await services.backend.get(key, as: principal)
             }
         } catch {
             return failure(error, route: route, services: services)
@@ -310,18 +310,16 @@ extension StateFastPath {
     }
 }
 
-/// A lock, unlock or read of a state, recognised from its method and raw path.
+/// A lock, unlock or read of a state, recognised from its method and raw path by the same
+/// table the router is built from (`StateRoutes`); every other request is the router's.
 struct StateRoute: Equatable, Sendable {
-    enum Operation { case lock, unlock, get }
+    enum Operation { case lock, unlock, read }
     let operation: Operation
     let enclave: String
     let partition: String
     let path: String
     /// The route as the router's metrics name it.
     let template: String
-
-    static let lockMethod = HTTPRequest.Method("LOCK")!
-    static let unlockMethod = HTTPRequest.Method("UNLOCK")!
 
     private static let prefix = Array("/terraform/state/".utf8)
 
@@ -340,24 +338,17 @@ struct StateRoute: Equatable, Sendable {
             start = index + 1
             if segments.count > 3 { return nil }
         }
-        let onLockAddress: Bool
-        switch segments.count {
-        case 2: onLockAddress = false
-        case 3 where utf8[segments[2]].elementsEqual("lock".utf8): onLockAddress = true
-        default: return nil
-        }
-        guard !segments[0].isEmpty, !segments[1].isEmpty else { return nil }
-        switch head.method {
-        case Self.lockMethod: operation = .lock
-        case Self.unlockMethod: operation = .unlock
-        case .get where !onLockAddress: operation = .get
-        case .post where onLockAddress: operation = .lock
-        case .delete where onLockAddress: operation = .unlock
+        guard segments.count >= 2, !segments[0].isEmpty, !segments[1].isEmpty else { return nil }
+        let suffix = utf8[segments[1].upperBound...]
+        switch StateRoutes.operation(method: head.method.rawValue, suffix: suffix) {
+        case .lock: operation = .lock
+        case .unlock: operation = .unlock
+        case .read: operation = .read
         default: return nil
         }
         enclave = String(decoding: utf8[segments[0]], as: UTF8.self)
         partition = String(decoding: utf8[segments[1]], as: UTF8.self)
         path = String(decoding: utf8, as: UTF8.self)
-        template = onLockAddress ? "/terraform/state/{enclave}/{partition}/lock" : "/terraform/state/{enclave}/{partition}"
+        template = "/terraform/state/{enclave}/{partition}" + String(decoding: suffix, as: UTF8.self)
     }
 }

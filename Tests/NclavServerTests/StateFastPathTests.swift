@@ -89,18 +89,35 @@ struct StateFastPathTests {
         #expect(lock?.operation == .lock && lock?.enclave == "e1" && lock?.partition == "p1")
         #expect(lock?.template == "/terraform/state/{enclave}/{partition}/lock")
         #expect(StateRoute(Self.head("LOCK", "/terraform/state/e1/p1"))?.operation == .lock)
-        #expect(StateRoute(Self.head("LOCK", "/terraform/state/e1/p1/lock?x=1"))?.partition == "p1")
+        #expect(StateRoute(Self.head("POST", "/terraform/state/e1/p1/lock?x=1"))?.partition == "p1")
         #expect(StateRoute(Self.head("UNLOCK", "/terraform/state/e1/p1"))?.operation == .unlock)
         #expect(StateRoute(Self.head("DELETE", "/terraform/state/e1/p1/lock"))?.operation == .unlock)
-        #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.operation == .get)
+        #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.operation == .read)
         #expect(StateRoute(Self.head("GET", "/terraform/state/e1/p1"))?.template == "/terraform/state/{enclave}/{partition}")
         for (method, path) in [
             ("POST", "/terraform/state/e1/p1"), ("DELETE", "/terraform/state/e1/p1"), ("GET", "/terraform/state/e1/p1/lock"),
-            ("GET", "/terraform/state/e1/p1/versions"),
+            ("GET", "/terraform/state/e1/p1/versions"), ("LOCK", "/terraform/state/e1/p1/lock"), ("UNLOCK", "/terraform/state/e1/p1/lock"),
             ("POST", "/terraform/state/e1/p1/lock/x"), ("POST", "/terraform/state/e1/p1/"), ("POST", "/terraform/state//p1/lock"),
             ("POST", "/terraform/state/e%31/p1/lock"), ("POST", "/terraform/state/e1"), ("POST", "/enclaves/e1/lock"),
         ] {
             #expect(StateRoute(Self.head(method, path)) == nil, "\(method) \(path) is the router's")
+        }
+    }
+
+    @Test("takes exactly the lock, unlock and read routes of the table the router is built from")
+    func sameTableAsTheRouter() {
+        for route in StateRoutes.table {
+            let path = "/terraform/state/e1/p1" + route.suffix.replacingOccurrences(of: "{version}", with: "3")
+            let taken = StateRoute(Self.head(route.method, path))
+            let expected: StateRoute.Operation? =
+                switch route.operation {
+                case .lock: .lock
+                case .unlock: .unlock
+                case .read: .read
+                default: nil
+                }
+            #expect(taken?.operation == expected, "\(route.method) \(path)")
+            if let taken { #expect(taken.template == "/terraform/state/{enclave}/{partition}" + route.suffix) }
         }
     }
 
