@@ -364,6 +364,7 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
     case zoneNeedsNetwork(enclave: String)
     case missingExportOutput(export: String, enclave: String, output: String, type: String)
     case importNeedsNetwork(enclave: String, alias: String)
+    case unreadableWiring(key: String, value: String)
 
     public var description: String {
         switch self {
@@ -383,6 +384,9 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
         case .importNeedsNetwork(let enclave, let alias):
             return
                 "enclave \(enclave) imports tcp `\(alias)` on GCP, which needs a Private Service Connect endpoint in its VPC; declare network with at least one subnet"
+        case .unreadableWiring(let key, let value):
+            return
+                "the partition's identity records `\(key)` = `\(value)`, which is not a GCP import wiring record nclav knows; remove what it names by hand, then drop the partition from nclav's records with `nclav forget`"
         case .zoneNeedsNetwork(let enclave):
             return
                 "enclave \(enclave) declares dns.zone but no network; a private Cloud DNS zone is attached to the enclave's VPC, so declare network too"
@@ -409,14 +413,14 @@ extension GCPDriver {
     ) async throws -> PartitionIdentity {
         guard let projectID = context.values["project_id"], let email = identity["service_account"] else { return identity }
         let member = "serviceAccount:\(email)"
-        var result = identity.filter { !$0.key.hasPrefix("wired.") }
-        var records: [String] = []
+        var result = identity.filter { !$0.key.hasPrefix(GCPWiredResource.keyPrefix) }
+        var records: [GCPWiredResource] = []
         for wiring in imports where wiring.exporterCloud == .gcp {
             guard let exporterProject = wiring.exporterContext["project_id"] else { continue }
             switch wiring.export.type {
             case .http:
                 try await editProjectPolicy(exporterProject) { policy in Self.add(["roles/run.invoker"], member: member, to: &policy) }
-                records.append("invoker|\(exporterProject)|\(member)")
+                records.append(.invoker(project: exporterProject, member: member))
             case .tcp:
                 guard let attachment = wiring.exporterOutputs["service_attachment"] else {
                     throw GCPDriverError.missingExportOutput(
@@ -441,7 +445,7 @@ extension GCPDriver {
                         "loadBalancingScheme": "",
                     ],
                     what: "creating the PSC endpoint \(name)")
-                records.append("psc|\(projectID)|\(region)|\(name)")
+                records.append(.pscEndpoint(project: projectID, region: region, name: name))
                 if let zoneName = context.values["dns_zone_id"], let zone = enclave.dns?.zone, !ip.isEmpty {
                     let record = "\(wiring.alias).\(zone.hasSuffix(".") ? zone : zone + ".")"
                     do {
@@ -449,7 +453,7 @@ extension GCPDriver {
                             "POST", "dns", "/dns/v1/projects/\(projectID)/managedZones/\(zoneName)/rrsets",
                             body: ["name": record, "type": "A", "ttl": 300, "rrdatas": [ip]])
                     } catch { guard error.api?.isAlreadyExists == true else { throw error } }
-                    records.append("dns|\(projectID)|\(zoneName)|\(record)")
+                    records.append(.dnsRecord(project: projectID, zone: zoneName, name: record))
                 }
             case .queue:
                 guard let topic = wiring.exporterOutputs["topic"] else {
@@ -472,41 +476,46 @@ extension GCPDriver {
                         guard error.api?.code == 409, attempt < 5 else { throw error }
                     }
                 }
-                records.append("subscription|\(subscription)|\(topic)|\(member)")
+                records.append(.subscription(name: subscription, topic: topic, member: member))
             }
         }
-        for (index, record) in records.enumerated() { result["wired.\(index)"] = record }
+        for (index, record) in records.enumerated() { result[GCPWiredResource.keyPrefix + String(index)] = record.stored }
         return result
     }
 
-    /// Undoes what `wireImports` recorded (already-gone is fine).
+    /// Undoes what `wireImports` recorded, newest first (already-gone is fine).
     func unwire(_ identity: PartitionIdentity) async throws {
-        for key in identity.keys.filter({ $0.hasPrefix("wired.") }).sorted().reversed() {
-            let parts = identity[key]!.split(separator: "|").map(String.init)
-            switch parts.first {
-            case "invoker" where parts.count == 3:
-                try await editProjectPolicy(parts[1]) { policy in Self.remove(member: parts[2], role: "roles/run.invoker", from: &policy) }
-            case "dns" where parts.count == 4:
-                do { try await client.call("DELETE", "dns", "/dns/v1/projects/\(parts[1])/managedZones/\(parts[2])/rrsets/\(parts[3])/A") } catch {
+        let keys = identity.keys.filter { $0.hasPrefix(GCPWiredResource.keyPrefix) }
+        let ordered = keys.sorted {
+            Int($0.dropFirst(GCPWiredResource.keyPrefix.count)) ?? 0 < Int($1.dropFirst(GCPWiredResource.keyPrefix.count)) ?? 0
+        }
+        for key in ordered.reversed() {
+            guard let resource = GCPWiredResource(stored: identity[key] ?? "") else {
+                throw GCPDriverError.unreadableWiring(key: key, value: identity[key] ?? "")
+            }
+            switch resource {
+            case .invoker(let project, let member):
+                try await editProjectPolicy(project) { policy in Self.remove(member: member, role: "roles/run.invoker", from: &policy) }
+            case .dnsRecord(let project, let zone, let name):
+                do { try await client.call("DELETE", "dns", "/dns/v1/projects/\(project)/managedZones/\(zone)/rrsets/\(name)/A") } catch {
                     guard error.api?.isNotFound == true else { throw error }
                 }
-            case "psc" where parts.count == 4:
+            case .pscEndpoint(let project, let region, let name):
                 for kind in ["forwardingRules", "addresses"] {
                     do {
                         let operation = try await client.call(
-                            "DELETE", "compute", "/compute/v1/projects/\(parts[1])/regions/\(parts[2])/\(kind)/\(parts[3])")
-                        try await client.waitCompute(operation: operation, what: "deleting \(kind) \(parts[3])")
+                            "DELETE", "compute", "/compute/v1/projects/\(project)/regions/\(region)/\(kind)/\(name)")
+                        try await client.waitCompute(operation: operation, what: "deleting \(kind) \(name)")
                     } catch let error as GCPCallError {
                         guard error.api?.isNotFound == true else { throw error }
                     }
                 }
-            case "subscription" where parts.count == 4:
-                do { try await client.call("DELETE", "pubsub", "/v1/\(parts[1])") } catch { guard error.api?.isNotFound == true else { throw error } }
-                var policy = try await client.call("POST", "pubsub", "/v1/\(parts[2]):getIamPolicy")
-                if Self.remove(member: parts[3], role: "roles/pubsub.subscriber", from: &policy) {
-                    try await client.call("POST", "pubsub", "/v1/\(parts[2]):setIamPolicy", body: ["policy": policy])
+            case .subscription(let name, let topic, let member):
+                do { try await client.call("DELETE", "pubsub", "/v1/\(name)") } catch { guard error.api?.isNotFound == true else { throw error } }
+                var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
+                if Self.remove(member: member, role: "roles/pubsub.subscriber", from: &policy) {
+                    try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy])
                 }
-            default: continue
             }
         }
     }

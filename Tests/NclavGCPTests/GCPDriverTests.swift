@@ -359,4 +359,57 @@ struct GCPDriverTests {
             Issue.record("a tcp import without a service attachment was wired")
         } catch { #expect("\(error)".contains("must declare and produce the output `service_attachment`")) }
     }
+
+    @Test(
+        "wiring records: typed and stored as JSON; records in the older `kind|…` form are still torn down; an unreadable one stops teardown and says what to do"
+    )
+    func wiringRecords() async throws {
+        let resources: [GCPWiredResource] = [
+            .invoker(project: "acme-shop", member: "serviceAccount:a@b.iam.gserviceaccount.com"),
+            .pscEndpoint(project: "acme-web", region: "europe-west1", name: "nclav-psc-frontend-db"),
+            .dnsRecord(project: "acme-web", zone: "nclav-zone", name: "db.web.internal."),
+            .subscription(name: "projects/acme-web/subscriptions/s", topic: "projects/acme-shop/topics/t", member: "serviceAccount:a@b"),
+        ]
+        for resource in resources {
+            #expect(resource.stored.hasPrefix("{"))
+            #expect(GCPWiredResource(stored: resource.stored) == resource)
+        }
+        #expect(GCPWiredResource(stored: "psc|acme-web|europe-west1|nclav-psc-frontend-db") == resources[1])
+        #expect(
+            GCPWiredResource(stored: "subscription|projects/acme-web/subscriptions/s|projects/acme-shop/topics/t|serviceAccount:a@b") == resources[3])
+        for unreadable in ["psc|too|few", "nonsense", "{\"psc\":1}", ""] { #expect(GCPWiredResource(stored: unreadable) == nil, "\(unreadable)") }
+
+        // A partition wired by an earlier version: its `|` records are undone like JSON ones.
+        let world = try await GCPWorld.make()
+        defer { Task { await world.fake.stop() } }
+        let driver = world.driver()
+        let exporter = Enclave(id: "shop", name: "Shop", cloud: .gcp, exports: [])
+        let exporterContext = try await driver.provisionEnclave(exporter, previous: nil)
+        let importer = Enclave(id: "web", name: "Web", cloud: .gcp, region: "europe-west1")
+        let context = try await driver.provisionEnclave(importer, previous: nil)
+        let partition = Partition(id: "frontend", name: "Frontend")
+        let identity = try await driver.provisionPartition(enclave: importer, context: context, partition: partition)
+        let http = ImportWiring(
+            alias: "api", export: Export(name: "api", targetPartition: "backend", type: .http, to: .anyEnclave, auth: .none),
+            exporterEnclave: "shop", exporterCloud: .gcp, exporterContext: exporterContext.values, exporterOutputs: [:])
+        var wired = try await driver.wireImports(enclave: importer, context: context, partition: partition, identity: identity, imports: [http])
+        let member = try #require(GCPWiredResource(stored: wired["wired.0"] ?? "")).legacyMember
+        wired["wired.0"] = "invoker|acme-shop|\(member)"
+        #expect(await world.fake.projects["acme-shop"]?.bindings["roles/run.invoker"] == [member])
+        try await driver.teardownPartition(enclave: importer, context: context, partition: partition, identity: wired)
+        #expect(await world.fake.projects["acme-shop"]?.bindings["roles/run.invoker"] == nil)
+
+        do {
+            try await driver.teardownPartition(
+                enclave: importer, context: context, partition: partition, identity: identity.merging(["wired.0": "psc|too|few"]) { $1 })
+            Issue.record("an unreadable wiring record was skipped")
+        } catch { #expect("\(error)".contains("`wired.0` = `psc|too|few`") && "\(error)".contains("nclav forget")) }
+    }
+}
+
+extension GCPWiredResource {
+    fileprivate var legacyMember: String {
+        if case .invoker(_, let member) = self { return member }
+        return ""
+    }
 }
