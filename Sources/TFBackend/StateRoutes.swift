@@ -31,19 +31,26 @@ public enum StateRoutes {
         Route(method: "POST", suffix: "/versions/{version}/restore", operation: .restore),
     ]
 
-    /// The operation of a request on a fixed suffix (no captures), or nil. Compares bytes, so
-    /// the lock path allocates nothing to find its route.
-    public static func operation<Suffix: Collection<UInt8>>(method: String, suffix: Suffix) -> Operation? {
-        for route in table where route.method == method && route.suffix.utf8.elementsEqual(suffix) {
+    /// The operation of a request on a fixed suffix (no captures), or nil. Compares bytes
+    /// against the table's own, so the lock path allocates nothing to find its route.
+    public static func operation(method: String, suffix: ArraySlice<UInt8>) -> Operation? {
+        for route in byteTable where route.method == method && route.suffix.elementsEqual(suffix) {
             return route.operation
         }
         return nil
     }
 
     /// Whether a request, named by its method and matched template, took or tried to take a
-    /// lock.
+    /// lock (for the metrics, on every request: one dictionary lookup).
     public static func isLock(method: String, template: String) -> Bool {
-        guard let suffixStart = template.range(of: "/terraform/state/{enclave}/{partition}")?.upperBound else { return false }
-        return operation(method: method, suffix: template[suffixStart...].utf8) == .lock
+        lockMethodsByTemplate[template]?.contains(method) == true
     }
+
+    private static let byteTable: [(method: String, suffix: [UInt8], operation: Operation)] = table.map {
+        ($0.method, Array($0.suffix.utf8), $0.operation)
+    }
+
+    private static let lockMethodsByTemplate: [String: [String]] = Dictionary(
+        grouping: table.filter { $0.operation == .lock }, by: { "/terraform/state/{enclave}/{partition}" + $0.suffix }
+    ).mapValues { $0.map(\.method) }
 }
