@@ -8,7 +8,9 @@ enum YAMLDocument {
     /// The root node, or nil after reporting why there is none.
     static func parse(_ text: String, file: String, sink: DiagnosticSink) -> Node? {
         do {
-            guard let root = try Yams.compose(yaml: text) else {
+            // The encoding is given: Yams' default reads the whole process environment on every
+            // parse, which was the largest single cost of validating a large tree.
+            guard let root = try Yams.compose(yaml: text, .default, .default, .utf8) else {
                 sink.error(.start(of: file), "the file is empty; expected a mapping of keys")
                 return nil
             }
@@ -34,8 +36,8 @@ enum YAMLDocument {
         var clean = true
         var stack = [root]
         while let node = stack.popLast() {
-            let tag = node.tag.rawValue
-            if !plainTags.contains(tag) && tag != "!" && tag != "?" {
+            let tag = writtenTag(node)
+            if !tag.isEmpty && !plainTags.contains(tag) && tag != "!" && tag != "?" {
                 let shown = tag.hasPrefix("tag:yaml.org,2002:") ? "!!" + tag.dropFirst("tag:yaml.org,2002:".count) : tag
                 sink.error(
                     node.location(in: file),
@@ -53,6 +55,17 @@ enum YAMLDocument {
             }
         }
         return clean
+    }
+
+    /// The tag as written (empty, `?` or `!` when none was), not the one Yams would resolve: resolving
+    /// matches every plain scalar against regular expressions.
+    static func writtenTag(_ node: Node) -> String {
+        switch node {
+        case .scalar(let scalar): return scalar.tag.rawValue
+        case .mapping(let mapping): return mapping.tag.rawValue
+        case .sequence(let sequence): return sequence.tag.rawValue
+        case .alias: return "?"
+        }
     }
 
     static func read(_ path: String, file: String, sink: DiagnosticSink) -> (text: String, root: Node?)? {
