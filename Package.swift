@@ -192,6 +192,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ], path: "Tests/CloudFakes"),
         .testTarget(name: "NclavGCPTests", dependencies: ["NclavGCP", "NclavDrivers", "NclavCore", "NclavCloudFakes", "NclavTestSupport"]),
         .testTarget(name: "NclavAzureTests", dependencies: ["NclavAzure", "NclavDrivers", "NclavCore", "NclavCloudFakes", "NclavTestSupport"]),

@@ -171,6 +171,12 @@ public struct EC2: Sendable {
         do { _ = try await call("DeleteSubnet", [("SubnetId", id)]) } catch  where error.code == "InvalidSubnetID.NotFound" {}
     }
 
+    /// A cheap call that fails with OptInRequired / PendingVerification while a new account's
+    /// EC2 is not active in the region yet.
+    public func describeAvailabilityZones() async throws(AWSCallError) {
+        _ = try await call("DescribeAvailabilityZones", [])
+    }
+
     public func deleteVPC(_ id: String) async throws(AWSCallError) {
         do { _ = try await call("DeleteVpc", [("VpcId", id)]) } catch  where error.code == "InvalidVpcID.NotFound" {}
     }

@@ -20,6 +20,10 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
     public var hint: String? {
         switch code {
         case "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess":
+            if service == .sts, action == "AssumeRole" {
+                return
+                    "The role's trust policy does not (yet) let the caller assume it. A role created in the last minutes may not have propagated through IAM: apply again. Otherwise check the role's trust policy names the caller"
+            }
             return
                 "The identity nclav runs as lacks `\(service.signingName):\(action)`; grant it (bootstrap/aws prints the grants as iam_setup_commands)"
         case "AWSOrganizationsNotInUseException":
@@ -37,7 +41,9 @@ public struct AWSError: Error, Sendable, CustomStringConvertible {
                 return "AWS limits how many accounts may be closed per month; the enclave stays in state and the next destroy retries"
             }
             return nil
-        case "OptInRequired": return "The account is not subscribed to this service or region; opt in, or pick another region"
+        case "OptInRequired", "PendingVerification":
+            return
+                "A new AWS account can take minutes (rarely hours) to activate its services: apply again later. If it persists, the region is an opt-in region not enabled for the account: enable it (AWS Account Management) or pick another region"
         default: return nil
         }
     }
@@ -75,6 +81,17 @@ public enum AWSCallError: Error, Sendable, CustomStringConvertible {
     public var code: String? { if case .api(let error) = self { return error.code } else { return nil } }
 }
 
+extension Error {
+    /// The AWS error code inside, if this is an AWS answer, also when it reached us through
+    /// an assumed role's credential provider (whose message carries AWS's "(403 AccessDenied)").
+    var awsCode: String? {
+        if let code = (self as? AWSCallError)?.code { return code }
+        let text = "\(self)"
+        guard let match = text.range(of: #"failed \(\d{3} [A-Za-z.]+\)"#, options: .regularExpression) else { return nil }
+        return text[match].split(separator: " ").last.map { String($0.dropLast()) }
+    }
+}
+
 /// Signs and sends AWS API calls in the three protocols nclav needs: JSON 1.1
 /// (Organizations, Resource Groups Tagging), query (STS, IAM, EC2) and REST-XML (Route 53).
 public struct AWSClient: Sendable {
@@ -82,17 +99,22 @@ public struct AWSClient: Sendable {
     public let region: String
     public let endpoints: AWSEndpointResolver
     let credentials: CredentialProvider
+    /// `transient` bounds the retries of throttled and failing calls.
+    let backoff: CappedBackoff
     let http = CloudHTTP()
 
-    public init(region: String, endpoints: AWSEndpointResolver, credentials: @escaping CredentialProvider) {
+    public init(
+        region: String, endpoints: AWSEndpointResolver, backoff: CappedBackoff = CappedBackoff(), credentials: @escaping CredentialProvider
+    ) {
         self.region = region
         self.endpoints = endpoints
+        self.backoff = backoff
         self.credentials = credentials
     }
 
     /// The same endpoints and region, acting with other credentials (an assumed role).
     public func with(credentials: @escaping CredentialProvider) -> AWSClient {
-        AWSClient(region: region, endpoints: endpoints, credentials: credentials)
+        AWSClient(region: region, endpoints: endpoints, backoff: backoff, credentials: credentials)
     }
 
     // MARK: Protocols
@@ -144,7 +166,8 @@ public struct AWSClient: Sendable {
     ) async throws(AWSCallError) -> CloudHTTP.Response {
         let endpoint: AWSEndpointResolver.Endpoint
         do { endpoint = try endpoints.endpoint(for: service, region: region) } catch { throw .endpoint(error) }
-        var delay = 0.2
+        let clock = ContinuousClock()
+        let start = clock.now
         var attempt = 0
         while true {
             attempt += 1
@@ -164,21 +187,16 @@ public struct AWSClient: Sendable {
             headers.removeAll { $0.0 == "host" }
             let response: CloudHTTP.Response
             do { response = try await http.send(method, url, headers: headers, body: method == "GET" || method == "DELETE" ? nil : body) } catch {
-                if attempt < 4 {
-                    try? await Task.sleep(for: .seconds(delay))
-                    delay = min(delay * 2, 5)
-                    continue
-                }
-                throw .transport(error)
+                let delay = backoff.transientDelay(attempt: attempt, retryAfter: nil)
+                guard clock.now - start + delay <= backoff.transient else { throw .transport(error) }
+                try? await Task.sleep(for: delay)
+                continue
             }
             if (200..<300).contains(response.status) { return response }
             let error = Self.error(from: response, service: service, action: action)
-            if error.isRetryable, attempt < 6 {
-                try? await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 5)
-                continue
-            }
-            throw .api(error)
+            let delay = backoff.transientDelay(attempt: attempt, retryAfter: response.header("Retry-After"))
+            guard error.isRetryable, clock.now - start + delay <= backoff.transient else { throw .api(error) }
+            try? await Task.sleep(for: delay)
         }
     }
 

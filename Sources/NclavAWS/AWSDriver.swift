@@ -103,7 +103,9 @@ public struct AWSDriver: Driver {
     /// Credentials for Organizations calls: the chain's, or the management role assumed with them.
     func managementClient() -> AWSClient {
         let chain = self.chain
-        let base = AWSClient(region: configuration.defaultRegion, endpoints: endpoints) { try await chain.credentials() }
+        let base = AWSClient(region: configuration.defaultRegion, endpoints: endpoints, backoff: configuration.backoff) {
+            try await chain.credentials()
+        }
         guard let roleARN = configuration.managementRoleARN else { return base }
         return assumed(roleARN, by: base, region: configuration.defaultRegion)
     }
@@ -112,7 +114,7 @@ public struct AWSDriver: Driver {
     /// surfaces from the first call, where AWS's message explains it.
     func assumed(_ roleARN: String, by source: AWSClient, region: String) -> AWSClient {
         let roles = self.roles
-        return AWSClient(region: region, endpoints: endpoints) {
+        return AWSClient(region: region, endpoints: endpoints, backoff: configuration.backoff) {
             do {
                 return try await roles.credentials(for: roleARN) {
                     try await STS(client: source).assumeRole(roleARN, sessionName: "nclav").credentials
@@ -148,7 +150,7 @@ public struct AWSDriver: Driver {
         if enclave.dns?.zone != nil, enclave.network?.vpcCIDR == nil { throw AWSDriverError.zoneNeedsVPC(enclave: enclave.id) }
         let management = managementClient()
         let organizations = Organizations(client: management)
-        let account = try await ensureAccount(enclave, previous: previous, organizations: organizations)
+        let (account, created) = try await ensureAccount(enclave, previous: previous, organizations: organizations)
         try await ensureInOU(account, organizations: organizations)
 
         let region = region(enclave)
@@ -157,11 +159,19 @@ public struct AWSDriver: Driver {
             "project_id": account, "admin_role_arn": adminRoleARN(account: account),
         ]
         let inside = assumed(adminRoleARN(account: account), by: management, region: region)
-        // A new account's cross-account role takes a little while to become assumable.
-        _ = try await configuration.backoff.poll("assuming \(configuration.crossAccountRole) in account \(account)") { () async throws -> String? in
-            do { return try await STS(client: inside).callerAccount() } catch {
-                if "\(error)".contains("AccessDenied") { return nil }
-                throw error
+        // A new account's cross-account role takes a little while to become assumable; an
+        // AccessDenied that outlasts IAM propagation is a real one and is reported.
+        try await configuration.backoff.untilPropagated({ $0.awsCode == "AccessDenied" || "\($0)".contains("AccessDenied") }) {
+            _ = try await STS(client: inside).callerAccount()
+        }
+        if created {
+            // A new account answers OptInRequired / PendingVerification for minutes (AWS
+            // allows up to hours) while its services activate; wait for EC2 in its region
+            // before anything is made there.
+            try await configuration.backoff.untilPropagated(
+                { ["OptInRequired", "PendingVerification"].contains($0.awsCode ?? "") }, for: configuration.backoff.deadline
+            ) {
+                try await EC2(client: inside).describeAvailabilityZones()
             }
         }
         if let network = enclave.network, let cidr = network.vpcCIDR {
@@ -196,33 +206,41 @@ public struct AWSDriver: Driver {
     }
 
     /// The enclave's account: the one already recorded, else the one registered with its email
-    /// (an apply that stopped after CreateAccount), else a new one.
-    func ensureAccount(_ enclave: Enclave, previous: EnclaveContext?, organizations: Organizations) async throws -> String {
+    /// (an apply that stopped after CreateAccount), else a new one (`created`).
+    func ensureAccount(_ enclave: Enclave, previous: EnclaveContext?, organizations: Organizations) async throws -> (id: String, created: Bool) {
         if let recorded = previous?.values["account_id"], !recorded.isEmpty {
             let account = try await organizations.describeAccount(recorded)
             guard account.status == "ACTIVE" else {
                 throw AWSDriverError.accountNotActive(enclave: enclave.id, account: recorded, status: account.status)
             }
-            return recorded
+            return (recorded, false)
         }
         let email = email(enclave)
         if let existing = try await organizations.listAccounts().first(where: { $0.email.lowercased() == email.lowercased() }) {
             guard existing.status == "ACTIVE" else {
                 throw AWSDriverError.accountNotActive(enclave: enclave.id, account: existing.id, status: existing.status)
             }
-            return existing.id
+            return (existing.id, false)
         }
-        let request = try await organizations.createAccount(email: email, name: accountName(enclave), tags: tags(enclave))
+        // An organization created moments ago is still finalizing (the provider retries this
+        // for 4 minutes: organizationFinalizationTimeout).
+        let request = try await configuration.backoff.untilPropagated({ $0.awsCode == "FinalizingOrganizationException" }) {
+            try await organizations.createAccount(email: email, name: accountName(enclave), tags: tags(enclave))
+        }
         let finished = try await configuration.backoff.poll("creating AWS account \(accountName(enclave))") {
             () async throws -> CreateAccountStatus? in
-            let status = try await organizations.describeCreateAccountStatus(request.requestID)
-            return status.state == "IN_PROGRESS" ? nil : status
+            do {
+                let status = try await organizations.describeCreateAccountStatus(request.requestID)
+                return status.state == "IN_PROGRESS" ? nil : status
+            } catch  where error.awsCode == "CreateAccountStatusNotFoundException" {
+                return nil  // the request is not visible yet (the provider treats it as pending)
+            }
         }
-        if finished.state == "SUCCEEDED", let id = finished.accountID { return id }
+        if finished.state == "SUCCEEDED", let id = finished.accountID { return (id, true) }
         if finished.failureReason == "EMAIL_ALREADY_EXISTS",
             let existing = try await organizations.listAccounts().first(where: { $0.email.lowercased() == email.lowercased() })
         {
-            return existing.id
+            return (existing.id, false)
         }
         throw AWSDriverError.accountCreationFailed(enclave: enclave.id, reason: finished.failureReason ?? finished.state)
     }
@@ -248,7 +266,7 @@ public struct AWSDriver: Driver {
             try await ec2.deleteVPC(vpc)
         }
         do { try await organizations.closeAccount(account) } catch {
-            guard error.code == "AccountAlreadyClosedException" else { throw error }
+            guard error.code == "AccountAlreadyClosedException" || error.code == "AccountNotFoundException" else { throw error }
         }
     }
 
@@ -274,13 +292,25 @@ public struct AWSDriver: Driver {
         let trust =
             #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::\#(account):root"},"Action":"sts:AssumeRole"}]}"#
         let arn: String
+        var created = false
         if let existing = try await iam.roleARN(name) {
             arn = existing
         } else {
             arn = try await iam.createRole(name, trustPolicy: trust, tags: tags(enclave, partition: partition.id))
+            created = true
         }
         let attached = Set(try await iam.attachedPolicies(name))
         for policy in configuration.partitionPolicyARNs where !attached.contains(policy) { try await iam.attachPolicy(policy, to: name) }
+        if created {
+            // A role is not assumable for a while after CreateRole (IAM propagation; the
+            // provider waits up to 2 minutes): wait here, so terraform never starts with a role
+            // it cannot become.
+            let roleARN = arn.isEmpty ? Self.partitionRoleARN(account: account, partition: partition.id) : arn
+            let inside = try accountClient(context, enclave: enclave)
+            try await configuration.backoff.untilPropagated({ $0.awsCode == "AccessDenied" }) {
+                _ = try await STS(client: inside).assumeRole(roleARN, sessionName: "nclav-check", seconds: 900)
+            }
+        }
         return [
             "role_name": name, "role_arn": arn.isEmpty ? Self.partitionRoleARN(account: account, partition: partition.id) : arn,
             "account_id": account,
@@ -303,7 +333,9 @@ public struct AWSDriver: Driver {
         let region = context.values["region"] ?? region(enclave)
         let inside = try accountClient(context, enclave: enclave)
         // Role chaining caps these at one hour; a longer terraform run re-applies.
-        let credentials = try await STS(client: inside).assumeRole(roleARN, sessionName: "nclav-\(partition.id)".prefixString(64)).credentials
+        let credentials = try await configuration.backoff.untilPropagated({ $0.awsCode == "AccessDenied" }) {
+            try await STS(client: inside).assumeRole(roleARN, sessionName: "nclav-\(partition.id)".prefixString(64)).credentials
+        }
         var variables = endpoints.overrides
         variables["AWS_ACCESS_KEY_ID"] = credentials.accessKeyID
         variables["AWS_SECRET_ACCESS_KEY"] = credentials.secretAccessKey

@@ -30,15 +30,42 @@ public struct AzureError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    var isRetryable: Bool { status == 429 || status >= 500 || code == "PrincipalNotFound" || code == "RetryableError" }
+    /// Throttling and server trouble, retried for `CappedBackoff.transient` (honouring
+    /// `Retry-After`, as go-azure-sdk does).
+    var isRetryable: Bool { status == 429 || status >= 500 || code == "RetryableError" }
+
+    /// A new identity not yet known to Entra when a role is assigned to it (azurerm's
+    /// `retryRoleAssignmentsClient` retries this for the whole create timeout).
+    public var isPrincipalPropagating: Bool { code == "PrincipalNotFound" }
+
+    /// A resource provider namespace not (yet) registered in the subscription.
+    public var isMissingRegistration: Bool { code == "MissingSubscriptionRegistration" }
+
+    /// The namespace a `MissingSubscriptionRegistration` names (`details[0].target`, else the
+    /// message's "namespace 'X'").
+    public var unregisteredNamespace: String? {
+        if let target, !target.isEmpty { return target }
+        guard let start = message.range(of: "namespace '")?.upperBound, let end = message[start...].firstIndex(of: "'") else { return nil }
+        return String(message[start..<end])
+    }
+
+    public var target: String? = nil
+    public var retryAfter: String? = nil
 
     static func parse(_ response: CloudHTTP.Response, call: String) -> AzureError {
         let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
         let error = (object?["error"] as? [String: Any]) ?? object ?? [:]
+        let target = ((error["details"] as? [[String: Any]])?.first?["target"] as? String) ?? (error["target"] as? String)
         return AzureError(
             call: call, status: response.status, code: error["code"] as? String ?? "HTTP\(response.status)",
-            message: error["message"] as? String ?? String(response.bodyText.prefix(300)))
+            message: error["message"] as? String ?? String(response.bodyText.prefix(300)), target: target,
+            retryAfter: response.header("Retry-After"))
     }
+}
+
+extension Error {
+    /// The Azure Resource Manager error inside, if this is one.
+    var azureAPI: AzureError? { (self as? AzureCallError)?.api }
 }
 
 public enum AzureCallError: Error, Sendable, CustomStringConvertible {
@@ -95,8 +122,10 @@ public struct AzureClient: Sendable {
     }
 
     func send(_ method: String, url: URL, call: String, body: [String: Any]?) async throws(AzureCallError) -> Answer {
-        var delay = 0.2
+        let clock = ContinuousClock()
+        let start = clock.now
         var attempt = 0
+        var registered: Set<String> = []
         while true {
             attempt += 1
             let token: AzureAccessToken
@@ -106,22 +135,53 @@ public struct AzureClient: Sendable {
             if payload != nil { headers.append(("Content-Type", "application/json")) }
             let response: CloudHTTP.Response
             do { response = try await http.send(method, url, headers: headers, body: payload) } catch {
-                if attempt < 4 {
-                    try? await Task.sleep(for: .seconds(delay))
-                    delay = min(delay * 2, 5)
-                    continue
-                }
-                throw .transport(error)
+                let delay = backoff.transientDelay(attempt: attempt, retryAfter: nil)
+                guard clock.now - start + delay <= backoff.transient else { throw .transport(error) }
+                try? await Task.sleep(for: delay)
+                continue
             }
             if (200..<300).contains(response.status) { return Answer(status: response.status, headers: response.headers, body: response.body) }
             let error = AzureError.parse(response, call: call)
-            if error.isRetryable, attempt < 8 {
-                let wait = response.header("Retry-After").flatMap(Double.init).map { min($0, 10) } ?? delay
-                try? await Task.sleep(for: .seconds(wait))
-                delay = min(delay * 2, 5)
+            // As go-autorest's DoRetryWithRegistration: register the namespace the error names,
+            // wait until it is registered, and send again (once per namespace).
+            if error.isMissingRegistration, let namespace = error.unregisteredNamespace, !registered.contains(namespace),
+                let subscription = Self.subscription(in: url.path)
+            {
+                registered.insert(namespace)
+                try await register(namespace, in: subscription)
                 continue
             }
-            throw .api(error)
+            let delay = backoff.transientDelay(attempt: attempt, retryAfter: error.retryAfter)
+            guard error.isRetryable, clock.now - start + delay <= backoff.transient else { throw .api(error) }
+            try? await Task.sleep(for: delay)
+        }
+    }
+
+    static func subscription(in path: String) -> String? {
+        let parts = path.split(separator: "/")
+        guard let index = parts.firstIndex(where: { $0.lowercased() == "subscriptions" }), index + 1 < parts.count else { return nil }
+        return String(parts[index + 1])
+    }
+
+    /// Registers a resource provider namespace in a subscription and waits until its
+    /// `registrationState` is `Registered` (azurerm's `ResourceProviderRegistrationPoller`).
+    /// Registering takes minutes on a new subscription; until then PUTs of its resource types
+    /// answer 409 MissingSubscriptionRegistration.
+    public func register(_ namespace: String, in subscription: String) async throws(AzureCallError) {
+        let path = "/subscriptions/\(subscription)/providers/\(namespace)"
+        func state() async throws(AzureCallError) -> String {
+            try await send("GET", path, apiVersion: "2021-04-01").json["registrationState"] as? String ?? ""
+        }
+        if try await state() == "Registered" { return }
+        try await send("POST", path + "/register", apiVersion: "2021-04-01")
+        do {
+            _ = try await backoff.poll("registering \(namespace) in subscription \(subscription)") { () async throws -> Bool? in
+                try await state() == "Registered" ? true : nil
+            }
+        } catch let error as AzureCallError {
+            throw error
+        } catch {
+            throw .operationFailed(call: "registering \(namespace)", message: "\(error)")
         }
     }
 

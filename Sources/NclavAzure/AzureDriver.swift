@@ -79,14 +79,20 @@ public struct AzureDriver: Driver {
 
     public static let contributorRole = "b24988ac-6180-42a0-ab88-20f7382dd24c"
     static let resourcesAPI = "2021-04-01"
+    /// What azurerm uses for `/subscriptions/{id}` (resources/2022-12-01/subscriptions).
+    static let subscriptionsAPI = "2022-12-01"
     static let identityAPI = "2023-01-31"
     static let networkAPI = "2023-09-01"
     static let dnsAPI = "2020-06-01"
     static let aliasAPI = "2021-10-01"
     static let authorizationAPI = "2022-04-01"
 
+    /// The server's environment (its own managed identity, endpoint overrides).
+    let environment: [String: String]
+
     public init(configuration: AzureDriverConfiguration, chain: AzureCredentialChain, environment: [String: String]) {
         self.configuration = configuration
+        self.environment = environment
         self.client = AzureClient(chain: chain, environment: environment, backoff: configuration.backoff)
     }
 
@@ -118,16 +124,20 @@ public struct AzureDriver: Driver {
         try await client.send(
             "PUT", "/providers/Microsoft.Management/managementGroups/\(configuration.managementGroupID)/subscriptions/\(subscription)",
             apiVersion: "2020-05-01")
-        for provider in ["Microsoft.ManagedIdentity", "Microsoft.Network"] {
-            try await client.send("POST", "/subscriptions/\(subscription)/providers/\(provider)/register", apiVersion: Self.resourcesAPI)
-        }
+        // Registered and waited for: a PUT of their types before registration finishes answers
+        // 409 MissingSubscriptionRegistration.
+        for provider in ["Microsoft.ManagedIdentity", "Microsoft.Network"] { try await client.register(provider, in: subscription) }
         let location = location(enclave)
         let group = Self.resourceGroup(enclave.id)
         let groupPath = "/subscriptions/\(subscription)/resourceGroups/\(group)"
         try await client.send("PUT", groupPath, apiVersion: Self.resourcesAPI, body: ["location": location, "tags": tags(enclave)])
-        let identity = try await client.putAndWait(
-            groupPath + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave", apiVersion: Self.identityAPI,
-            body: ["location": location, "tags": tags(enclave)], what: "creating the enclave identity")
+        // A group just created can be unknown to the next PUT for a moment (azurerm's
+        // resourceGroupCreatePoller reads it back).
+        let identity = try await configuration.backoff.untilPropagated({ $0.azureAPI?.code == "ResourceGroupNotFound" }) {
+            try await client.putAndWait(
+                groupPath + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave", apiVersion: Self.identityAPI,
+                body: ["location": location, "tags": tags(enclave)], what: "creating the enclave identity")
+        }
         var values = [
             "subscription_id": subscription, "subscription_alias": aliasName, "tenant_id": configuration.tenantID, "resource_group": group,
             "region": location, "project_id": subscription, "identity_id": identity["id"] as? String ?? "",
@@ -194,20 +204,66 @@ public struct AzureDriver: Driver {
         guard let subscription = properties["subscriptionId"] as? String, !subscription.isEmpty else {
             throw AzureDriverError.subscriptionFailed(enclave: enclave.id, alias: aliasName, state: "Succeeded without a subscription id")
         }
-        let state =
-            try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.resourcesAPI).json["state"] as? String ?? "Enabled"
+        // A subscription the alias has just made is unknown to ARM for a while (404, or 403
+        // while RBAC catches up, or no state yet); azurerm's waitForSubscriptionStateToSettle
+        // waits for several consecutive Enabled reads.
+        var state = ""
+        try await configuration.backoff.untilConsistent("subscription \(subscription) becoming available", times: 3) {
+            do {
+                state =
+                    try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.subscriptionsAPI).json["state"] as? String ?? ""
+            } catch let error where error.azureAPI.map({ $0.status == 404 || $0.status == 403 }) == true {
+                state = ""
+                return false
+            }
+            return state != ""
+        }
         guard state == "Enabled" else { throw AzureDriverError.subscriptionNotEnabled(enclave: enclave.id, subscription: subscription, state: state) }
         return subscription
     }
 
+    /// Cancels the enclave's subscription. Azure refuses to cancel one that still holds
+    /// resources (400 ResourcesExistingOnSubscription), so nclav first deletes the resource
+    /// groups it made (`nclav-<enclave>`: the enclave identity, VNet, zone) and the
+    /// `NetworkWatcherRG` Azure adds beside a VNet; anything else left there (resources
+    /// terraform did not destroy) is named in the error. Then it waits until the subscription
+    /// reads Disabled or Warned, as azurerm's `resourceSubscriptionDelete` does.
     public func teardownEnclave(_ enclave: Enclave, context: EnclaveContext) async throws {
         guard let subscription = context.values["subscription_id"], !subscription.isEmpty else { return }
         var state: String? = nil
-        do { state = try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.resourcesAPI).json["state"] as? String } catch {
+        do {
+            state = try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.subscriptionsAPI).json["state"] as? String
+        } catch {
             guard error.api?.status == 404 else { throw error }  // gone already
         }
         if state == "Enabled" {
-            try await client.send("POST", "/subscriptions/\(subscription)/providers/Microsoft.Subscription/cancel", apiVersion: Self.aliasAPI)
+            let groups = try await client.send("GET", "/subscriptions/\(subscription)/resourcegroups", apiVersion: Self.resourcesAPI).json
+            var remaining: [String] = []
+            for group in groups["value"] as? [[String: Any]] ?? [] {
+                guard let name = group["name"] as? String else { continue }
+                let tags = group["tags"] as? [String: String] ?? [:]
+                guard name == Self.resourceGroup(enclave.id) || name == "NetworkWatcherRG" || tags["nclav-enclave"] == enclave.id else {
+                    remaining.append(name)
+                    continue
+                }
+                do {
+                    let answer = try await client.send(
+                        "DELETE", "/subscriptions/\(subscription)/resourcegroups/\(name)", apiVersion: Self.resourcesAPI)
+                    try await client.waitFor(answer, what: "deleting resource group \(name)")
+                } catch let error where error.azureAPI?.status == 404 {}
+            }
+            do {
+                try await configuration.backoff.untilPropagated({ $0.azureAPI?.code == "ResourcesExistingOnSubscription" }) {
+                    try await client.send(
+                        "POST", "/subscriptions/\(subscription)/providers/Microsoft.Subscription/cancel", apiVersion: Self.aliasAPI)
+                }
+            } catch let error where error.azureAPI?.code == "ResourcesExistingOnSubscription" {
+                throw AzureDriverError.subscriptionNotEmpty(enclave: enclave.id, subscription: subscription, groups: remaining)
+            }
+            try await configuration.backoff.untilConsistent("subscription \(subscription) being cancelled", times: 1) {
+                let now = try await client.send("GET", "/subscriptions/\(subscription)", apiVersion: Self.subscriptionsAPI).json["state"] as? String
+                return now == "Disabled" || now == "Warned"
+            }
         }
         if let alias = context.values["subscription_alias"] {
             do { try await client.send("DELETE", "/providers/Microsoft.Subscription/aliases/\(alias)", apiVersion: Self.aliasAPI) } catch {
@@ -260,10 +316,23 @@ public struct AzureDriver: Driver {
                     "principalId": principal, "principalType": "ServicePrincipal",
                 ]
             ]
-            do { try await client.send("PUT", assignmentPath, apiVersion: Self.authorizationAPI, body: body) } catch {
-                guard error.api?.code == "RoleAssignmentExists" else { throw error }
+            // A new identity is unknown to Entra for a while (PrincipalNotFound).
+            let ours = try await configuration.backoff.untilPropagated({ $0.azureAPI?.isPrincipalPropagating == true }) { () async throws -> Bool in
+                do { try await client.send("PUT", assignmentPath, apiVersion: Self.authorizationAPI, body: body) } catch {
+                    guard error.azureAPI?.code == "RoleAssignmentExists" else { throw error }
+                    return false  // the same grant exists under another name (made by hand): done
+                }
+                return true
             }
             assignments.append(assignmentPath)
+            guard ours else { continue }
+            // Read back until ARM answers for it consistently (azurerm reads it 5 times in a row).
+            try await configuration.backoff.untilConsistent("role assignment \(assignment)", times: 2) {
+                do {
+                    try await client.send("GET", assignmentPath, apiVersion: Self.authorizationAPI)
+                    return true
+                } catch let error where error.azureAPI?.status == 404 { return false }
+            }
         }
         var result = [
             "identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
@@ -307,15 +376,25 @@ public struct AzureDriver: Driver {
             variables["ARM_CLIENT_ID"] = id
             variables["ARM_CLIENT_SECRET"] = secret
             secrets.insert("ARM_CLIENT_SECRET")
-        } else if ProcessInfo.processInfo.environment["IDENTITY_ENDPOINT"] != nil {
+        } else if let endpoint = environment["IDENTITY_ENDPOINT"] {
+            // nclav's own managed identity (no OIDC issuer configured): terraform acts as
+            // nclav itself. azurerm needs the identity's client id and, outside a VM, the
+            // endpoint and its API version (its managed_service_identity guide).
             variables["ARM_USE_MSI"] = "true"
+            variables["ARM_MSI_ENDPOINT"] = endpoint
+            variables["ARM_MSI_API_VERSION"] = "2019-08-01"
+            if let clientID = environment["AZURE_CLIENT_ID"] { variables["ARM_CLIENT_ID"] = clientID }
+            return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: ["ARM_"])
         } else {
             variables["ARM_USE_CLI"] = "true"
         }
-        if let base = ProcessInfo.processInfo.environment["NCLAV_AZURE_RESOURCE_MANAGER"] {
+        if let base = environment["NCLAV_AZURE_RESOURCE_MANAGER"] {
             variables["ARM_METADATA_HOSTNAME"] = URL(string: base)?.host ?? ""
         }
-        return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: ["ARM_"])
+        // Terraform acting as the partition (or as nclav's service principal) must not reach
+        // nclav's own managed identity; the Azure CLI keeps its AZURE_CONFIG_DIR.
+        let cleared = variables["ARM_USE_CLI"] != nil ? ["ARM_"] : ["ARM_", "IDENTITY_", "MSI_", "AZURE_"]
+        return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: cleared)
     }
 
     // MARK: Orphans
@@ -349,6 +428,7 @@ public enum AzureDriverError: Error, Sendable, CustomStringConvertible {
     case subscriptionFailed(enclave: String, alias: String, state: String)
     case subscriptionNotEnabled(enclave: String, subscription: String, state: String)
     case zoneNeedsVNet(enclave: String)
+    case subscriptionNotEmpty(enclave: String, subscription: String, groups: [String])
 
     public var description: String {
         switch self {
@@ -359,6 +439,10 @@ public enum AzureDriverError: Error, Sendable, CustomStringConvertible {
         case .subscriptionNotEnabled(let enclave, let subscription, let state):
             return
                 "the subscription \(subscription) of enclave \(enclave) is \(state); reactivate it in the Azure portal (possible for 90 days after cancelling) or give the enclave another id"
+        case .subscriptionNotEmpty(let enclave, let subscription, let groups):
+            let named = groups.isEmpty ? "resources nclav did not make" : "the resource groups \(groups.joined(separator: ", "))"
+            return
+                "the subscription \(subscription) of enclave \(enclave) still holds \(named), so Azure will not cancel it; destroy or move them (they were not made by nclav, or terraform did not destroy them), then destroy again"
         case .zoneNeedsVNet(let enclave):
             return
                 "enclave \(enclave) declares dns.zone but no network.vpc_cidr; a private DNS zone is linked to the enclave's VNet, so declare network.vpc_cidr too"

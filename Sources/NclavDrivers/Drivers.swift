@@ -158,17 +158,29 @@ public struct LocalDriver: Driver {
     }
 }
 
-/// Waits between polls of a long cloud operation: doubling from `initial`, never more than
-/// `cap`, giving up at `deadline`.
+/// How long nclav waits for clouds: polls of a long operation double from `initial` up to
+/// `cap` and give up at `deadline`; a call refused because something made moments ago has not
+/// propagated yet (a new identity unknown to IAM, an API just enabled, a role not yet
+/// effective) is retried for up to `propagation`; a throttled or failing call (429, 5xx) for
+/// up to `transient`. Tests shrink all five; production keeps the clouds' own figures.
 public struct CappedBackoff: Sendable {
     public let initial: Duration
     public let cap: Duration
     public let deadline: Duration
+    /// IAM changes take up to 7 minutes on GCP (typically under 2); AWS's provider waits 2.
+    public let propagation: Duration
+    /// terraform-provider-google retries 429 and 5xx for 90 s by default.
+    public let transient: Duration
 
-    public init(initial: Duration = .seconds(1), cap: Duration = .seconds(15), deadline: Duration = .seconds(1800)) {
+    public init(
+        initial: Duration = .seconds(1), cap: Duration = .seconds(15), deadline: Duration = .seconds(1800),
+        propagation: Duration = .seconds(420), transient: Duration = .seconds(90)
+    ) {
         self.initial = initial
         self.cap = cap
         self.deadline = deadline
+        self.propagation = propagation
+        self.transient = transient
     }
 
     /// Calls `attempt` until it returns a value; nil means "not yet". Throws `timedOut` with
@@ -183,6 +195,55 @@ public struct CappedBackoff: Sendable {
             try await Task.sleep(for: delay)
             delay = min(delay * 2, cap)
         }
+    }
+
+    /// Runs `body` again while it fails with an error `isPropagating` accepts, for up to
+    /// `window` (default `propagation`); then the last error is thrown as it was, so its
+    /// message and hint reach the user unchanged.
+    @discardableResult
+    public func untilPropagated<T>(
+        _ isPropagating: (any Error) -> Bool, for window: Duration? = nil, _ body: () async throws -> T
+    ) async throws -> T {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let window = window ?? propagation
+        var delay = initial
+        while true {
+            do { return try await body() } catch {
+                guard isPropagating(error), clock.now - start + delay <= window else { throw error }
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, cap)
+            }
+        }
+    }
+
+    /// Calls `check` until it answers true `times` times in a row (a cloud that has just
+    /// created something may answer from a replica that has not seen it yet), for up to
+    /// `propagation`.
+    public func untilConsistent(_ what: String, times: Int = 3, _ check: () async throws -> Bool) async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var delay = initial
+        var streak = 0
+        while true {
+            streak = try await check() ? streak + 1 : 0
+            if streak >= times { return }
+            if clock.now - start + delay > propagation { throw CloudOperationTimeout(operation: what, waited: clock.now - start) }
+            try await Task.sleep(for: streak > 0 ? initial : delay)
+            if streak == 0 { delay = min(delay * 2, cap) }
+        }
+    }
+
+    /// The wait before retry `attempt` (1-based) of a throttled or failing call: a server's
+    /// `Retry-After` when it sent one (at most `cap` × 4), otherwise doubling from a fifth of
+    /// `initial`, at most `cap`.
+    public func transientDelay(attempt: Int, retryAfter: String?) -> Duration {
+        if let retryAfter, let seconds = Double(retryAfter.trimmingCharacters(in: .whitespaces)), seconds >= 0 {
+            return min(.milliseconds(Int64(seconds * 1000)), cap * 4)
+        }
+        var delay = initial / 5
+        for _ in 1..<max(attempt, 1) { delay = min(delay * 2, cap) }
+        return delay
     }
 }
 

@@ -48,6 +48,10 @@ public struct GCPError: Error, Sendable, CustomStringConvertible {
     public let status: String
     public let message: String
     public let reason: String?
+    /// ErrorInfo's metadata: `consumer` (`projects/123`) and `service` for SERVICE_DISABLED.
+    public var metadata: [String: String] = [:]
+    /// The `Retry-After` header, when the server sent one.
+    public var retryAfter: String? = nil
 
     public var description: String {
         var text = "GCP \(call) failed (\(code) \(status)): \(message)"
@@ -58,15 +62,23 @@ public struct GCPError: Error, Sendable, CustomStringConvertible {
     public var hint: String? {
         if status == "PERMISSION_DENIED" || code == 403 {
             if message.lowercased().contains("billing") || reason == "BILLING_DISABLED" {
-                return
-                    "Billing is the problem: check --gcp-billing-account and that nclav's identity has roles/billing.user on it (credentials need the cloud-billing scope)"
+                return "Billing is the problem: check --gcp-billing-account and that nclav's identity has roles/billing.user on it"
             }
-            if reason == "SERVICE_DISABLED" { return "Enable that API in the project nclav's credentials belong to (the quota project)" }
+            if reason == "SERVICE_DISABLED" {
+                let service = metadata["service"] ?? "that API"
+                guard let consumer = metadata["consumer"] else { return "Enable \(service) in the project the call was billed to" }
+                return
+                    "Enable \(service) in \(consumer) (`gcloud services enable \(service) --project \(consumer.replacingOccurrences(of: "projects/", with: ""))`); an API enabled in the last minutes may still be propagating: apply again"
+            }
+            if message.contains("iam.serviceAccounts.getAccessToken") {
+                return
+                    "nclav needs roles/iam.serviceAccountTokenCreator in the enclave's project (it grants itself this when provisioning the enclave; a grant of the last minutes may still be propagating: apply again)"
+            }
             return
                 "nclav's identity lacks a permission; grant it on the parent folder/organization (bootstrap/gcp prints the grants as iam_setup_commands)"
         }
         if status == "RESOURCE_EXHAUSTED" || code == 429 {
-            return "A quota is exhausted (e.g. projects per billing account); request more quota or remove unused projects"
+            return "A quota or rate limit was hit and did not clear while nclav retried; request more quota in the console or apply again later"
         }
         if status == "UNAUTHENTICATED" || code == 401 { return "The credentials were rejected or expired; refresh them" }
         if status == "FAILED_PRECONDITION", message.lowercased().contains("billing") {
@@ -75,24 +87,61 @@ public struct GCPError: Error, Sendable, CustomStringConvertible {
         return nil
     }
 
-    var isRetryable: Bool { code == 429 && status != "RESOURCE_EXHAUSTED" || code >= 500 || status == "UNAVAILABLE" }
+    /// Throttling and server trouble, retried for `CappedBackoff.transient` as
+    /// terraform-provider-google's default transport does (`isCommonRetryableErrorCode`: every
+    /// 429 and 5xx; `is403QuotaExceededPerMinuteError`; `is403ConcurrentOperationsQuotaError`;
+    /// `isNetworkUnreadyError`/`isSubnetworkUnreadyError`).
+    var isRetryable: Bool {
+        if code == 429 || code >= 500 || status == "UNAVAILABLE" { return true }
+        if code == 403, message.contains("Quota exceeded for quota metric"), message.contains("per minute") { return true }
+        if code == 403, reason == "CONCURRENT_OPERATIONS_QUOTA_EXCEEDED" { return true }
+        if code == 400, reason == "resourceNotReady" { return true }
+        return false
+    }
+
+    // What GCP answers while something made moments ago propagates (each retried by the call
+    // that meets it, for `CappedBackoff.propagation`).
+
+    /// A call into an API enabled moments ago (`services:batchEnable` finished).
+    public var isServiceJustEnabled: Bool { code == 403 && reason == "SERVICE_DISABLED" }
+    /// A new service account named in a policy before IAM knows it (`IamServiceAccountNotFound`
+    /// in the provider: 400 "Service account … does not exist").
+    public var isAccountPropagating: Bool {
+        code == 400 && message.contains("does not exist") && message.lowercased().contains("service account")
+    }
+    /// Minting a token with a Token Creator grant or for an account made moments ago.
+    public var isTokenGrantPropagating: Bool {
+        (code == 403 && message.contains("iam.serviceAccounts.getAccessToken")) || code == 404
+    }
+    /// Enabling billable APIs right after the billing link (`handleServiceUsageRetryablePreconditionError`).
+    public var isBillingPropagating: Bool { (code == 400 || code == 412) && message.contains("Precondition check failed") }
+    /// Pub/Sub's "project not ready" (`PubsubTopicProjectNotReady`).
+    public var isPubSubNotReady: Bool { code == 400 && message.contains("retry this operation") }
 
     static func parse(_ response: CloudHTTP.Response, call: String) -> GCPError {
         let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any]
         let error = object?["error"] as? [String: Any]
         var reason: String? = nil
+        var metadata: [String: String] = [:]
         for detail in error?["details"] as? [[String: Any]] ?? [] where (detail["@type"] as? String)?.hasSuffix("google.rpc.ErrorInfo") == true {
             reason = detail["reason"] as? String
+            metadata = detail["metadata"] as? [String: String] ?? [:]
         }
         // Compute's legacy shape: {"error": {"errors": [{"reason": "alreadyExists", "message"}], "code", "message"}}
         if reason == nil, let first = (error?["errors"] as? [[String: Any]])?.first { reason = first["reason"] as? String }
         return GCPError(
             call: call, code: error?["code"] as? Int ?? response.status, status: error?["status"] as? String ?? "HTTP_\(response.status)",
-            message: error?["message"] as? String ?? String(response.bodyText.prefix(300)), reason: reason)
+            message: error?["message"] as? String ?? String(response.bodyText.prefix(300)), reason: reason, metadata: metadata,
+            retryAfter: response.header("Retry-After"))
     }
 
     public var isAlreadyExists: Bool { code == 409 || status == "ALREADY_EXISTS" || reason == "alreadyExists" }
     public var isNotFound: Bool { code == 404 || status == "NOT_FOUND" || reason == "notFound" }
+}
+
+extension Error {
+    /// The Google API error inside, if this is one.
+    var gcpAPI: GCPError? { (self as? GCPCallError)?.api }
 }
 
 public enum GCPCallError: Error, Sendable, CustomStringConvertible {
@@ -101,6 +150,9 @@ public enum GCPCallError: Error, Sendable, CustomStringConvertible {
     case api(GCPError)
     case operationFailed(call: String, message: String)
     case unreadable(call: String)
+    /// A Compute operation that ended in `RESOURCE_NOT_READY` (a network or subnetwork made
+    /// moments ago); the insert is sent again.
+    case resourceNotReady(call: String)
 
     public var description: String {
         switch self {
@@ -109,6 +161,7 @@ public enum GCPCallError: Error, Sendable, CustomStringConvertible {
         case .api(let error): return error.description
         case .operationFailed(let call, let message): return "GCP \(call) failed while running: \(message)"
         case .unreadable(let call): return "GCP \(call) answered something nclav cannot read"
+        case .resourceNotReady(let call): return "GCP \(call) failed: a resource it needs was not ready yet (RESOURCE_NOT_READY); apply again"
         }
     }
 
@@ -135,7 +188,8 @@ public struct GCPClient: Sendable {
         token: String? = nil
     ) async throws(GCPCallError) -> [String: Any] {
         let name = "\(service) \(method) \(path)"
-        var delay = 0.2
+        let clock = ContinuousClock()
+        let start = clock.now
         var attempt = 0
         while true {
             attempt += 1
@@ -150,12 +204,10 @@ public struct GCPClient: Sendable {
             if payload != nil { headers.append(("Content-Type", "application/json")) }
             let response: CloudHTTP.Response
             do { response = try await http.send(method, endpoints.url(service, path, query: query), headers: headers, body: payload) } catch {
-                if attempt < 4 {
-                    try? await Task.sleep(for: .seconds(delay))
-                    delay = min(delay * 2, 5)
-                    continue
-                }
-                throw .transport(error)
+                let delay = backoff.transientDelay(attempt: attempt, retryAfter: nil)
+                guard clock.now - start + delay <= backoff.transient else { throw .transport(error) }
+                try? await Task.sleep(for: delay)
+                continue
             }
             if (200..<300).contains(response.status) {
                 if response.body.isEmpty { return [:] }
@@ -163,12 +215,9 @@ public struct GCPClient: Sendable {
                 return object
             }
             let error = GCPError.parse(response, call: name)
-            if error.isRetryable, attempt < 6 {
-                try? await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 5)
-                continue
-            }
-            throw .api(error)
+            let delay = backoff.transientDelay(attempt: attempt, retryAfter: error.retryAfter)
+            guard error.isRetryable, clock.now - start + delay <= backoff.transient else { throw .api(error) }
+            try? await Task.sleep(for: delay)
         }
     }
 
@@ -197,6 +246,7 @@ public struct GCPClient: Sendable {
             if current["status"] as? String == "DONE" {
                 if let errors = (current["error"] as? [String: Any])?["errors"] as? [[String: Any]], let first = errors.first {
                     if first["code"] as? String == "RESOURCE_ALREADY_EXISTS" { return true }
+                    if first["code"] as? String == "RESOURCE_NOT_READY" { throw GCPCallError.resourceNotReady(call: what) }
                     throw GCPCallError.operationFailed(
                         call: what, message: "\(first["message"] as? String ?? "unknown") (\(first["code"] as? String ?? ""))")
                 }

@@ -13,7 +13,7 @@ public enum GCPCredentialError: CredentialChainError, CustomStringConvertible {
         switch self {
         case .noCredentials(let tried):
             return "no GCP credentials found; tried " + tried.joined(separator: ", ")
-                + ". Set GOOGLE_APPLICATION_CREDENTIALS to a service-account key, run `gcloud auth application-default login --scopes=https://www.googleapis.com/auth/cloud-platform,https://www.googleapis.com/auth/cloud-billing`, or run on GCP with a service account"
+                + ". Set GOOGLE_APPLICATION_CREDENTIALS to a service-account key, run `gcloud auth application-default login` (its default scopes include the e-mail nclav needs to grant itself roles), or run on GCP with a service account"
         case .sourceFailed(let source, let reason):
             return "GCP credentials from \(source) failed: \(reason)"
         }
@@ -132,11 +132,20 @@ public struct KeyFileCredentials: GCPCredentialSource {
         guard let key = try load() else { throw .sourceFailed(source: name, reason: "the key file went away") }
         if key.type == "service_account", let email = key.client_email { return "serviceAccount:\(email)" }
         // A user: ask who the token belongs to.
-        let url = endpoints.url("oauth2", "/v3/tokeninfo", query: [("access_token", token.token)])
-        guard let response = try? await http.send("GET", url, timeout: .seconds(30)), response.status == 200,
+        // Google's documented endpoint; the token goes in the body, never in a URL.
+        let url = endpoints.url("oauth2", "/tokeninfo")
+        let form = FormEncoding.encode([("access_token", token.token)])
+        guard
+            let response = try? await http.send(
+                "POST", url, headers: [("Content-Type", "application/x-www-form-urlencoded")], body: form, timeout: .seconds(30)),
+            response.status == 200,
             let object = (try? JSONSerialization.jsonObject(with: response.body)) as? [String: Any], let email = object["email"] as? String
         else {
-            throw .sourceFailed(source: name, reason: "could not learn the user's email from tokeninfo; log in with the userinfo.email scope")
+            throw .sourceFailed(
+                source: name,
+                reason:
+                    "could not learn the user's e-mail from tokeninfo; log in again with `gcloud auth application-default login` without --scopes (or include openid and https://www.googleapis.com/auth/userinfo.email)"
+            )
         }
         return "user:\(email)"
     }

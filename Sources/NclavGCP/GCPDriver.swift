@@ -109,8 +109,7 @@ public struct GCPDriver: Driver {
         ]
         if enclave.network != nil { services.append("compute.googleapis.com") }
         if enclave.dns?.zone != nil { services.append("dns.googleapis.com") }
-        let enable = try await client.call("POST", "serviceusage", "/v1/projects/\(projectID)/services:batchEnable", body: ["serviceIds": services])
-        _ = try await client.wait(operation: enable, service: "serviceusage", version: "v1", what: "enabling APIs in \(projectID)")
+        try await enableServices(services, in: projectID)
 
         let enclaveAccount = try await ensureServiceAccount(Self.enclaveAccount, project: projectID, displayName: "nclav enclave \(enclave.id)")
         // nclav mints partition tokens: its own identity needs Token Creator in the project.
@@ -142,8 +141,10 @@ public struct GCPDriver: Driver {
                     "visibility": "private", "labels": labels(enclave),
                     "privateVisibilityConfig": ["networks": [["networkUrl": "https://www.googleapis.com/compute/v1/" + networkPath]]],
                 ]
-                do { try await client.call("POST", "dns", "/dns/v1/projects/\(projectID)/managedZones", body: body) } catch {
-                    guard error.api?.isAlreadyExists == true else { throw error }
+                try await configuration.backoff.untilPropagated({ $0.gcpAPI?.isServiceJustEnabled == true }) {
+                    do { try await client.call("POST", "dns", "/dns/v1/projects/\(projectID)/managedZones", body: body) } catch {
+                        guard error.gcpAPI?.isAlreadyExists == true else { throw error }
+                    }
                 }
                 values["dns_zone_id"] = Self.zoneName
             }
@@ -168,8 +169,17 @@ public struct GCPDriver: Driver {
         ]
         let operation: [String: Any]
         do { operation = try await client.call("POST", "cloudresourcemanager", "/v3/projects", body: body) } catch {
-            if error.api?.isAlreadyExists == true { throw GCPDriverError.projectIDTaken(enclave: enclave.id, projectID: projectID) }
-            throw error
+            guard error.api?.isAlreadyExists == true else { throw error }
+            // Ours when an earlier attempt of this very create went through (its answer lost);
+            // anyone else's when it is not labelled for this enclave or not visible at all.
+            do {
+                return try check(
+                    try await client.call("GET", "cloudresourcemanager", "/v3/projects/\(projectID)"), projectID: projectID, enclave: enclave)
+            } catch GCPDriverError.projectNotOurs(_, _) {
+                throw GCPDriverError.projectIDTaken(enclave: enclave.id, projectID: projectID)
+            } catch let error as GCPCallError where error.api?.code == 403 || error.api?.isNotFound == true {
+                throw GCPDriverError.projectIDTaken(enclave: enclave.id, projectID: projectID)
+            }
         }
         let project = try await client.wait(
             operation: operation, service: "cloudresourcemanager", version: "v3", what: "creating project \(projectID)")
@@ -194,43 +204,101 @@ public struct GCPDriver: Driver {
         if info["billingAccountName"] as? String == configuration.billingAccount, info["billingEnabled"] as? Bool == true { return }
         try await client.call(
             "PUT", "cloudbilling", "/v1/projects/\(projectID)/billingInfo", body: ["billingAccountName": configuration.billingAccount])
+        // As the provider's updateProjectBillingAccount: read the link back before relying on it.
+        let account = configuration.billingAccount
+        try await configuration.backoff.untilConsistent("linking \(projectID) to \(account)", times: 1) {
+            let info = try await client.call("GET", "cloudbilling", "/v1/projects/\(projectID)/billingInfo")
+            return info["billingAccountName"] as? String == account && info["billingEnabled"] as? Bool == true
+        }
     }
 
+    /// Enables `services` in the project and waits until they are usable: the operation, then
+    /// the list of enabled services showing every one (the provider's
+    /// `waitForServiceUsageEnabledServices`). Enabling billable APIs right after the billing
+    /// link is refused for a while ("Precondition check failed"), and retried.
+    func enableServices(_ services: [String], in projectID: String) async throws {
+        let backoff = configuration.backoff
+        try await backoff.untilPropagated({ $0.gcpAPI?.isBillingPropagating == true }) {
+            let enable = try await client.call(
+                "POST", "serviceusage", "/v1/projects/\(projectID)/services:batchEnable", body: ["serviceIds": services])
+            _ = try await client.wait(operation: enable, service: "serviceusage", version: "v1", what: "enabling APIs in \(projectID)")
+        }
+        try await backoff.untilConsistent("APIs becoming enabled in \(projectID)", times: 1) {
+            var enabled: Set<String> = []
+            var pageToken = ""
+            repeat {
+                var query = [("filter", "state:ENABLED"), ("pageSize", "200")]
+                if !pageToken.isEmpty { query.append(("pageToken", pageToken)) }
+                let page = try await client.call("GET", "serviceusage", "/v1/projects/\(projectID)/services", query: query)
+                for service in page["services"] as? [[String: Any]] ?? [] {
+                    if let name = (service["config"] as? [String: Any])?["name"] as? String { enabled.insert(name) }
+                }
+                pageToken = page["nextPageToken"] as? String ?? ""
+            } while !pageToken.isEmpty
+            return enabled.isSuperset(of: services)
+        }
+    }
+
+    /// The service account, created when missing. A new one is read back until IAM answers
+    /// for it three times in a row, as the provider's `resourceGoogleServiceAccountCreate` does
+    /// (403 and 404 meaning "not yet"), so the policy edits that follow can name it.
     func ensureServiceAccount(_ accountID: String, project: String, displayName: String) async throws -> String {
+        let email: String
         do {
-            let created = try await client.call(
-                "POST", "iam", "/v1/projects/\(project)/serviceAccounts",
-                body: ["accountId": accountID, "serviceAccount": ["displayName": displayName, "description": "created by nclav"]])
-            return created["email"] as? String ?? Self.email(account: accountID, project: project)
+            let created = try await configuration.backoff.untilPropagated({ $0.gcpAPI?.isServiceJustEnabled == true }) {
+                try await client.call(
+                    "POST", "iam", "/v1/projects/\(project)/serviceAccounts",
+                    body: ["accountId": accountID, "serviceAccount": ["displayName": displayName, "description": "created by nclav"]])
+            }
+            email = created["email"] as? String ?? Self.email(account: accountID, project: project)
         } catch {
-            guard error.api?.isAlreadyExists == true else { throw error }
+            guard error.gcpAPI?.isAlreadyExists == true else { throw error }
             return Self.email(account: accountID, project: project)
         }
-    }
-
-    func insertCompute(_ path: String, body: [String: Any], what: String) async throws {
-        let operation: [String: Any]
-        do { operation = try await client.call("POST", "compute", path, body: body) } catch {
-            if error.api?.isAlreadyExists == true { return }
-            throw error
-        }
-        try await client.waitCompute(operation: operation, what: what)
-    }
-
-    /// Read-modify-write of the project's IAM policy, retried when someone else wrote between
-    /// (GCP answers 409 ABORTED on an etag mismatch).
-    func editProjectPolicy(_ projectID: String, _ change: (inout [String: Any]) -> Bool) async throws {
-        for attempt in 1...5 {
-            var policy = try await client.call(
-                "POST", "cloudresourcemanager", "/v3/projects/\(projectID):getIamPolicy",
-                body: ["options": ["requestedPolicyVersion": 3]])
-            guard change(&policy) else { return }
+        try await configuration.backoff.untilConsistent("service account \(email) becoming visible to IAM") {
             do {
-                try await client.call("POST", "cloudresourcemanager", "/v3/projects/\(projectID):setIamPolicy", body: ["policy": policy])
-                return
-            } catch {
-                guard error.api?.code == 409, attempt < 5 else { throw error }
+                try await client.call("GET", "iam", "/v1/projects/\(project)/serviceAccounts/\(email)")
+                return true
+            } catch let error where error.gcpAPI.map({ $0.code == 403 || $0.isNotFound }) == true {
+                return false
             }
+        }
+        return email
+    }
+
+    /// Inserts a Compute resource (already there is fine); sent again while Compute was enabled
+    /// moments ago or a network it needs is not ready (`ComputeOperationWaiter.IsRetryable`).
+    func insertCompute(_ path: String, body: [String: Any], what: String) async throws {
+        try await configuration.backoff.untilPropagated({ error in
+            if case .resourceNotReady = error as? GCPCallError { return true }
+            return error.gcpAPI?.isServiceJustEnabled == true
+        }) {
+            let operation: [String: Any]
+            do { operation = try await client.call("POST", "compute", path, body: body) } catch {
+                if error.gcpAPI?.isAlreadyExists == true { return }
+                throw error
+            }
+            try await client.waitCompute(operation: operation, what: what)
+        }
+    }
+
+    /// Read-modify-write of the project's IAM policy, as the provider's
+    /// `iamPolicyReadModifyWrite`: the whole cycle again when someone else wrote between (409
+    /// ABORTED on an etag mismatch) or when a member is a service account IAM does not know yet
+    /// (400 "does not exist"), with backoff; then read back until the change shows.
+    func editProjectPolicy(_ projectID: String, _ change: @escaping (inout [String: Any]) -> Bool) async throws {
+        let read = {
+            try await client.call(
+                "POST", "cloudresourcemanager", "/v3/projects/\(projectID):getIamPolicy", body: ["options": ["requestedPolicyVersion": 3]])
+        }
+        try await configuration.backoff.untilPropagated({ $0.gcpAPI.map { $0.code == 409 || $0.isAccountPropagating } == true }) {
+            var policy = try await read()
+            guard change(&policy) else { return }
+            try await client.call("POST", "cloudresourcemanager", "/v3/projects/\(projectID):setIamPolicy", body: ["policy": policy])
+        }
+        try await configuration.backoff.untilConsistent("the IAM policy of \(projectID) showing the change", times: 1) {
+            var policy = try await read()
+            return !change(&policy)
         }
     }
 
@@ -277,10 +345,23 @@ public struct GCPDriver: Driver {
         // Deleting the project deletes what is in it: service accounts, network, zone.
         let operation: [String: Any]
         do { operation = try await client.call("DELETE", "cloudresourcemanager", "/v3/projects/\(projectID)") } catch {
-            if let api = error.api, api.isNotFound || api.code == 403 { return }  // already gone
+            guard let api = error.api, api.isNotFound || api.code == 403 else { throw error }
+            // 403 is also "nclav may not delete projects": only gone when it cannot be read either.
+            if try await projectIsGone(projectID) { return }
             throw error
         }
         _ = try await client.wait(operation: operation, service: "cloudresourcemanager", version: "v3", what: "deleting project \(projectID)")
+    }
+
+    /// Whether a project is gone or already being deleted (unreadable counts as gone: GCP
+    /// answers 403 for a project that does not exist).
+    func projectIsGone(_ projectID: String) async throws -> Bool {
+        let project: [String: Any]
+        do { project = try await client.call("GET", "cloudresourcemanager", "/v3/projects/\(projectID)") } catch {
+            if let api = error.api, api.code == 403 || api.isNotFound { return true }
+            throw error
+        }
+        return (project["state"] as? String).map { $0 != "ACTIVE" } ?? false
     }
 
     // MARK: Partitions
@@ -319,9 +400,13 @@ public struct GCPDriver: Driver {
     ) async throws -> TerraformEnvironment {
         let projectID = context.values["project_id"] ?? ""
         let email = identity["service_account"] ?? Self.email(account: Self.accountID(partition: partition.id), project: projectID)
-        let minted = try await client.call(
-            "POST", "iamcredentials", "/v1/projects/-/serviceAccounts/\(email):generateAccessToken",
-            body: ["scope": [cloudPlatformScope], "lifetime": "3600s"])
+        // The Token Creator grant and the account itself were made by this apply on a first run:
+        // IAM takes minutes to honour them.
+        let minted = try await configuration.backoff.untilPropagated({ $0.gcpAPI?.isTokenGrantPropagating == true }) {
+            try await client.call(
+                "POST", "iamcredentials", "/v1/projects/-/serviceAccounts/\(email):generateAccessToken",
+                body: ["scope": [cloudPlatformScope], "lifetime": "3600s"])
+        }
         guard let token = minted["accessToken"] as? String else { throw GCPCallError.unreadable(call: "generateAccessToken for \(email)") }
         let region = context.values["region"] ?? region(enclave)
         return TerraformEnvironment(
@@ -415,6 +500,11 @@ extension GCPDriver {
         let member = "serviceAccount:\(email)"
         var result = identity.filter { !$0.key.hasPrefix(GCPWiredResource.keyPrefix) }
         var records: [GCPWiredResource] = []
+        // Subscriptions live in the importer's project, whose own terraform has not run yet on
+        // a first apply: nclav enables Pub/Sub there itself.
+        if imports.contains(where: { $0.exporterCloud == .gcp && $0.export.type == .queue }) {
+            try await enableServices(["pubsub.googleapis.com"], in: projectID)
+        }
         for wiring in imports where wiring.exporterCloud == .gcp {
             guard let exporterProject = wiring.exporterContext["project_id"] else { continue }
             switch wiring.export.type {
@@ -461,20 +551,18 @@ extension GCPDriver {
                         export: wiring.export.name, enclave: wiring.exporterEnclave, output: "topic", type: "queue")
                 }
                 let subscription = "projects/\(projectID)/subscriptions/nclav-\(partition.id)-\(wiring.alias)"
-                do {
-                    try await client.call(
-                        "PUT", "pubsub", "/v1/\(subscription)",
-                        body: ["topic": topic, "labels": labels(enclave).merging(["nclav-partition": partition.id]) { $1 }])
-                } catch { guard error.api?.isAlreadyExists == true else { throw error } }
-                for attempt in 1...5 {
-                    var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
-                    guard Self.add(["roles/pubsub.subscriber"], member: member, to: &policy) else { break }
-                    do {
-                        try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy])
-                        break
-                    } catch {
-                        guard error.api?.code == 409, attempt < 5 else { throw error }
+                let subscriptionBody: [String: Any] = [
+                    "topic": topic, "labels": labels(enclave).merging(["nclav-partition": partition.id]) { $1 },
+                ]
+                try await configuration.backoff.untilPropagated({ $0.gcpAPI.map { $0.isPubSubNotReady || $0.isServiceJustEnabled } == true }) {
+                    do { try await client.call("PUT", "pubsub", "/v1/\(subscription)", body: subscriptionBody) } catch {
+                        guard error.gcpAPI?.isAlreadyExists == true else { throw error }
                     }
+                }
+                try await configuration.backoff.untilPropagated({ $0.gcpAPI.map { $0.code == 409 || $0.isAccountPropagating } == true }) {
+                    var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
+                    guard Self.add(["roles/pubsub.subscriber"], member: member, to: &policy) else { return }
+                    try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy])
                 }
                 records.append(.subscription(name: subscription, topic: topic, member: member))
             }

@@ -38,6 +38,70 @@ public actor FakeAzure {
         }
     }
 
+    /// How far the fake behaves like Azure's eventual consistency (as azurerm meets and waits
+    /// for it; see docs/cloud-api-calls.md).
+    public struct Realism: Sendable {
+        /// A subscription whose alias has just succeeded answers 404 SubscriptionNotFound this long.
+        public var subscriptionPropagation: Duration
+        /// A namespace whose registration was requested reads `Registering` for this many GETs
+        /// (each counted as a "registration" refusal);
+        /// until `Registered`, PUTs of its types answer 409 MissingSubscriptionRegistration.
+        public var registrationPolls: Int
+        /// A new identity is unknown to role assignments (PrincipalNotFound) this long.
+        public var principalPropagation: Duration
+        /// A resource group this young is not found by PUTs of resources inside it.
+        public var resourceGroupPropagation: Duration
+        /// Every n-th ARM request answers 429 TooManyRequests with `Retry-After`.
+        public var rateLimitEvery: Int?
+        /// After a cancel the subscription reads Enabled this many more GETs.
+        public var cancelPolls: Int
+        /// A cancel is refused while the subscription holds resources
+        /// (400 ResourcesExistingOnSubscription), as Azure does.
+        public var cancelNeedsEmptySubscription: Bool
+
+        public init(
+            subscriptionPropagation: Duration = .zero, registrationPolls: Int = 0, principalPropagation: Duration = .zero,
+            resourceGroupPropagation: Duration = .zero, rateLimitEvery: Int? = nil, cancelPolls: Int = 0, cancelNeedsEmptySubscription: Bool = false
+        ) {
+            self.subscriptionPropagation = subscriptionPropagation
+            self.registrationPolls = registrationPolls
+            self.principalPropagation = principalPropagation
+            self.resourceGroupPropagation = resourceGroupPropagation
+            self.rateLimitEvery = rateLimitEvery
+            self.cancelPolls = cancelPolls
+            self.cancelNeedsEmptySubscription = cancelNeedsEmptySubscription
+        }
+
+        public static let instant = Realism()
+        public static let realistic = Realism(
+            subscriptionPropagation: .milliseconds(150), registrationPolls: 2, principalPropagation: .milliseconds(150),
+            resourceGroupPropagation: .milliseconds(60), rateLimitEvery: 13, cancelPolls: 2, cancelNeedsEmptySubscription: true)
+    }
+
+    public private(set) var realism = Realism.instant
+    public func setRealism(_ realism: Realism) { self.realism = realism }
+    private var subscriptionReady: [String: ContinuousClock.Instant] = [:]
+    private var registrationLeft: [String: Int] = [:]  // "subscription/namespace" -> GETs before Registered
+    private var principalMade: [String: ContinuousClock.Instant] = [:]
+    private var groupMade: [String: ContinuousClock.Instant] = [:]
+    private var cancelLeft: [String: Int] = [:]
+    private var armRequests = 0
+    /// How many 429s the rate limit has answered.
+    public private(set) var throttled = 0
+    /// How many requests each realism window refused ("subscription", "registration",
+    /// "principal", "group", "cancel"), so a test can show it met every one.
+    public private(set) var refusals: [String: Int] = [:]
+
+    /// Whether something made at `made` is still inside `window`. The first look at each
+    /// thing (`key`) always is, however slowly the test machine got there, so every window is
+    /// met at least once; after that, time decides.
+    private func younger(_ made: ContinuousClock.Instant?, than window: Duration, key: String) -> Bool {
+        guard let made, window > .zero else { return false }
+        if firstLooks.insert(key).inserted { return true }
+        return ContinuousClock.now - made < window
+    }
+    private var firstLooks: Set<String> = []
+
     /// Known once `start` has bound the server.
     public nonisolated var port: Int { boundPort.withLock { $0 } }
     private nonisolated let boundPort = Mutex(0)
@@ -112,7 +176,11 @@ public actor FakeAzure {
         Answer(status: status, body: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data(), headers: headers)
     }
 
-    static func error(_ status: Int, _ code: String, _ message: String) -> Answer { json(status, ["error": ["code": code, "message": message]]) }
+    static func error(_ status: Int, _ code: String, _ message: String, target: String? = nil) -> Answer {
+        var error: [String: Any] = ["code": code, "message": message]
+        if let target { error["details"] = [["code": code, "target": target, "message": message]] }
+        return json(status, ["error": error])
+    }
 
     func next() -> Int {
         counter += 1
@@ -197,6 +265,20 @@ public actor FakeAzure {
         }
         guard let bearer = headers[.authorization], bearer.hasPrefix("Bearer "), tokens.contains(String(bearer.dropFirst(7))) else {
             return Self.error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        }
+        armRequests += 1
+        if let every = realism.rateLimitEvery, armRequests % every == 0 {
+            requests.removeLast()
+            throttled += 1
+            return Self.json(
+                429,
+                [
+                    "error": [
+                        "code": "TooManyRequests",
+                        "message":
+                            "The request is being throttled as the limit has been reached for operation type - Write_ObservationWindow_00:05:00. For more information, see - https://aka.ms/srpthrottlinglimits",
+                    ]
+                ], headers: [("Retry-After", "0")])
         }
         return arm(method: method, path: String(path.dropFirst(4)), body: object)
     }
@@ -297,6 +379,7 @@ public actor FakeAzure {
                     return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Running"]])
                 }
                 if failAliasProvisioning { return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Failed"]]) }
+                if subscriptionReady[subscription] == nil { subscriptionReady[subscription] = .now }
                 return Self.json(200, ["id": path, "name": alias, "properties": ["provisioningState": "Succeeded", "subscriptionId": subscription]])
             case "DELETE":
                 guard aliases.removeValue(forKey: alias) != nil else { return Self.error(404, "NotFound", "alias \(alias) not found") }
@@ -336,7 +419,21 @@ public actor FakeAzure {
             return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts.count > 1 ? parts[1] : "")' could not be found.")
         }
         let subscriptionID = parts[1]
+        if younger(subscriptionReady[subscriptionID], than: realism.subscriptionPropagation, key: "subscriptionReady|" + subscriptionID) {
+            refusals["subscription", default: 0] += 1
+            return Self.error(404, "SubscriptionNotFound", "The subscription '\(subscriptionID)' could not be found.")
+        }
         if parts.count == 2, method == "GET" {
+            if subscription.state == "Enabled", let left = cancelLeft[subscriptionID] {
+                if left > 0 {
+                    cancelLeft[subscriptionID] = left - 1
+                    refusals["cancel", default: 0] += 1
+                } else {
+                    cancelLeft[subscriptionID] = nil
+                    subscriptions[subscriptionID]?.state = "Disabled"
+                }
+            }
+            let subscription = subscriptions[subscriptionID] ?? subscription
             return Self.json(
                 200,
                 [
@@ -345,12 +442,55 @@ public actor FakeAzure {
                 ])
         }
         if lower.hasSuffix("/providers/microsoft.subscription/cancel"), method == "POST" {
-            subscriptions[subscriptionID]?.state = "Disabled"
+            let prefix = "/subscriptions/\(subscriptionID)/".lowercased()
+            if realism.cancelNeedsEmptySubscription, resources.keys.contains(where: { $0.hasPrefix(prefix) }) {
+                return Self.error(
+                    400, "ResourcesExistingOnSubscription",
+                    "There are existing resources associated with subscription. Delete them before cancelling the subscription.")
+            }
+            if realism.cancelPolls > 0 { cancelLeft[subscriptionID] = realism.cancelPolls } else { subscriptions[subscriptionID]?.state = "Disabled" }
             return Self.json(200, ["subscriptionId": subscriptionID])
         }
         if parts.count == 5, parts[2] == "providers", parts[4] == "register", method == "POST" {
-            registered.insert("\(subscriptionID)/\(parts[3])")
-            return Self.json(200, ["namespace": parts[3], "registrationState": "Registered"])
+            let key = "\(subscriptionID)/\(parts[3])".lowercased()
+            if !registered.contains(key), registrationLeft[key] == nil {
+                if realism.registrationPolls > 0 { registrationLeft[key] = realism.registrationPolls } else { registered.insert(key) }
+            }
+            return Self.json(200, ["namespace": parts[3], "registrationState": registered.contains(key) ? "Registered" : "Registering"])
+        }
+        if parts.count == 4, parts[2] == "providers", method == "GET" {
+            let key = "\(subscriptionID)/\(parts[3])".lowercased()
+            if let left = registrationLeft[key] {
+                if left > 0 {
+                    registrationLeft[key] = left - 1
+                    refusals["registration", default: 0] += 1
+                } else {
+                    registrationLeft[key] = nil
+                    registered.insert(key)
+                }
+            }
+            let state = registered.contains(key) ? "Registered" : registrationLeft[key] != nil ? "Registering" : "NotRegistered"
+            return Self.json(200, ["id": path, "namespace": parts[3], "registrationState": state])
+        }
+        if parts.count == 3, parts[2].lowercased() == "resourcegroups", method == "GET" {
+            let groups = resources.values.filter {
+                $0.type == "Microsoft.Resources/resourceGroups" && $0.id.lowercased().hasPrefix(path.lowercased() + "/")
+            }
+            return Self.json(
+                200,
+                [
+                    "value": groups.sorted { $0.id < $1.id }.map {
+                        ["id": $0.id, "name": $0.id.split(separator: "/").last.map(String.init) ?? "", "location": "eastus2", "tags": $0.tags]
+                    }
+                ])
+        }
+        if parts.count == 4, parts[2] == "operationresults", method == "GET" {
+            guard let left = operations[parts[3]] else { return Self.error(404, "NotFound", "operation not found") }
+            if left > 0 {
+                operations[parts[3]] = left - 1
+                return Answer(status: 202, body: Data(), headers: [("Location", "\(armEndpoint)\(path)?api-version=2021-04-01")])
+            }
+            return Answer(status: 200, body: Data())
         }
         if parts.count == 8, parts[2] == "providers", parts[4] == "locations", parts[6] == "operations" {
             guard let left = operations[parts[7]] else { return Self.error(404, "NotFound", "operation not found") }
@@ -380,7 +520,9 @@ public actor FakeAzure {
                 guard resources.values.contains(where: { $0.properties["principalId"] == principal }) else {
                     return Self.error(400, "PrincipalNotFound", "Principal \(principal) does not exist in the directory \(tenantID).")
                 }
-                if principalReplicationDelay, !seenPrincipals.contains(principal) {
+                let propagating = younger(principalMade[principal], than: realism.principalPropagation, key: "principalMade|" + principal)
+                if propagating { refusals["principal", default: 0] += 1 }
+                if propagating || (principalReplicationDelay && !seenPrincipals.contains(principal)) {
                     seenPrincipals.insert(principal)
                     return Self.error(
                         400, "PrincipalNotFound",
@@ -395,6 +537,12 @@ public actor FakeAzure {
             case "DELETE":
                 guard roleAssignments.removeValue(forKey: name) != nil else { return Answer(status: 204, body: Data()) }
                 return Self.json(200, ["id": path, "name": name])
+            case "GET":
+                guard let assignment = roleAssignments[name] else {
+                    return Self.error(404, "RoleAssignmentNotFound", "The role assignment '\(name)' is not found.")
+                }
+                return Self.json(
+                    200, ["id": path, "name": name, "properties": ["principalId": assignment.principal, "roleDefinitionId": assignment.role]])
             default: return Self.error(405, "MethodNotAllowed", method)
             }
         }
@@ -402,8 +550,26 @@ public actor FakeAzure {
         let key = path.lowercased()
         switch method {
         case "PUT":
+            let type = Self.type(of: parts)
+            if let namespace = type.split(separator: "/").first, namespace.lowercased() != "microsoft.resources", realism.registrationPolls > 0,
+                !registered.contains("\(subscriptionID)/\(namespace)".lowercased())
+            {
+                refusals["registration", default: 0] += 1
+                return Self.error(
+                    409, "MissingSubscriptionRegistration",
+                    "The subscription is not registered to use namespace '\(namespace)'. See https://aka.ms/rps-not-found for how to register subscriptions.",
+                    target: String(namespace))
+            }
+            if parts.count > 4, parts[2].lowercased() == "resourcegroups",
+                younger(
+                    groupMade["/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3])".lowercased()], than: realism.resourceGroupPropagation,
+                    key: "groupMade|" + "/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3])".lowercased())
+            {
+                refusals["group", default: 0] += 1
+                return Self.error(404, "ResourceGroupNotFound", "Resource group '\(parts[3])' could not be found.")
+            }
             let existed = resources[key] != nil
-            var resource = resources[key] ?? Resource(id: path, type: Self.type(of: parts), tags: [:], properties: [:])
+            var resource = resources[key] ?? Resource(id: path, type: type, tags: [:], properties: [:])
             resource.tags = body["tags"] as? [String: String] ?? resource.tags
             if resource.type == "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials" {
                 let properties = body["properties"] as? [String: Any] ?? [:]
@@ -416,7 +582,9 @@ public actor FakeAzure {
             }
             if resource.type == "Microsoft.ManagedIdentity/userAssignedIdentities", resource.properties["principalId"] == nil {
                 resource.properties = ["principalId": guid(), "clientId": guid(), "tenantId": tenantID]
+                principalMade[resource.properties["principalId"]!] = .now
             }
+            if resource.type == "Microsoft.Resources/resourceGroups", !existed { groupMade[key] = .now }
             if resource.type.hasPrefix("Microsoft.Network/virtualNetworks") || resource.type.hasPrefix("Microsoft.Network/privateDnsZones") {
                 // Parent must exist (a link needs its zone; everything needs its resource group).
                 let groupKey = "/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3].lowercased())"
@@ -432,7 +600,16 @@ public actor FakeAzure {
             guard let resource = resources[key] else { return Self.error(404, "ResourceNotFound", "The Resource '\(path)' was not found.") }
             return Self.json(200, representation(resource, provisioning: "Succeeded"))
         case "DELETE":
-            guard resources.removeValue(forKey: key) != nil else { return Answer(status: 204, body: Data()) }
+            guard let removed = resources.removeValue(forKey: key) else { return Answer(status: 204, body: Data()) }
+            if removed.type == "Microsoft.Resources/resourceGroups" {
+                // Everything inside goes with it, asynchronously: 202 and a Location to poll.
+                for inside in resources.keys where inside.hasPrefix(key + "/") { resources[inside] = nil }
+                let id = "op-\(next())"
+                operations[id] = 1
+                return Answer(
+                    status: 202, body: Data(),
+                    headers: [("Location", "\(armEndpoint)/subscriptions/\(subscriptionID)/operationresults/\(id)?api-version=2021-04-01")])
+            }
             return Self.json(200, [:])
         default:
             return Self.error(405, "MethodNotAllowed", method)

@@ -71,12 +71,81 @@ public actor FakeGCP {
         }
     }
 
+    /// How far the fake behaves like Google's eventually consistent APIs (each window as
+    /// terraform-provider-google meets and retries it; see docs/cloud-api-calls.md):
+    public struct Realism: Sendable {
+        /// A service account younger than this is unknown to IAM: GET answers 404, a policy
+        /// naming it 400 "Service account … does not exist.", generateAccessToken 404.
+        public var accountPropagation: Duration
+        /// A Token Creator grant younger than this is not honoured (403 getAccessToken denied).
+        public var grantPropagation: Duration
+        /// An API enabled less than this long ago answers 403 SERVICE_DISABLED.
+        public var servicePropagation: Duration
+        /// Billable APIs cannot be enabled until this long after the billing link (400
+        /// "Precondition check failed.").
+        public var billingPropagation: Duration
+        /// A subnetwork inserted this soon after its network ends in RESOURCE_NOT_READY.
+        public var networkReadiness: Duration
+        /// Every n-th authorised request answers 429 RESOURCE_EXHAUSTED (RATE_LIMIT_EXCEEDED).
+        public var rateLimitEvery: Int?
+        /// Long-running operations answer `done: false` (Compute: RUNNING) this many polls.
+        public var operationPolls: Int
+
+        public init(
+            accountPropagation: Duration = .zero, grantPropagation: Duration = .zero, servicePropagation: Duration = .zero,
+            billingPropagation: Duration = .zero, networkReadiness: Duration = .zero, rateLimitEvery: Int? = nil, operationPolls: Int = 0
+        ) {
+            self.accountPropagation = accountPropagation
+            self.grantPropagation = grantPropagation
+            self.servicePropagation = servicePropagation
+            self.billingPropagation = billingPropagation
+            self.networkReadiness = networkReadiness
+            self.rateLimitEvery = rateLimitEvery
+            self.operationPolls = operationPolls
+        }
+
+        /// Everything consistent at once (what the fake did before it had this mode).
+        public static let instant = Realism()
+        /// Short windows of every kind, for the driver suites.
+        public static let realistic = Realism(
+            accountPropagation: .milliseconds(150), grantPropagation: .milliseconds(1200), servicePropagation: .milliseconds(150),
+            billingPropagation: .milliseconds(100), networkReadiness: .milliseconds(300), rateLimitEvery: 11, operationPolls: 2)
+    }
+
+    public private(set) var realism = Realism.instant
+    public func setRealism(_ realism: Realism) { self.realism = realism }
+    /// When things were made, for the propagation windows.
+    private var accountCreated: [String: ContinuousClock.Instant] = [:]
+    private var grantMade: [String: ContinuousClock.Instant] = [:]  // "project|member" for Token Creator
+    private var serviceEnabled: [String: ContinuousClock.Instant] = [:]  // "project|service"
+    private var billingLinked: [String: ContinuousClock.Instant] = [:]
+    private var networkMade: [String: ContinuousClock.Instant] = [:]  // "project|network"
+    private var pendingPolls: [String: Int] = [:]
+    private var authorisedRequests = 0
+    /// How many 429s the rate limit has answered.
+    public private(set) var throttled = 0
+    /// How many requests each window refused ("account", "grant", "service", "billing",
+    /// "network", "operation"), so a test can show it met every one.
+    public private(set) var refusals: [String: Int] = [:]
+
+    /// Whether something made at `made` is still inside `window`. The first look at each
+    /// thing (`key`) always is, however slowly the test machine got there, so every window is
+    /// met at least once; after that, time decides.
+    private func younger(_ made: ContinuousClock.Instant?, than window: Duration, key: String) -> Bool {
+        guard let made, window > .zero else { return false }
+        if firstLooks.insert(key).inserted { return true }
+        return ContinuousClock.now - made < window
+    }
+    private var firstLooks: Set<String> = []
+
     /// Known once `start` has bound the server.
     public nonisolated var port: Int { boundPort.withLock { $0 } }
     private nonisolated let boundPort = Mutex(0)
     public nonisolated var endpointTemplate: String { "http://127.0.0.1:\(port)/{service}" }
     public nonisolated var metadataHost: String { "127.0.0.1:\(port)" }
     public private(set) var projects: [String: Project] = [:]
+    /// Every request that reached an API ("METHOD /path"); throttled ones are counted in
+    /// `throttled` instead.
     public private(set) var requests: [String] = []
     /// Pub/Sub topic IAM policies: topic path -> role -> members.
     public private(set) var topicBindings: [String: [String: Set<String>]] = [:]
@@ -119,6 +188,7 @@ public actor FakeGCP {
             let answer = await fake.handle(method: method, path: path, query: query, headers: headers, body: body)
             var replyHeaders = [("Content-Type", answer.contentType)]
             if answer.metadataFlavor { replyHeaders.append(("Metadata-Flavor", "Google")) }
+            if let retryAfter = answer.retryAfter { replyHeaders.append(("Retry-After", retryAfter)) }
             return LoopbackServer.Reply(status: answer.status, body: answer.body, headers: replyHeaders)
         }
         task = started.task
@@ -132,16 +202,19 @@ public actor FakeGCP {
         var body: Data
         var contentType = "application/json; charset=UTF-8"
         var metadataFlavor = false
+        var retryAfter: String? = nil
     }
 
     static func json(_ status: Int, _ object: Any) -> Answer {
         Answer(status: status, body: (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data())
     }
 
-    static func error(_ status: Int, _ code: String, _ message: String, reason: String? = nil) -> Answer {
+    static func error(_ status: Int, _ code: String, _ message: String, reason: String? = nil, metadata: [String: String] = [:]) -> Answer {
         var error: [String: Any] = ["code": status, "message": message, "status": code]
         if let reason {
-            error["details"] = [["@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"]]
+            var info: [String: Any] = ["@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"]
+            if !metadata.isEmpty { info["metadata"] = metadata }
+            error["details"] = [info]
         }
         return json(status, ["error": error])
     }
@@ -188,8 +261,10 @@ public actor FakeGCP {
             return Answer(status: 404, body: Data("not found".utf8), contentType: "text/html", metadataFlavor: true)
         }
         if path == "/oauth2/token" { return tokenEndpoint(body) }
-        if path == "/oauth2/v3/tokeninfo" {
-            guard let token = query.first(where: { $0.0 == "access_token" })?.1, let member = tokens[token] else {
+        if path == "/oauth2/tokeninfo" {
+            // As Google's: `access_token` in a POST form (or the query string).
+            let form = Self.form(body)
+            guard let token = form["access_token"] ?? query.first(where: { $0.0 == "access_token" })?.1, let member = tokens[token] else {
                 return Self.json(400, ["error": "invalid_token"])
             }
             return Self.json(200, ["email": member.split(separator: ":", maxSplits: 1).last.map(String.init) ?? "", "expires_in": "3000"])
@@ -197,15 +272,33 @@ public actor FakeGCP {
         guard let bearer = headers[.authorization], bearer.hasPrefix("Bearer "), let caller = tokens[String(bearer.dropFirst(7))] else {
             return Self.error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected OAuth 2 access token.")
         }
+        authorisedRequests += 1
+        if let every = realism.rateLimitEvery, authorisedRequests % every == 0 {
+            // `requests` lists what reached the API; a throttled request changed nothing.
+            requests.removeLast()
+            throttled += 1
+            let service = path.split(separator: "/").first.map(String.init) ?? "api"
+            var answer = Self.error(
+                429, "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per minute' of service '\(service).googleapis.com' for consumer 'project_number:1'.",
+                reason: "RATE_LIMIT_EXCEEDED")
+            answer.retryAfter = "0"
+            return answer
+        }
         return route(method: method, path: path, query: query, body: object, caller: caller)
     }
 
-    func tokenEndpoint(_ body: Data) -> Answer {
+    static func form(_ body: Data) -> [String: String] {
         var form: [String: String] = [:]
         for pair in String(decoding: body, as: UTF8.self).split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
             if parts.count == 2 { form[parts[0]] = parts[1] }
         }
+        return form
+    }
+
+    func tokenEndpoint(_ body: Data) -> Answer {
+        let form = Self.form(body)
         switch form["grant_type"] {
         case "urn:ietf:params:oauth:grant-type:jwt-bearer":
             let pieces = (form["assertion"] ?? "").split(separator: ".").map(String.init)
@@ -252,6 +345,7 @@ public actor FakeGCP {
         var finished: [String: Any] = ["name": name, "done": true]
         if let failure { finished["error"] = ["code": 9, "message": failure.message] } else { finished["response"] = response }
         operations[name] = finished
+        pendingPolls[name] = realism.operationPolls
         return ["name": name, "done": false]
     }
 
@@ -282,16 +376,61 @@ public actor FakeGCP {
         let scope = region.map { "regions/\($0)" } ?? "global"
         let link = "https://compute.googleapis.com/compute/v1/projects/\(project)/\(scope)/operations/\(name)"
         operations[link] = ["kind": "compute#operation", "name": name, "status": "DONE", "selfLink": link, "progress": 100]
+        pendingPolls[link] = realism.operationPolls
         return ["kind": "compute#operation", "name": name, "status": "RUNNING", "selfLink": link, "progress": 0]
     }
 
+    /// An operation as a poll sees it: not finished for `operationPolls` polls.
+    func poll(_ key: String) -> [String: Any]? {
+        guard var op = operations[key] else { return nil }
+        if let left = pendingPolls[key], left > 0 {
+            pendingPolls[key] = left - 1
+            refusals["operation", default: 0] += 1
+            if op["status"] != nil { op["status"] = "RUNNING" } else { op = ["name": op["name"] ?? key, "done": false] }
+        }
+        return op
+    }
+
+    /// Google's answer for an API that is not enabled, or was enabled moments ago.
     func requireService(_ project: Project, _ service: String) -> Answer? {
-        project.services.contains(service)
-            ? nil
-            : Self.error(
-                403, "PERMISSION_DENIED",
-                "\(service.replacingOccurrences(of: ".googleapis.com", with: "")) API has not been used in project \(project.number) before or it is disabled.",
-                reason: "SERVICE_DISABLED")
+        if project.services.contains(service) {
+            if !younger(
+                serviceEnabled["\(project.id)|\(service)"], than: realism.servicePropagation, key: "serviceEnabled|" + "\(project.id)|\(service)")
+            {
+                return nil
+            }
+            refusals["service", default: 0] += 1
+        }
+        let name = service.replacingOccurrences(of: ".googleapis.com", with: "")
+        return Self.error(
+            403, "PERMISSION_DENIED",
+            "\(name) API has not been used in project \(project.number) before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/\(service)/overview?project=\(project.number) then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry.",
+            reason: "SERVICE_DISABLED", metadata: ["consumer": "projects/\(project.number)", "service": service])
+    }
+
+    /// IAM's answer for a policy naming a service account it does not know (yet): one of the
+    /// fake's projects' accounts that does not exist or is younger than the window.
+    func unknownMember(in policy: [String: Any]) -> Answer? {
+        for binding in policy["bindings"] as? [[String: Any]] ?? [] {
+            for member in binding["members"] as? [String] ?? [] where member.hasPrefix("serviceAccount:") {
+                let email = String(member.dropFirst("serviceAccount:".count))
+                guard let project = email.split(separator: "@").last?.split(separator: ".").first.map(String.init), projects[project] != nil
+                else { continue }
+                if projects[project]?.serviceAccounts.contains(email) != true
+                    || younger(accountCreated[email], than: realism.accountPropagation, key: "accountCreated|" + email)
+                {
+                    refusals["account", default: 0] += 1
+                    return Self.error(400, "INVALID_ARGUMENT", "Service account \(email) does not exist.")
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Records when Token Creator was granted to whom, for `grantPropagation`.
+    func noteGrants(project: String, old: [String: Set<String>], new: [String: Set<String>]) {
+        let role = "roles/iam.serviceAccountTokenCreator"
+        for member in (new[role] ?? []).subtracting(old[role] ?? []) { grantMade["\(project)|\(member)"] = .now }
     }
 
     func route(method: String, path: String, query: [(String, String)], body: [String: Any], caller: String) -> Answer {
@@ -320,7 +459,7 @@ public actor FakeGCP {
             projects[project.id] = project
             return Self.json(200, operation("dp", response: projectJSON(project), failWith: nil))
         case ("GET", _, 3) where rest[0].hasPrefix("v") && rest[1] == "operations":
-            guard let op = operations["operations/\(rest[2])"] else { return Self.error(404, "NOT_FOUND", "operation not found") }
+            guard let op = poll("operations/\(rest[2])") else { return Self.error(404, "NOT_FOUND", "operation not found") }
             return Self.json(200, op)
         case ("POST", "cloudresourcemanager", 3) where rest[0] == "v3" && rest[1] == "projects" && rest[2].contains(":"):
             let pieces = rest[2].split(separator: ":").map(String.init)
@@ -333,10 +472,12 @@ public actor FakeGCP {
                 return Self.error(
                     409, "ABORTED", "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff.")
             }
+            if let unknown = unknownMember(in: policy) { return unknown }
             var bindings: [String: Set<String>] = [:]
             for binding in policy["bindings"] as? [[String: Any]] ?? [] {
                 if let role = binding["role"] as? String { bindings[role, default: []].formUnion(binding["members"] as? [String] ?? []) }
             }
+            noteGrants(project: project.id, old: project.bindings, new: bindings)
             project.bindings = bindings
             project.etag += 1
             projects[project.id] = project
@@ -347,6 +488,7 @@ public actor FakeGCP {
             if method == "PUT" {
                 project.billingAccount = body["billingAccountName"] as? String
                 projects[project.id] = project
+                billingLinked[project.id] = .now
             }
             return Self.json(
                 200,
@@ -357,16 +499,47 @@ public actor FakeGCP {
         // Service Usage
         case ("POST", "serviceusage", 4) where rest[1] == "projects" && rest[3] == "services:batchEnable":
             guard var project = projects[rest[2]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
+            let requested = body["serviceIds"] as? [String] ?? []
+            let billable: Set<String> = ["compute.googleapis.com", "dns.googleapis.com", "pubsub.googleapis.com"]
+            if requested.contains(where: billable.contains),
+                younger(billingLinked[project.id], than: realism.billingPropagation, key: "billingLinked|" + project.id)
+            {
+                refusals["billing", default: 0] += 1
+                return Self.error(400, "FAILED_PRECONDITION", "Precondition check failed.")
+            }
             let failure = takeOperationFailure("enable \(project.id)")
             if failure == nil {
-                project.services.formUnion(body["serviceIds"] as? [String] ?? [])
+                for service in requested where !project.services.contains(service) { serviceEnabled["\(project.id)|\(service)"] = .now }
+                project.services.formUnion(requested)
                 projects[project.id] = project
             }
             return Self.json(
                 200,
                 operation("acf", response: ["@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"], failWith: failure)
             )
+        case ("GET", "serviceusage", 4) where rest[1] == "projects" && rest[3] == "services":
+            guard let project = projects[rest[2]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
+            let filter = query.first { $0.0 == "filter" }?.1
+            guard filter == nil || filter == "state:ENABLED" else { return Self.error(400, "INVALID_ARGUMENT", "unsupported filter") }
+            return Self.json(
+                200,
+                [
+                    "services": project.services.sorted().map {
+                        [
+                            "name": "projects/\(project.number)/services/\($0)", "config": ["name": $0], "state": "ENABLED",
+                            "parent": "projects/\(project.number)",
+                        ]
+                    }
+                ])
         // IAM service accounts
+        case ("GET", "iam", 5) where rest[1] == "projects" && rest[3] == "serviceAccounts":
+            guard let project = projects[rest[2]], project.serviceAccounts.contains(rest[4]),
+                !younger(accountCreated[rest[4]], than: realism.accountPropagation, key: "accountCreated|" + rest[4])
+            else {
+                if accountCreated[rest[4]] != nil { refusals["account", default: 0] += 1 }
+                return Self.error(404, "NOT_FOUND", "Unknown service account")
+            }
+            return Self.json(200, ["name": "projects/\(project.id)/serviceAccounts/\(rest[4])", "projectId": project.id, "email": rest[4]])
         case ("POST", "iam", 4) where rest[1] == "projects" && rest[3] == "serviceAccounts":
             guard var project = projects[rest[2]] else { return Self.error(403, "PERMISSION_DENIED", "The caller does not have permission") }
             if let denied = requireService(project, "iam.googleapis.com") { return denied }
@@ -377,6 +550,7 @@ public actor FakeGCP {
             }
             project.serviceAccounts.insert(email)
             projects[project.id] = project
+            accountCreated[email] = .now
             return Self.json(
                 200, ["name": "projects/\(project.id)/serviceAccounts/\(email)", "projectId": project.id, "email": email, "uniqueId": String(next())])
         case ("DELETE", "iam", 5) where rest[1] == "projects" && rest[3] == "serviceAccounts":
@@ -389,10 +563,15 @@ public actor FakeGCP {
         // IAM Credentials
         case ("POST", "iamcredentials", 5) where rest[2] == "-" && rest[3] == "serviceAccounts":
             let email = String(rest[4].split(separator: ":").first ?? "")
-            guard let project = projects.values.first(where: { $0.serviceAccounts.contains(email) }) else {
-                return Self.error(404, "NOT_FOUND", "Service account \(email) not found")
+            guard let project = projects.values.first(where: { $0.serviceAccounts.contains(email) }),
+                !younger(accountCreated[email], than: realism.accountPropagation, key: "accountCreated|" + email)
+            else {
+                return Self.error(404, "NOT_FOUND", "Requested entity was not found.")
             }
-            guard project.bindings["roles/iam.serviceAccountTokenCreator"]?.contains(caller) == true else {
+            guard project.bindings["roles/iam.serviceAccountTokenCreator"]?.contains(caller) == true,
+                !younger(grantMade["\(project.id)|\(caller)"], than: realism.grantPropagation, key: "grantMade|" + "\(project.id)|\(caller)")
+            else {
+                if project.bindings["roles/iam.serviceAccountTokenCreator"]?.contains(caller) == true { refusals["grant", default: 0] += 1 }
                 return Self.error(
                     403, "PERMISSION_DENIED", "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
                     reason: "IAM_PERMISSION_DENIED")
@@ -402,7 +581,7 @@ public actor FakeGCP {
         // Compute
         case ("GET", "compute", _) where rest.contains("operations"):
             let link = "https://compute.googleapis.com/compute/v1/" + rest.dropFirst(2).joined(separator: "/")
-            guard let op = operations[link] else { return Self.computeError(404, reason: "notFound", "operation not found") }
+            guard let op = poll(link) else { return Self.computeError(404, reason: "notFound", "operation not found") }
             return Self.json(200, op)
         case ("POST", "compute", 6) where rest[4] == "global" && rest[5] == "networks":
             guard var project = projects[rest[3]] else { return Self.computeError(404, reason: "notFound", "project not found") }
@@ -413,6 +592,7 @@ public actor FakeGCP {
             }
             project.networks.insert(name)
             projects[project.id] = project
+            networkMade["\(project.id)|\(name)"] = .now
             return Self.json(200, computeOperation(project.id, region: nil))
         case ("POST", "compute", 7) where rest[4] == "regions" && rest[6] == "subnetworks":
             guard var project = projects[rest[3]] else { return Self.computeError(404, reason: "notFound", "project not found") }
@@ -423,6 +603,19 @@ public actor FakeGCP {
             if project.subnetworks[name] != nil {
                 return Self.computeError(
                     409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/subnetworks/\(name)' already exists")
+            }
+            if younger(networkMade["\(project.id)|\(network)"], than: realism.networkReadiness, key: "networkMade|" + "\(project.id)|\(network)") {
+                refusals["network", default: 0] += 1
+                // Compute accepts the insert and fails the operation.
+                var op = computeOperation(project.id, region: rest[5])
+                let link = op["selfLink"] as! String
+                operations[link]?["error"] = [
+                    "errors": [
+                        ["code": "RESOURCE_NOT_READY", "message": "The resource 'projects/\(project.id)/global/networks/\(network)' is not ready"]
+                    ]
+                ]
+                op["status"] = "RUNNING"
+                return Self.json(200, op)
             }
             project.subnetworks[name] = body["ipCidrRange"] as? String ?? ""
             projects[project.id] = project
@@ -487,6 +680,7 @@ public actor FakeGCP {
                 projects[project.id] = project
                 return Self.json(200, [:])
             }
+            if let denied = requireService(project, "pubsub.googleapis.com") { return denied }
             if project.subscriptions[rest[4]] != nil {
                 return Self.error(409, "ALREADY_EXISTS", "Resource already exists in the project (resource=\(rest[4])).")
             }
@@ -508,6 +702,7 @@ public actor FakeGCP {
             }
             let policy = body["policy"] as? [String: Any] ?? [:]
             guard policy["etag"] as? String == etag else { return Self.error(409, "ABORTED", "Concurrent policy changes.") }
+            if let unknown = unknownMember(in: policy) { return unknown }
             var bindings: [String: Set<String>] = [:]
             for binding in policy["bindings"] as? [[String: Any]] ?? [] {
                 if let role = binding["role"] as? String { bindings[role, default: []].formUnion(binding["members"] as? [String] ?? []) }

@@ -1,4 +1,5 @@
 import Foundation
+import NclavCloudFakes
 import NclavCore
 import NclavDrivers
 import NclavTestSupport
@@ -7,14 +8,29 @@ import Testing
 @testable import NclavAWS
 
 /// An organization in a fresh moto: the management account, its root and an OU for enclaves.
+/// The driver reaches moto through `AWSRealismProxy` (real AWS's propagation delays, new-account
+/// activation and throttling), unless a test asks for moto as it is.
 struct MotoOrganization {
     let moto: TestMoto
+    let proxy: AWSRealismProxy?
     let management: AWSClient
     let root: String
     let ou: String
 
-    static func make() async throws -> MotoOrganization {
+    /// What the driver is configured with: moto's, through the proxy when there is one.
+    var environment: [String: String] {
+        var environment = moto.environment
+        if let proxy { environment["AWS_ENDPOINT_URL"] = proxy.endpoint }
+        return environment
+    }
+
+    static func make(realism: AWSRealismProxy.Realism? = .realistic) async throws -> MotoOrganization {
         let moto = try TestMoto.start()
+        var proxy: AWSRealismProxy? = nil
+        if let realism {
+            proxy = AWSRealismProxy(upstream: moto.endpoint, realism: realism)
+            try await proxy?.start()
+        }
         let environment = moto.environment
         let chain = AWSCredentialChain.standard(environment: environment, home: "/nonexistent")
         let client = AWSClient(region: "us-east-1", endpoints: AWSEndpointResolver(environment: environment)) { try await chain.credentials() }
@@ -25,15 +41,16 @@ struct MotoOrganization {
         let roots = try await call("ListRoots", [:])["Roots"] as? [[String: Any]]
         let root = try #require(roots?.first?["Id"] as? String)
         let unit = try await call("CreateOrganizationalUnit", ["ParentId": root, "Name": "enclaves"])["OrganizationalUnit"] as? [String: Any]
-        return MotoOrganization(moto: moto, management: client, root: root, ou: try #require(unit?["Id"] as? String))
+        return MotoOrganization(moto: moto, proxy: proxy, management: client, root: root, ou: try #require(unit?["Id"] as? String))
     }
 
     func driver(prefix: String? = "acme") -> AWSDriver {
         AWSDriver(
             configuration: AWSDriverConfiguration(
                 orgUnitID: ou, emailDomain: "example.com", accountPrefix: prefix,
-                backoff: CappedBackoff(initial: .milliseconds(50), cap: .milliseconds(200), deadline: .seconds(20))),
-            chain: .standard(environment: moto.environment, home: "/nonexistent"), endpoints: AWSEndpointResolver(environment: moto.environment))
+                backoff: CappedBackoff(
+                    initial: .milliseconds(50), cap: .milliseconds(200), deadline: .seconds(20), propagation: .seconds(8), transient: .seconds(5))),
+            chain: .standard(environment: environment, home: "/nonexistent"), endpoints: AWSEndpointResolver(environment: environment))
     }
 
     /// A client acting inside `account` as its OrganizationAccountAccessRole.
@@ -80,12 +97,47 @@ struct AWSDriverMotoTests {
         #expect(
             try await EC2(
                 client: AWSClient(region: "eu-west-1", endpoints: org.management.endpoints) {
-                    try await AWSCredentialChain.standard(environment: org.moto.environment, home: "/x").credentials()
+                    try await AWSCredentialChain.standard(environment: org.environment, home: "/x").credentials()
                 }
             )
             .findVPC(cidr: "10.0.0.0/16", tags: ["nclav-enclave": "product-a-dev"]) == nil)
         let zone = try #require(context.values["dns_zone_id"])
         #expect(try await Route53(client: inside).findPrivateZone(name: "product-a.internal") == zone)
+    }
+
+    @Test(
+        "eventual consistency: apply, apply again and destroy each succeed in one pass while a new organization, account and role propagate and calls are throttled"
+    )
+    func convergesUnderRealism() async throws {
+        let org = try await MotoOrganization.make(realism: .realistic)
+        defer { Task { await org.proxy?.stop() } }
+        let driver = org.driver()
+        let partition = Partition(id: "api", name: "API")
+        let first = try await driver.provisionEnclave(enclave, previous: nil)
+        let identity = try await driver.provisionPartition(enclave: enclave, context: first, partition: partition)
+        let environment = try await driver.terraformEnvironment(enclave: enclave, context: first, partition: partition, identity: identity)
+        #expect(environment.variables["AWS_SESSION_TOKEN"]?.isEmpty == false)
+        let second = try await driver.provisionEnclave(enclave, previous: first)
+        #expect(second == first)
+        #expect(try await driver.provisionPartition(enclave: enclave, context: second, partition: partition) == identity)
+        try await driver.teardownPartition(enclave: enclave, context: second, partition: partition, identity: identity)
+        try await driver.teardownEnclave(enclave, context: second)
+        let account = try #require(second.values["account_id"])
+        #expect(try await Organizations(client: org.management).describeAccount(account).status != "ACTIVE")
+
+        let refusals = try #require(await org.proxy?.refusals)
+        for kind in ["role", "account-role", "opt-in", "pending-verification", "finalizing", "throttle"] {
+            #expect((refusals[kind] ?? 0) > 0, "\(kind) was never met: \(refusals)")
+        }
+    }
+
+    @Test("an AccessDenied on AssumeRole says the role may still be propagating, not that nclav lacks sts:AssumeRole")
+    func assumeRoleHint() {
+        let error = AWSError(
+            service: .sts, action: "AssumeRole", status: 403, code: "AccessDenied",
+            message:
+                "User: arn:aws:sts::1:assumed-role/x/nclav is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::1:role/nclav-api")
+        #expect(error.description.contains("may not have propagated through IAM") && !error.description.contains("iam_setup_commands"))
     }
 
     @Test("provisioning again — with the context, or after a crash lost it — reuses the same account, VPC and zone")
@@ -117,7 +169,7 @@ struct AWSDriverMotoTests {
 
         let environment = try await driver.terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
         #expect(environment.variables["AWS_REGION"] == "eu-west-1")
-        #expect(environment.variables["AWS_ENDPOINT_URL"] == org.moto.endpoint)
+        #expect(environment.variables["AWS_ENDPOINT_URL"] == org.environment["AWS_ENDPOINT_URL"])
         #expect(environment.secretNames.isSuperset(of: ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]))
         let key = try #require(environment.variables["AWS_ACCESS_KEY_ID"])
         let secret = try #require(environment.variables["AWS_SECRET_ACCESS_KEY"])

@@ -11,8 +11,11 @@ struct AzureWorld {
     let fake: FakeAzure
     let environment: [String: String]
 
-    static func make() async throws -> AzureWorld {
+    /// A fake Azure that behaves like the real one's eventual consistency (`realism`), unless a
+    /// test needs it instant.
+    static func make(realism: FakeAzure.Realism = .realistic) async throws -> AzureWorld {
         let fake = try FakeAzure()
+        await fake.setRealism(realism)
         try await fake.start()
         return AzureWorld(
             fake: fake,
@@ -28,7 +31,8 @@ struct AzureWorld {
             tenantID: tenant, managementGroupID: "mg-enclaves", billingAccountName: "1234:5678_2019-05-31",
             billingProfileName: "AW4F-xxxx", invoiceSectionName: "SH3V-xxxx", subscriptionPrefix: prefix,
             clientID: fake.clientID, clientSecret: fake.clientSecret,
-            backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(40), deadline: .seconds(10)))
+            backoff: CappedBackoff(
+                initial: .milliseconds(10), cap: .milliseconds(40), deadline: .seconds(10), propagation: .seconds(5), transient: .seconds(5)))
         var configured = settings
         configured.workloadIdentityIssuer = issuer
         let chain = AzureCredentialChain.standard(
@@ -153,7 +157,10 @@ struct AzureDriverTests {
         #expect(
             record.billingScope
                 == "/providers/Microsoft.Billing/billingAccounts/1234:5678_2019-05-31/billingProfiles/AW4F-xxxx/invoiceSections/SH3V-xxxx")
-        #expect(await world.fake.registered == ["\(subscription)/Microsoft.ManagedIdentity", "\(subscription)/Microsoft.Network"])
+        #expect(
+            await world.fake.registered == [
+                "\(subscription)/Microsoft.ManagedIdentity".lowercased(), "\(subscription)/Microsoft.Network".lowercased(),
+            ])
         let group = "/subscriptions/\(subscription)/resourceGroups/nclav-product-a-dev"
         #expect(await world.fake.resource(group)?.tags == ["nclav-managed": "true", "nclav-enclave": "product-a-dev"])
         #expect(await world.fake.resource(group + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/nclav-enclave") != nil)
@@ -168,6 +175,75 @@ struct AzureDriverTests {
         #expect(try await driver.provisionEnclave(enclave, previous: context) == context)
         #expect(await world.fake.aliases.count == 1)
         #expect(await world.fake.subscriptions.count == 1)
+    }
+
+    @Test(
+        "eventual consistency: apply, apply again and destroy each succeed in one pass while registration, a new subscription, a new principal, throttling and the cancel precondition are met"
+    )
+    func convergesUnderRealism() async throws {
+        let world = try await AzureWorld.make(realism: .realistic)
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let partition = Partition(id: "api", name: "API")
+        let first = try await driver.provisionEnclave(enclave, previous: nil)
+        let identity = try await driver.provisionPartition(enclave: enclave, context: first, partition: partition)
+        _ = try await driver.terraformEnvironment(enclave: enclave, context: first, partition: partition, identity: identity)
+        let second = try await driver.provisionEnclave(enclave, previous: first)
+        #expect(second == first)
+        #expect(try await driver.provisionPartition(enclave: enclave, context: second, partition: partition) == identity)
+        try await driver.teardownPartition(enclave: enclave, context: second, partition: partition, identity: identity)
+        try await driver.teardownEnclave(enclave, context: second)
+        let subscription = try #require(second.values["subscription_id"])
+        #expect(await world.fake.subscriptions[subscription]?.state == "Disabled")
+        #expect(await world.fake.aliases.isEmpty)
+
+        let refusals = await world.fake.refusals
+        for kind in ["subscription", "registration", "principal", "group", "cancel"] {
+            #expect((refusals[kind] ?? 0) > 0, "the \(kind) window was never met: \(refusals)")
+        }
+        #expect(await world.fake.throttled > 0)
+    }
+
+    @Test("a subscription that still holds resources nclav did not make is not cancelled; the error names them")
+    func cancelRefusedWhileNotEmpty() async throws {
+        let world = try await AzureWorld.make(realism: .realistic)
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let subscription = try #require(context.values["subscription_id"])
+        // Someone's resource group beside nclav's (terraform of a partition made it and was not destroyed).
+        await world.fake.addResource(
+            id: "/subscriptions/\(subscription)/resourceGroups/app-data", type: "Microsoft.Resources/resourceGroups", tags: [:])
+        do {
+            try await driver.teardownEnclave(enclave, context: context)
+            Issue.record("a subscription with resources was cancelled")
+        } catch {
+            #expect("\(error)".contains("still holds the resource groups app-data") && "\(error)".contains("then destroy again"), "\(error)")
+        }
+        #expect(await world.fake.subscriptions[subscription]?.state == "Enabled")
+    }
+
+    @Test("nclav's own managed identity (no OIDC issuer): terraform gets the endpoint, its API version and the client id azurerm needs")
+    func managedIdentityEnvironment() async throws {
+        let world = try await AzureWorld.make(realism: .instant)
+        defer { Task { await world.fake.stop() } }
+        var environment = world.environment
+        environment["IDENTITY_ENDPOINT"] = "http://127.0.0.1:\(world.fake.port)/msi/token"
+        environment["IDENTITY_HEADER"] = "identity-header-secret"
+        environment["AZURE_CLIENT_ID"] = "0000aaaa-0000-0000-0000-000000000001"
+        let settings = AzureDriverConfiguration(
+            tenantID: world.fake.tenantID, managementGroupID: "mg", billingAccountName: "a", billingProfileName: "b", invoiceSectionName: "c")
+        let driver = AzureDriver(
+            configuration: settings, chain: .standard(tenantID: world.fake.tenantID, clientID: nil, clientSecret: nil, environment: environment),
+            environment: environment)
+        let context = EnclaveContext(values: ["subscription_id": "s1"])
+        let terraform = try await driver.terraformEnvironment(
+            enclave: enclave, context: context, partition: Partition(id: "api", name: "API"), identity: [:])
+        #expect(terraform.variables["ARM_USE_MSI"] == "true" && terraform.variables["ARM_MSI_API_VERSION"] == "2019-08-01")
+        #expect(terraform.variables["ARM_MSI_ENDPOINT"] == environment["IDENTITY_ENDPOINT"])
+        #expect(terraform.variables["ARM_CLIENT_ID"] == "0000aaaa-0000-0000-0000-000000000001")
+        // azurerm reads IDENTITY_HEADER itself on Container Apps: it stays.
+        #expect(terraform.clearedPrefixes == ["ARM_"])
     }
 
     @Test("a failed alias says what to check; permission denied on the resource group explains it; the next apply resumes")
@@ -246,7 +322,9 @@ struct AzureDriverTests {
         let environment = try await driver.terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
         let tenant = world.fake.tenantID
         #expect(environment.variables["ARM_SUBSCRIPTION_ID"] == subscription && environment.variables["ARM_TENANT_ID"] == tenant)
-        #expect(environment.secretNames == ["ARM_CLIENT_SECRET"] && environment.clearedPrefixes == ["ARM_"])
+        #expect(environment.secretNames == ["ARM_CLIENT_SECRET"])
+        // Terraform never sees nclav's own managed identity, whatever else the server has.
+        #expect(Set(environment.clearedPrefixes) == ["ARM_", "IDENTITY_", "MSI_", "AZURE_"])
         let tokens = driver.contextTokens(enclave: enclave, context: context, partition: partition)
         #expect(Set(tokens.keys) == Set(ContextTokens.available(for: .azure)))
         #expect(tokens["nclav_subscription_id"] == subscription && tokens["nclav_resource_group"] == "nclav-product-a-dev")

@@ -13,8 +13,11 @@ struct GCPWorld {
     let home: URL
     let environment: [String: String]
 
-    static func make(keyKind: String = "service_account") async throws -> GCPWorld {
+    /// A fake GCP that behaves like the real one's eventual consistency (`realism`), unless a
+    /// test needs it instant.
+    static func make(keyKind: String = "service_account", realism: FakeGCP.Realism = .realistic) async throws -> GCPWorld {
         let fake = try FakeGCP()
+        await fake.setRealism(realism)
         try await fake.start()
         let home = try TestSupport.makeScratchDirectory("gcp-home")
         let key = home.appendingPathComponent("key.json")
@@ -30,7 +33,8 @@ struct GCPWorld {
         GCPDriver(
             configuration: GCPDriverConfiguration(
                 parent: "folders/123456", billingAccount: "billingAccounts/0A1B2C-3D4E5F-6A7B8C", projectPrefix: prefix,
-                backoff: CappedBackoff(initial: .milliseconds(10), cap: .milliseconds(50), deadline: .seconds(10))),
+                backoff: CappedBackoff(
+                    initial: .milliseconds(10), cap: .milliseconds(50), deadline: .seconds(10), propagation: .seconds(5), transient: .seconds(5))),
             chain: .standard(environment: environment, home: home.path), endpoints: GCPEndpoints(environment: environment))
     }
 }
@@ -179,6 +183,52 @@ struct GCPDriverTests {
         #expect(await world.fake.projects.count == 1)
     }
 
+    @Test(
+        "eventual consistency: apply, apply again and destroy each succeed in one pass while every propagation window, throttle and slow operation is met"
+    )
+    func convergesUnderRealism() async throws {
+        let world = try await GCPWorld.make(realism: .realistic)
+        defer { Task { await world.fake.stop() } }
+        let driver = world.driver()
+        let exporter = Enclave(id: "shop", name: "Shop", cloud: .gcp, region: "europe-west1")
+        let partition = Partition(id: "frontend", name: "Frontend")
+
+        func applyOnce(previous: (EnclaveContext, EnclaveContext)?) async throws -> (EnclaveContext, EnclaveContext, PartitionIdentity) {
+            let exporterContext = try await driver.provisionEnclave(exporter, previous: previous?.0)
+            let context = try await driver.provisionEnclave(enclave, previous: previous?.1)
+            var identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+            let imports = [
+                ImportWiring(
+                    alias: "api", export: Export(name: "api", targetPartition: "backend", type: .http, to: .anyEnclave, auth: .none),
+                    exporterEnclave: "shop", exporterCloud: .gcp, exporterContext: exporterContext.values, exporterOutputs: [:]),
+                ImportWiring(
+                    alias: "orders", export: Export(name: "orders", targetPartition: "backend", type: .queue, to: .anyEnclave),
+                    exporterEnclave: "shop", exporterCloud: .gcp, exporterContext: exporterContext.values,
+                    exporterOutputs: ["topic": "projects/acme-shop/topics/orders"]),
+            ]
+            identity = try await driver.wireImports(enclave: enclave, context: context, partition: partition, identity: identity, imports: imports)
+            let environment = try await driver.terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
+            #expect(environment.variables["GOOGLE_OAUTH_ACCESS_TOKEN"]?.hasPrefix("ya29.") == true)
+            return (exporterContext, context, identity)
+        }
+
+        let first = try await applyOnce(previous: nil)
+        let second = try await applyOnce(previous: (first.0, first.1))
+        #expect(second.1 == first.1 && second.2 == first.2)
+        try await driver.teardownPartition(enclave: enclave, context: second.1, partition: partition, identity: second.2)
+        try await driver.teardownEnclave(enclave, context: second.1)
+        try await driver.teardownEnclave(exporter, context: second.0)
+        #expect(await world.fake.projects.values.allSatisfy { $0.state == "DELETE_REQUESTED" })
+        #expect(await world.fake.projects["acme-product-a-dev"]?.subscriptions.isEmpty == true)
+
+        // Each kind of inconsistency was really met (and survived) on the way.
+        let refusals = await world.fake.refusals
+        for kind in ["account", "grant", "service", "billing", "network", "operation"] {
+            #expect((refusals[kind] ?? 0) > 0, "the \(kind) window was never met: \(refusals)")
+        }
+        #expect(await world.fake.throttled > 0)
+    }
+
     @Test("a project creation operation that fails says so; the next apply creates it")
     func operationFailure() async throws {
         let world = try await GCPWorld.make()
@@ -262,7 +312,8 @@ struct GCPDriverTests {
         #expect(environment.variables["GOOGLE_PROJECT"] == "acme-product-a-dev" && environment.variables["GOOGLE_REGION"] == "europe-west1")
         #expect(environment.secretNames.contains("GOOGLE_OAUTH_ACCESS_TOKEN") && environment.clearedPrefixes.contains("GOOGLE_"))
         // The token belongs to the partition's service account, not to nclav's.
-        let info = try await CloudHTTP().send("GET", URL(string: "http://127.0.0.1:\(world.fake.port)/oauth2/v3/tokeninfo?access_token=\(token)")!)
+        let info = try await CloudHTTP().send(
+            "POST", URL(string: "http://127.0.0.1:\(world.fake.port)/oauth2/tokeninfo")!, body: FormEncoding.encode([("access_token", token)]))
         #expect(info.bodyText.contains(email))
 
         let tokens = driver.contextTokens(enclave: enclave, context: context, partition: partition)

@@ -41,7 +41,7 @@ struct GCPCloudTests {
             resource "terraform_data" "whoami" {
               input = var.sa
               provisioner "local-exec" {
-                command = "curl -sf \\"http://127.0.0.1:\(fake.port)/oauth2/v3/tokeninfo?access_token=$GOOGLE_OAUTH_ACCESS_TOKEN\\" > \(probe.path) && test \\"$GOOGLE_PROJECT\\" = \\"${var.project}\\""
+                command = "curl -sf -d \\"access_token=$GOOGLE_OAUTH_ACCESS_TOKEN\\" \\"http://127.0.0.1:\(fake.port)/oauth2/tokeninfo\\" > \(probe.path) && test \\"$GOOGLE_PROJECT\\" = \\"${var.project}\\""
               }
             }
             output "project" { value = var.project }

@@ -42,7 +42,7 @@ output "iam_setup_commands" {
   value       = <<-EOT
     # Roles on ${var.enclave_parent} for nclav-server (project creation, IAM, networking, DNS, asset search):
     %{for role in ["roles/resourcemanager.projectCreator", "roles/resourcemanager.projectDeleter", "roles/resourcemanager.projectIamAdmin", "roles/iam.serviceAccountAdmin", "roles/serviceusage.serviceUsageAdmin", "roles/compute.networkAdmin", "roles/dns.admin", "roles/cloudasset.viewer"]~}
-    gcloud ${split("/", var.enclave_parent)[0]} add-iam-policy-binding ${split("/", var.enclave_parent)[1]} --member=serviceAccount:${google_service_account.server.email} --role=${role}
+    gcloud ${startswith(var.enclave_parent, "folders/") ? "resource-manager folders" : "organizations"} add-iam-policy-binding ${split("/", var.enclave_parent)[1]} --member=serviceAccount:${google_service_account.server.email} --role=${role}
     %{endfor~}
     # Link enclave projects to the billing account:
     gcloud billing accounts add-iam-policy-binding ${local.billing_account} --member=serviceAccount:${google_service_account.server.email} --role=roles/billing.user
