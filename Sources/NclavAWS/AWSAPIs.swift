@@ -177,6 +177,47 @@ public struct EC2: Sendable {
         _ = try await call("DescribeAvailabilityZones", [])
     }
 
+    // Interface endpoints to another account's endpoint service (import wiring).
+
+    /// Lets `principal` (an account root ARN) create endpoints to the service.
+    public func allowEndpointPrincipal(serviceID: String, principal: String) async throws(AWSCallError) {
+        _ = try await call("ModifyVpcEndpointServicePermissions", [("ServiceId", serviceID), ("AddAllowedPrincipals.1", principal)])
+    }
+
+    public func removeEndpointPrincipal(serviceID: String, principal: String) async throws(AWSCallError) {
+        do { _ = try await call("ModifyVpcEndpointServicePermissions", [("ServiceId", serviceID), ("RemoveAllowedPrincipals.1", principal)]) } catch
+            where error.code == "InvalidVpcEndpointServiceId.NotFound"
+        {}
+    }
+
+    /// The interface endpoint in the VPC to the service, with its first DNS name.
+    public func findInterfaceEndpoint(vpcID: String, serviceName: String) async throws(AWSCallError) -> (id: String, dnsName: String)? {
+        let xml = try await call("DescribeVpcEndpoints", Self.filters([("vpc-id", vpcID), ("service-name", serviceName)]))
+        for item in xml.find("vpcEndpointSet")?.all("item") ?? [] {
+            guard let id = item["vpcEndpointId"]?.text, item["state"]?.text.lowercased() != "deleted" else { continue }
+            return (id, item.find("dnsEntrySet")?.all("item").first?["dnsName"]?.text ?? "")
+        }
+        return nil
+    }
+
+    public func createInterfaceEndpoint(
+        vpcID: String, serviceName: String, subnets: [String], tags: [String: String]
+    ) async throws(AWSCallError)
+        -> (id: String, dnsName: String)
+    {
+        var parameters = [("VpcEndpointType", "Interface"), ("VpcId", vpcID), ("ServiceName", serviceName), ("PrivateDnsEnabled", "false")]
+        for (index, subnet) in subnets.enumerated() { parameters.append(("SubnetId.\(index + 1)", subnet)) }
+        let xml = try await call("CreateVpcEndpoint", parameters + Self.tagSpecification("vpc-endpoint", tags))
+        guard let endpoint = xml.find("vpcEndpoint"), let id = endpoint["vpcEndpointId"]?.text else {
+            throw .unreadable(service: .ec2, action: "CreateVpcEndpoint", reason: "no vpcEndpointId")
+        }
+        return (id, endpoint.find("dnsEntrySet")?.all("item").first?["dnsName"]?.text ?? "")
+    }
+
+    public func deleteEndpoint(_ id: String) async throws(AWSCallError) {
+        do { _ = try await call("DeleteVpcEndpoints", [("VpcEndpointId.1", id)]) } catch  where error.code == "InvalidVpcEndpointId.NotFound" {}
+    }
+
     public func deleteVPC(_ id: String) async throws(AWSCallError) {
         do { _ = try await call("DeleteVpc", [("VpcId", id)]) } catch  where error.code == "InvalidVpcID.NotFound" {}
     }
@@ -219,6 +260,20 @@ public struct IAM: Sendable {
 
     public func detachPolicy(_ policyARN: String, from role: String) async throws(AWSCallError) {
         do { _ = try await call("DetachRolePolicy", [("RoleName", role), ("PolicyArn", policyARN)]) } catch  where error.code == "NoSuchEntity" {}
+    }
+
+    /// An inline policy on a role (import wiring for http: invoke the exporter's API).
+    public func putRolePolicy(role: String, name: String, document: String) async throws(AWSCallError) {
+        _ = try await call("PutRolePolicy", [("RoleName", role), ("PolicyName", name), ("PolicyDocument", document)])
+    }
+
+    public func deleteRolePolicy(role: String, name: String) async throws(AWSCallError) {
+        do { _ = try await call("DeleteRolePolicy", [("RoleName", role), ("PolicyName", name)]) } catch  where error.code == "NoSuchEntity" {}
+    }
+
+    public func rolePolicies(_ role: String) async throws(AWSCallError) -> [String] {
+        let xml = try await call("ListRolePolicies", [("RoleName", role)])
+        return (xml.find("PolicyNames")?.all("member") ?? []).map(\.text)
     }
 
     public func deleteRole(_ name: String) async throws(AWSCallError) {
@@ -265,6 +320,29 @@ public struct Route53: Sendable {
         {}
     }
 
+    /// Creates or replaces one record (import wiring: `<alias>.<zone>` to an endpoint).
+    public func upsertRecord(zone: String, name: String, type: String, value: String) async throws(AWSCallError) {
+        try await change(zone: zone, action: "UPSERT", name: name, type: type, value: value)
+    }
+
+    public func deleteRecord(zone: String, name: String, type: String, value: String) async throws(AWSCallError) {
+        do { try await change(zone: zone, action: "DELETE", name: name, type: type, value: value) } catch
+            where error.code == "InvalidChangeBatch" || error.code == "NoSuchHostedZone"
+        {}  // already gone
+    }
+
+    func change(zone: String, action: String, name: String, type: String, value: String) async throws(AWSCallError) {
+        let body = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <ChangeResourceRecordSetsRequest xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><ChangeBatch><Changes><Change>\
+            <Action>\(action)</Action><ResourceRecordSet><Name>\(Self.escape(name))</Name><Type>\(type)</Type><TTL>300</TTL>\
+            <ResourceRecords><ResourceRecord><Value>\(Self.escape(value))</Value></ResourceRecord></ResourceRecords></ResourceRecordSet>\
+            </Change></Changes></ChangeBatch></ChangeResourceRecordSetsRequest>
+            """
+        _ = try await client.restXML(
+            .route53, action: "ChangeResourceRecordSets", method: "POST", path: Self.base + "/hostedzone/\(zone)/rrset", body: body)
+    }
+
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
@@ -295,5 +373,28 @@ public struct ResourceTagging: Sendable {
             token = page["PaginationToken"] as? String ?? ""
         } while !token.isEmpty
         return found
+    }
+}
+
+/// SQS queue attributes (query protocol), for the queue policy an import is granted through.
+public struct SQS: Sendable {
+    let client: AWSClient
+    public init(client: AWSClient) { self.client = client }
+    static let version = "2012-11-05"
+
+    /// The queue's access policy document, or nil when it has none.
+    public func policy(queueURL: String) async throws(AWSCallError) -> String? {
+        let xml = try await client.query(
+            .sqs, action: "GetQueueAttributes", version: Self.version, [("QueueUrl", queueURL), ("AttributeName.1", "Policy")])
+        for attribute in xml.find("GetQueueAttributesResult")?.all("Attribute") ?? [] where attribute["Name"]?.text == "Policy" {
+            return attribute["Value"]?.text
+        }
+        return nil
+    }
+
+    public func setPolicy(queueURL: String, policy: String) async throws(AWSCallError) {
+        _ = try await client.query(
+            .sqs, action: "SetQueueAttributes", version: Self.version,
+            [("QueueUrl", queueURL), ("Attribute.1.Name", "Policy"), ("Attribute.1.Value", policy)])
     }
 }

@@ -117,6 +117,11 @@ public struct AWSClient: Sendable {
         AWSClient(region: region, endpoints: endpoints, backoff: backoff, credentials: credentials)
     }
 
+    /// The same identity and endpoints in another region.
+    public func with(region: String) -> AWSClient {
+        AWSClient(region: region, endpoints: endpoints, backoff: backoff, credentials: credentials)
+    }
+
     // MARK: Protocols
 
     /// JSON 1.1: POST /, `X-Amz-Target: <prefix>.<Action>`.

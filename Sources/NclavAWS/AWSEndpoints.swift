@@ -2,7 +2,7 @@ import Foundation
 
 /// The AWS services nclav calls, with what the SDKs need to reach and sign for each.
 public enum AWSService: String, Sendable, CaseIterable {
-    case organizations, sts, ec2, iam, route53, tagging
+    case organizations, sts, ec2, iam, route53, tagging, sqs
 
     /// The SigV4 signing name.
     public var signingName: String { rawValue }
@@ -17,6 +17,7 @@ public enum AWSService: String, Sendable, CaseIterable {
         case .iam: return "IAM"
         case .route53: return "ROUTE_53"
         case .tagging: return "RESOURCE_GROUPS_TAGGING_API"
+        case .sqs: return "SQS"
         }
     }
 
@@ -28,7 +29,7 @@ public enum AWSService: String, Sendable, CaseIterable {
         case .organizations: return "https://organizations.us-east-1.amazonaws.com"
         case .iam: return "https://iam.amazonaws.com"
         case .route53: return "https://route53.amazonaws.com"
-        case .sts, .ec2, .tagging: return "https://\(rawValue).\(region).amazonaws.com"
+        case .sts, .ec2, .tagging, .sqs: return "https://\(rawValue).\(region).amazonaws.com"
         }
     }
 }

@@ -140,6 +140,92 @@ struct AWSDriverMotoTests {
         #expect(error.description.contains("may not have propagated through IAM") && !error.description.contains("iam_setup_commands"))
     }
 
+    @Test(
+        "import wiring: tcp -> endpoint-service permission, interface endpoint, CNAME; queue -> a queue-policy statement for the importer's role; http -> invoke policy; teardown undoes all"
+    )
+    func importWiring() async throws {
+        let org = try await MotoOrganization.make(realism: .realistic)
+        defer { Task { await org.proxy?.stop() } }
+        let driver = org.driver()
+        let exporter = Enclave(
+            id: "shop", name: "Shop", cloud: .aws, region: "eu-west-1", network: Network(vpcCIDR: "10.1.0.0/16", subnets: ["10.1.1.0/24"]))
+        let exporterContext = try await driver.provisionEnclave(exporter, previous: nil)
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        let exporterAccount = try #require(exporterContext.values["account_id"])
+        let account = try #require(context.values["account_id"])
+
+        // What the exporter's own terraform would have made: an NLB behind an endpoint service, and a queue.
+        let made = try TestSupport.run(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                """
+                import boto3, json, sys
+                kw = dict(endpoint_url=sys.argv[1], region_name="eu-west-1")
+                creds = boto3.client("sts", aws_access_key_id="AKIAMANAGEMENT000001", aws_secret_access_key="x", **kw).assume_role(
+                    RoleArn="arn:aws:iam::%s:role/OrganizationAccountAccessRole" % sys.argv[2], RoleSessionName="fixture")["Credentials"]
+                kw.update(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+                nlb = boto3.client("elbv2", **kw).create_load_balancer(Name="db", Subnets=[sys.argv[3]], Type="network", Scheme="internal")
+                service = boto3.client("ec2", **kw).create_vpc_endpoint_service_configuration(
+                    NetworkLoadBalancerArns=[nlb["LoadBalancers"][0]["LoadBalancerArn"]], AcceptanceRequired=False)["ServiceConfiguration"]
+                sqs = boto3.client("sqs", **kw)
+                url = sqs.create_queue(QueueName="orders")["QueueUrl"]
+                arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                print(json.dumps({"service_name": service["ServiceName"], "service_id": service["ServiceId"], "queue_url": url, "queue_arn": arn}))
+                """,
+                org.moto.endpoint, exporterAccount, try #require(exporterContext.values["subnet_ids"]),
+            ])
+        #expect(made.exitCode == 0, "\(made.stderr)")
+        let outputs = try #require(try JSONSerialization.jsonObject(with: Data(made.stdout.utf8)) as? [String: String])
+
+        let partition = Partition(id: "frontend", name: "Frontend")
+        let identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        func wiring(_ alias: String, _ type: ExportType, _ outputs: [String: String]) -> ImportWiring {
+            ImportWiring(
+                alias: alias, export: Export(name: alias, targetPartition: "backend", type: type, to: .anyEnclave), exporterEnclave: "shop",
+                exporterCloud: .aws, exporterContext: exporterContext.values, exporterOutputs: outputs)
+        }
+        let imports = [
+            wiring("db", .tcp, ["service_name": outputs["service_name"]!]),
+            wiring("orders", .queue, ["queue_url": outputs["queue_url"]!, "queue_arn": outputs["queue_arn"]!]),
+            wiring("api", .http, ["execute_api_arn": "arn:aws:execute-api:eu-west-1:\(exporterAccount):a1b2c3d4e5"]),
+        ]
+        let wired = try await driver.wireImports(enclave: enclave, context: context, partition: partition, identity: identity, imports: imports)
+        #expect(wired.keys.filter { $0.hasPrefix("wired.") }.count == 5)  // permission, endpoint, record, queue statement, role policy
+        #expect(try await driver.wireImports(enclave: enclave, context: context, partition: partition, identity: wired, imports: imports) == wired)
+
+        let asExporter = try await org.inside(exporterAccount).with(region: "eu-west-1")
+        let inside = try await org.inside(account)
+        func allowed() async throws -> [String] {
+            let xml = try await asExporter.query(
+                .ec2, action: "DescribeVpcEndpointServicePermissions", version: "2016-11-15", [("ServiceId", outputs["service_id"]!)])
+            return (xml.find("allowedPrincipals")?.all("item") ?? []).compactMap { $0["principal"]?.text }
+        }
+        #expect(try await allowed() == ["arn:aws:iam::\(account):root"])
+        let endpoint = try #require(
+            try await EC2(client: inside.with(region: "eu-west-1")).findInterfaceEndpoint(
+                vpcID: context.values["vpc_id"]!, serviceName: outputs["service_name"]!))
+        let zone = try #require(context.values["dns_zone_id"])
+        let records = try await inside.restXML(
+            .route53, action: "ListResourceRecordSets", method: "GET", path: "/2013-04-01/hostedzone/\(zone)/rrset")
+        let cname = records?.find("ResourceRecordSets")?.all("ResourceRecordSet").first { $0["Name"]?.text == "db.product-a.internal." }
+        #expect(cname?["Type"]?.text == "CNAME" && cname?.find("Value")?.text == endpoint.dnsName)
+        let policy = try #require(try await SQS(client: asExporter.with(region: "eu-west-1")).policy(queueURL: outputs["queue_url"]!))
+        #expect(policy.contains(identity["role_arn"]!) && policy.contains("sqs:ReceiveMessage") && !policy.contains(":root"))
+        #expect(try await IAM(client: inside).rolePolicies("nclav-frontend") == ["nclav-import-api"])
+
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: wired)
+        #expect(try await allowed().isEmpty)
+        #expect(
+            try await EC2(client: inside.with(region: "eu-west-1")).findInterfaceEndpoint(
+                vpcID: context.values["vpc_id"]!, serviceName: outputs["service_name"]!) == nil)
+        let after = try await inside.restXML(.route53, action: "ListResourceRecordSets", method: "GET", path: "/2013-04-01/hostedzone/\(zone)/rrset")
+        #expect(after?.find("ResourceRecordSets")?.all("ResourceRecordSet").contains { $0["Name"]?.text == "db.product-a.internal." } == false)
+        #expect(
+            try await SQS(client: asExporter.with(region: "eu-west-1")).policy(queueURL: outputs["queue_url"]!).map { $0.contains("nclav") } != true)
+        #expect(try await IAM(client: inside).roleARN("nclav-frontend") == nil)
+    }
+
     @Test("provisioning again — with the context, or after a crash lost it — reuses the same account, VPC and zone")
     func idempotentAndResumable() async throws {
         let org = try await MotoOrganization.make()
