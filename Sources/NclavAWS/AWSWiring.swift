@@ -17,16 +17,10 @@ enum AWSWiredResource: Codable, Equatable, Sendable {
     /// An inline policy on the importer's partition role.
     case rolePolicy(account: String, role: String, name: String)
 
-    static let keyPrefix = "wired."
-
-    var stored: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
-    }
+    var stored: String { WiredResources.encode(self) }
 
     init?(stored: String) {
-        guard let decoded = try? JSONDecoder().decode(Self.self, from: Data(stored.utf8)) else { return nil }
+        guard let decoded = WiredResources.decode(Self.self, from: stored) else { return nil }
         self = decoded
     }
 }
@@ -54,7 +48,6 @@ extension AWSDriver {
         guard let account = context.values["account_id"], let roleARN = identity["role_arn"], let roleName = identity["role_name"] else {
             return identity
         }
-        var result = identity.filter { !$0.key.hasPrefix(AWSWiredResource.keyPrefix) }
         var records: [AWSWiredResource] = []
         let inside = try accountClient(context, enclave: enclave)
         let region = context.values["region"] ?? region(enclave)
@@ -120,20 +113,13 @@ extension AWSDriver {
                 records.append(.rolePolicy(account: account, role: roleName, name: name))
             }
         }
-        for (index, record) in records.enumerated() { result[AWSWiredResource.keyPrefix + String(index)] = record.stored }
-        return result
+        return WiredResources.storing(records, in: identity)
     }
 
     /// Undoes what `wireImports` recorded, newest first (already-gone is fine).
     func unwire(_ identity: PartitionIdentity, context: EnclaveContext, enclave: Enclave) async throws {
-        let keys = identity.keys.filter { $0.hasPrefix(AWSWiredResource.keyPrefix) }
-        let ordered = keys.sorted {
-            Int($0.dropFirst(AWSWiredResource.keyPrefix.count)) ?? 0 < Int($1.dropFirst(AWSWiredResource.keyPrefix.count)) ?? 0
-        }
-        for key in ordered.reversed() {
-            guard let resource = AWSWiredResource(stored: identity[key] ?? "") else {
-                throw AWSDriverError.unreadableWiring(key: key, value: identity[key] ?? "")
-            }
+        for (key, value) in WiredResources.newestFirst(in: identity) {
+            guard let resource = AWSWiredResource(stored: value) else { throw AWSDriverError.unreadableWiring(key: key, value: value) }
             switch resource {
             case .endpointPermission(let account, let region, let serviceID, let principal):
                 let exporter = assumed(adminRoleARN(account: account), by: managementClient(), region: region)

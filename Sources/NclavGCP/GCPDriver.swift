@@ -498,7 +498,6 @@ extension GCPDriver {
     ) async throws -> PartitionIdentity {
         guard let projectID = context.values["project_id"], let email = identity["service_account"] else { return identity }
         let member = "serviceAccount:\(email)"
-        var result = identity.filter { !$0.key.hasPrefix(GCPWiredResource.keyPrefix) }
         var records: [GCPWiredResource] = []
         // Subscriptions live in the importer's project, whose own terraform has not run yet on
         // a first apply: nclav enables Pub/Sub there itself.
@@ -567,20 +566,13 @@ extension GCPDriver {
                 records.append(.subscription(name: subscription, topic: topic, member: member))
             }
         }
-        for (index, record) in records.enumerated() { result[GCPWiredResource.keyPrefix + String(index)] = record.stored }
-        return result
+        return WiredResources.storing(records, in: identity)
     }
 
     /// Undoes what `wireImports` recorded, newest first (already-gone is fine).
     func unwire(_ identity: PartitionIdentity) async throws {
-        let keys = identity.keys.filter { $0.hasPrefix(GCPWiredResource.keyPrefix) }
-        let ordered = keys.sorted {
-            Int($0.dropFirst(GCPWiredResource.keyPrefix.count)) ?? 0 < Int($1.dropFirst(GCPWiredResource.keyPrefix.count)) ?? 0
-        }
-        for key in ordered.reversed() {
-            guard let resource = GCPWiredResource(stored: identity[key] ?? "") else {
-                throw GCPDriverError.unreadableWiring(key: key, value: identity[key] ?? "")
-            }
+        for (key, value) in WiredResources.newestFirst(in: identity) {
+            guard let resource = GCPWiredResource(stored: value) else { throw GCPDriverError.unreadableWiring(key: key, value: value) }
             switch resource {
             case .invoker(let project, let member):
                 try await editProjectPolicy(project) { policy in Self.remove(member: member, role: "roles/run.invoker", from: &policy) }

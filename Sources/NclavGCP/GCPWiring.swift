@@ -1,4 +1,5 @@
 import Foundation
+import NclavDrivers
 
 /// Something `wireImports` made in GCP for one import, kept in the importing partition's
 /// identity (under `wired.<n>`) so that tearing the partition down removes exactly it.
@@ -14,22 +15,15 @@ enum GCPWiredResource: Codable, Equatable, Sendable {
     /// `member` on the topic.
     case subscription(name: String, topic: String, member: String)
 
-    static let keyPrefix = "wired."
-
     /// The identity value: JSON.
-    var stored: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Encoding an enum of strings cannot fail.
-        return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
-    }
+    var stored: String { WiredResources.encode(self) }
 
     /// Reads an identity value: JSON, or the `kind|field|…` form identities recorded before
     /// the JSON one (still in stores written by earlier versions). Nil when it is neither,
     /// which teardown reports rather than skips.
     init?(stored: String) {
         if stored.hasPrefix("{") {
-            guard let decoded = try? JSONDecoder().decode(Self.self, from: Data(stored.utf8)) else { return nil }
+            guard let decoded = WiredResources.decode(Self.self, from: stored) else { return nil }
             self = decoded
             return
         }
