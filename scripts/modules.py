@@ -52,7 +52,13 @@ def imports(directory):
             if not name.endswith(".swift"):
                 continue
             path = os.path.join(base, name)
+            in_literal = False  # inside a multi-line string literal (a script in a test, say)
             for number, line in enumerate(open(path, encoding="utf-8"), 1):
+                if line.count('"""') % 2 == 1:
+                    in_literal = not in_literal
+                    continue
+                if in_literal:
+                    continue
                 match = re.match(r"^\s*(?:@testable\s+|@_exported\s+|public\s+|internal\s+|package\s+)?import\s+(?:struct\s+|class\s+|enum\s+|func\s+)?([A-Za-z_][A-Za-z0-9_]*)", line)
                 if match:
                     found.setdefault(match.group(1), []).append(f"{os.path.relpath(path, ROOT)}:{number}")

@@ -370,9 +370,6 @@ public enum AWSDriverError: Error, Sendable, CustomStringConvertible {
     case accountNotActive(enclave: String, account: String, status: String)
     case accountCreationFailed(enclave: String, reason: String)
     case zoneNeedsVPC(enclave: String)
-    case missingExportOutput(export: String, enclave: String, outputs: [String], type: String)
-    case importNeedsNetwork(enclave: String, alias: String)
-    case unreadableWiring(key: String, value: String)
 
     public var description: String {
         switch self {
@@ -391,16 +388,6 @@ public enum AWSDriverError: Error, Sendable, CustomStringConvertible {
             default: hint = "see the Organizations console for the request"
             }
             return "creating the AWS account for enclave \(enclave) failed: \(reason); \(hint)"
-        case .missingExportOutput(let export, let enclave, let outputs, let type):
-            let names = outputs.map { "`\($0)`" }.joined(separator: " and ")
-            return
-                "export \(export) of enclave \(enclave) is a \(type) export on AWS: its partition must declare and produce the output\(outputs.count > 1 ? "s" : "") \(names) for importers to connect to"
-        case .importNeedsNetwork(let enclave, let alias):
-            return
-                "enclave \(enclave) imports tcp `\(alias)` on AWS, which needs an interface endpoint in its VPC; declare network.vpc_cidr with at least one subnet"
-        case .unreadableWiring(let key, let value):
-            return
-                "the partition's identity records `\(key)` = `\(value)`, which is not an AWS import wiring record nclav knows; remove what it names by hand, then drop the partition from nclav's records with `nclav forget`"
         case .zoneNeedsVPC(let enclave):
             return
                 "enclave \(enclave) declares dns.zone but no network.vpc_cidr; an AWS private hosted zone is attached to the enclave's VPC, so declare network.vpc_cidr too"

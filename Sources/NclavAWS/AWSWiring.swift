@@ -57,13 +57,13 @@ extension AWSDriver {
             switch wiring.export.type {
             case .tcp:
                 guard let serviceName = wiring.exporterOutputs["service_name"] else {
-                    throw AWSDriverError.missingExportOutput(
-                        export: wiring.export.name, enclave: wiring.exporterEnclave, outputs: ["service_name"], type: "tcp")
+                    throw ImportWiringError.missingExportOutput(
+                        cloud: .aws, export: wiring.export.name, enclave: wiring.exporterEnclave, outputs: ["service_name"], type: .tcp)
                 }
                 guard let vpc = context.values["vpc_id"], let subnets = context.values["subnet_ids"]?.split(separator: ",").map(String.init),
                     !subnets.isEmpty
                 else {
-                    throw AWSDriverError.importNeedsNetwork(enclave: enclave.id, alias: wiring.alias)
+                    throw ImportWiringError.needsNetwork(cloud: .aws, enclave: enclave.id, alias: wiring.alias, endpoint: "an interface endpoint")
                 }
                 let serviceID = String(serviceName.split(separator: ".").last ?? "")
                 let principal = "arn:aws:iam::\(account):root"
@@ -86,8 +86,8 @@ extension AWSDriver {
                 }
             case .queue:
                 guard let queueURL = wiring.exporterOutputs["queue_url"], let queueARN = wiring.exporterOutputs["queue_arn"] else {
-                    throw AWSDriverError.missingExportOutput(
-                        export: wiring.export.name, enclave: wiring.exporterEnclave, outputs: ["queue_url", "queue_arn"], type: "queue")
+                    throw ImportWiringError.missingExportOutput(
+                        cloud: .aws, export: wiring.export.name, enclave: wiring.exporterEnclave, outputs: ["queue_url", "queue_arn"], type: .queue)
                 }
                 let sid = Self.statementID(enclave: enclave.id, partition: partition.id, alias: wiring.alias)
                 let exporter = assumed(adminRoleARN(account: exporterAccount), by: managementClient(), region: exporterRegion)
@@ -119,7 +119,9 @@ extension AWSDriver {
     /// Undoes what `wireImports` recorded, newest first (already-gone is fine).
     func unwire(_ identity: PartitionIdentity, context: EnclaveContext, enclave: Enclave) async throws {
         for (key, value) in WiredResources.newestFirst(in: identity) {
-            guard let resource = AWSWiredResource(stored: value) else { throw AWSDriverError.unreadableWiring(key: key, value: value) }
+            guard let resource = AWSWiredResource(stored: value) else {
+                throw ImportWiringError.unreadableRecord(cloud: .aws, key: key, value: value)
+            }
             switch resource {
             case .endpointPermission(let account, let region, let serviceID, let principal):
                 let exporter = assumed(adminRoleARN(account: account), by: managementClient(), region: region)

@@ -274,6 +274,38 @@ public struct AzureDriver: Driver {
 
     // MARK: Partitions
 
+    /// Assigns `role` (a role definition GUID) at `scope` to a principal under the assignment
+    /// `name`, waiting out Entra's replication of a new principal, and reads it back until ARM
+    /// answers for it. Returns the assignment's path and whether nclav made it (false when the
+    /// same grant already exists under another name, made by hand: nclav must not remove it).
+    func assign(role: String, at scope: String, to principal: String, name: String) async throws -> (path: String, ours: Bool) {
+        let subscription = AzureClient.subscription(in: scope) ?? ""
+        let path = "\(scope)/providers/Microsoft.Authorization/roleAssignments/\(name)"
+        let body: [String: Any] = [
+            "properties": [
+                "roleDefinitionId": "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
+                "principalId": principal, "principalType": "ServicePrincipal",
+            ]
+        ]
+        // A new identity is unknown to Entra for a while (PrincipalNotFound).
+        let ours = try await configuration.backoff.untilPropagated({ $0.azureAPI?.isPrincipalPropagating == true }) { () async throws -> Bool in
+            do { try await client.send("PUT", path, apiVersion: Self.authorizationAPI, body: body) } catch {
+                guard error.azureAPI?.code == "RoleAssignmentExists" else { throw error }
+                return false
+            }
+            return true
+        }
+        guard ours else { return (path, false) }
+        // Read back until ARM answers for it consistently (azurerm reads it 5 times in a row).
+        try await configuration.backoff.untilConsistent("role assignment \(name)", times: 2) {
+            do {
+                try await client.send("GET", path, apiVersion: Self.authorizationAPI)
+                return true
+            } catch let error where error.azureAPI?.status == 404 { return false }
+        }
+        return (path, true)
+    }
+
     public func contextTokens(enclave: Enclave, context: EnclaveContext, partition: Partition) -> [String: String] {
         let subscription = context.values["subscription_id"] ?? ""
         return [
@@ -308,31 +340,10 @@ public struct AzureDriver: Driver {
         }
         var assignments: [String] = []
         for role in configuration.partitionRoleIDs {
-            let assignment = Self.assignmentID(subscription, partition.id, role)
-            let assignmentPath = "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleAssignments/\(assignment)"
-            let body: [String: Any] = [
-                "properties": [
-                    "roleDefinitionId": "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
-                    "principalId": principal, "principalType": "ServicePrincipal",
-                ]
-            ]
-            // A new identity is unknown to Entra for a while (PrincipalNotFound).
-            let ours = try await configuration.backoff.untilPropagated({ $0.azureAPI?.isPrincipalPropagating == true }) { () async throws -> Bool in
-                do { try await client.send("PUT", assignmentPath, apiVersion: Self.authorizationAPI, body: body) } catch {
-                    guard error.azureAPI?.code == "RoleAssignmentExists" else { throw error }
-                    return false  // the same grant exists under another name (made by hand): done
-                }
-                return true
-            }
+            let scope = "/subscriptions/\(subscription)"
+            let (assignmentPath, _) = try await assign(
+                role: role, at: scope, to: principal, name: Self.assignmentID(subscription, partition.id, role))
             assignments.append(assignmentPath)
-            guard ours else { continue }
-            // Read back until ARM answers for it consistently (azurerm reads it 5 times in a row).
-            try await configuration.backoff.untilConsistent("role assignment \(assignment)", times: 2) {
-                do {
-                    try await client.send("GET", assignmentPath, apiVersion: Self.authorizationAPI)
-                    return true
-                } catch let error where error.azureAPI?.status == 404 { return false }
-            }
         }
         var result = [
             "identity_id": identity["id"] as? String ?? path, "client_id": clientID, "principal_id": principal,
@@ -349,6 +360,7 @@ public struct AzureDriver: Driver {
     }
 
     public func teardownPartition(enclave: Enclave, context: EnclaveContext, partition: Partition, identity: PartitionIdentity) async throws {
+        try await unwire(identity)
         for assignment in (identity["role_assignments"] ?? "").split(separator: ",") {
             do { try await client.send("DELETE", String(assignment), apiVersion: Self.authorizationAPI) } catch {
                 guard error.api?.status == 404 else { throw error }
@@ -429,6 +441,12 @@ public enum AzureDriverError: Error, Sendable, CustomStringConvertible {
     case subscriptionNotEnabled(enclave: String, subscription: String, state: String)
     case zoneNeedsVNet(enclave: String)
     case subscriptionNotEmpty(enclave: String, subscription: String, groups: [String])
+    case connectionNotFound(service: String, endpoint: String)
+
+    var isConnectionNotFound: Bool {
+        if case .connectionNotFound = self { return true }
+        return false
+    }
 
     public var description: String {
         switch self {
@@ -443,6 +461,9 @@ public enum AzureDriverError: Error, Sendable, CustomStringConvertible {
             let named = groups.isEmpty ? "resources nclav did not make" : "the resource groups \(groups.joined(separator: ", "))"
             return
                 "the subscription \(subscription) of enclave \(enclave) still holds \(named), so Azure will not cancel it; destroy or move them (they were not made by nclav, or terraform did not destroy them), then destroy again"
+        case .connectionNotFound(let service, let endpoint):
+            return
+                "the private endpoint \(endpoint) never showed as a connection on \(service); check that the service's visibility includes the importer's subscription (or `*`), then apply again"
         case .zoneNeedsVNet(let enclave):
             return
                 "enclave \(enclave) declares dns.zone but no network.vpc_cidr; a private DNS zone is linked to the enclave's VNet, so declare network.vpc_cidr too"

@@ -447,9 +447,6 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
     case projectNotOurs(enclave: String, projectID: String)
     case projectNotActive(enclave: String, projectID: String, state: String)
     case zoneNeedsNetwork(enclave: String)
-    case missingExportOutput(export: String, enclave: String, output: String, type: String)
-    case importNeedsNetwork(enclave: String, alias: String)
-    case unreadableWiring(key: String, value: String)
 
     public var description: String {
         switch self {
@@ -463,15 +460,6 @@ public enum GCPDriverError: Error, Sendable, CustomStringConvertible {
         case .projectNotActive(let enclave, let id, let state):
             return
                 "GCP project \(id) of enclave \(enclave) is \(state); restore it with `gcloud projects undelete \(id)` (within 30 days) or give the enclave another id"
-        case .missingExportOutput(let export, let enclave, let output, let type):
-            return
-                "export \(export) of enclave \(enclave) is a \(type) export on GCP: its partition must declare and produce the output `\(output)` for importers to connect to"
-        case .importNeedsNetwork(let enclave, let alias):
-            return
-                "enclave \(enclave) imports tcp `\(alias)` on GCP, which needs a Private Service Connect endpoint in its VPC; declare network with at least one subnet"
-        case .unreadableWiring(let key, let value):
-            return
-                "the partition's identity records `\(key)` = `\(value)`, which is not a GCP import wiring record nclav knows; remove what it names by hand, then drop the partition from nclav's records with `nclav forget`"
         case .zoneNeedsNetwork(let enclave):
             return
                 "enclave \(enclave) declares dns.zone but no network; a private Cloud DNS zone is attached to the enclave's VPC, so declare network too"
@@ -512,12 +500,13 @@ extension GCPDriver {
                 records.append(.invoker(project: exporterProject, member: member))
             case .tcp:
                 guard let attachment = wiring.exporterOutputs["service_attachment"] else {
-                    throw GCPDriverError.missingExportOutput(
-                        export: wiring.export.name, enclave: wiring.exporterEnclave, output: "service_attachment", type: "tcp")
+                    throw ImportWiringError.missingExportOutput(
+                        cloud: .gcp, export: wiring.export.name, enclave: wiring.exporterEnclave, outputs: ["service_attachment"], type: .tcp)
                 }
                 guard let network = context.values["vpc_id"], let subnet = context.values["subnet_ids"]?.split(separator: ",").first.map(String.init)
                 else {
-                    throw GCPDriverError.importNeedsNetwork(enclave: enclave.id, alias: wiring.alias)
+                    throw ImportWiringError.needsNetwork(
+                        cloud: .gcp, enclave: enclave.id, alias: wiring.alias, endpoint: "a Private Service Connect endpoint")
                 }
                 let region = context.values["region"] ?? region(enclave)
                 let name = "nclav-psc-\(partition.id)-\(wiring.alias)".prefix(63).trimmingCharacters(in: CharacterSet(charactersIn: "-"))
@@ -546,8 +535,8 @@ extension GCPDriver {
                 }
             case .queue:
                 guard let topic = wiring.exporterOutputs["topic"] else {
-                    throw GCPDriverError.missingExportOutput(
-                        export: wiring.export.name, enclave: wiring.exporterEnclave, output: "topic", type: "queue")
+                    throw ImportWiringError.missingExportOutput(
+                        cloud: .gcp, export: wiring.export.name, enclave: wiring.exporterEnclave, outputs: ["topic"], type: .queue)
                 }
                 let subscription = "projects/\(projectID)/subscriptions/nclav-\(partition.id)-\(wiring.alias)"
                 let subscriptionBody: [String: Any] = [
@@ -572,7 +561,9 @@ extension GCPDriver {
     /// Undoes what `wireImports` recorded, newest first (already-gone is fine).
     func unwire(_ identity: PartitionIdentity) async throws {
         for (key, value) in WiredResources.newestFirst(in: identity) {
-            guard let resource = GCPWiredResource(stored: value) else { throw GCPDriverError.unreadableWiring(key: key, value: value) }
+            guard let resource = GCPWiredResource(stored: value) else {
+                throw ImportWiringError.unreadableRecord(cloud: .gcp, key: key, value: value)
+            }
             switch resource {
             case .invoker(let project, let member):
                 try await editProjectPolicy(project) { policy in Self.remove(member: member, role: "roles/run.invoker", from: &policy) }

@@ -13,14 +13,26 @@ import _CryptoExtras
 /// then Succeeded on the next GET), management-group placement, provider registration,
 /// resource groups, user-assigned identities, VNets and private DNS zones (201 with an
 /// `Azure-AsyncOperation` URL that reports InProgress, then Succeeded), role assignments
-/// (PrincipalNotFound right after an identity is made, RoleAssignmentExists), subscription
-/// cancel and Resource Graph queries. Errors: `{"error": {"code", "message"}}`.
+/// (PrincipalNotFound right after an identity is made, RoleAssignmentExists; any scope),
+/// private endpoints (a network interface with an address in the subnet; a Pending manual
+/// connection on the Private Link service, listed after a moment, approved by PUT), DNS
+/// record sets, subscription cancel and Resource Graph queries. Errors: `{"error": {"code", "message"}}`.
 public actor FakeAzure {
     public struct Resource: Sendable {
         public var id: String
         public var type: String
         public var tags: [String: String]
         public var properties: [String: String]
+        /// The `properties` object as last PUT (JSON), under the flat `properties` above.
+        public var document: String = "{}"
+    }
+
+    /// A private endpoint's connection as its Private Link service sees it.
+    public struct Connection: Sendable {
+        public var name: String
+        public var endpoint: String
+        public var status: String
+        public var made: ContinuousClock.Instant
     }
 
     public struct Failure: Sendable {
@@ -58,11 +70,15 @@ public actor FakeAzure {
         /// A cancel is refused while the subscription holds resources
         /// (400 ResourcesExistingOnSubscription), as Azure does.
         public var cancelNeedsEmptySubscription: Bool
+        /// A new private endpoint's connection is missing from its service's list this long.
+        public var connectionPropagation: Duration
 
         public init(
             subscriptionPropagation: Duration = .zero, registrationPolls: Int = 0, principalPropagation: Duration = .zero,
-            resourceGroupPropagation: Duration = .zero, rateLimitEvery: Int? = nil, cancelPolls: Int = 0, cancelNeedsEmptySubscription: Bool = false
+            resourceGroupPropagation: Duration = .zero, rateLimitEvery: Int? = nil, cancelPolls: Int = 0, cancelNeedsEmptySubscription: Bool = false,
+            connectionPropagation: Duration = .zero
         ) {
+            self.connectionPropagation = connectionPropagation
             self.subscriptionPropagation = subscriptionPropagation
             self.registrationPolls = registrationPolls
             self.principalPropagation = principalPropagation
@@ -75,7 +91,8 @@ public actor FakeAzure {
         public static let instant = Realism()
         public static let realistic = Realism(
             subscriptionPropagation: .milliseconds(150), registrationPolls: 2, principalPropagation: .milliseconds(150),
-            resourceGroupPropagation: .milliseconds(60), rateLimitEvery: 13, cancelPolls: 2, cancelNeedsEmptySubscription: true)
+            resourceGroupPropagation: .milliseconds(60), rateLimitEvery: 13, cancelPolls: 2, cancelNeedsEmptySubscription: true,
+            connectionPropagation: .milliseconds(60))
     }
 
     public private(set) var realism = Realism.instant
@@ -116,6 +133,10 @@ public actor FakeAzure {
     public private(set) var subscriptions: [String: (state: String, managementGroup: String?, billingScope: String)] = [:]
     public private(set) var resources: [String: Resource] = [:]  // lowercased id -> resource
     public private(set) var roleAssignments: [String: (principal: String, role: String)] = [:]
+    /// Each role assignment's scope, by assignment name.
+    public private(set) var assignmentScopes: [String: String] = [:]
+    /// Private endpoint connections by the lowercased id of their Private Link service.
+    public private(set) var connections: [String: [Connection]] = [:]
     public private(set) var registered: Set<String> = []
     public private(set) var requests: [String] = []
     public var failAliasProvisioning = false
@@ -533,9 +554,12 @@ public actor FakeAzure {
                     return Self.error(409, "RoleAssignmentExists", "The role assignment already exists.")
                 }
                 roleAssignments[name] = (principal, role)
+                assignmentScopes[name] = String(
+                    path[..<(path.range(of: "/providers/Microsoft.Authorization/", options: .caseInsensitive)!.lowerBound)])
                 return Self.json(201, ["id": path, "name": name, "properties": properties])
             case "DELETE":
                 guard roleAssignments.removeValue(forKey: name) != nil else { return Answer(status: 204, body: Data()) }
+                assignmentScopes[name] = nil
                 return Self.json(200, ["id": path, "name": name])
             case "GET":
                 guard let assignment = roleAssignments[name] else {
@@ -545,6 +569,9 @@ public actor FakeAzure {
                     200, ["id": path, "name": name, "properties": ["principalId": assignment.principal, "roleDefinitionId": assignment.role]])
             default: return Self.error(405, "MethodNotAllowed", method)
             }
+        }
+        if let index = parts.firstIndex(where: { $0.lowercased() == "privateendpointconnections" }), index == 8 {
+            return privateEndpointConnection(method: method, service: "/" + parts[0..<8].joined(separator: "/"), parts: parts, body: body)
         }
         // Generic resources (resource groups, identities, VNets, zones, links)
         let key = path.lowercased()
@@ -592,6 +619,15 @@ public actor FakeAzure {
                     return Self.error(404, "ResourceGroupNotFound", "Resource group '\(parts[3])' could not be found.")
                 }
             }
+            if var properties = body["properties"] as? [String: Any] {
+                // Read-only properties (an endpoint's network interfaces) survive a PUT.
+                let before = (try? JSONSerialization.jsonObject(with: Data(resource.document.utf8))) as? [String: Any] ?? [:]
+                if let interfaces = before["networkInterfaces"] { properties["networkInterfaces"] = interfaces }
+                resource.document = Self.text(properties)
+            }
+            if resource.type == "Microsoft.Network/privateEndpoints", !existed {
+                if let refusal = connect(&resource, body: body) { return refusal }
+            }
             resources[key] = resource
             let headers = resource.type.hasPrefix("Microsoft.Network") ? asyncOperation(subscriptionID) : []
             return Self.json(
@@ -601,6 +637,10 @@ public actor FakeAzure {
             return Self.json(200, representation(resource, provisioning: "Succeeded"))
         case "DELETE":
             guard let removed = resources.removeValue(forKey: key) else { return Answer(status: 204, body: Data()) }
+            if removed.type == "Microsoft.Network/privateEndpoints" {
+                for service in connections.keys { connections[service]?.removeAll { $0.endpoint.lowercased() == key } }
+                if let nic = removed.properties["nic"] { resources[nic.lowercased()] = nil }
+            }
             if removed.type == "Microsoft.Resources/resourceGroups" {
                 // Everything inside goes with it, asynchronously: 202 and a Location to poll.
                 for inside in resources.keys where inside.hasPrefix(key + "/") { resources[inside] = nil }
@@ -616,8 +656,93 @@ public actor FakeAzure {
         }
     }
 
+    /// A new private endpoint: its subnet's VNet and the Private Link service must exist; it
+    /// gets a network interface with an address in the subnet, and the service a Pending
+    /// connection (a manual request) that shows in its list after `connectionPropagation`.
+    func connect(_ endpoint: inout Resource, body: [String: Any]) -> Answer? {
+        let properties = body["properties"] as? [String: Any] ?? [:]
+        let subnet = (properties["subnet"] as? [String: Any])?["id"] as? String ?? ""
+        let vnet = subnet.components(separatedBy: "/subnets/").first ?? ""
+        guard subnet.contains("/subnets/"), resources[vnet.lowercased()] != nil else {
+            return Self.error(400, "InvalidResourceReference", "Resource \(subnet) referenced by resource \(endpoint.id) was not found.")
+        }
+        let requests =
+            (properties["manualPrivateLinkServiceConnections"] as? [[String: Any]] ?? [])
+            + (properties["privateLinkServiceConnections"] as? [[String: Any]] ?? [])
+        guard let request = requests.first, let service = (request["properties"] as? [String: Any])?["privateLinkServiceId"] as? String,
+            resources[service.lowercased()]?.type == "Microsoft.Network/privateLinkServices"
+        else {
+            return Self.error(400, "PrivateLinkServiceNotFound", "The private link service referenced by \(endpoint.id) was not found.")
+        }
+        let manual = !(properties["manualPrivateLinkServiceConnections"] as? [[String: Any]] ?? []).isEmpty
+        let name = endpoint.id.split(separator: "/").last.map(String.init) ?? "pe"
+        let nic =
+            (endpoint.id.components(separatedBy: "/providers/").first ?? "") + "/providers/Microsoft.Network/networkInterfaces/\(name).nic.\(guid())"
+        let prefix = (subnet.split(separator: "/").last ?? "").split(separator: "-").dropFirst().prefix(3).joined(separator: ".")
+        let address = "\(prefix.isEmpty ? "10.0.0" : prefix).\(4 + next() % 250)"
+        let configuration: [String: Any] = ["name": "ipconfig", "properties": ["privateIPAddress": address, "subnet": ["id": subnet]]]
+        var nicResource = Resource(id: nic, type: "Microsoft.Network/networkInterfaces", tags: [:], properties: [:])
+        nicResource.document = Self.text(["ipConfigurations": [configuration]])
+        resources[nic.lowercased()] = nicResource
+        endpoint.properties["nic"] = nic
+        var document = (try? JSONSerialization.jsonObject(with: Data(endpoint.document.utf8))) as? [String: Any] ?? [:]
+        document["networkInterfaces"] = [["id": nic]]
+        endpoint.document = Self.text(document)
+        connections[service.lowercased(), default: []].append(
+            Connection(name: "\(name).\(guid())", endpoint: endpoint.id, status: manual ? "Pending" : "Approved", made: .now))
+        return nil
+    }
+
+    /// `GET {service}/privateEndpointConnections` and `PUT …/{name}` (approve or reject).
+    func privateEndpointConnection(method: String, service: String, parts: [String], body: [String: Any]) -> Answer {
+        let key = service.lowercased()
+        guard resources[key] != nil else { return Self.error(404, "ResourceNotFound", "The Resource '\(service)' was not found.") }
+        func representation(_ connection: Connection) -> [String: Any] {
+            [
+                "id": "\(service)/privateEndpointConnections/\(connection.name)", "name": connection.name,
+                "properties": [
+                    "privateEndpoint": ["id": connection.endpoint],
+                    "privateLinkServiceConnectionState": ["status": connection.status, "description": "", "actionsRequired": "None"],
+                ],
+            ]
+        }
+        switch (method, parts.count) {
+        case ("GET", 9):
+            let visible = (connections[key] ?? []).filter { connection in
+                let hidden = younger(connection.made, than: realism.connectionPropagation, key: "connection|" + connection.name)
+                if hidden { refusals["connection", default: 0] += 1 }
+                return !hidden
+            }
+            return Self.json(200, ["value": visible.map(representation)])
+        case ("GET", 10):
+            guard let connection = connections[key]?.first(where: { $0.name == parts[9] }) else {
+                return Self.error(404, "PrivateEndpointConnectionNotFound", "Private endpoint connection \(parts[9]) was not found.")
+            }
+            return Self.json(200, representation(connection))
+        case ("PUT", 10):
+            guard let index = connections[key]?.firstIndex(where: { $0.name == parts[9] }) else {
+                return Self.error(404, "PrivateEndpointConnectionNotFound", "Private endpoint connection \(parts[9]) was not found.")
+            }
+            let state = (body["properties"] as? [String: Any])?["privateLinkServiceConnectionState"] as? [String: Any]
+            connections[key]![index].status = state?["status"] as? String ?? connections[key]![index].status
+            return Self.json(200, representation(connections[key]![index]))
+        default:
+            return Self.error(405, "MethodNotAllowed", method)
+        }
+    }
+
+    static func text(_ object: Any) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// Adds a Private Link service (what an exporter's terraform would make).
+    public func addPrivateLinkService(id: String) {
+        resources[id.lowercased()] = Resource(id: id, type: "Microsoft.Network/privateLinkServices", tags: [:], properties: [:])
+    }
+
     func representation(_ resource: Resource, provisioning: String) -> [String: Any] {
-        var properties: [String: Any] = resource.properties
+        var properties = (try? JSONSerialization.jsonObject(with: Data(resource.document.utf8))) as? [String: Any] ?? [:]
+        for (name, value) in resource.properties { properties[name] = value }
         properties["provisioningState"] = provisioning
         return [
             "id": resource.id, "name": resource.id.split(separator: "/").last.map(String.init) ?? "", "type": resource.type, "tags": resource.tags,

@@ -204,6 +204,72 @@ struct AzureDriverTests {
         #expect(await world.fake.throttled > 0)
     }
 
+    @Test(
+        "import wiring: tcp -> a private endpoint whose connection nclav approves and an A record to its address; queue -> Service Bus Data Receiver on the queue; http -> the exporter's named role; teardown undoes all"
+    )
+    func importWiring() async throws {
+        let world = try await AzureWorld.make(realism: .realistic)
+        defer { Task { await world.fake.stop() } }
+        let driver = await world.driver()
+        let exporter = Enclave(
+            id: "shop", name: "Shop", cloud: .azure, region: "westeurope", network: Network(vpcCIDR: "10.1.0.0/16", subnets: ["10.1.1.0/24"]))
+        let exporterContext = try await driver.provisionEnclave(exporter, previous: nil)
+        let context = try await driver.provisionEnclave(enclave, previous: nil)
+        // What the exporter's own terraform would have made.
+        let shop = "/subscriptions/\(exporterContext.values["subscription_id"]!)/resourceGroups/nclav-shop/providers"
+        let service = shop + "/Microsoft.Network/privateLinkServices/db"
+        let queue = shop + "/Microsoft.ServiceBus/namespaces/shop/queues/orders"
+        let site = shop + "/Microsoft.Web/sites/shop-api"
+        await world.fake.addPrivateLinkService(id: service)
+        await world.fake.addResource(id: queue, type: "Microsoft.ServiceBus/namespaces/queues", tags: [:])
+
+        let partition = Partition(id: "frontend", name: "Frontend")
+        let identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition)
+        func wiring(_ alias: String, _ type: ExportType, _ outputs: [String: String]) -> ImportWiring {
+            ImportWiring(
+                alias: alias, export: Export(name: alias, targetPartition: "backend", type: type, to: .anyEnclave), exporterEnclave: "shop",
+                exporterCloud: .azure, exporterContext: exporterContext.values, exporterOutputs: outputs)
+        }
+        let websiteContributor = "de139f84-1756-47ae-9be6-808fbbe84772"
+        let imports = [
+            wiring("db", .tcp, ["private_link_service_id": service]),
+            wiring("orders", .queue, ["queue_id": queue]),
+            wiring(
+                "api", .http, ["role_scope": site, "role_definition_id": "/providers/Microsoft.Authorization/roleDefinitions/" + websiteContributor]),
+        ]
+        let wired = try await driver.wireImports(enclave: enclave, context: context, partition: partition, identity: identity, imports: imports)
+        #expect(wired.keys.filter { $0.hasPrefix("wired.") }.count == 4)  // endpoint, record, two role assignments
+        #expect(try await driver.wireImports(enclave: enclave, context: context, partition: partition, identity: wired, imports: imports) == wired)
+
+        let connections = await world.fake.connections[service.lowercased()] ?? []
+        #expect(connections.count == 1 && connections.first?.status == "Approved")
+        let endpoint = try #require(await world.fake.resource(connections.first?.endpoint ?? ""))
+        let nic = try #require(await world.fake.resource(endpoint.properties["nic"] ?? ""))
+        let address = try #require(nic.document.firstMatch(of: /"privateIPAddress":"([0-9.]+)"/)?.1)
+        #expect(address.hasPrefix("10.0.1."))  // in the importer's subnet
+        let record = try #require(await world.fake.resource(context.values["dns_zone_id"]! + "/A/db"))
+        #expect(record.document.contains("\"ipv4Address\":\"\(address)\""))
+        let assignments = await world.fake.roleAssignments.filter { $0.value.principal == identity["principal_id"] }
+        let scopes = await world.fake.assignmentScopes
+        let byScope = Dictionary(uniqueKeysWithValues: assignments.map { (scopes[$0.key] ?? "", $0.value.role) })
+        let exporterRoles = "/subscriptions/\(exporterContext.values["subscription_id"]!)/providers/Microsoft.Authorization/roleDefinitions/"
+        #expect(byScope[queue] == exporterRoles + AzureDriver.serviceBusReceiverRole)
+        #expect(byScope[site] == exporterRoles + websiteContributor)
+        #expect((await world.fake.refusals["connection"] ?? 0) > 0, "the connection's propagation was never met")
+
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: wired)
+        #expect(await world.fake.resource(connections.first?.endpoint ?? "") == nil)
+        #expect(await world.fake.resource(nic.id) == nil)
+        #expect(await world.fake.connections[service.lowercased()]?.isEmpty == true)
+        #expect(await world.fake.resource(record.id) == nil)
+        #expect(await world.fake.roleAssignments.isEmpty)
+
+        let unwired = identity.merging(["wired.0": "psc|nonsense"]) { $1 }
+        await #expect(throws: ImportWiringError.unreadableRecord(cloud: .azure, key: "wired.0", value: "psc|nonsense")) {
+            try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: unwired)
+        }
+    }
+
     @Test("a subscription that still holds resources nclav did not make is not cancelled; the error names them")
     func cancelRefusedWhileNotEmpty() async throws {
         let world = try await AzureWorld.make(realism: .realistic)
