@@ -58,6 +58,9 @@ public struct TerraformInvocation: Sendable {
     /// Variables of the server's own environment with these prefixes are dropped first, so a
     /// cloud partition sees only the identity its driver gave it (e.g. `AWS_` for aws).
     public var clearedPrefixes: [String] = []
+    /// When the cloud credentials in `driverEnvironment` stop working (terraform cannot renew
+    /// them); the log says so before, and when, it happens.
+    public var credentialsExpire: Date?
     /// Values that must never appear in the log.
     public var secrets: [String]
     public var pluginCacheDirectory: URL?
@@ -115,9 +118,13 @@ public struct TerraformInvoker: IacTool {
     static let versions = ToolVersionCache()
     let backendInits = BackendInitCache()
 
-    public init(runner: any ProcessRunner = SubprocessRunner()) {
+    /// How long before the cloud credentials expire the run's log warns.
+    let credentialWarningLead: Duration
+
+    public init(runner: any ProcessRunner = SubprocessRunner(), credentialWarningLead: Duration = .seconds(600)) {
         self.runner = runner
         self.initGate = InitGate()
+        self.credentialWarningLead = credentialWarningLead
     }
 
     /// The environment terraform runs with: the server's own environment without nclav's
@@ -173,6 +180,48 @@ public struct TerraformInvoker: IacTool {
             try await probeVersion(of: invocation.tool, environment: environment, directory: invocation.workspace.path)
         }
 
+        guard let expires = invocation.credentialsExpire else {
+            return try await steps(invocation, environment: environment, toolVersion: toolVersion, emit: emit)
+        }
+        return try await withThrowingTaskGroup(of: InvocationResult?.self) { group in
+            group.addTask {
+                await Self.warnBeforeExpiry(expires, lead: credentialWarningLead, emit: emit)
+                return nil
+            }
+            group.addTask { try await steps(invocation, environment: environment, toolVersion: toolVersion, emit: emit) }
+            while let finished = try await group.next() {
+                guard let result = finished else { continue }
+                group.cancelAll()
+                return result
+            }
+            preconditionFailure("the steps' task always returns a result")
+        }
+    }
+
+    /// Says in the log, `lead` before `expires` and again at it, that the cloud credentials
+    /// terraform received run out and cannot be renewed by terraform. Returns when cancelled.
+    static func warnBeforeExpiry(_ expires: Date, lead: Duration, emit: @Sendable (String) async -> Void) async {
+        let clock = ContinuousClock()
+        let leadSeconds = Double(lead.components.seconds) + Double(lead.components.attoseconds) / 1e18
+        let warnIn = expires.timeIntervalSinceNow - leadSeconds
+        if warnIn > 0 { try? await clock.sleep(for: .seconds(warnIn)) }
+        guard !Task.isCancelled else { return }
+        let time = ISO8601DateFormatter().string(from: expires)
+        await emit(
+            "nclav: the cloud credentials this run received expire at \(time) and terraform cannot renew them; calls after that fail. A partition whose runs last this long should be split (see README, \"Long runs\")"
+        )
+        let expireIn = expires.timeIntervalSinceNow
+        if expireIn > 0 { try? await clock.sleep(for: .seconds(expireIn)) }
+        guard !Task.isCancelled else { return }
+        await emit("nclav: the cloud credentials this run received have expired (\(time)); the cloud will refuse terraform's calls from now on")
+        // Nothing more to say; wait to be cancelled when the run ends.
+        while !Task.isCancelled { try? await clock.sleep(for: .seconds(3600)) }
+    }
+
+    private func steps(
+        _ invocation: TerraformInvocation, environment: [String: String], toolVersion: String?, emit: @escaping @Sendable (String) async -> Void
+    ) async throws -> InvocationResult {
+        let toolName = URL(fileURLWithPath: invocation.tool).lastPathComponent
         let main: (name: String, arguments: [String]) =
             switch invocation.operation {
             case .apply: ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])

@@ -335,7 +335,8 @@ public struct AWSDriver: Driver {
         let roleARN = identity["role_arn"] ?? Self.partitionRoleARN(account: account, partition: partition.id)
         let region = context.values["region"] ?? region(enclave)
         let inside = try accountClient(context, enclave: enclave)
-        // Role chaining caps these at one hour; a longer terraform run re-applies.
+        // Role chaining caps these at one hour, and terraform cannot renew them: the run's log
+        // warns before they expire.
         let credentials = try await configuration.backoff.untilPropagated({ $0.awsCode == "AccessDenied" }) {
             try await STS(client: inside).assumeRole(roleARN, sessionName: "nclav-\(partition.id)".prefixString(64)).credentials
         }
@@ -348,7 +349,9 @@ public struct AWSDriver: Driver {
         // Nothing of the server's own AWS identity (keys, profile, container credentials)
         // reaches the partition: every AWS_ variable it sees is set here.
         variables["AWS_EC2_METADATA_DISABLED"] = "true"
-        return TerraformEnvironment(variables: variables, secretNames: ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"], clearedPrefixes: ["AWS_"])
+        return TerraformEnvironment(
+            variables: variables, secretNames: ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"], clearedPrefixes: ["AWS_"],
+            credentialsExpire: credentials.expiration ?? Date().addingTimeInterval(3600))
     }
 
     // MARK: Orphans

@@ -379,10 +379,15 @@ public struct AzureDriver: Driver {
     ) async throws -> TerraformEnvironment {
         var variables = ["ARM_SUBSCRIPTION_ID": context.values["subscription_id"] ?? "", "ARM_TENANT_ID": configuration.tenantID]
         var secrets: Set<String> = []
+        var expires: Date?
         if let issuer = configuration.workloadIdentityIssuer, let clientID = identity["client_id"], let subject = identity["federated_subject"] {
             variables["ARM_USE_OIDC"] = "true"
             variables["ARM_CLIENT_ID"] = clientID
-            variables["ARM_OIDC_TOKEN"] = try issuer.token(subject: subject)
+            // azurerm exchanges the assertion again whenever its access token runs out, so the
+            // run's credentials last as long as the assertion.
+            let lifetime: TimeInterval = 3600
+            variables["ARM_OIDC_TOKEN"] = try issuer.token(subject: subject, lifetime: lifetime)
+            expires = Date().addingTimeInterval(lifetime)
             secrets.insert("ARM_OIDC_TOKEN")
         } else if let id = configuration.clientID, let secret = configuration.clientSecret {
             variables["ARM_CLIENT_ID"] = id
@@ -406,7 +411,7 @@ public struct AzureDriver: Driver {
         // Terraform acting as the partition (or as nclav's service principal) must not reach
         // nclav's own managed identity; the Azure CLI keeps its AZURE_CONFIG_DIR.
         let cleared = variables["ARM_USE_CLI"] != nil ? ["ARM_"] : ["ARM_", "IDENTITY_", "MSI_", "AZURE_"]
-        return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: cleared)
+        return TerraformEnvironment(variables: variables, secretNames: secrets, clearedPrefixes: cleared, credentialsExpire: expires)
     }
 
     // MARK: Orphans

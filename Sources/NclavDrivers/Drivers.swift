@@ -73,10 +73,16 @@ public struct TerraformEnvironment: Sendable, Equatable {
     public var variables: [String: String]
     public var secretNames: Set<String>
     public var clearedPrefixes: [String]
-    public init(variables: [String: String] = [:], secretNames: Set<String> = [], clearedPrefixes: [String] = []) {
+    /// When the cloud credentials in `variables` stop working, if terraform cannot refresh
+    /// them itself (a minted access token, STS session or OIDC assertion); nil when it can.
+    public var credentialsExpire: Date?
+    public init(
+        variables: [String: String] = [:], secretNames: Set<String> = [], clearedPrefixes: [String] = [], credentialsExpire: Date? = nil
+    ) {
         self.variables = variables
         self.secretNames = secretNames
         self.clearedPrefixes = clearedPrefixes
+        self.credentialsExpire = credentialsExpire
     }
     public var secretValues: [String] { secretNames.compactMap { variables[$0] }.filter { !$0.isEmpty } }
 }

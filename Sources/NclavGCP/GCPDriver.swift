@@ -414,7 +414,15 @@ public struct GCPDriver: Driver {
                 "GOOGLE_OAUTH_ACCESS_TOKEN": token, "GOOGLE_PROJECT": projectID, "GOOGLE_CLOUD_PROJECT": projectID, "GOOGLE_REGION": region,
                 "CLOUDSDK_CORE_PROJECT": projectID, "CLOUDSDK_AUTH_ACCESS_TOKEN": token,
             ],
-            secretNames: ["GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"], clearedPrefixes: ["GOOGLE_", "CLOUDSDK_"])
+            secretNames: ["GOOGLE_OAUTH_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"], clearedPrefixes: ["GOOGLE_", "CLOUDSDK_"],
+            credentialsExpire: (minted["expireTime"] as? String).flatMap(Self.timestamp) ?? Date().addingTimeInterval(3600))
+    }
+
+    /// An RFC 3339 time as Google writes it (with or without fractional seconds).
+    static func timestamp(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text)
     }
 
     // MARK: Orphans

@@ -73,6 +73,7 @@ struct RecordedRun: Sendable {
             driverEnvironment: driverEnvironment.variables, secrets: environment.secrets + driverEnvironment.secretValues,
             pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
         invocation.clearedPrefixes = driverEnvironment.clearedPrefixes
+        invocation.credentialsExpire = driverEnvironment.credentialsExpire
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
         let logBuffer = RunLogBuffer(store: store, runID: runID)

@@ -118,6 +118,38 @@ struct TerraformInvokerTests {
         await server.stop()
     }
 
+    @Test(
+        "cloud credentials terraform cannot renew: the log warns before they expire and says when they have; a run that ends first says nothing"
+    )
+    func credentialExpiry() async throws {
+        let home = try TestSupport.makeScratchDirectory("nclav-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let server = try await ServerProcess.start(home: home)
+        let slow = Self.module.replacingOccurrences(of: "command = \"echo provisioning", with: "command = \"sleep 3; echo provisioning")
+        var (invocation, base) = try await prepare(server, main: slow)
+        defer { try? FileManager.default.removeItem(at: base) }
+        // Credentials that expire 1.5 s into the run, with the warning 1 s before: both fall inside the 3 s apply.
+        invocation.credentialsExpire = Date().addingTimeInterval(1.5)
+        let log = Log()
+        let applied = try await TerraformInvoker(credentialWarningLead: .seconds(1)).run(invocation) { await log.append($0) }
+        let lines = await log.lines
+        #expect(applied.succeeded, "\(lines)")
+        let warning = try #require(lines.firstIndex { $0.hasPrefix("nclav: the cloud credentials this run received expire at") }, "\(lines)")
+        let expired = try #require(lines.firstIndex { $0.hasPrefix("nclav: the cloud credentials this run received have expired") })
+        let applyStarted = try #require(lines.firstIndex { $0.hasPrefix("== terraform apply") })
+        let applyEnded = try #require(lines.firstIndex { $0 == "== apply succeeded" })
+        #expect(applyStarted < warning && warning < expired && expired < applyEnded)
+        #expect(lines[warning].contains("Long runs"))
+
+        var quick = invocation
+        quick.operation = .destroy
+        quick.credentialsExpire = Date().addingTimeInterval(3600)
+        let quiet = Log()
+        #expect(try await TerraformInvoker().run(quick) { await quiet.append($0) }.succeeded)
+        #expect(await !quiet.text.contains("nclav: the cloud credentials"))
+        await server.stop()
+    }
+
     @Test("a module with a syntax error fails with terraform's own error text in the log")
     func brokenModule() async throws {
         let home = try TestSupport.makeScratchDirectory("nclav-home")

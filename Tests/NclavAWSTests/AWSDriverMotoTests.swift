@@ -117,6 +117,7 @@ struct AWSDriverMotoTests {
         let identity = try await driver.provisionPartition(enclave: enclave, context: first, partition: partition)
         let environment = try await driver.terraformEnvironment(enclave: enclave, context: first, partition: partition, identity: identity)
         #expect(environment.variables["AWS_SESSION_TOKEN"]?.isEmpty == false)
+        #expect((environment.credentialsExpire ?? .distantPast) > Date())  // the session's Expiration
         let second = try await driver.provisionEnclave(enclave, previous: first)
         #expect(second == first)
         #expect(try await driver.provisionPartition(enclave: enclave, context: second, partition: partition) == identity)

@@ -389,6 +389,7 @@ struct AzureDriverTests {
         let tenant = world.fake.tenantID
         #expect(environment.variables["ARM_SUBSCRIPTION_ID"] == subscription && environment.variables["ARM_TENANT_ID"] == tenant)
         #expect(environment.secretNames == ["ARM_CLIENT_SECRET"])
+        #expect(environment.credentialsExpire == nil)  // azurerm renews tokens from a client secret itself
         // Terraform never sees nclav's own managed identity, whatever else the server has.
         #expect(Set(environment.clearedPrefixes) == ["ARM_", "IDENTITY_", "MSI_", "AZURE_"])
         let tokens = driver.contextTokens(enclave: enclave, context: context, partition: partition)
@@ -452,6 +453,7 @@ struct AzureDriverTests {
         let environment = try await driver.terraformEnvironment(enclave: enclave, context: context, partition: partition, identity: identity)
         #expect(environment.variables["ARM_USE_OIDC"] == "true" && environment.variables["ARM_CLIENT_ID"] == identity["client_id"])
         #expect(environment.variables["ARM_CLIENT_SECRET"] == nil && environment.secretNames == ["ARM_OIDC_TOKEN"])
+        #expect(abs((environment.credentialsExpire ?? .distantPast).timeIntervalSinceNow - 3600) < 120)  // the assertion's lifetime
         let assertion = try #require(environment.variables["ARM_OIDC_TOKEN"])
 
         // What azurerm does with ARM_USE_OIDC: the client-credentials grant with the assertion.

@@ -311,6 +311,9 @@ struct GCPDriverTests {
         let token = try #require(environment.variables["GOOGLE_OAUTH_ACCESS_TOKEN"])
         #expect(environment.variables["GOOGLE_PROJECT"] == "acme-product-a-dev" && environment.variables["GOOGLE_REGION"] == "europe-west1")
         #expect(environment.secretNames.contains("GOOGLE_OAUTH_ACCESS_TOKEN") && environment.clearedPrefixes.contains("GOOGLE_"))
+        // The token's expireTime, so that the run's log can warn before it runs out.
+        let expires = try #require(environment.credentialsExpire)
+        #expect(abs(expires.timeIntervalSinceNow - 3600) < 120)
         // The token belongs to the partition's service account, not to nclav's.
         let info = try await CloudHTTP().send(
             "POST", URL(string: "http://127.0.0.1:\(world.fake.port)/oauth2/tokeninfo")!, body: FormEncoding.encode([("access_token", token)]))
