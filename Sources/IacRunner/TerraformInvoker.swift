@@ -41,7 +41,8 @@ public enum ToolResolver {
 
 /// One terraform operation on one rendered workspace.
 public struct TerraformInvocation: Sendable {
-    /// `plan` is read-only: `-lock=false`, `-detailed-exitcode` (2 = changes), never writes state.
+    /// `plan` is read-only: `-detailed-exitcode` (2 = changes), never writes state; without a
+    /// `planFile` it does not lock either (drift checks run under nclav's own lock).
     public enum Operation: String, Sendable { case apply, destroy, plan }
 
     public var key: StateKey
@@ -61,6 +62,11 @@ public struct TerraformInvocation: Sendable {
     /// When the cloud credentials in `driverEnvironment` stop working (terraform cannot renew
     /// them); the log says so before, and when, it happens.
     public var credentialsExpire: Date?
+    /// For `plan`: save the plan here (`-out`), taking the state lock while planning. For
+    /// `apply`: apply exactly this saved plan instead of planning again.
+    public var planFile: URL?
+    /// For `plan`: plan a destroy (`-destroy`).
+    public var planDestroy = false
     /// Values that must never appear in the log.
     public var secrets: [String]
     public var pluginCacheDirectory: URL?
@@ -108,6 +114,14 @@ public protocol IacTool: Sendable {
     func version(of tool: String) async -> String?
     /// Runs the invocation's commands in its workspace, passing every output line to `log`.
     func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult
+    /// A saved plan's `show -json` document.
+    func showPlan(_ invocation: TerraformInvocation, planFile: URL) async throws -> Data
+}
+
+extension IacTool {
+    public func showPlan(_ invocation: TerraformInvocation, planFile: URL) async throws -> Data {
+        throw TerraformInvoker.ShowFailed(planFile: planFile.lastPathComponent, reason: "is not supported by this tool", stderr: "")
+    }
 }
 
 /// Runs `init` then `apply` (or `destroy`) with the backend configured through `TF_HTTP_*`, so
@@ -224,9 +238,28 @@ public struct TerraformInvoker: IacTool {
         let toolName = URL(fileURLWithPath: invocation.tool).lastPathComponent
         let main: (name: String, arguments: [String]) =
             switch invocation.operation {
-            case .apply: ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
-            case .destroy: ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"])
-            case .plan: ("plan", ["plan", "-detailed-exitcode", "-lock=false", "-input=false", "-no-color"])
+            case .apply:
+                if let planFile = invocation.planFile {
+                    ("apply", ["apply", "-input=false", "-no-color", planFile.path])
+                } else {
+                    ("apply", ["apply", "-auto-approve", "-input=false", "-no-color"])
+                }
+            case .destroy:
+                if let planFile = invocation.planFile {
+                    ("destroy", ["apply", "-input=false", "-no-color", planFile.path])
+                } else {
+                    ("destroy", ["destroy", "-auto-approve", "-input=false", "-no-color"])
+                }
+            case .plan:
+                if let planFile = invocation.planFile {
+                    (
+                        "plan",
+                        ["plan", "-detailed-exitcode", "-input=false", "-no-color", "-out=\(planFile.path)"]
+                            + (invocation.planDestroy ? ["-destroy"] : [])
+                    )
+                } else {
+                    ("plan", ["plan", "-detailed-exitcode", "-lock=false", "-input=false", "-no-color"])
+                }
             }
         let steps: [(name: String, arguments: [String])] = [("init", ["init", "-input=false", "-no-color"]), main]
         var last = ProcessRunResult(termination: .exited(0))
@@ -257,6 +290,37 @@ public struct TerraformInvoker: IacTool {
             if !stepResult.succeeded { return stepResult }
         }
         return InvocationResult(lastCommand: steps.last!.name, result: last, toolVersion: toolVersion)
+    }
+
+    /// `terraform show -json <planFile>` in the invocation's workspace and environment: the
+    /// plan's machine-readable form. Only stdout is read (terraform warns on stderr).
+    public func showPlan(_ invocation: TerraformInvocation, planFile: URL) async throws -> Data {
+        let environment = Self.environment(for: invocation, base: ProcessInfo.processInfo.environment)
+        let errors = invocation.workspace.appendingPathComponent(".nclav-show-errors")
+        let collected = LineCollector()
+        let result = try await runner.run(
+            ProcessSpec(
+                executable: "/bin/sh",
+                arguments: ["-c", #"exec "$0" show -json -no-color "$1" 2>"$2""#, invocation.tool, planFile.path, errors.path],
+                environment: environment, workingDirectory: invocation.workspace.path),
+            policy: StopPolicy(timeout: .seconds(300), gracePeriod: .seconds(5))
+        ) { await collected.append($0) }
+        defer { try? FileManager.default.removeItem(at: errors) }
+        guard result.succeeded else {
+            let text = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+            throw ShowFailed(planFile: planFile.lastPathComponent, reason: Self.describe(result), stderr: text)
+        }
+        return Data(await collected.text.utf8)
+    }
+
+    public struct ShowFailed: Error, CustomStringConvertible {
+        public let planFile: String
+        public let reason: String
+        public let stderr: String
+        public var description: String {
+            "terraform show -json \(planFile) \(reason)"
+                + (stderr.isEmpty ? "" : ": " + stderr.split(separator: "\n").suffix(5).joined(separator: " "))
+        }
     }
 
     public static func describe(_ result: ProcessRunResult) -> String {
@@ -375,4 +439,11 @@ actor BackendInitCache {
             return nil
         }
     }
+}
+
+/// Lines of one process's output, in order.
+actor LineCollector {
+    private var lines: [String] = []
+    func append(_ line: String) { lines.append(line) }
+    var text: String { lines.joined(separator: "\n") }
 }

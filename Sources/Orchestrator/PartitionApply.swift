@@ -35,6 +35,8 @@ struct PartitionApply: Sendable {
     let context: EnclaveContext
     let cloud: CloudTarget
     let wirings: [ImportWiring]
+    /// The saved plan to apply instead of planning again (`apply --plan`).
+    var planFile: URL? = nil
 
     var operation: IacRun.Operation { Self.operation(previous: previous) }
 
@@ -76,7 +78,7 @@ struct PartitionApply: Sendable {
         }
         let run = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
             key, partition: partition.partition, operation: operation, workspace: rendered.directory, enclave: enclave, context: context,
-            cloud: cloud, identity: identity.isEmpty ? (previous?.identity ?? [:]) : identity)
+            cloud: cloud, identity: identity.isEmpty ? (previous?.identity ?? [:]) : identity, planFile: planFile)
         var outcome = run.outcome
         outcome.seconds = Date().timeIntervalSince(start)
         return await store(outcome, outputs: run.outputs, identity: identity.isEmpty ? nil : identity)

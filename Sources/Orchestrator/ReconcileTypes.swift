@@ -40,6 +40,8 @@ public struct ReconcileEnvironment: Sendable {
     public var observer: any ReconcileObserver = NoObserver()
     /// The PATH tools are looked up on.
     public var searchPath: String = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    /// Where saved plans live: beside the workspaces unless set.
+    public var plans: PlanStore
 
     public init(
         store: any StateStore, registry: DriverRegistry, renderer: WorkspaceRenderer, invoker: any IacTool = TerraformInvoker(),
@@ -58,6 +60,7 @@ public struct ReconcileEnvironment: Sendable {
         self.holder = holder
         self.stopPolicy = stopPolicy
         self.progress = progress
+        self.plans = PlanStore(directory: renderer.root.deletingLastPathComponent().appendingPathComponent("plans", isDirectory: true))
     }
 
     /// How long a run's backend credential could be needed: the run's timeout, its grace period
@@ -72,11 +75,20 @@ public struct ReconcileOptions: Sendable {
     public var parallelism: Int
     /// Allow a reconcile that deletes every stored enclave.
     public var allowDeleteEverything: Bool
+    /// Only these (and what they need upstream); nil for everything.
+    public var targets: Targets?
+    /// Apply exactly this saved plan (`apply --plan`).
+    public var savedPlan: UUID?
 
-    public init(dryRun: Bool = false, parallelism: Int = ProcessInfo.processInfo.activeProcessorCount, allowDeleteEverything: Bool = false) {
+    public init(
+        dryRun: Bool = false, parallelism: Int = ProcessInfo.processInfo.activeProcessorCount, allowDeleteEverything: Bool = false,
+        targets: Targets? = nil, savedPlan: UUID? = nil
+    ) {
         self.dryRun = dryRun
         self.parallelism = max(1, parallelism)
         self.allowDeleteEverything = allowDeleteEverything
+        self.targets = targets.flatMap { $0.isEmpty ? nil : $0 }
+        self.savedPlan = savedPlan
     }
 }
 

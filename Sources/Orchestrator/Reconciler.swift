@@ -43,16 +43,67 @@ public struct Reconciler: Sendable {
         return try await ReconcileLockScope(store: environment.store, lock: lock).run {
             let stored = try await storedState()
             let graph = graph ?? TreeValidator.dependencyGraph(of: tree)
-            let plan = Planner.plan(tree, stored: stored, tokens: tokenProvider(stored), graph: graph)
-            if plan.deletesEverything && !options.allowDeleteEverything {
+            let tokens = tokenProvider(stored)
+            let plan = Planner.plan(tree, stored: stored, tokens: tokens, graph: graph)
+            var targets = options.targets
+            var saved: SavedPlan? = nil
+            if let id = options.savedPlan {
+                let plan = try await checkSaved(id, tree: tree, plan: plan, stored: stored, tokens: tokens)
+                saved = plan
+                targets = plan.targets
+            }
+            let selection = try targets.map { try $0.selection(tree, graph: graph, stored: stored) }
+            if plan.deletesEverything && !options.allowDeleteEverything && targets == nil {
                 throw ReconcileError.wouldDeleteEverything(enclaves: stored.enclaves.map(\.id).sorted())
             }
+            // A saved plan is applied once: whatever happens, the state it was made against is gone.
+            defer { if let saved { environment.plans.remove(saved.id) } }
             guard !plan.isEmpty else { return ReconcileReport(reconcileID: lock.id, plan: plan, outcomes: [], errors: []) }
             return await TreeApply(
                 environment: environment, tree: tree, graph: graph, plan: plan, stored: stored, reconcileID: lock.id,
-                parallelism: options.parallelism
+                parallelism: options.parallelism, saved: saved, targets: targets, selection: selection
             ).run()
         }
+    }
+
+    /// `nclav plan`: terraform's plan of every partition the apply would run, saved (see
+    /// `TreePlan`). Holds the reconcile lock while it plans, as the workspaces are the apply's.
+    public func makePlan(
+        _ tree: LoadedTree, options: ReconcileOptions = ReconcileOptions(), holding lock: ReconcileLock,
+        graph: Digraph<TreeValidator.PartitionRef>? = nil
+    ) async throws -> SavedPlan {
+        try await ReconcileLockScope(store: environment.store, lock: lock).run {
+            environment.plans.sweep()
+            let stored = try await storedState()
+            let graph = graph ?? TreeValidator.dependencyGraph(of: tree)
+            let tokens = tokenProvider(stored)
+            let plan = Planner.plan(tree, stored: stored, tokens: tokens, graph: graph)
+            let selection = try options.targets.map { try $0.selection(tree, graph: graph, stored: stored) }
+            return try await TreePlan(
+                environment: environment, tree: tree, graph: graph, plan: plan, stored: stored, id: lock.id,
+                digest: PlanDigest.of(tree, plan: plan, stored: stored, tokens: tokens, targets: options.targets), targets: options.targets,
+                selection: selection, parallelism: options.parallelism
+            ).run()
+        }
+    }
+
+    /// The saved plan, if it may still be applied: not expired, every partition planned, the
+    /// tree and stored outputs as they were, and no planned partition's state written since.
+    private func checkSaved(
+        _ id: UUID, tree: LoadedTree, plan: Plan, stored: StoredState, tokens: @escaping ContextTokensProvider
+    ) async throws -> SavedPlan {
+        let saved = try environment.plans.load(id)
+        guard saved.errors.isEmpty else { throw SavedPlanError.failedPlan(id, errors: saved.errors) }
+        guard PlanDigest.of(tree, plan: plan, stored: stored, tokens: tokens, targets: saved.targets) == saved.digest else {
+            throw SavedPlanError.treeChanged(id)
+        }
+        for entry in saved.partitions where entry.planFile != nil {
+            let now = try await environment.store.latestState(entry.key)?.info
+            if now?.version != entry.stateVersion {
+                throw SavedPlanError.stateChanged(id, partition: entry.key, planned: entry.stateSerial, now: now?.serial)
+            }
+        }
+        return saved
     }
 
     /// The imperative escape hatch: tears down whole enclaves, or one partition of one enclave,

@@ -19,11 +19,17 @@ struct RecordedRun: Sendable {
         /// Declared outputs, for an apply that succeeded.
         var outputs: [String: String] = [:]
         var exitCode: Int32?
+        /// For a plan saved to a file: what it will do.
+        var plan: PlanDocument?
     }
 
+    /// - Parameters:
+    ///   - planFile: for `plan`, where to save the plan (it is then read back as JSON); for
+    ///     `provision`, `update` and `teardown`, the saved plan to apply instead of planning again.
+    ///   - planDestroy: for `plan`, plan a teardown.
     func run(
         _ key: StateKey, partition: Partition, operation: IacRun.Operation, workspace: URL, enclave: Enclave?,
-        context: EnclaveContext, cloud: CloudTarget, identity: PartitionIdentity
+        context: EnclaveContext, cloud: CloudTarget, identity: PartitionIdentity, planFile: URL? = nil, planDestroy: Bool = false
     ) async -> Result {
         let store = environment.store
         let start = Date()
@@ -73,6 +79,8 @@ struct RecordedRun: Sendable {
             driverEnvironment: driverEnvironment.variables, secrets: environment.secrets + driverEnvironment.secretValues,
             pluginCacheDirectory: environment.pluginCache, policy: environment.stopPolicy)
         invocation.clearedPrefixes = driverEnvironment.clearedPrefixes
+        invocation.planFile = planFile
+        invocation.planDestroy = planDestroy
         invocation.credentialsExpire = driverEnvironment.credentialsExpire
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
@@ -92,6 +100,17 @@ struct RecordedRun: Sendable {
             let reason =
                 "terraform \(result.lastCommand) \(TerraformInvoker.describe(result.result)); see `nclav iac logs \(key.enclave) \(key.partition) \(runID)`"
             return Result(outcome: outcome(.failed, runID: runID, reason: reason), exitCode: result.result.exitCode)
+        }
+        if operation == .plan, let planFile {
+            do {
+                let document = try PlanDocument(json: try await environment.invoker.showPlan(invocation, planFile: planFile))
+                try? await store.appendRunLog(runID, "== saved plan: \(document.summary)\n")
+                await finish(.succeeded, exitCode: result.result.exitCode)
+                return Result(outcome: outcome(.succeeded, runID: runID), exitCode: result.result.exitCode, plan: document)
+            } catch {
+                await finish(.failed, exitCode: result.result.exitCode, note: "the saved plan could not be read: \(error)")
+                return Result(outcome: outcome(.failed, runID: runID, reason: "the saved plan could not be read: \(error)"))
+            }
         }
         var outputs: [String: String] = [:]
         if operation == .provision || operation == .update {

@@ -17,7 +17,8 @@ struct Teardown: Sendable {
         StoredGraph.teardownOrder(removed, enclaves: enclaves)
     }
 
-    func partition(_ state: PartitionState, key: StateKey, enclaves: [EnclaveState]) async -> PartitionOutcome {
+    /// - Parameter planFile: a saved `plan -destroy` to apply instead of `terraform destroy`.
+    func partition(_ state: PartitionState, key: StateKey, enclaves: [EnclaveState], planFile: URL? = nil) async -> PartitionOutcome {
         let start = Date()
         func outcome(_ result: PartitionOutcome.Result, runID: UUID? = nil, reason: String? = nil) -> PartitionOutcome {
             PartitionOutcome(key: key, operation: .teardown, result: result, runID: runID, reason: reason, seconds: Date().timeIntervalSince(start))
@@ -45,7 +46,7 @@ struct Teardown: Sendable {
             }
             let run = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
                 key, partition: state.desired, operation: .teardown, workspace: workspace, enclave: enclaveState?.desired,
-                context: context, cloud: cloud, identity: state.identity ?? [:])
+                context: context, cloud: cloud, identity: state.identity ?? [:], planFile: planFile)
             runID = run.outcome.runID
             guard run.outcome.result == .succeeded else {
                 var failed = run.outcome

@@ -21,6 +21,20 @@ struct TreeApply: Sendable {
     let stored: StoredState
     let reconcileID: UUID
     let parallelism: Int
+    /// Applied exactly, partition by partition (`apply --plan`).
+    var saved: SavedPlan? = nil
+    var targets: Targets? = nil
+    /// The targets and what they need upstream; nil for everything.
+    var selection: Set<StateKey>? = nil
+
+    /// The saved plan file for a partition, when there is one to apply.
+    private func planFile(_ key: StateKey, teardown: Bool) -> URL? {
+        guard let saved,
+            let entry = saved.partitions.first(where: { $0.key == key && ($0.operation == .teardown) == teardown && $0.deferred == nil }),
+            let file = entry.planFile
+        else { return nil }
+        return environment.plans.folder(saved.id).appendingPathComponent(file)
+    }
 
     func run() async -> ReconcileReport {
         await event("reconcile.started", "\(plan.changes.count) change(s)")
@@ -33,15 +47,15 @@ struct TreeApply: Sendable {
             tree.enclaves.flatMap { enclave in
                 enclave.partitions.compactMap { try? StateKey(enclave: enclave.enclave.id, partition: $0.partition.id) }
             })
-        let removed = stored.partitions.filter { $0.key.map { !desired.contains($0) } ?? false }
+        let removed = stored.partitions.filter { state in state.key.map { !desired.contains($0) && selection?.contains($0) != false } ?? false }
         for state in Teardown.order(removed, enclaves: stored.enclaves) {
             guard let key = state.key else { continue }
-            let outcome = await teardown.partition(state, key: key, enclaves: stored.enclaves)
+            let outcome = await teardown.partition(state, key: key, enclaves: stored.enclaves, planFile: planFile(key, teardown: true))
             await environment.progress(ProgressLine.finished(outcome))
             outcomes.append(outcome)
         }
         let desiredEnclaves = Set(tree.enclaves.map(\.enclave.id))
-        for enclaveState in stored.enclaves where !desiredEnclaves.contains(enclaveState.id) {
+        for enclaveState in stored.enclaves where !desiredEnclaves.contains(enclaveState.id) && targets?.enclaves.contains(enclaveState.id) != false {
             enclaveOutcomes.append(await teardown.enclave(enclaveState))
         }
 
@@ -76,6 +90,13 @@ struct TreeApply: Sendable {
             let enclave = loaded.enclave
             let cloud = environment.registry.resolvedCloud(for: enclave)
             let previous = storedByID[enclave.id]
+            let targeted = selection.map { selected in
+                selected.contains { $0.enclave == enclave.id } || targets?.enclaves.contains(enclave.id) == true
+            }
+            if targeted == false {
+                if let previous { contexts[enclave.id] = EnclaveContext(values: previous.context) }
+                continue
+            }
             if let previous, previous.fingerprint == plan.enclaveFingerprints[enclave.id], previous.status == .active {
                 contexts[enclave.id] = EnclaveContext(values: previous.context)
                 continue
@@ -144,6 +165,12 @@ struct TreeApply: Sendable {
                 let context = contexts[enclave.enclave.id] ?? EnclaveContext()
                 let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
                 let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
+                if selection?.contains(key) == false {
+                    let current = previous.map { $0.fingerprint == fingerprint && $0.status == .active && $0.drift?.status != .drifted } ?? false
+                    return current
+                        ? resolved(.unchanged, "not targeted")
+                        : resolved(.skipped, "not targeted, and out of date: an apply without targets runs it")
+                }
                 if let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted {
                     let ran = upstream.filter { $0.value.outcome.runID != nil }.keys.sorted().map(\.description)
                     return resolved(
@@ -162,8 +189,16 @@ struct TreeApply: Sendable {
                 let work = PartitionApply(
                     environment: environment, reconcileID: reconcileID, key: key, enclave: enclave.enclave, partition: partition,
                     treeRoot: tree.root, previous: previous, inputs: inputs, fingerprint: fingerprint, context: context,
-                    cloud: registry.resolvedCloud(for: enclave.enclave), wirings: wirings)
-                return .run { await work.run() }
+                    cloud: registry.resolvedCloud(for: enclave.enclave), wirings: wirings, planFile: planFile(key, teardown: false))
+                // Deferred in the saved plan: planned now that its upstreams have applied, and said so.
+                let deferred = saved?.partitions.first { $0.key == key && $0.operation != .teardown }?.deferred
+                return .run {
+                    var result = await work.run()
+                    if let deferred, result.outcome.result == .succeeded {
+                        result.outcome.reason = "deferred in the plan (\(deferred)); planned and applied now"
+                    }
+                    return result
+                }
             },
             finished: { key, result in
                 let outcome = result.outcome
