@@ -19,16 +19,25 @@ public struct ReconcileRequest: Codable, Sendable {
     public var bundle: [File]?
     public var parallelism: Int?
     public var allowDeleteAll: Bool?
+    /// Only these and what they read upstream (`diff`, `plan`, `apply`).
+    public var targets: TargetsBody?
+    /// `POST /reconcile`: apply exactly this saved plan (the tree is checked against it).
+    public var planID: String?
 
-    public init(enclavesDir: String? = nil, bundle: [File]? = nil, parallelism: Int? = nil, allowDeleteAll: Bool? = nil) {
+    public init(
+        enclavesDir: String? = nil, bundle: [File]? = nil, parallelism: Int? = nil, allowDeleteAll: Bool? = nil, targets: TargetsBody? = nil,
+        planID: String? = nil
+    ) {
         self.enclavesDir = enclavesDir
         self.bundle = bundle
         self.parallelism = parallelism
         self.allowDeleteAll = allowDeleteAll
+        self.targets = targets
+        self.planID = planID
     }
 
     public enum CodingKeys: String, CodingKey {
-        case enclavesDir = "enclaves_dir", bundle, parallelism, allowDeleteAll = "allow_delete_all"
+        case enclavesDir = "enclaves_dir", bundle, parallelism, allowDeleteAll = "allow_delete_all", targets, planID = "plan_id"
     }
 }
 

@@ -102,10 +102,11 @@ public struct Diff: AsyncParsableCommand {
     @Flag(name: .customLong("server-path"), help: "Send the path for the server to read instead of uploading the tree.") var serverPath = false
     @Flag(name: .customLong("detailed-exitcode"), help: "Exit 2 when there are changes.") var detailedExitcode = false
     @Option(help: "Output format: text or json.") var output: OutputFormat = .text
+    @OptionGroup var targets: TargetOptions
 
     public func run() async throws {
         let api = try client.client()
-        let body = try TreeBundle.body(directory: directory, serverPath: serverPath)
+        let body = try TreeBundle.body(directory: directory, serverPath: serverPath, extra: targets.body)
         let plan: Fetched<DryRunAnswer>
         do { plan = try await api.dryRun(body) } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
@@ -121,12 +122,20 @@ public struct Apply: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         abstract: "Reconcile: provision and tear down until the server's state matches the directory.",
         discussion: """
-            Prints a line as each partition starts and ends, then a summary. Exit status 0 when
-            everything succeeded, 1 when anything failed (the rest still ran).
+            First terraform plans every partition that would run (as `nclav plan` does) and the
+            plan is shown. On a terminal nclav asks for `yes` before it changes anything; off a
+            terminal (CI) it goes on, unless the plan destroys resources or tears down a
+            partition or enclave: then it refuses and names them. --auto-approve skips the plan
+            and the question; --plan <id> applies exactly a plan made before with `nclav plan`.
+            Then it prints a line as each partition starts and ends, and a summary. Exit status
+            0 when everything succeeded, 1 when anything failed (the rest still ran) or the
+            apply was declined.
 
             Examples:
               nclav apply ./enclaves
-              nclav apply ./enclaves --parallelism 4
+              nclav apply ./enclaves --auto-approve --parallelism 4
+              nclav apply ./enclaves --plan 6f1c2a0e-8d4b-4c5e-9a7f-0b1d2e3f4a5b
+              nclav apply ./enclaves --partition shop/web
             """
     )
     @Argument(help: "The enclaves directory.") var directory: String
@@ -140,15 +149,90 @@ public struct Apply: AsyncParsableCommand {
             "Also print every running partition's terraform lines as they are written, prefixed `enclave/partition | ` (on a terminal with a live status line)."
     )
     var follow = false
+    @Option(name: .customLong("plan"), help: "Apply exactly this saved plan (its id from `nclav plan`).") var planID: String?
+    @Flag(name: .customLong("auto-approve"), help: "Apply without planning first and asking.") var autoApprove = false
+    @OptionGroup var targets: TargetOptions
 
     public func validate() throws {
         if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
+        if let planID, UUID(uuidString: planID) == nil { throw ValidationError("--plan `\(planID)` is not a plan id (a UUID from `nclav plan`)") }
+        if planID != nil && !(targets.enclaves.isEmpty && targets.partitions.isEmpty) {
+            throw ValidationError("--plan applies the targets the plan was made with; drop --enclave/--partition")
+        }
+    }
+
+    /// What to apply after the plan was shown and approved.
+    enum Approval { case nothingToDo, plan(String), withoutPlan }
+
+    /// Plans, shows the plan and has it approved. On a terminal the user says `yes`; off a
+    /// terminal it goes on unless the plan destroys something. A plan that failed for some
+    /// partitions cannot be applied as a plan: on a terminal that stops here; off a terminal
+    /// the apply runs without it, so the other partitions still apply and the failing ones
+    /// fail again with terraform's own error.
+    func approval(_ api: NclavAPIClient, extra: [String: Any]) async throws -> Approval {
+        let body = try TreeBundle.body(directory: directory, serverPath: serverPath, extra: extra)
+        let plan: PlanBody
+        var planned = false
+        do {
+            plan = try await makePlan(api, body: body) {
+                planned = true
+                print($0)
+            }
+        } catch let error as ClientError {
+            throw invalidTree(error, directory: directory, serverPath: serverPath)
+        }
+        if planned { print("") }
+        plan.textLines.forEach { print($0) }
+        for error in plan.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+        let destroys = plan.destructions.map { "  - \($0)" }.joined(separator: "\n")
+        if isatty(STDIN_FILENO) != 0 {
+            guard plan.errors.isEmpty else {
+                throw CommandFailure("nothing was applied: the plan failed for some partitions; fix them, or apply the rest with --auto-approve")
+            }
+            guard plan.hasChanges else { return .nothingToDo }
+            if !destroys.isEmpty { print("\nThis destroys:\n\(destroys)") }
+            print("\nApply plan \(plan.id)? Only `yes` is accepted: ", terminator: "")
+            guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else {
+                throw CommandFailure("apply declined; nothing changed. The plan is kept for 24 hours: nclav apply \(directory) --plan \(plan.id)")
+            }
+            print("")
+            return .plan(plan.id)
+        }
+        if !destroys.isEmpty {
+            throw CommandFailure(
+                "refusing to apply off a terminal without --auto-approve, because the plan destroys:\n\(destroys)\n"
+                    + "Review it, then apply exactly it with `nclav apply \(directory) --plan \(plan.id)`, or pass --auto-approve; nothing changed")
+        }
+        guard plan.errors.isEmpty else {
+            print("\nThe plan failed for some partitions; applying without it, so the others still apply.\n")
+            return .withoutPlan
+        }
+        guard plan.hasChanges else { return .nothingToDo }
+        print("")
+        return .plan(plan.id)
     }
 
     public func run() async throws {
         let api = try client.client()
-        var extra: [String: Any] = ["allow_delete_all": allowDeleteAll]
+        var extra: [String: Any] = ["allow_delete_all": allowDeleteAll].merging(targets.body) { $1 }
         if let parallelism { extra["parallelism"] = parallelism }
+        if let planID {
+            extra["plan_id"] = planID
+        } else if !autoApprove {
+            switch try await approval(api, extra: extra) {
+            case .nothingToDo:
+                if let path = report.reportFile {
+                    var empty = RunReport(command: "apply", started: Date())
+                    empty.finish(at: Date(), started: Date())
+                    try empty.write(to: path)
+                }
+                return
+            case .plan(let id):
+                extra["plan_id"] = id
+                extra["targets"] = nil  // the plan carries them
+            case .withoutPlan: break
+            }
+        }
         let body = try TreeBundle.body(directory: directory, serverPath: serverPath, extra: extra)
         var failed = false
         let start = Date()

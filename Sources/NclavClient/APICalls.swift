@@ -55,6 +55,13 @@ extension NclavAPIClient {
         return try decode(answer, APIPath.dryRun)
     }
 
+    /// A saved plan being made: progress events while terraform plans, then the plan.
+    public func plan(_ body: Data) -> AsyncThrowingStream<PlanEvent, Error> { events(APIPath.plans, body: body) }
+
+    public func savedPlan(_ id: String) async throws -> Fetched<PlanBody> {
+        try decode(try await send(.GET, APIPath.plan(id)), APIPath.plan(id))
+    }
+
     /// An apply: progress events while it runs, then the report (or an error event).
     public func apply(_ body: Data) -> AsyncThrowingStream<ApplyEvent, Error> { events(APIPath.reconcile, body: body) }
 

@@ -42,6 +42,14 @@ struct ReconcileRoutes: Sendable {
         router.post(RouterPath(APIPath.dryRun)) { request, _ in try await dryRun(try await body(request)) }
         router.post(RouterPath(APIPath.reconcile)) { request, _ in try await apply(try await body(request)) }
         router.post(RouterPath(APIPath.drift)) { request, _ in try await drift(try await body(request)) }
+        router.post(RouterPath(APIPath.plans)) { request, _ in try await makePlan(try await body(request)) }
+        router.get(RouterPath(APIPath.Template.plan)) { _, context in try await savedPlan(try Self.planID(context)) }
+        router.delete(RouterPath(APIPath.Template.plan)) { _, context in
+            let id = try Self.planID(context)
+            _ = try await savedPlan(id)
+            await reconciler().environment.plans.remove(id)
+            return Response(status: .noContent)
+        }
         router.post(RouterPath(APIPath.destroy)) { request, _ in try await destroy(try await body(request)) }
         router.get(RouterPath(APIPath.orphansBase)) { request, _ in
             try await orphans(enclave: request.uri.queryParameters.get("enclave").flatMap { $0.isEmpty ? nil : String($0) })
@@ -277,9 +285,12 @@ struct ReconcileRoutes: Sendable {
     }
 
     func dryRun(_ data: Data) async throws -> Response {
-        let (tree, _, cleanup, graph) = try load(data)
+        let (tree, request, cleanup, graph) = try load(data)
         defer { cleanup() }
-        let plan = try await reconciler().plan(tree, graph: graph).plan
+        let plan: Plan
+        do { plan = try await reconciler().plan(tree, graph: graph, targets: try Self.targets(request)).plan } catch let error as TargetError {
+            throw APIError(.unprocessableContent, error.description)
+        }
         return Routes.json(
             DryRunAnswer(
                 changes: plan.lines, changeCount: plan.certainCount, conditionalCount: plan.conditionalCount,
@@ -287,31 +298,114 @@ struct ReconcileRoutes: Sendable {
     }
 
     func apply(_ data: Data) async throws -> Response {
+        try await lockedStream(data, progress: ApplyEvent.progress, failure: ApplyEvent.error) { reconciler, lock, tree, graph, options in
+            let report = try await reconciler.reconcile(tree, options: options, holding: lock, graph: graph)
+            var body = Self.reportBody(report)
+            body.changes = report.plan.lines
+            return .report(body)
+        }
+    }
+
+    /// The NDJSON answer of work on a tree under the reconcile lock (`POST /reconcile`,
+    /// `POST /plans`): the request is checked and the lock taken before any line is sent (400,
+    /// 409, 422), then `work` runs as one of the server's reconciles; the uploaded tree is
+    /// removed when it ends, however it ends.
+    func lockedStream<Event: Encodable & Sendable>(
+        _ data: Data, progress: @escaping @Sendable (String) -> Event, failure: @escaping @Sendable (String) -> Event,
+        check: (ReconcileOptions) throws -> Void = { _ in },
+        work: @escaping @Sendable (Reconciler, ReconcileLock, LoadedTree, Digraph<TreeValidator.PartitionRef>, ReconcileOptions) async throws -> Event
+    ) async throws -> Response {
         let (tree, request, cleanup, graph) = try load(data)
-        let options = ReconcileOptions(
-            parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount,
-            allowDeleteEverything: request.allowDeleteAll ?? false)
         do {
-            return try await ndjson { (emit: @escaping @Sendable (ApplyEvent) -> Void) in
-                let reconciler = await reconciler { emit(.progress($0)) }
+            let options = try Self.options(request)
+            try check(options)
+            return try await ndjson { (emit: @escaping @Sendable (Event) -> Void) in
+                let reconciler = await reconciler { emit(progress($0)) }
                 let lock: ReconcileLock
                 do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw APIError(.conflict, error.description) }
                 return {
                     defer { cleanup() }
-                    do {
-                        let report = try await reconciler.reconcile(tree, options: options, holding: lock, graph: graph)
-                        var body = Self.reportBody(report)
-                        body.changes = report.plan.lines
-                        emit(.report(body))
-                    } catch {
-                        emit(.error("\(error)"))
-                    }
+                    do { emit(try await work(reconciler, lock, tree, graph, options)) } catch { emit(failure("\(error)")) }
                 }
             }
         } catch {
             cleanup()
             throw error
         }
+    }
+
+    /// The engine's options from a request: parallelism, the delete-everything guard,
+    /// targets and a saved plan's id, each checked (400 when malformed).
+    static func options(_ request: ReconcileRequest) throws -> ReconcileOptions {
+        var planID: UUID? = nil
+        if let text = request.planID {
+            guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "`plan_id` `\(text)` is not a plan id (a UUID)") }
+            planID = id
+        }
+        return ReconcileOptions(
+            parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount, allowDeleteEverything: request.allowDeleteAll ?? false,
+            targets: try targets(request), savedPlan: planID)
+    }
+
+    static func targets(_ request: ReconcileRequest) throws -> Targets? {
+        guard let body = request.targets else { return nil }
+        for id in body.enclaves ?? [] {
+            if let problem = Identifier.problem(with: id) { throw APIError(.badRequest, "target enclave `\(id)` is not a valid id: \(problem)") }
+        }
+        let partitions = try (body.partitions ?? []).map { text in
+            let parts = text.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, let key = try? StateKey(enclave: parts[0], partition: parts[1]) else {
+                throw APIError(.badRequest, "target partition `\(text)` is not `enclave/partition` with valid ids")
+            }
+            return key
+        }
+        let targets = Targets(enclaves: body.enclaves ?? [], partitions: partitions)
+        return targets.isEmpty ? nil : targets
+    }
+
+    static func planID(_ context: NclavRequestContext) throws -> UUID {
+        let text = try Routes.id(context, "plan")
+        guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "`\(text)` is not a plan id (a UUID)") }
+        return id
+    }
+
+    // MARK: Plans
+
+    /// `POST /plans`: terraform's plan of every partition an apply would run, saved; NDJSON
+    /// progress, then the plan.
+    func makePlan(_ data: Data) async throws -> Response {
+        try await lockedStream(
+            data, progress: PlanEvent.progress, failure: PlanEvent.error,
+            check: { options in
+                guard options.savedPlan == nil else { throw APIError(.badRequest, "`plan_id` belongs to `POST /reconcile`, not to a new plan") }
+            }
+        ) { reconciler, lock, tree, graph, options in
+            .plan(Self.planBody(try await reconciler.makePlan(tree, options: options, holding: lock, graph: graph)))
+        }
+    }
+
+    /// `GET /plans/{id}`.
+    func savedPlan(_ id: UUID) async throws -> Response {
+        do { return Routes.json(Self.planBody(try await reconciler().environment.plans.load(id))) } catch {
+            switch error {
+            case .notFound, .expired: throw APIError(.notFound, error.description)
+            default: throw APIError(.internalServerError, error.description)
+            }
+        }
+    }
+
+    static func planBody(_ plan: SavedPlan) -> PlanBody {
+        PlanBody(
+            id: plan.id.uuidString.lowercased(), createdAt: plan.createdAt, expiresAt: plan.expiresAt,
+            targets: plan.targets.map { TargetsBody(enclaves: $0.enclaves, partitions: $0.partitions.map(\.description)) },
+            partitions: plan.partitions.map { entry in
+                PlanBody.Partition(
+                    partition: entry.key.description, operation: entry.operation.rawValue,
+                    changes: entry.changes.map { PlanBody.Change(address: $0.address, action: $0.action.rawValue) }, summary: entry.summary,
+                    deferred: entry.deferred, error: entry.error, runID: entry.runID?.uuidString, changedOutputs: entry.changedOutputs)
+            },
+            enclaves: plan.enclaves.map { PlanBody.Enclave(enclave: $0.id, operation: $0.operation.rawValue) }, lines: plan.lines,
+            hasChanges: plan.hasChanges, destructions: plan.destructions, errors: plan.errors)
     }
 
     // MARK: Drift

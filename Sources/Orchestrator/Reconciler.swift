@@ -17,12 +17,27 @@ public struct Reconciler: Sendable {
         return try await reconcile(tree, options: options, holding: try await acquire())
     }
 
-    /// The plan alone: reads the store, writes nothing, starts nothing.
-    public func plan(_ tree: LoadedTree, graph: Digraph<TreeValidator.PartitionRef>? = nil) async throws -> ReconcileReport {
+    /// The plan alone: reads the store, writes nothing, starts nothing. With targets, only
+    /// their changes and those of what they read upstream.
+    public func plan(
+        _ tree: LoadedTree, graph: Digraph<TreeValidator.PartitionRef>? = nil, targets: Targets? = nil
+    ) async throws -> ReconcileReport {
         let stored = try await storedState()
-        return ReconcileReport(
-            reconcileID: UUID(), plan: Planner.plan(tree, stored: stored, tokens: tokenProvider(stored), graph: graph),
-            outcomes: [], errors: [])
+        let graph = graph ?? TreeValidator.dependencyGraph(of: tree)
+        var plan = Planner.plan(tree, stored: stored, tokens: tokenProvider(stored), graph: graph)
+        if let targets {
+            let selection = try targets.selection(tree, graph: graph, stored: stored)
+            plan.changes = plan.changes.filter { change in
+                switch change {
+                case .createEnclave(let id), .updateEnclave(let id): return selection.contains { $0.enclave == id } || targets.enclaves.contains(id)
+                case .deleteEnclave(let id): return targets.enclaves.contains(id)
+                case .wireExport(let enclave, _), .wireImport(let enclave, _, _): return selection.contains { $0.enclave == enclave }
+                default: return change.partitionKey.map(selection.contains) ?? true
+                }
+            }
+            plan.deletesEverything = false
+        }
+        return ReconcileReport(reconcileID: UUID(), plan: plan, outcomes: [], errors: [])
     }
 
     /// Takes the store-wide reconcile lock (so a caller can refuse a second reconcile before

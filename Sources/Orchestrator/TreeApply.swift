@@ -155,6 +155,15 @@ struct TreeApply: Sendable {
                 func resolved(_ result: PartitionOutcome.Result, _ reason: String) -> DAGExecutor<StateKey, PartitionResult>.Decision {
                     .resolved(PartitionResult(outcome: PartitionOutcome(key: key, operation: operation, result: result, reason: reason)))
                 }
+                if selection?.contains(key) == false {
+                    let context = contexts[enclave.enclave.id] ?? EnclaveContext()
+                    let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
+                    let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
+                    let current = previous.map { $0.fingerprint == fingerprint && $0.status == .active && $0.drift?.status != .drifted } ?? false
+                    return current
+                        ? resolved(.unchanged, "not targeted")
+                        : resolved(.skipped, "not targeted, and out of date: an apply without targets runs it")
+                }
                 // Anything upstream that did not succeed means this partition cannot run.
                 if let (blocker, outcome) = upstream.sorted(by: { $0.key < $1.key }).first(where: {
                     [.failed, .skipped].contains($0.value.outcome.result)
@@ -165,12 +174,7 @@ struct TreeApply: Sendable {
                 let context = contexts[enclave.enclave.id] ?? EnclaveContext()
                 let tokens: ContextTokensProvider = { e, p in registry.contextTokens(enclave: e, context: context, partition: p) }
                 let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: fresh, tokens: tokens)
-                if selection?.contains(key) == false {
-                    let current = previous.map { $0.fingerprint == fingerprint && $0.status == .active && $0.drift?.status != .drifted } ?? false
-                    return current
-                        ? resolved(.unchanged, "not targeted")
-                        : resolved(.skipped, "not targeted, and out of date: an apply without targets runs it")
-                }
+
                 if let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted {
                     let ran = upstream.filter { $0.value.outcome.runID != nil }.keys.sorted().map(\.description)
                     return resolved(

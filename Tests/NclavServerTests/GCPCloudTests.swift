@@ -57,7 +57,7 @@ struct GCPCloudTests {
                 "GCE_METADATA_HOST": "127.0.0.1:1",
             ]
         ) { server async throws in
-            let applied = try await nclavCLI(["apply", tree.path], server: server)
+            let applied = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(applied.exitCode == 0, "\(applied.stdout)\(applied.stderr)")
             // No prefix: the enclave id padded with a stable hash to GCP's 6-character minimum.
             let project = try #require(await fake.projects["data-3a6e"])

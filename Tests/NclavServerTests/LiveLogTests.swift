@@ -59,7 +59,7 @@ struct LiveLogTests {
         defer { cleanup() }
         try await withServer { server async throws in
             let auth = Auth.bearer(server.token)
-            async let apply = nclavCLI(["apply", tree.path], server: server)
+            async let apply = nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             var runID = ""
             for _ in 0..<200 where runID.isEmpty {
                 let latest = try await http(.GET, server.baseURL + "/enclaves/app/partitions/ticker/iac/runs/latest", auth: auth)
@@ -113,7 +113,7 @@ struct LiveLogTests {
         let (tree, cleanup) = try tickerTree()
         defer { cleanup() }
         try await withServer { server async throws in
-            let result = try await nclavCLI(["apply", tree.path, "--follow"], server: server)
+            let result = try await nclavCLI(["apply", tree.path, "--auto-approve", "--follow"], server: server)
             #expect(result.exitCode == 0, "\(result.stderr)")
             let lines = result.stdoutLines
             let ticks = lines.filter { $0.hasPrefix("app/ticker | ") && $0.range(of: #"tick-\d"#, options: .regularExpression) != nil }
@@ -135,7 +135,7 @@ struct LiveLogTests {
         let script = try TestSupport.which("script")
         try await withServer { server async throws in
             // util-linux `script` gives the CLI a real pseudo-terminal.
-            let command = "'\(TestSupport.nclavBinary.path)' apply '\(tree.path)' --follow"
+            let command = "'\(TestSupport.nclavBinary.path)' apply '\(tree.path)' --follow --auto-approve"
             var environment = ProcessInfo.processInfo.environment
             environment["NCLAV_HOME"] = server.home.path
             environment["NCLAV_URL"] = server.baseURL

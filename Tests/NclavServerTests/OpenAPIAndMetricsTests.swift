@@ -105,6 +105,14 @@ struct OpenAPIAndMetricsTests {
         #expect(
             try keys(DriftEntry(partition: "a/b", status: "drifted", summary: "", runID: "r", seconds: 1)) == (try schemaProperties("DriftEntry")))
         #expect(try keys(ForgetAnswer(forgotten: "a/b", resources: [], identity: [:], workspace: "/w")) == (try schemaProperties("Forgotten")))
+        let plan = PlanBody(
+            id: "p", createdAt: Date(), expiresAt: Date(), targets: TargetsBody(enclaves: [], partitions: []),
+            partitions: [
+                PlanBody.Partition(
+                    partition: "a/b", operation: "update", changes: [.init(address: "x.y", action: "create")], summary: "", deferred: "d", error: "e",
+                    runID: "r", changedOutputs: [])
+            ], enclaves: [], lines: [], hasChanges: true, destructions: [], errors: [])
+        #expect(try keys(plan) == (try schemaProperties("Plan")))
         let nested = try #require(try JSONSerialization.jsonObject(with: try Wire.encoder().encode(outcome)) as? [String: Any])
         let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
         let reportSchema = try #require(((root["components"] as? [String: Any])?["schemas"] as? [String: Any])?["Report"] as? [String: Any])

@@ -34,14 +34,14 @@ struct PostgresServerTests {
         let server = servers[0]
         #expect(server.stdout.contains("store: postgres at postgres://nclav:***@127.0.0.1:"), "\(server.stdout)")
         #expect(!server.stdout.contains(try await TestPostgres.shared().password))
-        let first = try await nclavCLI(["apply", tree.path, "--parallelism", "2"], server: server)
+        let first = try await nclavCLI(["apply", tree.path, "--auto-approve", "--parallelism", "2"], server: server)
         #expect(first.exitCode == 0, "\(first.stdout)\(first.stderr)")
         #expect(first.stdout.contains("Apply complete: 5 succeeded, 0 failed, 0 skipped."))
         await server.stop()
 
         // A new server process on the same database sees everything: no changes.
         let restarted = try await ServerProcess.start(home: server.home, environment: ["NCLAV_POSTGRES_URL": database])
-        let again = try await nclavCLI(["apply", tree.path], server: restarted)
+        let again = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: restarted)
         #expect(again.exitCode == 0)
         #expect(again.stdout == "No changes.\n", "\(again.stdout)")
         let versions = try await nclavCLI(["state", "versions", "shop", "web"], server: restarted)
@@ -63,9 +63,9 @@ struct PostgresServerTests {
         defer { cleanup() }
         let (a, b) = (servers[0], servers[1])
 
-        async let first = nclavCLI(["apply", tree.path], server: a)
+        async let first = nclavCLI(["apply", tree.path, "--auto-approve"], server: a)
         try await Task.sleep(for: .milliseconds(1200))
-        let second = try await nclavCLI(["apply", tree.path], server: b)
+        let second = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: b)
         #expect(second.exitCode == 1)
         #expect(second.stderr.contains("server answered 409: another reconcile is in progress"), "\(second.stderr)")
         #expect(try await first.exitCode == 0)
@@ -104,7 +104,7 @@ struct PostgresServerTests {
         defer { cleanup() }
         let (a, b) = (servers[0], servers[1])
 
-        async let doomed = nclavCLI(["apply", tree.path], server: a)
+        async let doomed = nclavCLI(["apply", tree.path, "--auto-approve"], server: a)
         // Wait until replica A's terraform holds the state lock (visible through B).
         var locked = false
         for _ in 0..<200 where !locked {
@@ -121,7 +121,7 @@ struct PostgresServerTests {
         #expect(blocked.exitCode != 0)
         #expect(blocked.stderr.contains("Error acquiring the state lock"), "\(blocked.stderr)")
         #expect(blocked.stderr.contains("HTTP remote state already locked:") && blocked.stderr.contains("Operation: OperationTypeApply"))
-        let refused = try await nclavCLI(["apply", tree.path], server: b)
+        let refused = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: b)
         #expect(refused.stderr.contains("409"), "a live replica's reconcile is respected: \(refused.stderr)")
 
         await a.stop(SIGKILL)
@@ -129,7 +129,7 @@ struct PostgresServerTests {
         // Let the orphaned terraform finish failing against its vanished backend.
         try await Task.sleep(for: .seconds(4))
 
-        let takeover = try await nclavCLI(["apply", tree.path], server: b)
+        let takeover = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: b)
         #expect(takeover.exitCode == 0, "\(takeover.stdout)\(takeover.stderr)")
         let runs = try await nclavCLI(["iac", "runs", "app", "slow", "--output", "json"], server: b)
         let listing = try #require(try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [String: Any], "\(runs.stdout)")

@@ -49,10 +49,10 @@ struct WebUITests {
                 """).write(to: mainTF, atomically: true, encoding: .utf8)
 
         try await withServer { server async throws in
-            let first = try await nclavCLI(["apply", tree.path], server: server)
+            let first = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             #expect(first.exitCode == 0, "\(first.stderr)")
             try "15\n".write(to: cache.appendingPathComponent("ticks.txt"), atomically: true, encoding: .utf8)
-            async let second = nclavCLI(["apply", tree.path], server: server)
+            async let second = nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
             // Wait until the re-run of data/cache is running.
             var running = false
             for _ in 0..<200 where !running {
@@ -109,7 +109,7 @@ struct WebUITests {
         try builder.partition(
             "app", "notool", "terraform:\n  tool: /nonexistent/terraform\n", main: "resource \"terraform_data\" \"b\" { input = 2 }\n")
         try await withServer { server async throws in
-            let apply = try await nclavCLI(["apply", builder.root.path], server: server)
+            let apply = try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
             #expect(apply.exitCode == 1)
             #expect(
                 apply.stdoutLines.contains { $0.contains("! app/notool provision failed after") && $0.contains("no IaC tool found") },

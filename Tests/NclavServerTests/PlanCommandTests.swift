@@ -1,0 +1,157 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// `nclav plan`, approval and targets, as a user meets them: the real CLI against a real
+/// server, real terraform, on and off a terminal.
+@Suite("nclav plan, approval and targets (real terraform)", .serialized)
+struct PlanCommandTests {
+    func examplesCopy() throws -> (URL, () -> Void) {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-plan")
+        let target = scratch.appendingPathComponent("local")
+        try FileManager.default.copyItem(at: TestSupport.packageRoot.appendingPathComponent("examples/local"), to: target)
+        return (target, { try? FileManager.default.removeItem(at: scratch) })
+    }
+
+    func edit(_ tree: URL, _ relative: String, _ change: (String) -> String) throws {
+        let file = tree.appendingPathComponent(relative)
+        try change(try String(contentsOf: file, encoding: .utf8)).write(to: file, atomically: true, encoding: .utf8)
+    }
+
+    /// The CLI on a pseudo-terminal (util-linux `script`), `answer` typed at its prompt.
+    func onTerminal(_ arguments: [String], answer: String, server: ServerProcess) async throws -> TestSupport.ProcessResult {
+        let command = ([TestSupport.nclavBinary.path] + arguments).map { "'\($0)'" }.joined(separator: " ")
+        var environment = ProcessInfo.processInfo.environment
+        environment["NCLAV_HOME"] = server.home.path
+        environment["NCLAV_URL"] = server.baseURL
+        environment["NCLAV_TOKEN"] = nil
+        let script = try TestSupport.which("script")
+        return try await TestSupport.runDetached(
+            "/bin/sh", ["-c", "printf '%s\\n' \"$1\" | '\(script)' -qec \"$2\" /dev/null", "sh", answer, command], environment: environment)
+    }
+
+    func runCount(_ server: ServerProcess, _ enclave: String, _ partition: String) async throws -> Int {
+        try await nclavCLI(["iac", "runs", enclave, partition, "--output", "json"], server: server).stdout.components(separatedBy: "\"id\"").count - 1
+    }
+
+    @Test(
+        "nclav plan shows terraform's resource changes per partition with a deferred importer, exits 2, and apply --plan applies exactly it"
+    )
+    func planThenApply() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            try edit(tree, "shop/api/config.yml") { $0.replacingOccurrences(of: "service_name: \"shop-", with: "service_name: \"shop2-") }
+            let plan = try await nclavCLI(["plan", tree.path], server: server)
+            #expect(plan.exitCode == 2, "\(plan.stdout)\(plan.stderr)")
+            #expect(plan.stdoutLines.contains { $0.hasPrefix("~ shop/api (update): ") }, "\(plan.stdout)")
+            #expect(plan.stdoutLines.contains("    ~   module.partition.terraform_data.service"), "\(plan.stdout)")
+            #expect(plan.stdoutLines.contains { $0.hasPrefix("~ shop/web (update) deferred: inputs from shop/api change") }, "\(plan.stdout)")
+            let id = try #require(plan.stdoutLines.last { $0.hasPrefix("Apply exactly this plan: ") }?.split(separator: " ").last.map(String.init))
+
+            let json = try await nclavCLI(["plan", tree.path, "-o", "json"], server: server)
+            let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            #expect(document["has_changes"] as? Bool == true)
+            #expect((document["partitions"] as? [[String: Any]])?.map { $0["partition"] as? String } == ["shop/api", "shop/web"])
+
+            let applied = try await nclavCLI(["apply", tree.path, "--plan", id], server: server)
+            #expect(applied.exitCode == 0, "\(applied.stdout)\(applied.stderr)")
+            #expect(applied.stdout.contains("Apply complete: 2 succeeded"), "\(applied.stdout)")
+            let again = try await nclavCLI(["apply", tree.path, "--plan", id], server: server)
+            #expect(again.exitCode == 1)
+            #expect(again.stderr.contains("plan \(id.lowercased()) does not exist") || again.stderr.contains("does not exist"), "\(again.stderr)")
+            #expect(try await nclavCLI(["plan", tree.path], server: server).stdout == "No changes.\n")
+        }
+    }
+
+    @Test("on a terminal apply shows the plan and asks; `no` changes nothing, `yes` applies exactly what was shown")
+    func terminalApproval() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            try edit(tree, "platform/network/config.yml") { $0.replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: moon-1") }
+            let applies = try await runCount(server, "platform", "network")
+
+            let declined = try await onTerminal(["apply", tree.path], answer: "no", server: server)
+            #expect(declined.exitCode == 1, "\(declined.stdout)\(declined.stderr)")
+            #expect(declined.stdout.contains("Apply plan ") && declined.stdout.contains("Only `yes` is accepted"), "\(declined.stdout)")
+            #expect(declined.stdout.contains("apply declined; nothing changed"), "\(declined.stdout)")
+            // Only the plan ran: the network's state is as it was.
+            #expect(try await runCount(server, "platform", "network") == applies + 1)
+            let stillOld = try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server)
+            #expect(stillOld.exitCode == 2)
+
+            let accepted = try await onTerminal(["apply", tree.path], answer: "yes", server: server)
+            #expect(accepted.exitCode == 0, "\(accepted.stdout)\(accepted.stderr)")
+            #expect(accepted.stdout.contains("Apply complete:"), "\(accepted.stdout)")
+            #expect(try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server).exitCode == 0)
+        }
+    }
+
+    @Test("off a terminal, an apply that tears something down is refused without --auto-approve and changes nothing; a plain change goes on")
+    func offTerminalTeardown() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            try FileManager.default.removeItem(at: tree.appendingPathComponent("shop"))
+            let refused = try await nclavCLI(["apply", tree.path], server: server)
+            #expect(refused.exitCode == 1)
+            #expect(refused.stderr.contains("refusing to apply off a terminal without --auto-approve"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("partition shop/web torn down"), "\(refused.stderr)")
+            #expect(refused.stderr.contains("enclave shop torn down"), "\(refused.stderr)")
+            let enclave = try await http(.GET, server.baseURL + "/enclaves/shop", auth: .bearer(server.token)).text
+            #expect(enclave.contains("\"partition_id\":\"web\""), "shop/web is still there")
+
+            let forced = try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server)
+            #expect(forced.exitCode == 0, "\(forced.stdout)\(forced.stderr)")
+            #expect(try await http(.GET, server.baseURL + "/enclaves/shop", auth: .bearer(server.token)).status == 404)
+        }
+    }
+
+    @Test("targets: --partition runs only it and what it reads; dependents out of date are listed, not run; --enclave likewise")
+    func targets() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            // Changes everywhere.
+            try edit(tree, "platform/network/config.yml") { $0.replacingOccurrences(of: "region: \"{{ nclav_region }}\"", with: "region: moon-1") }
+            try edit(tree, "data/cache/main.tf") { $0 + "\nresource \"terraform_data\" \"extra\" { input = 1 }\n" }
+            try edit(tree, "shop/api/config.yml") { $0.replacingOccurrences(of: "service_name: \"shop-", with: "service_name: \"shop3-") }
+            try edit(tree, "shop/web/main.tf") { $0 + "\nresource \"terraform_data\" \"extra\" { input = 2 }\n" }
+
+            let diff = try await nclavCLI(["diff", tree.path, "--enclave", "platform"], server: server)
+            #expect(diff.stdoutLines.first == "~ partition platform/network (changed)")
+            #expect(!diff.stdout.contains("shop/"), "\(diff.stdout)")
+
+            let api = try await nclavCLI(["apply", tree.path, "--partition", "shop/api"], server: server)
+            #expect(api.exitCode == 0, "\(api.stdout)\(api.stderr)")
+            // shop/api reads data/postgres (which reads data/cache); the edge hostname only shop/web reads.
+            for ran in ["data/cache", "shop/api"] {
+                #expect(api.stdoutLines.contains { $0.hasPrefix(ran) && $0.contains("succeeded") }, "\(ran): \(api.stdout)")
+            }
+            for listed in ["platform/network", "shop/web"] {
+                #expect(
+                    api.stdoutLines.contains { $0.hasPrefix(listed) && $0.contains("skipped") && $0.contains("not targeted, and out of date") },
+                    "\(listed): \(api.stdout)")
+            }
+            let web = try await nclavCLI(["diff", tree.path, "--partition", "shop/web"], server: server)
+            #expect(
+                web.stdoutLines == ["~ partition platform/network (changed)", "~ partition shop/web (changed)", "2 change(s) would be applied."],
+                "\(web.stdout)")
+
+            let bad = try await nclavCLI(["apply", tree.path, "--partition", "shop/nope", "--auto-approve"], server: server)
+            #expect(bad.exitCode == 1)
+            #expect(bad.stderr.contains("the target partition `shop/nope` is neither in the tree nor in state"), "\(bad.stderr)")
+            // The storefront is replaced when the API's address changes: off a terminal that needs approval.
+            let refused = try await nclavCLI(["apply", tree.path, "--partition", "shop/web"], server: server)
+            #expect(refused.exitCode == 1 && refused.stderr.contains("shop/web: terraform_data.site replaced"), "\(refused.stderr)")
+            let rest = try await nclavCLI(["apply", tree.path, "--partition", "shop/web", "--auto-approve"], server: server)
+            #expect(rest.exitCode == 0, "\(rest.stdout)\(rest.stderr)")
+            #expect(try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server).exitCode == 0)
+        }
+    }
+}
