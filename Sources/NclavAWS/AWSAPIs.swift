@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 // Thin, typed wrappers over the calls the AWS driver makes. Each keeps AWS's own names so a
@@ -205,7 +206,11 @@ public struct EC2: Sendable {
     ) async throws(AWSCallError)
         -> (id: String, dnsName: String)
     {
-        var parameters = [("VpcEndpointType", "Interface"), ("VpcId", vpcID), ("ServiceName", serviceName), ("PrivateDnsEnabled", "false")]
+        // The same request retried (a timeout after AWS made it) must not make a second endpoint.
+        let token = SHA256.hash(data: Data("\(vpcID)|\(serviceName)".utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        var parameters = [
+            ("VpcEndpointType", "Interface"), ("VpcId", vpcID), ("ServiceName", serviceName), ("PrivateDnsEnabled", "false"), ("ClientToken", token),
+        ]
         for (index, subnet) in subnets.enumerated() { parameters.append(("SubnetId.\(index + 1)", subnet)) }
         let xml = try await call("CreateVpcEndpoint", parameters + Self.tagSpecification("vpc-endpoint", tags))
         guard let endpoint = xml.find("vpcEndpoint"), let id = endpoint["vpcEndpointId"]?.text else {
@@ -214,8 +219,22 @@ public struct EC2: Sendable {
         return (id, endpoint.find("dnsEntrySet")?.all("item").first?["dnsName"]?.text ?? "")
     }
 
+    /// DeleteVpcEndpoints answers 200 even when it could not delete: the failures are items of
+    /// `unsuccessful`, each with an error code.
     public func deleteEndpoint(_ id: String) async throws(AWSCallError) {
-        do { _ = try await call("DeleteVpcEndpoints", [("VpcEndpointId.1", id)]) } catch  where error.code == "InvalidVpcEndpointId.NotFound" {}
+        let xml: AWSXML
+        do { xml = try await call("DeleteVpcEndpoints", [("VpcEndpointId.1", id)]) } catch  where error.code == "InvalidVpcEndpointId.NotFound" {
+            return
+        }
+        for item in xml.find("unsuccessful")?.all("item") ?? [] {
+            let code = item.find("error")?["code"]?.text ?? "Unknown"
+            guard code != "InvalidVpcEndpointId.NotFound" else { continue }
+            throw .api(
+                AWSError(
+                    service: .ec2, action: "DeleteVpcEndpoints", status: 200, code: code,
+                    message:
+                        "endpoint \(item["resourceId"]?.text ?? id) was not deleted: \(item.find("error")?["message"]?.text ?? "no reason given")"))
+        }
     }
 
     public func deleteVPC(_ id: String) async throws(AWSCallError) {

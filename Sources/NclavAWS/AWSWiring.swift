@@ -113,6 +113,10 @@ extension AWSDriver {
                 records.append(.rolePolicy(account: account, role: roleName, name: name))
             }
         }
+        // Imports removed (or changed) since the last apply: undo what they had.
+        try await unwire(
+            try WiredResources.stale(in: identity, keeping: records, cloud: .aws, read: AWSWiredResource.init(stored:)), context: context,
+            enclave: enclave)
         return WiredResources.storing(records, in: identity)
     }
 

@@ -279,11 +279,13 @@ public struct AzureDriver: Driver {
     /// answers for it. Returns the assignment's path and whether nclav made it (false when the
     /// same grant already exists under another name, made by hand: nclav must not remove it).
     func assign(role: String, at scope: String, to principal: String, name: String) async throws -> (path: String, ours: Bool) {
-        let subscription = AzureClient.subscription(in: scope) ?? ""
         let path = "\(scope)/providers/Microsoft.Authorization/roleAssignments/\(name)"
+        // A built-in role's id under the scope's subscription, or the tenant-wide form for a
+        // scope above subscriptions (a management group).
+        let definition = AzureClient.subscription(in: scope).map { "/subscriptions/\($0)" } ?? ""
         let body: [String: Any] = [
             "properties": [
-                "roleDefinitionId": "/subscriptions/\(subscription)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
+                "roleDefinitionId": "\(definition)/providers/Microsoft.Authorization/roleDefinitions/\(role)",
                 "principalId": principal, "principalType": "ServicePrincipal",
             ]
         ]

@@ -81,6 +81,8 @@ extension AzureDriver {
                 if ours { records.append(.roleAssignment(id: path)) }
             }
         }
+        // Imports removed (or changed) since the last apply: undo what they had.
+        try await unwire(try WiredResources.stale(in: identity, keeping: records, cloud: .azure, read: AzureWiredResource.init(stored:)))
         return WiredResources.storing(records, in: identity)
     }
 

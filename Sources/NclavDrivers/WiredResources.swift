@@ -14,6 +14,20 @@ public enum WiredResources {
         return result
     }
 
+    /// The wiring entries of `identity` that `records` no longer has (an import removed or
+    /// changed since): what an apply must undo before it stores `records`. An entry that is not
+    /// a record the driver can read stops the apply rather than being forgotten.
+    public static func stale<Record: Equatable>(
+        in identity: PartitionIdentity, keeping records: [Record], cloud: CloudTarget, read: (String) -> Record?
+    ) throws(ImportWiringError) -> PartitionIdentity {
+        var stale: PartitionIdentity = [:]
+        for (key, value) in identity where key.hasPrefix(keyPrefix) {
+            guard let record = read(value) else { throw .unreadableRecord(cloud: cloud, key: key, value: value) }
+            if !records.contains(record) { stale[key] = value }
+        }
+        return stale
+    }
+
     /// The identity's wiring entries, newest first: the order to undo them in.
     public static func newestFirst(in identity: PartitionIdentity) -> [(key: String, value: String)] {
         identity.filter { $0.key.hasPrefix(keyPrefix) }

@@ -556,13 +556,15 @@ extension GCPDriver {
                     }
                 }
                 try await configuration.backoff.untilPropagated({ $0.gcpAPI.map { $0.code == 409 || $0.isAccountPropagating } == true }) {
-                    var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
+                    var policy = try await client.call("GET", "pubsub", "/v1/\(topic):getIamPolicy")
                     guard Self.add(["roles/pubsub.subscriber"], member: member, to: &policy) else { return }
                     try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy])
                 }
                 records.append(.subscription(name: subscription, topic: topic, member: member))
             }
         }
+        // Imports removed (or changed) since the last apply: undo what they had.
+        try await unwire(try WiredResources.stale(in: identity, keeping: records, cloud: .gcp, read: GCPWiredResource.init(stored:)))
         return WiredResources.storing(records, in: identity)
     }
 
@@ -591,7 +593,7 @@ extension GCPDriver {
                 }
             case .subscription(let name, let topic, let member):
                 do { try await client.call("DELETE", "pubsub", "/v1/\(name)") } catch { guard error.api?.isNotFound == true else { throw error } }
-                var policy = try await client.call("POST", "pubsub", "/v1/\(topic):getIamPolicy")
+                var policy = try await client.call("GET", "pubsub", "/v1/\(topic):getIamPolicy")
                 if Self.remove(member: member, role: "roles/pubsub.subscriber", from: &policy) {
                     try await client.call("POST", "pubsub", "/v1/\(topic):setIamPolicy", body: ["policy": policy])
                 }

@@ -69,7 +69,10 @@ struct PartitionApply: Sendable {
         do {
             let driver = try environment.registry.driver(for: cloud)
             identity = try await driver.provisionPartition(enclave: enclave, context: context, partition: partition.partition)
-            if !wirings.isEmpty {
+            // What earlier applies wired stays known, so that an import removed since is undone.
+            let wiredBefore = (previous?.identity ?? [:]).filter { $0.key.hasPrefix(WiredResources.keyPrefix) }
+            identity.merge(wiredBefore) { current, _ in current }
+            if !wirings.isEmpty || !wiredBefore.isEmpty {
                 identity = try await driver.wireImports(
                     enclave: enclave, context: context, partition: partition.partition, identity: identity, imports: wirings)
             }

@@ -692,11 +692,16 @@ public actor FakeGCP {
             project.subscriptions[rest[4]] = topic
             projects[project.id] = project
             return Self.json(200, ["name": "projects/\(project.id)/subscriptions/\(rest[4])", "topic": topic])
-        case ("POST", "pubsub", 5) where rest[1] == "projects" && rest[3] == "topics" && rest[4].contains(":"):
+        case (_, "pubsub", 5) where rest[1] == "projects" && rest[3] == "topics" && rest[4].contains(":"):
             let pieces = rest[4].split(separator: ":").map(String.init)
             let topic = "projects/\(rest[2])/topics/\(pieces[0])"
             let current = topicBindings[topic] ?? [:]
             let etag = "T\(current.values.map(\.count).reduce(0, +))"
+            // Pub/Sub reads a policy with GET and writes it with POST (its REST reference;
+            // Resource Manager, unlike it, POSTs both). Another method matches no route.
+            guard method == (pieces[1] == "getIamPolicy" ? "GET" : "POST") else {
+                return Self.error(404, "NOT_FOUND", "The requested URL /v1/\(topic):\(pieces[1]) was not found on this server.")
+            }
             if pieces[1] == "getIamPolicy" {
                 return Self.json(200, ["etag": etag, "bindings": current.keys.sorted().map { ["role": $0, "members": current[$0]!.sorted()] }])
             }

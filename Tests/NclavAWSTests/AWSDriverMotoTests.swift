@@ -215,7 +215,16 @@ struct AWSDriverMotoTests {
         #expect(policy.contains(identity["role_arn"]!) && policy.contains("sqs:ReceiveMessage") && !policy.contains(":root"))
         #expect(try await IAM(client: inside).rolePolicies("nclav-frontend") == ["nclav-import-api"])
 
-        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: wired)
+        // The tcp and http imports removed from the YAML: the next apply undoes what they had.
+        let narrowed = try await driver.wireImports(
+            enclave: enclave, context: context, partition: partition, identity: wired, imports: [imports[1]])
+        #expect(narrowed.keys.filter { $0.hasPrefix("wired.") }.count == 1)
+        #expect(try await allowed().isEmpty)
+        #expect(try await IAM(client: inside).rolePolicies("nclav-frontend").isEmpty)
+        #expect(
+            try await SQS(client: asExporter).policy(queueURL: outputs["queue_url"]!).map { $0.contains(identity["role_arn"]!) } == true)
+
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: narrowed)
         #expect(try await allowed().isEmpty)
         #expect(
             try await EC2(client: inside.with(region: "eu-west-1")).findInterfaceEndpoint(

@@ -257,7 +257,16 @@ struct AzureDriverTests {
         #expect(byScope[site] == exporterRoles + websiteContributor)
         #expect((await world.fake.refusals["connection"] ?? 0) > 0, "the connection's propagation was never met")
 
-        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: wired)
+        // The tcp and http imports removed from the YAML: the next apply undoes what they had.
+        let narrowed = try await driver.wireImports(
+            enclave: enclave, context: context, partition: partition, identity: wired, imports: [imports[1]])
+        #expect(narrowed.keys.filter { $0.hasPrefix("wired.") }.count == 1)
+        #expect(await world.fake.resource(connections.first?.endpoint ?? "") == nil)
+        #expect(await world.fake.resource(record.id) == nil)
+        let left = await world.fake.assignmentScopes
+        #expect(left.values.contains(queue) && !left.values.contains(site), "the queue's grant is left, the site's gone: \(left)")
+
+        try await driver.teardownPartition(enclave: enclave, context: context, partition: partition, identity: narrowed)
         #expect(await world.fake.resource(connections.first?.endpoint ?? "") == nil)
         #expect(await world.fake.resource(nic.id) == nil)
         #expect(await world.fake.connections[service.lowercased()]?.isEmpty == true)
