@@ -5,8 +5,12 @@
 #     applied by a plain shell loop of `terraform init && terraform apply` (target: nclav
 #     <= 1.15 x the loop's sum / 2);
 #  3. diff of a generated tree of 1000 enclaves x 5 partitions: wall time and peak RSS of the
-#     CLI and the server (target < 1.5 s, RSS < 300 MB).
-# Usage: bench/reconcile.sh [--skip-noop] [--skip-parallel] [--skip-diff]
+#     CLI and the server (target < 1.5 s, RSS < 300 MB);
+#  4. `nclav plan` of 40 independent partitions at --parallelism 2 versus a plain shell loop of
+#     `terraform init && terraform plan -out` over the same modules (target: nclav <= 1.15 x the
+#     loop's sum / 2).
+# Applies use --auto-approve: they measure the apply, not the plan shown before it.
+# Usage: bench/reconcile.sh [--skip-noop] [--skip-parallel] [--skip-diff] [--skip-plan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
@@ -58,9 +62,9 @@ echo "machine: $(nproc) cores; $("$TERRAFORM" version -json 2>/dev/null | python
 if want noop; then
   generate "$work/noop" 40 5
   start_server "$work/noop-home"
-  "$NCLAV" apply "$work/noop" >/dev/null
+  "$NCLAV" apply "$work/noop" --auto-approve >/dev/null
   before=$(runs); t0=$(now)
-  "$NCLAV" apply "$work/noop" >"$work/noop.out"
+  "$NCLAV" apply "$work/noop" --auto-approve >"$work/noop.out"
   t1=$(now); after=$(runs)
   echo "1. no-op apply of 200 partitions: $(python3 -c "print(f'{$t1-$t0:.3f}')") s wall, $((after - before)) terraform runs started; output: $(cat "$work/noop.out")  (target: 0 runs, < 1 s)"
   stop_server
@@ -85,7 +89,7 @@ if want parallel; then
     "cd {} && '$TERRAFORM' init -input=false -no-color >/dev/null 2>&1 && '$TERRAFORM' apply -auto-approve -input=false -no-color >/dev/null 2>&1"
   t1=$(now); loop_parallel=$(python3 -c "print($t1 - $t0)")
   start_server "$work/par-home"
-  t0=$(now); "$NCLAV" apply "$work/par" --parallelism 2 >/dev/null; t1=$(now)
+  t0=$(now); "$NCLAV" apply "$work/par" --parallelism 2 --auto-approve >/dev/null; t1=$(now)
   python3 - "$loop_total" "$(python3 -c "print($t1-$t0)")" "$loop_parallel" <<'PY'
 import sys
 loop, nclav, loop2 = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
@@ -109,5 +113,28 @@ if want diff; then
   echo "3. diff of 1000 enclaves x 5 partitions: $(python3 -c "print(f'{$t1-$t0:.2f}')") s wall; CLI peak RSS $(( $(cat "$work/cli-rss") / 1024 )) MB, server peak RSS $(( server_rss / 1024 )) MB; $(tail -1 "$work/diff.out")  (target < 1.5 s, < 300 MB)"
   t0=$(now); /usr/bin/time -f "%M" -o "$work/val-rss" "$NCLAV" validate "$work/big" >/dev/null; t1=$(now)
   echo "   (offline validate of the same tree: $(python3 -c "print(f'{$t1-$t0:.2f}')") s, peak RSS $(( $(cat "$work/val-rss") / 1024 )) MB)"
+  stop_server
+fi
+
+if want plan; then
+  generate "$work/plan" 40 1
+  mkdir -p "$work/planloop"
+  loop_total=0
+  for d in "$work"/plan/*/p0; do
+    copy="$work/planloop/$(basename "$(dirname "$d")")"; cp -r "$d" "$copy"; rm -f "$copy/config.yml"
+    printf 'nclav_enclave = "x"\nnclav_partition = "y"\nregion = "local-1"\n' > "$copy/terraform.tfvars"
+    t0=$(now)
+    (cd "$copy" && TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1 "$TERRAFORM" init -input=false -no-color >/dev/null 2>&1 && TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1 "$TERRAFORM" plan -input=false -no-color -out=tfplan >/dev/null 2>&1)
+    t1=$(now); loop_total=$(python3 -c "print($loop_total + $t1 - $t0)")
+  done
+  start_server "$work/plan-home"
+  t0=$(now); "$NCLAV" plan "$work/plan" --parallelism 2 >"$work/plan.out" || true; t1=$(now)
+  python3 - "$loop_total" "$(python3 -c "print($t1-$t0)")" "$(tail -2 "$work/plan.out" | head -1)" <<'PY'
+import sys
+loop, nclav, summary = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ideal = loop / 2
+print(f"4. plan of 40 partitions, --parallelism 2: nclav {nclav:.2f} s ({summary}); plain init+plan -out loop {loop:.2f} s "
+      f"(ideal / 2 = {ideal:.2f} s); ratio {nclav / ideal:.2f} (target <= 1.15)")
+PY
   stop_server
 fi

@@ -1,7 +1,7 @@
 import Foundation
 
-/// What a saved plan will do, read from `terraform show -json <planfile>` (terraform's JSON
-/// output format, `format_version` 1.x): each resource instance's actions and each output's.
+/// What a saved plan will do, as terraform's machine-readable plan output reports it
+/// (`PlanStreamReader`): each resource instance's action and the outputs that change.
 public struct PlanDocument: Sendable, Equatable, Codable {
     public enum Action: String, Sendable, Codable, CaseIterable {
         case create, update, replace, delete, read
@@ -37,48 +37,6 @@ public struct PlanDocument: Sendable, Equatable, Codable {
         self.changedOutputs = changedOutputs
     }
 
-    public struct Unreadable: Error, CustomStringConvertible {
-        public let reason: String
-        public var description: String { "terraform's plan JSON could not be read: \(reason)" }
-    }
-
-    public init(json data: Data) throws {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
-            throw Unreadable(reason: "not a JSON object (\(data.count) bytes)")
-        }
-        guard let version = object["format_version"] as? String, version.hasPrefix("1.") else {
-            throw Unreadable(reason: "format_version \(object["format_version"] ?? "missing") is not 1.x")
-        }
-        var changes: [ResourceChange] = []
-        for entry in object["resource_changes"] as? [[String: Any]] ?? [] {
-            guard let address = entry["address"] as? String,
-                let actions = (entry["change"] as? [String: Any])?["actions"] as? [String],
-                let action = Self.action(actions)
-            else { continue }
-            changes.append(ResourceChange(address: address, action: action))
-        }
-        var outputs: Set<String> = []
-        for (name, change) in object["output_changes"] as? [String: [String: Any]] ?? [:] {
-            let actions = change["actions"] as? [String] ?? []
-            let unknown = (change["after_unknown"] as? Bool) ?? false
-            if actions != ["no-op"] || unknown { outputs.insert(name) }
-        }
-        self.init(resourceChanges: changes, changedOutputs: outputs)
-    }
-
-    /// terraform's action lists: `["create"]`, `["update"]`, `["delete"]`, `["read"]`,
-    /// `["delete", "create"]` / `["create", "delete"]` (replace), `["no-op"]` (nil).
-    static func action(_ actions: [String]) -> Action? {
-        switch actions {
-        case ["create"]: .create
-        case ["update"]: .update
-        case ["delete"]: .delete
-        case ["read"]: .read
-        case ["delete", "create"], ["create", "delete"]: .replace
-        default: nil
-        }
-    }
-
     public func count(_ action: Action) -> Int { resourceChanges.filter { $0.action == action }.count }
 
     /// "2 to add, 1 to change, 1 to replace, 0 to destroy" (replacements counted apart, as
@@ -93,4 +51,64 @@ public struct PlanDocument: Sendable, Equatable, Codable {
 
     /// Whether applying it destroys anything (a replacement does).
     public var destroys: Bool { resourceChanges.contains { $0.action == .delete || $0.action == .replace } }
+}
+
+/// Reads `terraform plan -json`'s machine-readable lines as they come: each becomes the
+/// human line it carries (`@message`, with a diagnostic's detail and place) for the run's log,
+/// and the planned changes and output changes are collected into a `PlanDocument`. Lines that
+/// are not JSON (terraform's own warnings on stderr) pass through unchanged.
+public actor PlanStreamReader {
+    private var changes: [PlanDocument.ResourceChange] = []
+    private var outputs: Set<String> = []
+    private var summarized = false
+
+    public init() {}
+
+    /// The plan, once terraform reported its change summary; nil when it never did.
+    public var document: PlanDocument? {
+        summarized ? PlanDocument(resourceChanges: changes, changedOutputs: outputs) : nil
+    }
+
+    public func read(_ line: String) -> String {
+        guard line.hasPrefix("{"), let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else { return line }
+        let message = object["@message"] as? String ?? line
+        switch object["type"] as? String {
+        case "planned_change":
+            let change = object["change"] as? [String: Any] ?? [:]
+            if let address = (change["resource"] as? [String: Any])?["addr"] as? String, let action = Self.action(change["action"] as? String) {
+                changes.append(PlanDocument.ResourceChange(address: address, action: action))
+            }
+        case "outputs":
+            for (name, value) in object["outputs"] as? [String: [String: Any]] ?? [:] {
+                if let action = value["action"] as? String, action != "noop" { outputs.insert(name) }
+            }
+        case "change_summary":
+            summarized = true
+        case "diagnostic":
+            let diagnostic = object["diagnostic"] as? [String: Any] ?? [:]
+            var text = message
+            if let range = diagnostic["range"] as? [String: Any], let file = range["filename"] as? String {
+                let line = ((range["start"] as? [String: Any])?["line"] as? Int).map { " line \($0)" } ?? ""
+                text += "\n  on \(file)\(line)"
+            }
+            if let detail = diagnostic["detail"] as? String, !detail.isEmpty { text += "\n\(detail)" }
+            return text
+        default:
+            break
+        }
+        return message
+    }
+
+    /// terraform's JSON UI actions; moves, removals (`removed` blocks), imports and no-ops are
+    /// not changes to resources.
+    static func action(_ name: String?) -> PlanDocument.Action? {
+        switch name {
+        case "create": .create
+        case "update": .update
+        case "replace": .replace
+        case "delete": .delete
+        case "read": .read
+        default: nil
+        }
+    }
 }

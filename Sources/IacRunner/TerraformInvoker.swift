@@ -94,11 +94,14 @@ public struct InvocationResult: Sendable, Equatable {
     public var lastCommand: String
     public var result: ProcessRunResult
     public var toolVersion: String?
+    /// For a plan saved to a file: what it will do, read from terraform's JSON output.
+    public var plan: PlanDocument?
 
-    public init(lastCommand: String, result: ProcessRunResult, toolVersion: String?) {
+    public init(lastCommand: String, result: ProcessRunResult, toolVersion: String?, plan: PlanDocument? = nil) {
         self.lastCommand = lastCommand
         self.result = result
         self.toolVersion = toolVersion
+        self.plan = plan
     }
 
     /// A plan that found changes exits 2: a finding, not a failure.
@@ -114,14 +117,6 @@ public protocol IacTool: Sendable {
     func version(of tool: String) async -> String?
     /// Runs the invocation's commands in its workspace, passing every output line to `log`.
     func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult
-    /// A saved plan's `show -json` document.
-    func showPlan(_ invocation: TerraformInvocation, planFile: URL) async throws -> Data
-}
-
-extension IacTool {
-    public func showPlan(_ invocation: TerraformInvocation, planFile: URL) async throws -> Data {
-        throw TerraformInvoker.ShowFailed(planFile: planFile.lastPathComponent, reason: "is not supported by this tool", stderr: "")
-    }
 }
 
 /// Runs `init` then `apply` (or `destroy`) with the backend configured through `TF_HTTP_*`, so
@@ -252,9 +247,11 @@ public struct TerraformInvoker: IacTool {
                 }
             case .plan:
                 if let planFile = invocation.planFile {
+                    // -json: the changes come as they are planned, so no second terraform
+                    // process (`show -json`) is needed to read them; the log gets each message.
                     (
                         "plan",
-                        ["plan", "-detailed-exitcode", "-input=false", "-no-color", "-out=\(planFile.path)"]
+                        ["plan", "-detailed-exitcode", "-input=false", "-no-color", "-json", "-out=\(planFile.path)"]
                             + (invocation.planDestroy ? ["-destroy"] : [])
                     )
                 } else {
@@ -263,6 +260,7 @@ public struct TerraformInvoker: IacTool {
             }
         let steps: [(name: String, arguments: [String])] = [("init", ["init", "-input=false", "-no-color"]), main]
         var last = ProcessRunResult(termination: .exited(0))
+        var planned: PlanDocument?
         for step in steps {
             let spec = ProcessSpec(
                 executable: invocation.tool, arguments: step.arguments, environment: environment, workingDirectory: invocation.workspace.path)
@@ -282,6 +280,10 @@ public struct TerraformInvoker: IacTool {
             // Modules that use only the built-in provider never write there and run freely.
             if step.name == "init", invocation.pluginCacheDirectory != nil, ProviderScan.mayInstallProviders(in: invocation.workspace) {
                 last = try await initGate.serialized { try await runner.run(spec, policy: invocation.policy, onLine: emit) }
+            } else if step.arguments.contains("-json") {
+                let reader = PlanStreamReader()
+                last = try await runner.run(spec, policy: invocation.policy) { line in await emit(await reader.read(line)) }
+                planned = await reader.document
             } else {
                 last = try await runner.run(spec, policy: invocation.policy, onLine: emit)
             }
@@ -289,38 +291,7 @@ public struct TerraformInvoker: IacTool {
             await emit("== \(step.name) \(step.name == "plan" && stepResult.succeeded && !last.succeeded ? "found changes" : Self.describe(last))")
             if !stepResult.succeeded { return stepResult }
         }
-        return InvocationResult(lastCommand: steps.last!.name, result: last, toolVersion: toolVersion)
-    }
-
-    /// `terraform show -json <planFile>` in the invocation's workspace and environment: the
-    /// plan's machine-readable form. Only stdout is read (terraform warns on stderr).
-    public func showPlan(_ invocation: TerraformInvocation, planFile: URL) async throws -> Data {
-        let environment = Self.environment(for: invocation, base: ProcessInfo.processInfo.environment)
-        let errors = invocation.workspace.appendingPathComponent(".nclav-show-errors")
-        let collected = LineCollector()
-        let result = try await runner.run(
-            ProcessSpec(
-                executable: "/bin/sh",
-                arguments: ["-c", #"exec "$0" show -json -no-color "$1" 2>"$2""#, invocation.tool, planFile.path, errors.path],
-                environment: environment, workingDirectory: invocation.workspace.path),
-            policy: StopPolicy(timeout: .seconds(300), gracePeriod: .seconds(5))
-        ) { await collected.append($0) }
-        defer { try? FileManager.default.removeItem(at: errors) }
-        guard result.succeeded else {
-            let text = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
-            throw ShowFailed(planFile: planFile.lastPathComponent, reason: Self.describe(result), stderr: text)
-        }
-        return Data(await collected.text.utf8)
-    }
-
-    public struct ShowFailed: Error, CustomStringConvertible {
-        public let planFile: String
-        public let reason: String
-        public let stderr: String
-        public var description: String {
-            "terraform show -json \(planFile) \(reason)"
-                + (stderr.isEmpty ? "" : ": " + stderr.split(separator: "\n").suffix(5).joined(separator: " "))
-        }
+        return InvocationResult(lastCommand: steps.last!.name, result: last, toolVersion: toolVersion, plan: planned)
     }
 
     public static func describe(_ result: ProcessRunResult) -> String {
@@ -439,11 +410,4 @@ actor BackendInitCache {
             return nil
         }
     }
-}
-
-/// Lines of one process's output, in order.
-actor LineCollector {
-    private var lines: [String] = []
-    func append(_ line: String) { lines.append(line) }
-    var text: String { lines.joined(separator: "\n") }
 }

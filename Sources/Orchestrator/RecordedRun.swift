@@ -101,16 +101,15 @@ struct RecordedRun: Sendable {
                 "terraform \(result.lastCommand) \(TerraformInvoker.describe(result.result)); see `nclav iac logs \(key.enclave) \(key.partition) \(runID)`"
             return Result(outcome: outcome(.failed, runID: runID, reason: reason), exitCode: result.result.exitCode)
         }
-        if operation == .plan, let planFile {
-            do {
-                let document = try PlanDocument(json: try await environment.invoker.showPlan(invocation, planFile: planFile))
-                try? await store.appendRunLog(runID, "== saved plan: \(document.summary)\n")
-                await finish(.succeeded, exitCode: result.result.exitCode)
-                return Result(outcome: outcome(.succeeded, runID: runID), exitCode: result.result.exitCode, plan: document)
-            } catch {
-                await finish(.failed, exitCode: result.result.exitCode, note: "the saved plan could not be read: \(error)")
-                return Result(outcome: outcome(.failed, runID: runID, reason: "the saved plan could not be read: \(error)"))
+        if operation == .plan, planFile != nil {
+            guard let document = result.plan else {
+                let reason = "terraform's plan output had no change summary, so what the saved plan does is unknown"
+                await finish(.failed, exitCode: result.result.exitCode, note: reason)
+                return Result(outcome: outcome(.failed, runID: runID, reason: reason))
             }
+            try? await store.appendRunLog(runID, "== saved plan: \(document.summary)\n")
+            await finish(.succeeded, exitCode: result.result.exitCode)
+            return Result(outcome: outcome(.succeeded, runID: runID), exitCode: result.result.exitCode, plan: document)
         }
         var outputs: [String: String] = [:]
         if operation == .provision || operation == .update {
