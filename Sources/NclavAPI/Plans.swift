@@ -135,7 +135,8 @@ public struct PlanBody: Codable, Sendable, Equatable {
                 out.append("! \(partition.partition): plan failed: \(error)")
                 continue
             }
-            let head = partition.operation == "teardown" ? "- \(partition.partition) (teardown)" : "~ \(partition.partition) (\(partition.operation))"
+            let symbol = partition.operation == "teardown" ? "-" : partition.operation == "provision" ? "+" : "~"
+            let head = "\(symbol) \(partition.partition) (\(partition.operation))"
             if let deferred = partition.deferred {
                 out.append("\(head) deferred: \(deferred)")
             } else {

@@ -23,6 +23,9 @@ public struct ReconcileRequest: Codable, Sendable {
     public var targets: TargetsBody?
     /// `POST /reconcile`: apply exactly this saved plan (the tree is checked against it).
     public var planID: String?
+    /// With `plan_id`: partitions the plan deferred may destroy or replace resources once
+    /// planned after their upstreams.
+    public var autoApprove: Bool?
 
     public init(
         enclavesDir: String? = nil, bundle: [File]? = nil, parallelism: Int? = nil, allowDeleteAll: Bool? = nil, targets: TargetsBody? = nil,
@@ -37,7 +40,8 @@ public struct ReconcileRequest: Codable, Sendable {
     }
 
     public enum CodingKeys: String, CodingKey {
-        case enclavesDir = "enclaves_dir", bundle, parallelism, allowDeleteAll = "allow_delete_all", targets, planID = "plan_id"
+        case enclavesDir = "enclaves_dir", bundle, parallelism, allowDeleteAll = "allow_delete_all", targets, planID = "plan_id",
+            autoApprove = "auto_approve"
     }
 }
 

@@ -150,7 +150,10 @@ public struct Apply: AsyncParsableCommand {
     )
     var follow = false
     @Option(name: .customLong("plan"), help: "Apply exactly this saved plan (its id from `nclav plan`).") var planID: String?
-    @Flag(name: .customLong("auto-approve"), help: "Apply without planning first and asking.") var autoApprove = false
+    @Flag(
+        name: .customLong("auto-approve"),
+        help: "Apply without planning first and asking; with --plan, let partitions it deferred destroy or replace resources.")
+    var autoApprove = false
     @OptionGroup var targets: TargetOptions
 
     public func validate() throws {
@@ -218,6 +221,7 @@ public struct Apply: AsyncParsableCommand {
         if let parallelism { extra["parallelism"] = parallelism }
         if let planID {
             extra["plan_id"] = planID
+            extra["auto_approve"] = autoApprove
         } else if !autoApprove {
             switch try await approval(api, extra: extra) {
             case .nothingToDo:

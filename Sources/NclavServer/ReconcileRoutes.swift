@@ -342,9 +342,11 @@ struct ReconcileRoutes: Sendable {
             guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "`plan_id` `\(text)` is not a plan id (a UUID)") }
             planID = id
         }
-        return ReconcileOptions(
+        var options = ReconcileOptions(
             parallelism: request.parallelism ?? ProcessInfo.processInfo.activeProcessorCount, allowDeleteEverything: request.allowDeleteAll ?? false,
             targets: try targets(request), savedPlan: planID)
+        options.autoApprove = request.autoApprove ?? false
+        return options
     }
 
     static func targets(_ request: ReconcileRequest) throws -> Targets? {

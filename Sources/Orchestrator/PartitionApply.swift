@@ -37,6 +37,11 @@ struct PartitionApply: Sendable {
     let wirings: [ImportWiring]
     /// The saved plan to apply instead of planning again (`apply --plan`).
     var planFile: URL? = nil
+    /// A partition deferred in a saved plan: planned now into this file, then that plan
+    /// applied, unless it destroys or replaces something and destruction was not approved:
+    /// then nothing of it changes, and it fails naming what it would destroy (so the apply
+    /// exits 1 and the next one plans it again).
+    var replan: (file: URL, destructionApproved: Bool)? = nil
 
     var operation: IacRun.Operation { Self.operation(previous: previous) }
 
@@ -79,9 +84,33 @@ struct PartitionApply: Sendable {
         } catch {
             return await store(failed("its \(cloud.rawValue) identity or import wiring could not be set up: \(error)"), outputs: [:], identity: nil)
         }
+        let actingAs = identity.isEmpty ? (previous?.identity ?? [:]) : identity
+        var planFile = self.planFile
+        if let replan {
+            let planned = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
+                key, partition: partition.partition, operation: .plan, workspace: rendered.directory, enclave: enclave, context: context,
+                cloud: cloud, identity: actingAs, planFile: replan.file)
+            guard planned.outcome.result == .succeeded, let document = planned.plan else {
+                var outcome = planned.outcome
+                outcome.operation = operation
+                outcome.seconds = Date().timeIntervalSince(start)
+                return await store(outcome, outputs: [:], identity: identity.isEmpty ? nil : identity)
+            }
+            if document.destroys && !replan.destructionApproved {
+                let doomed = document.resourceChanges.filter { $0.action == .delete || $0.action == .replace }
+                    .map { "\($0.address) \($0.action == .delete ? "destroyed" : "replaced")" }
+                return PartitionResult(
+                    outcome: PartitionOutcome(
+                        key: key, operation: operation, result: .failed, runID: planned.outcome.runID,
+                        reason: "not applied: planned after its upstreams, it destroys what was not approved (\(doomed.joined(separator: ", "))); "
+                            + "nothing of it changed: review it with `nclav plan` and apply again (or pass --auto-approve)",
+                        seconds: Date().timeIntervalSince(start)))
+            }
+            planFile = replan.file
+        }
         let run = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
             key, partition: partition.partition, operation: operation, workspace: rendered.directory, enclave: enclave, context: context,
-            cloud: cloud, identity: identity.isEmpty ? (previous?.identity ?? [:]) : identity, planFile: planFile)
+            cloud: cloud, identity: actingAs, planFile: planFile)
         var outcome = run.outcome
         outcome.seconds = Date().timeIntervalSince(start)
         return await store(outcome, outputs: run.outputs, identity: identity.isEmpty ? nil : identity)

@@ -79,11 +79,15 @@ public struct ReconcileOptions: Sendable {
     public var targets: Targets?
     /// Apply exactly this saved plan (`apply --plan`).
     public var savedPlan: UUID?
+    /// With a saved plan: partitions it deferred may destroy or replace resources when they
+    /// are planned after their upstreams; without it such a partition is skipped and named.
+    public var autoApprove: Bool = false
 
     public init(
         dryRun: Bool = false, parallelism: Int = ProcessInfo.processInfo.activeProcessorCount, allowDeleteEverything: Bool = false,
-        targets: Targets? = nil, savedPlan: UUID? = nil
+        targets: Targets? = nil, savedPlan: UUID? = nil, autoApprove: Bool = false
     ) {
+        self.autoApprove = autoApprove
         self.dryRun = dryRun
         self.parallelism = max(1, parallelism)
         self.allowDeleteEverything = allowDeleteEverything

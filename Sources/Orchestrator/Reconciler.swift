@@ -76,7 +76,8 @@ public struct Reconciler: Sendable {
             guard !plan.isEmpty else { return ReconcileReport(reconcileID: lock.id, plan: plan, outcomes: [], errors: []) }
             return await TreeApply(
                 environment: environment, tree: tree, graph: graph, plan: plan, stored: stored, reconcileID: lock.id,
-                parallelism: options.parallelism, saved: saved, targets: targets, selection: selection
+                parallelism: options.parallelism, saved: saved, targets: targets, selection: selection,
+                destructionApproved: options.autoApprove
             ).run()
         }
     }

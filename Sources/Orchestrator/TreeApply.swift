@@ -26,6 +26,9 @@ struct TreeApply: Sendable {
     var targets: Targets? = nil
     /// The targets and what they need upstream; nil for everything.
     var selection: Set<StateKey>? = nil
+    /// Whether partitions deferred in the saved plan may destroy or replace resources when
+    /// they are planned after their upstreams (`--auto-approve`).
+    var destructionApproved = false
 
     /// The saved plan file for a partition, when there is one to apply.
     private func planFile(_ key: StateKey, teardown: Bool) -> URL? {
@@ -190,12 +193,20 @@ struct TreeApply: Sendable {
                         alias: entry.alias, export: export, exporterEnclave: exporter.id, exporterCloud: registry.resolvedCloud(for: exporter),
                         exporterContext: contexts[exporter.id]?.values ?? [:], exporterOutputs: fresh[exporterKey]?.outputs ?? [:])
                 }
+                // Deferred in the saved plan: planned now that its upstreams have applied, and said so.
+                let deferred = saved?.partitions.first { $0.key == key && $0.operation != .teardown }?.deferred
                 let work = PartitionApply(
                     environment: environment, reconcileID: reconcileID, key: key, enclave: enclave.enclave, partition: partition,
                     treeRoot: tree.root, previous: previous, inputs: inputs, fingerprint: fingerprint, context: context,
-                    cloud: registry.resolvedCloud(for: enclave.enclave), wirings: wirings, planFile: planFile(key, teardown: false))
-                // Deferred in the saved plan: planned now that its upstreams have applied, and said so.
-                let deferred = saved?.partitions.first { $0.key == key && $0.operation != .teardown }?.deferred
+                    cloud: registry.resolvedCloud(for: enclave.enclave), wirings: wirings, planFile: planFile(key, teardown: false),
+                    replan: saved.flatMap { saved in
+                        deferred == nil
+                            ? nil
+                            : (
+                                environment.plans.folder(saved.id).appendingPathComponent("\(key.enclave).\(key.partition).deferred.tfplan"),
+                                destructionApproved
+                            )
+                    })
                 return .run {
                     var result = await work.run()
                     if let deferred, result.outcome.result == .succeeded {

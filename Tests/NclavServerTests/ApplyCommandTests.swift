@@ -91,12 +91,12 @@ struct ApplyCommandTests {
                     "~ partition shop/web (if shop/api's outputs change)",
                     "1 change(s) would be applied; 1 more partition(s) run only if what they read changes.",
                 ])
-            let apply = try await nclav(["apply", tree.path], server: server)
+            // shop/web's site is replaced when the API's url changes: approved here (the plan and
+            // its approval are PlanCommandTests' subject; this is the engine's convergence).
+            let apply = try await nclav(["apply", tree.path, "--auto-approve"], server: server)
             #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)")
             #expect(!apply.stdout.contains("No changes."), "\(apply.stdout)")
-            // Both are planned first (shop/web deferred: it reads what shop/api changes), then applied.
-            #expect(apply.stdoutLines.contains { $0.contains("shop/web deferred: inputs from shop/api change") }, "\(apply.stdout)")
-            let started = apply.stdoutLines.filter { $0.contains(" started (run ") && !$0.contains(" plan started") }
+            let started = apply.stdoutLines.filter { $0.contains(" started (run ") }
             #expect(started.count == 2)
             #expect(started.first?.contains("shop/api update started") == true, "shop/api runs first: \(apply.stdout)")
             #expect(started.last?.contains("shop/web update started") == true, "\(apply.stdout)")

@@ -88,7 +88,7 @@ struct SavedPlanTests {
             #expect(apiRun.operation == .plan && apiRun.log.contains("-out=") && apiRun.log.contains("== saved plan: 0 to add"))
             #expect(try await harness.outputs("shop", "api")["hostname"] == "shop.internal")
 
-            let report = try await applying(harness, plan)
+            let report = try await harness.apply(ReconcileOptions(parallelism: 2, savedPlan: plan.id, autoApprove: true))
             #expect(report.errors.isEmpty, "\(report.errors)")
             let outcomes = Dictionary(uniqueKeysWithValues: report.outcomes.map { ($0.key.description, $0) })
             #expect(outcomes["shop/api"]?.result == .succeeded)
@@ -101,6 +101,22 @@ struct SavedPlanTests {
             #expect(String(decoding: webState.body, as: UTF8.self).contains("shop2.internal"))
             // A plan applies once.
             #expect(throws: SavedPlanError.notFound(plan.id)) { try harness.reconciler.environment.plans.load(plan.id) }
+
+            // Without --auto-approve, a deferred partition whose plan (made once its upstream
+            // applied) replaces something nobody saw is not applied, and says what it would destroy.
+            try harness.edit("shop/api/config.yml") { $0.replacingOccurrences(of: "service_name: shop2", with: "service_name: shop3") }
+            let next = try await makePlan(harness)
+            let held = try await applying(harness, next)
+            let webOutcome = try #require(held.outcomes.first { $0.key.description == "shop/web" })
+            #expect(webOutcome.result == .failed, "\(held.outcomes)")
+            #expect(
+                webOutcome.reason?.contains("terraform_data.site replaced") == true && webOutcome.reason?.contains("nothing of it changed") == true)
+            let kept = try #require(try await harness.store.latestState(try StateKey(enclave: "shop", partition: "web")))
+            #expect(String(decoding: kept.body, as: UTF8.self).contains("shop2.internal"), "shop/web kept what it had")
+            // Planned again, the replacement is in plain sight, and applying that plan is approval.
+            let shown = try await makePlan(harness)
+            #expect(shown.partitions.first { $0.key.description == "shop/web" }?.changes == [.init(address: "terraform_data.site", action: .replace)])
+            #expect(try await applying(harness, shown).errors.isEmpty)
         }
     }
 
