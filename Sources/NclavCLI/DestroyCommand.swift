@@ -40,6 +40,28 @@ public struct Destroy: AsyncParsableCommand {
         if forget && partition == nil { throw ValidationError("--forget needs --partition: only one partition at a time is forgotten") }
     }
 
+    /// What a destroy removes, partition by partition with the resources in its state, for the
+    /// question before it.
+    static func listDoomed(_ api: NclavAPIClient, enclaves: [String], partition: String?) async throws -> [String] {
+        var lines = ["This destroys:"]
+        for enclave in enclaves.sorted() {
+            let detail = try await api.enclave(enclave).value
+            for state in detail.partitions.sorted(by: { $0.partitionID < $1.partitionID }) where partition == nil || state.partitionID == partition {
+                guard let key = state.key else { continue }
+                let count = try await api.state(key).map(Self.managedResources) ?? 0
+                lines.append("  - partition \(key) (\(count) resource\(count == 1 ? "" : "s") in its state)")
+            }
+            if partition == nil { lines.append("  - enclave \(enclave) (its \(detail.enclave.resolvedCloud.rawValue) boundary)") }
+        }
+        return lines
+    }
+
+    /// Managed resource instances in a Terraform state document.
+    static func managedResources(_ state: Data) -> Int {
+        let resources = ((try? JSONSerialization.jsonObject(with: state)) as? [String: Any])?["resources"] as? [[String: Any]] ?? []
+        return resources.filter { $0["mode"] as? String != "data" }.reduce(0) { $0 + max(1, ($1["instances"] as? [Any])?.count ?? 1) }
+    }
+
     public func run() async throws {
         if forget, let partition {
             return try await ForgetCommand.forget(enclave: enclaves[0], partition: partition, yes: yes, client: client)
@@ -52,6 +74,7 @@ public struct Destroy: AsyncParsableCommand {
                 if targets.isEmpty { return print("nothing to destroy: the server has no enclaves") }
             }
             let what = partition.map { "partition \(targets[0])/\($0)" } ?? "enclave(s) \(targets.sorted().joined(separator: ", "))"
+            if !yes { try await Self.listDoomed(api, enclaves: targets, partition: partition).forEach { print($0) } }
             try Confirmation.require("destroy \(what)", question: "This runs terraform destroy for \(what).", declined: "nothing destroyed", yes: yes)
             let start = Date()
             var runReport = RunReport(command: "destroy", started: start)

@@ -123,6 +123,12 @@ struct ApplyCommandTests {
             #expect(refused.stderr.contains("data/postgres is still imported by shop/api"), "\(refused.stderr)")
             let unconfirmed = try await nclav(["destroy", "shop"], server: server)
             #expect(unconfirmed.exitCode == 1)
+            // What would go is listed before the question, with what each state holds.
+            #expect(
+                unconfirmed.stdoutLines == [
+                    "This destroys:", "  - partition shop/api (1 resource in its state)", "  - partition shop/web (1 resource in its state)",
+                    "  - enclave shop (its local boundary)",
+                ], "\(unconfirmed.stdout)")
             #expect(unconfirmed.stderr.contains("pass --yes"))
 
             let reportFile = tree.deletingLastPathComponent().appendingPathComponent("destroy-report.json")
