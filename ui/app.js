@@ -74,6 +74,7 @@ async function refresh() {
   const reconcile = status.reconcile_in_progress ? ` · reconcile in progress (${status.reconcile_in_progress.holder})` : "";
   $("#summary").textContent = `${status.enclave_count} enclave(s)${reconcile}${checked}`;
   drawGraph(graph);
+  await refreshPlans();
   if (selected) await showDetail(selected.enclave, selected.partition, false);
 }
 
@@ -125,6 +126,66 @@ function drawGraph(graph) {
   }
   const width = 40 + graph.enclaves.length * (boxWidth + columnGap);
   svg.setAttribute("viewBox", `0 0 ${width} ${height + 30}`);
+}
+
+// --- Saved plans ------------------------------------------------------------------------
+
+function planSummary(plan) {
+  const changes = plan.partitions.flatMap((p) => p.changes);
+  const count = (action) => changes.filter((c) => c.action === action).length;
+  const deferred = plan.partitions.filter((p) => p.deferred).length;
+  const parts = [`${count("create")} to add`, `${count("update")} to change`];
+  if (count("replace")) parts.push(`${count("replace")} to replace`);
+  parts.push(`${count("delete")} to destroy`);
+  return parts.join(", ") + (deferred ? `; ${deferred} deferred` : "") + (plan.errors.length ? `; ${plan.errors.length} failed` : "");
+}
+
+async function refreshPlans() {
+  const listing = await json("/plans");
+  const rows = listing.plans.map((plan) => {
+    const row = el("tr", { class: "plan", "data-plan": plan.id });
+    for (const value of [plan.created_at, plan.id, planSummary(plan), plan.expires_at]) row.append(el("td", {}, value));
+    row.addEventListener("click", () => showPlan(plan.id));
+    return row;
+  });
+  $("#plan-list tbody").replaceChildren(...rows);
+}
+
+const SYMBOLS = { create: "+", update: "~", replace: "-/+", delete: "-", read: "<=" };
+
+async function showPlan(id) {
+  const plan = await json(`/plans/${encodeURIComponent(id)}`);
+  $("#plan").hidden = false;
+  $("#plan").dataset.plan = plan.id;
+  $("#plan-title").textContent = `Plan ${plan.id}`;
+  $("#plan-summary").textContent = plan.has_changes ? planSummary(plan) : "No changes.";
+  $("#plan-destructions").replaceChildren(...plan.destructions.map((line) => el("li", {}, `destroys: ${line}`)));
+  const blocks = [];
+  for (const enclave of plan.enclaves) {
+    blocks.push(el("p", { class: `enclave ${enclave.operation}` }, `enclave ${enclave.enclave}: ${enclave.operation}`));
+  }
+  for (const partition of plan.partitions) {
+    const block = el("div", { class: "planned", "data-partition": partition.partition, "data-deferred": partition.deferred ? "true" : "false" });
+    const head = el("h3", {}, `${partition.partition} (${partition.operation})`);
+    block.append(head);
+    if (partition.error) block.append(el("p", { class: "error" }, `plan failed: ${partition.error}`));
+    else if (partition.deferred) block.append(el("p", { class: "deferred" }, `deferred: ${partition.deferred}`));
+    else block.append(el("p", {}, partition.summary));
+    const list = el("ul", { class: "changes" });
+    for (const change of partition.changes) {
+      list.append(el("li", { class: `change ${change.action}`, "data-action": change.action }, `${SYMBOLS[change.action] || "?"} ${change.address}`));
+    }
+    block.append(list);
+    if (partition.run_id) {
+      const [enclave, name] = partition.partition.split("/");
+      const link = el("button", { class: "plan-log" }, "terraform's plan log");
+      link.addEventListener("click", () => openLog(enclave, name, partition.run_id));
+      block.append(link);
+    }
+    blocks.push(block);
+  }
+  $("#plan-partitions").replaceChildren(...blocks);
+  $("#plan").scrollIntoView({ behavior: "smooth" });
 }
 
 // --- Partition detail -------------------------------------------------------------------

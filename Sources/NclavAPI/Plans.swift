@@ -154,6 +154,12 @@ public struct PlanBody: Codable, Sendable, Equatable {
     }
 }
 
+/// `GET /plans`: the plans that may still be applied, newest first.
+public struct PlanListing: Codable, Sendable, Equatable {
+    public var plans: [PlanBody]
+    public init(plans: [PlanBody]) { self.plans = plans }
+}
+
 /// One NDJSON line of `POST /plans`: progress while it plans, then the plan, or an error.
 public enum PlanEvent: Codable, Sendable, Equatable {
     case progress(String)

@@ -58,6 +58,8 @@ extension NclavAPIClient {
     /// A saved plan being made: progress events while terraform plans, then the plan.
     public func plan(_ body: Data) -> AsyncThrowingStream<PlanEvent, Error> { events(APIPath.plans, body: body) }
 
+    public func plans() async throws -> Fetched<PlanListing> { try await fetch(APIPath.plans) }
+
     public func savedPlan(_ id: String) async throws -> Fetched<PlanBody> {
         try decode(try await send(.GET, APIPath.plan(id)), APIPath.plan(id))
     }

@@ -43,6 +43,9 @@ struct ReconcileRoutes: Sendable {
         router.post(RouterPath(APIPath.reconcile)) { request, _ in try await apply(try await body(request)) }
         router.post(RouterPath(APIPath.drift)) { request, _ in try await drift(try await body(request)) }
         router.post(RouterPath(APIPath.plans)) { request, _ in try await makePlan(try await body(request)) }
+        router.get(RouterPath(APIPath.plans)) { _, _ in
+            Routes.json(PlanListing(plans: await reconciler().environment.plans.list().map(Self.planBody)))
+        }
         router.get(RouterPath(APIPath.Template.plan)) { _, context in try await savedPlan(try Self.planID(context)) }
         router.delete(RouterPath(APIPath.Template.plan)) { _, context in
             let id = try Self.planID(context)

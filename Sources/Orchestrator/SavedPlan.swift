@@ -207,6 +207,12 @@ public struct PlanStore: Sendable {
 
     public func remove(_ id: UUID) { try? FileManager.default.removeItem(at: folder(id)) }
 
+    /// Every plan that may still be applied, newest first.
+    public func list(now: Date = Date()) -> [SavedPlan] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.compactMap { UUID(uuidString: $0) }.compactMap { try? load($0, now: now) }.sorted { $0.createdAt > $1.createdAt }
+    }
+
     /// Removes expired plans (and folders that never got a plan.json, older than a lifetime).
     @discardableResult
     public func sweep(now: Date = Date()) -> Int {

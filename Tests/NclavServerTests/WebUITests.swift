@@ -98,6 +98,39 @@ struct WebUITests {
         }
     }
 
+    @Test("a saved plan is listed and shown: per partition terraform's resource changes, deferred ones marked, and the plan's own log")
+    func planPage() async throws {
+        let python = try TestSupport.which("python3")
+        _ = try TestSupport.which("chromium")
+        let scratch = try TestSupport.makeScratchDirectory("nclav-ui-plan")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let tree = scratch.appendingPathComponent("local")
+        try FileManager.default.copyItem(at: TestSupport.packageRoot.appendingPathComponent("examples/local"), to: tree)
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            let config = tree.appendingPathComponent("shop/api/config.yml")
+            try (try String(contentsOf: config, encoding: .utf8)).replacingOccurrences(of: "service_name: \"shop-", with: "service_name: \"shop2-")
+                .write(to: config, atomically: true, encoding: .utf8)
+            let plan = try await nclavCLI(["plan", tree.path], server: server)
+            let id = try #require(plan.stdoutLines.last { $0.hasPrefix("Apply exactly this plan: ") }?.split(separator: " ").last.map(String.init))
+            let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
+            let driven = try await TestSupport.runDetached(
+                python, [TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token, "--plan", id, shots.path])
+            #expect(driven.exitCode == 0, "\(driven.stderr)")
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
+            #expect(seen["plan_rows"] as? Int == 1)
+            #expect(seen["list_summary"] as? String == "0 to add, 1 to change, 0 to destroy; 1 deferred")
+            #expect(seen["title"] as? String == "Plan \(id)")
+            let partitions = try #require(seen["partitions"] as? [[String: Any]])
+            #expect(partitions.map { $0["partition"] as? String } == ["shop/api", "shop/web"])
+            #expect(partitions[0]["changes"] as? [String] == ["~ module.partition.terraform_data.service"])
+            #expect(partitions[0]["deferred"] as? Bool == false && partitions[1]["deferred"] as? Bool == true)
+            #expect((partitions[1]["note"] as? String)?.hasPrefix("deferred: inputs from shop/api change") == true)
+            #expect(seen["log_state"] as? String == "succeeded")
+            #expect(seen["log_has_plan_line"] as? Bool == true)
+        }
+    }
+
     @Test("a partition that failed before terraform could start shows why on its detail")
     func failureWithoutRun() async throws {
         let python = try TestSupport.which("python3")

@@ -3,6 +3,7 @@
 
 Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run> [<screenshot directory>]
        drive_ui.py <base-url> <token> --failed <failed partition> [<screenshot directory>]
+       drive_ui.py <base-url> <token> --plan <plan id> [<screenshot directory>]
 Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
 step never happens. Standard library only: a minimal WebSocket client is below.
 """
@@ -10,7 +11,8 @@ import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time
 
 BASE, TOKEN = sys.argv[1], sys.argv[2]
 FAILED = sys.argv[3] == "--failed"
-ARGS = sys.argv[4:] if FAILED else sys.argv[3:]
+PLAN = sys.argv[3] == "--plan"
+ARGS = sys.argv[4:] if FAILED or PLAN else sys.argv[3:]
 PARTITION = ARGS[0]
 SHOTS = ARGS[1] if len(ARGS) > 1 else None
 
@@ -150,6 +152,28 @@ def main():
         seen["token_in_url"] = TOKEN in tools.evaluate("location.href")
         seen["token_in_session_storage"] = tools.evaluate("sessionStorage.getItem('nclav.token')") == TOKEN
         seen["token_in_page"] = TOKEN in tools.evaluate("document.documentElement.outerHTML")
+        if PLAN:
+            # PARTITION holds the plan id here.
+            row = f"document.querySelector('#plan-list tr[data-plan={json.dumps(PARTITION)}]')"
+            tools.wait(f"!!{row}", "the plan in the list of saved plans")
+            seen["plan_rows"] = tools.evaluate("document.querySelectorAll('#plan-list tbody tr').length")
+            seen["list_summary"] = tools.evaluate(f"{row}.children[2].textContent")
+            tools.evaluate(f"{row}.click(); true")
+            tools.wait(f"!document.querySelector('#plan').hidden && document.querySelector('#plan').dataset.plan === {json.dumps(PARTITION)}"
+                       " && document.querySelectorAll('#plan-partitions .planned').length > 0", "the plan's page")
+            seen["title"] = tools.evaluate("document.querySelector('#plan-title').textContent")
+            seen["partitions"] = tools.evaluate(
+                "[...document.querySelectorAll('#plan-partitions .planned')].map(b => ({partition: b.dataset.partition, "
+                "deferred: b.dataset.deferred === 'true', note: b.querySelector('p').textContent, "
+                "changes: [...b.querySelectorAll('li.change')].map(li => li.textContent)}))")
+            seen["destructions"] = tools.evaluate("[...document.querySelectorAll('#plan-destructions li')].map(li => li.textContent)")
+            tools.screenshot("6-plan.png")
+            tools.evaluate("document.querySelector('#plan-partitions .planned[data-deferred=\"false\"] button.plan-log').click(); true")
+            tools.wait("!document.querySelector('#log').hidden && document.querySelector('#log').dataset.state !== 'streaming'", "the plan's log")
+            seen["log_state"] = tools.evaluate("document.querySelector('#log').dataset.state")
+            seen["log_has_plan_line"] = tools.evaluate("/Plan: \\d+ to add/.test(document.querySelector('#log-text').textContent)")
+            print(json.dumps(seen))
+            return
         tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(PARTITION)}]')"
                        ".dispatchEvent(new MouseEvent('click', {bubbles: true})); true")
         if FAILED:
