@@ -74,7 +74,7 @@ async function refresh() {
   const reconcile = status.reconcile_in_progress ? ` · reconcile in progress (${status.reconcile_in_progress.holder})` : "";
   $("#summary").textContent = `${status.enclave_count} enclave(s)${reconcile}${checked}`;
   drawGraph(graph);
-  await refreshPlans();
+  await Promise.all([refreshPlans(), refreshReconciles()]);
   if (selected) await showDetail(selected.enclave, selected.partition, false);
 }
 
@@ -126,6 +126,46 @@ function drawGraph(graph) {
   }
   const width = 40 + graph.enclaves.length * (boxWidth + columnGap);
   svg.setAttribute("viewBox", `0 0 ${width} ${height + 30}`);
+}
+
+// --- Reconciles ---------------------------------------------------------------------------
+
+async function refreshReconciles() {
+  const listing = await json("/reconciles");
+  const rows = listing.reconciles.slice(0, 20).map((entry) => {
+    const row = el("tr", { class: "reconcile", "data-reconcile": entry.id });
+    for (const value of [entry.started_at, entry.id, entry.message, entry.result]) row.append(el("td", {}, value));
+    row.addEventListener("click", () => showReconcile(entry.id));
+    return row;
+  });
+  $("#reconcile-list tbody").replaceChildren(...rows);
+}
+
+async function showReconcile(id) {
+  const page = await json(`/reconciles/${encodeURIComponent(id)}`);
+  $("#reconcile").hidden = false;
+  $("#reconcile").dataset.reconcile = page.reconcile.id;
+  $("#reconcile-title").textContent = `Reconcile ${page.reconcile.id}`;
+  const seconds = page.reconcile.finished_at ? ((new Date(page.reconcile.finished_at) - new Date(page.reconcile.started_at)) / 1000).toFixed(1) : null;
+  // Event times are kept to the second: a shorter reconcile shows no duration.
+  $("#reconcile-summary").textContent = `${page.reconcile.message}: ${page.reconcile.result}` + (seconds > 0 ? ` (${seconds} s)` : "");
+  $("#reconcile-enclaves").replaceChildren(...page.enclaves.map((line) => el("li", {}, line)));
+  const rows = page.partitions.map((line) => {
+    const row = el("tr", { class: `outcome ${line.result}`, "data-partition": line.partition, "data-result": line.result });
+    const duration = line.seconds !== undefined && line.seconds !== null ? `${line.seconds.toFixed(1)} s` : "—";
+    for (const value of [line.partition, line.operation || "—", line.result, duration, line.reason]) row.append(el("td", {}, value));
+    const cell = el("td");
+    if (line.run_id) {
+      const [enclave, name] = line.partition.split("/");
+      const link = el("button", { class: "run-log" }, "log");
+      link.addEventListener("click", () => openLog(enclave, name, line.run_id));
+      cell.append(link);
+    }
+    row.append(cell);
+    return row;
+  });
+  $("#reconcile-partitions tbody").replaceChildren(...rows);
+  $("#reconcile").scrollIntoView({ behavior: "smooth" });
 }
 
 // --- Saved plans ------------------------------------------------------------------------

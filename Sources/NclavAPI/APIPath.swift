@@ -18,12 +18,14 @@ public enum APIPath {
     public static let metrics = "/metrics"
     public static let openAPI = "/openapi.yaml"
     public static let plans = "/plans"
+    public static let reconciles = "/reconciles"
 
     public static func enclave(_ id: String) -> String { "/enclaves/\(id)" }
     public static func enclaveGraph(_ id: String) -> String { "/enclaves/\(id)/graph" }
     public static func partition(_ key: StateKey) -> String { "/enclaves/\(key.enclave)/partitions/\(key.partition)" }
     public static func forget(_ key: StateKey) -> String { partition(key) + "?forget=true" }
     public static func plan(_ id: String) -> String { "\(plans)/\(id)" }
+    public static func reconcilePage(_ id: String) -> String { "\(reconciles)/\(id)" }
     public static func orphans(enclave: String?) -> String { enclave.map { "\(orphansBase)?enclave=\($0)" } ?? orphansBase }
 
     public static func runs(_ key: StateKey) -> String { partition(key) + "/iac/runs" }
@@ -42,6 +44,7 @@ public enum APIPath {
     public enum Template {
         public static let enclave = "/enclaves/:enclave"
         public static let plan = "/plans/:plan"
+        public static let reconcile = "/reconciles/:reconcile"
         public static let enclaveGraph = "/enclaves/:enclave/graph"
         public static let partition = "/enclaves/:enclave/partitions/:partition"
         public static let runs = partition + "/iac/runs"

@@ -173,6 +173,7 @@ extension NclavServer {
         let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
         routes.register(on: router)
         LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
+        ReconcileReports(store: store).register(on: router)
         reconcileRoutes(store: store, configuration: configuration, token: token, address: address, metrics: metrics, reconciles: reconciles)
             .register(on: router) { request in try await routes.body(request) }
         router.get("/metrics") { _, _ in

@@ -368,11 +368,7 @@ struct ReconcileRoutes: Sendable {
         return targets.isEmpty ? nil : targets
     }
 
-    static func planID(_ context: NclavRequestContext) throws -> UUID {
-        let text = try Routes.id(context, "plan")
-        guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "`\(text)` is not a plan id (a UUID)") }
-        return id
-    }
+    static func planID(_ context: NclavRequestContext) throws -> UUID { try Routes.uuid(context, "plan") }
 
     // MARK: Plans
 

@@ -78,6 +78,13 @@ struct Routes: Sendable {
     }
 
     /// Path ids are checked before anything uses them: they name files and rows.
+    /// A path parameter that must be a UUID (a plan, a reconcile).
+    static func uuid(_ context: NclavRequestContext, _ name: String) throws -> UUID {
+        let text = context.parameters.get(name) ?? ""
+        guard let id = UUID(uuidString: text) else { throw APIError(.badRequest, "`\(text.prefix(64))` is not a \(name) id (a UUID)") }
+        return id
+    }
+
     static func id(_ context: NclavRequestContext, _ name: String) throws -> String {
         let value = context.parameters.get(name) ?? ""
         if let problem = Identifier.problem(with: value) {

@@ -113,6 +113,9 @@ struct OpenAPIAndMetricsTests {
                     runID: "r", changedOutputs: [])
             ], enclaves: [], lines: [], hasChanges: true, destructions: [], errors: [])
         #expect(try keys(plan) == (try schemaProperties("Plan")))
+        #expect(
+            try keys(ReconcileEntry(id: "r", startedAt: Date(), finishedAt: Date(), result: "succeeded", message: "m"))
+                == (try schemaProperties("ReconcileEntry")))
         let nested = try #require(try JSONSerialization.jsonObject(with: try Wire.encoder().encode(outcome)) as? [String: Any])
         let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])
         let reportSchema = try #require(((root["components"] as? [String: Any])?["schemas"] as? [String: Any])?["Report"] as? [String: Any])

@@ -50,6 +50,14 @@ struct PlanCommandTests {
             #expect(plan.stdoutLines.contains { $0.hasPrefix("~ shop/web (update) deferred: inputs from shop/api change") }, "\(plan.stdout)")
             let id = try #require(plan.stdoutLines.last { $0.hasPrefix("Apply exactly this plan: ") }?.split(separator: " ").last.map(String.init))
 
+            // Plan and reconcile ids are UUIDs in paths, whatever character they start with.
+            #expect(try await http(.GET, server.baseURL + "/plans/\(id)", auth: .bearer(server.token)).status == 200)
+            for path in ["/plans/", "/reconciles/"] {
+                #expect(
+                    try await http(.GET, server.baseURL + path + "00000000-0000-4000-8000-000000000000", auth: .bearer(server.token)).status == 404)
+                #expect(try await http(.GET, server.baseURL + path + "nope", auth: .bearer(server.token)).status == 400)
+                #expect(try await http(.GET, server.baseURL + path + "00000000-0000-4000-8000-000000000000").status == 401)
+            }
             let json = try await nclavCLI(["plan", tree.path, "-o", "json"], server: server)
             let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
             #expect(document["has_changes"] as? Bool == true)

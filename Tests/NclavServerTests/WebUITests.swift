@@ -131,6 +131,43 @@ struct WebUITests {
         }
     }
 
+    @Test("each apply is one page: every partition it ran, failed or skipped, with its operation, result, duration and log")
+    func reconcilePage() async throws {
+        let python = try TestSupport.which("python3")
+        _ = try TestSupport.which("chromium")
+        let scratch = try TestSupport.makeScratchDirectory("nclav-ui-reconcile")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let tree = scratch.appendingPathComponent("local")
+        try FileManager.default.copyItem(at: TestSupport.packageRoot.appendingPathComponent("examples/local"), to: tree)
+        let cache = tree.appendingPathComponent("data/cache/main.tf")
+        try (try String(contentsOf: cache, encoding: .utf8) + "\nresource \"terraform_data\" \"broken\" {\n  input = no_such_function()\n}\n")
+            .write(to: cache, atomically: true, encoding: .utf8)
+        try await withServer { server async throws in
+            let report = scratch.appendingPathComponent("report.json")
+            let apply = try await nclavCLI(["apply", tree.path, "--auto-approve", "--report-file", report.path], server: server)
+            #expect(apply.exitCode == 1)
+            let written = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+            let id = try #require((written["reconcile_ids"] as? [String])?.first).lowercased()
+
+            let page = try await http(.GET, server.baseURL + "/reconciles/\(id)", auth: .bearer(server.token)).json()
+            #expect((page["reconcile"] as? [String: Any])?["result"] as? String == "1 error(s)", "\(page)")
+            let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
+            let driven = try await TestSupport.runDetached(
+                python, [TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token, "--reconcile", id, shots.path])
+            #expect(driven.exitCode == 0, "\(driven.stderr)")
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
+            #expect((seen["summary"] as? String)?.contains(" change(s): 1 error(s)") == true, "\(seen)")
+            let rows = Dictionary(
+                uniqueKeysWithValues: (seen["rows"] as? [[Any]] ?? []).map {
+                    ($0[0] as? String ?? "", ($0[1] as? String ?? "", $0[2] as? String ?? ""))
+                })
+            #expect(rows["data/cache"]?.0 == "failed" && rows["data/cache"]?.1 == "provision", "\(rows)")
+            #expect(rows["platform/network"]?.0 == "succeeded")
+            #expect(rows["data/postgres"]?.0 == "skipped" && rows["shop/web"]?.0 == "skipped", "\(rows)")
+            #expect(seen["log_state"] as? String != nil)
+        }
+    }
+
     @Test("a partition that failed before terraform could start shows why on its detail")
     func failureWithoutRun() async throws {
         let python = try TestSupport.which("python3")

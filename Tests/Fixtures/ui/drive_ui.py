@@ -4,6 +4,7 @@
 Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run> [<screenshot directory>]
        drive_ui.py <base-url> <token> --failed <failed partition> [<screenshot directory>]
        drive_ui.py <base-url> <token> --plan <plan id> [<screenshot directory>]
+       drive_ui.py <base-url> <token> --reconcile <reconcile id> [<screenshot directory>]
 Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
 step never happens. Standard library only: a minimal WebSocket client is below.
 """
@@ -12,7 +13,8 @@ import base64, json, os, shutil, socket, struct, subprocess, sys, tempfile, time
 BASE, TOKEN = sys.argv[1], sys.argv[2]
 FAILED = sys.argv[3] == "--failed"
 PLAN = sys.argv[3] == "--plan"
-ARGS = sys.argv[4:] if FAILED or PLAN else sys.argv[3:]
+RECONCILE = sys.argv[3] == "--reconcile"
+ARGS = sys.argv[4:] if FAILED or PLAN or RECONCILE else sys.argv[3:]
 PARTITION = ARGS[0]
 SHOTS = ARGS[1] if len(ARGS) > 1 else None
 
@@ -152,6 +154,23 @@ def main():
         seen["token_in_url"] = TOKEN in tools.evaluate("location.href")
         seen["token_in_session_storage"] = tools.evaluate("sessionStorage.getItem('nclav.token')") == TOKEN
         seen["token_in_page"] = TOKEN in tools.evaluate("document.documentElement.outerHTML")
+        if RECONCILE:
+            # PARTITION holds the reconcile id here.
+            row = f"document.querySelector('#reconcile-list tr[data-reconcile={json.dumps(PARTITION)}]')"
+            tools.wait(f"!!{row}", "the reconcile in the list")
+            tools.evaluate(f"{row}.click(); true")
+            tools.wait(f"!document.querySelector('#reconcile').hidden && document.querySelector('#reconcile').dataset.reconcile === {json.dumps(PARTITION)}",
+                       "the reconcile's page")
+            seen["summary"] = tools.evaluate("document.querySelector('#reconcile-summary').textContent")
+            seen["rows"] = tools.evaluate(
+                "[...document.querySelectorAll('#reconcile-partitions tbody tr')].map(r => [r.dataset.partition, r.dataset.result, "
+                "r.children[1].textContent, !!r.querySelector('button.run-log')])")
+            tools.screenshot("7-reconcile.png")
+            tools.evaluate("document.querySelector('#reconcile-partitions button.run-log').click(); true")
+            tools.wait("!document.querySelector('#log').hidden && document.querySelector('#log').dataset.state !== 'streaming'", "a run's log")
+            seen["log_state"] = tools.evaluate("document.querySelector('#log').dataset.state")
+            print(json.dumps(seen))
+            return
         if PLAN:
             # PARTITION holds the plan id here.
             row = f"document.querySelector('#plan-list tr[data-plan={json.dumps(PARTITION)}]')"
