@@ -194,6 +194,7 @@ struct ReconcileRoutes: Sendable {
             pluginCache: configuration.home.appendingPathComponent("plugin-cache"),
             stopPolicy: StopPolicy(timeout: configuration.runTimeout, gracePeriod: configuration.runGracePeriod), progress: progress)
         environment.observer = observer
+        environment.plans.lifetime = Double(configuration.planLifetime.components.seconds)
         return Reconciler(environment: environment)
     }
 

@@ -28,6 +28,8 @@ public struct ServerConfiguration: Sendable {
     /// Run a drift check of everything this often (`--drift-interval`); nil: never on its own.
     public var driftInterval: Duration? = nil
     public var runTimeout: Duration = .seconds(30 * 60)
+    /// How long a saved plan may be applied (`--plan-lifetime`).
+    public var planLifetime: Duration = .seconds(24 * 3600)
     /// A connection that sends no complete request part (head, body chunk, end) for this long
     /// while no answer is being written is closed: a slow or stalled client cannot hold one.
     public var idleTimeout: Duration = .seconds(60)

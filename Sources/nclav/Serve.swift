@@ -74,6 +74,10 @@ struct Serve: AsyncParsableCommand {
     var idleTimeout: Int = 60
 
     @Option(
+        name: .customLong("plan-lifetime"),
+        help: "How long a saved plan (`nclav plan`) may be applied before it expires and is removed, e.g. 2h or 1d.")
+    var planLifetime: String = "24h"
+    @Option(
         name: .customLong("drift-interval"),
         help: "Check every applied partition for drift this often (90s, 30m, 6h, 1d); default: only on `nclav drift`.")
     var driftInterval: String?
@@ -106,6 +110,9 @@ struct Serve: AsyncParsableCommand {
         if runTimeout < 1 { throw ValidationError("--run-timeout must be at least 1 second") }
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
         if runGracePeriod < 0 { throw ValidationError("--run-grace-period cannot be negative") }
+        if ServerConfiguration.parseInterval(planLifetime) == nil {
+            throw ValidationError("--plan-lifetime `\(planLifetime)` is not a duration; use e.g. 30m, 6h, 1d or 1h30m")
+        }
         if let driftInterval, ServerConfiguration.parseInterval(driftInterval) == nil {
             throw ValidationError("--drift-interval `\(driftInterval)` is not a duration; use e.g. 90s, 30m, 6h, 1d or 1h30m")
         }
@@ -142,6 +149,7 @@ struct Serve: AsyncParsableCommand {
             port: resolvedPort, home: home, store: store, defaultCloud: cloud, enabledClouds: enableCloud,
             maxStateBytes: maxStateSize, retainedStateVersions: stateVersions, rotateToken: rotateToken)
         configuration.runTimeout = .seconds(runTimeout)
+        configuration.planLifetime = ServerConfiguration.parseInterval(planLifetime) ?? .seconds(24 * 3600)
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.runGracePeriod = .seconds(runGracePeriod)
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)

@@ -163,6 +163,30 @@ struct SavedPlanTests {
         }
     }
 
+    @Test("a plan expires after its lifetime: refused, then removed with its plan files; the sweep removes the expired")
+    func expiry() async throws {
+        try await ReconcileHarness.with(fixture: nil) { harness in
+            try Self.shop(harness.builder)
+            let plans = harness.reconciler.environment.plans
+            let first = try await makePlan(harness)
+            let second = try await makePlan(harness)
+            let folder = plans.folder(first.id)
+            #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent("shop.api.tfplan").path))
+            let later = Date().addingTimeInterval(plans.lifetime + 60)
+            do {
+                _ = try plans.load(first.id, now: later)
+                Issue.record("an expired plan was loaded")
+            } catch {
+                guard case SavedPlanError.expired(let id, let at) = error else { throw error }
+                #expect(id == first.id && abs(at.timeIntervalSince(first.expiresAt)) < 1)
+            }
+            #expect(!FileManager.default.fileExists(atPath: folder.path))
+            #expect(plans.sweep(now: later) == 1)
+            #expect(plans.list(now: Date()).isEmpty)
+            #expect(throws: SavedPlanError.notFound(second.id)) { try plans.load(second.id) }
+        }
+    }
+
     @Test("a removed partition is planned with -destroy and torn down by applying that plan")
     func plannedTeardown() async throws {
         try await ReconcileHarness.with(fixture: nil) { harness in
