@@ -28,8 +28,9 @@ public struct Validate: ParsableCommand {
         do {
             result = try ValidationResult.check(directory: directory)
         } catch {
+            // The directory given cannot be read as a tree: a usage error (EX_USAGE).
             FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-            throw ExitCode(2)
+            throw ExitCode(64)
         }
         switch output {
         case .json:

@@ -30,6 +30,10 @@ public enum ClientError: Error, Sendable, CustomStringConvertible {
         case .invalidURL(let url):
             return "`\(url)` is not a valid server URL; expected something like http://localhost:8080"
         case .unreachable(let url, let reason):
+            if reason.contains("UnknownHost") || reason.contains("Name or service not known") {
+                let host = URL(string: url)?.host ?? url
+                return "the server's host name `\(host)` does not resolve (from \(url)); check --remote / NCLAV_URL for a typo, or this machine's DNS"
+            }
             return "cannot reach the nclav server at \(url) (\(reason)); start it with `nclav serve`, or point --remote / NCLAV_URL at it"
         case .unauthorized(let url, let source):
             return

@@ -133,7 +133,22 @@ public enum NclavServer {
             configuration: .init(
                 services: services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do { try await group.run() } catch  where "\(error)".contains("Address already in use") {
+            throw ServerStartError.addressInUse(host: configuration.bindHost, port: configuration.port)
+        }
+    }
+}
+
+/// Why the server could not start, with what to do about it.
+public enum ServerStartError: Error, Sendable, CustomStringConvertible {
+    case addressInUse(host: String, port: Int)
+
+    public var description: String {
+        switch self {
+        case .addressInUse(let host, let port):
+            return
+                "cannot listen on \(host):\(port): the address is already in use (another `nclav serve`, or another program); stop it, or pass another --port"
+        }
     }
 }
 

@@ -193,6 +193,10 @@ struct Routes: Sendable {
     func runs(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
         let key = try key(context)
         let runs = try await store.runs(enclave: key.enclave, partition: key.partition, limit: try limit(request, default: 50, maximum: 1000))
+        // A partition torn down keeps its runs; one that never existed is a typo, not "no runs".
+        if runs.isEmpty, try await !store.partitions(ofEnclave: key.enclave).contains(where: { $0.partitionID == key.partition }) {
+            throw APIError(.notFound, "partition \(key) is not in state and has no runs; `nclav status` lists what is")
+        }
         return Self.json(RunListing(runs: runs))
     }
 

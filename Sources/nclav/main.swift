@@ -1,10 +1,12 @@
 import ArgumentParser
 import Foundation
 import NclavCLI
+import NclavServer
 
 /// The `nclav` command line. Commands parse arguments and print; the work happens in the
 /// libraries. Exit codes: 0 success, 1 the command ran and found problems (or the server
-/// refused), 2 usage errors.
+/// refused), 2 changes or drift found (`diff --detailed-exitcode`, `plan`, `drift`), 64 usage
+/// errors (argument-parser's own, EX_USAGE), so a typo never reads as "changes present".
 struct Nclav: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nclav",
@@ -68,18 +70,22 @@ do {
     try await execute(try await Nclav.asyncParseAsRoot(movingGlobalOptionsAfterCommand(Array(CommandLine.arguments.dropFirst()))))
 } catch let exit as ExitCode {
     Foundation.exit(exit.rawValue)
+} catch let failure as ServerStartError {
+    FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+    Foundation.exit(1)
 } catch let failure as CommandFailure {
     FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
     Foundation.exit(1)
 } catch {
-    // Usage errors exit 2 (argument-parser's default is 64) so scripts can tell "invalid
-    // input" (1) from "wrong invocation" (2).
     let code = Nclav.exitCode(for: error)
-    let message = Nclav.fullMessage(for: error)
+    var message = Nclav.fullMessage(for: error)
+    if let suggestion = CommandSuggestion.forUnknown(Array(CommandLine.arguments.dropFirst()), commands: Nclav.configuration.subcommands) {
+        message = suggestion
+    }
     if code == .success {
         print(message)
         Foundation.exit(0)
     }
     FileHandle.standardError.write(Data((message + "\n").utf8))
-    Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+    Foundation.exit(code.rawValue)
 }

@@ -64,18 +64,30 @@ struct ValidateCommandTests {
     }
 
     @Test(
-        "usage errors exit 2",
+        "usage errors exit 64 (2 means changes found)",
         arguments: [["validate"], ["validate", "valid/minimal", "--output", "yaml"], ["validate", "valid/minimal", "--bogus"], ["frobnicate"]])
     func usageErrors(_ arguments: [String]) throws {
         let result = try TestSupport.run(TestSupport.nclavBinary.path, arguments, in: TestSupport.fixtures)
-        #expect(result.exitCode == 2, "\(arguments): \(result.stderr)")
+        #expect(result.exitCode == 64, "\(arguments): \(result.stderr)")
         #expect(!result.stderr.isEmpty)
     }
 
-    @Test("a missing directory exits 2 and says what to pass")
+    @Test("an unknown command names the nearest one; a subcommand's usage error shows that subcommand's usage")
+    func unknownCommand() throws {
+        let typo = try TestSupport.run(TestSupport.nclavBinary.path, ["aply", "examples/local"])
+        #expect(typo.exitCode == 64)
+        #expect(typo.stderr.hasPrefix("error: `aply` is not an nclav command; did you mean `apply`?\nCommands: validate, serve, diff, plan, apply"))
+        let unrelated = try TestSupport.run(TestSupport.nclavBinary.path, ["frobnicate"])
+        #expect(unrelated.stderr.hasPrefix("error: `frobnicate` is not an nclav command\n"), "\(unrelated.stderr)")
+        let option = try TestSupport.run(TestSupport.nclavBinary.path, ["diff", "dir", "--detailed-exitcod"])
+        #expect(option.exitCode == 64, "a typo must not read as changes present")
+        #expect(option.stderr.contains("Usage: nclav diff <directory>"), "\(option.stderr)")
+    }
+
+    @Test("a missing directory is a usage error and says what to pass")
     func missingDirectory() throws {
         let result = try nclav("validate", "no/such/dir", in: TestSupport.fixtures)
-        #expect(result.exitCode == 2)
+        #expect(result.exitCode == 64)
         #expect(result.stderr == "error: `no/such/dir` does not exist; pass the directory that holds your enclave directories\n")
     }
 

@@ -135,7 +135,7 @@ struct ClientCommandTests {
             #expect(empty.exitCode == 1)
             #expect(empty.stderr == "error: no state stored for shop/nothing\n")
             let invalid = try await nclav(["state", "pull", "shop", "../etc"] + remote, home: server.home)
-            #expect(invalid.exitCode == 2)
+            #expect(invalid.exitCode == 64)
 
             let notLocked = try await nclav(["state", "unlock", "shop", "db", "--yes"] + remote, home: server.home)
             #expect(notLocked.stdout == "shop/db is not locked\n")
@@ -176,5 +176,24 @@ struct RollbackTests {
             let missing = try await http(.POST, url + "/versions/99/restore", auth: auth)
             #expect(missing.status == 404)
         }
+    }
+
+    @Test("a port in use and a host name that does not resolve are named, with what to do")
+    func startAndReachErrors() async throws {
+        try await withServer { server async throws in
+            let home = try TestSupport.makeScratchDirectory("nclav-second")
+            defer { try? FileManager.default.removeItem(at: home) }
+            let second = try await TestSupport.runDetached(
+                TestSupport.nclavBinary.path, ["serve", "--port", String(server.port)],
+                environment: ProcessInfo.processInfo.environment.merging(["NCLAV_HOME": home.path]) { $1 })
+            #expect(second.exitCode == 1)
+            #expect(
+                second.stderr.contains(
+                    "error: cannot listen on 127.0.0.1:\(server.port): the address is already in use (another `nclav serve`, or another program); stop it, or pass another --port"
+                ), "\(second.stderr)")
+        }
+        let unknown = try TestSupport.run(TestSupport.nclavBinary.path, ["status", "--remote", "http://nclav.invalid:8080", "--token", "x"])
+        #expect(unknown.exitCode == 1)
+        #expect(unknown.stderr.hasPrefix("error: the server's host name `nclav.invalid` does not resolve"), "\(unknown.stderr)")
     }
 }

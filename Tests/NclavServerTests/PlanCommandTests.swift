@@ -58,6 +58,8 @@ struct PlanCommandTests {
                 #expect(try await http(.GET, server.baseURL + path + "nope", auth: .bearer(server.token)).status == 400)
                 #expect(try await http(.GET, server.baseURL + path + "00000000-0000-4000-8000-000000000000").status == 401)
             }
+            let unknown = try await nclavCLI(["iac", "runs", "shop", "nope"], server: server)
+            #expect(unknown.exitCode == 1 && unknown.stderr.contains("partition shop/nope is not in state and has no runs"), "\(unknown.stderr)")
             let json = try await nclavCLI(["plan", tree.path, "-o", "json"], server: server)
             let document = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
             #expect(document["has_changes"] as? Bool == true)
