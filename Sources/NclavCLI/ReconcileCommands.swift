@@ -215,8 +215,27 @@ public struct Apply: AsyncParsableCommand {
         return .plan(plan.id)
     }
 
+    /// Partitions that the apply did not apply because, planned after their upstreams, they
+    /// would destroy something the approved plan did not show.
+    static let heldBackPrefix = "not applied: planned after its upstreams"
+
     public func run() async throws {
         let api = try client.client()
+        // On a terminal, what a deferred partition's new plan would destroy is shown and asked
+        // about right away, round after round, instead of leaving the user to apply again.
+        for round in 1...5 {
+            let (failed, heldBack) = try await applyOnce(api)
+            guard heldBack > 0, planID == nil, !autoApprove, isatty(STDIN_FILENO) != 0, round < 5 else {
+                if failed { throw ExitCode(1) }
+                return
+            }
+            print("\n\(heldBack) partition(s) planned after their upstreams would destroy something not shown before; their plan:\n")
+        }
+    }
+
+    /// One plan (unless --plan or --auto-approve), approval and apply. Returns whether anything
+    /// failed, and how many partitions were held back for destroying what was not approved.
+    func applyOnce(_ api: NclavAPIClient) async throws -> (failed: Bool, heldBack: Int) {
         var extra: [String: Any] = ["allow_delete_all": allowDeleteAll].merging(targets.body) { $1 }
         if let parallelism { extra["parallelism"] = parallelism }
         if let planID {
@@ -230,7 +249,7 @@ public struct Apply: AsyncParsableCommand {
                     empty.finish(at: Date(), started: Date())
                     try empty.write(to: path)
                 }
-                return
+                return (false, 0)
             case .plan(let id):
                 extra["plan_id"] = id
                 extra["targets"] = nil  // the plan carries them
@@ -292,7 +311,8 @@ public struct Apply: AsyncParsableCommand {
             runReport.finish(at: Date(), started: start)
             try runReport.write(to: path)
         }
-        if failed { throw ExitCode(1) }
+        let heldBack = runReport.outcomes.filter { $0.result == "failed" && $0.reason?.hasPrefix(Self.heldBackPrefix) == true }.count
+        return (failed, heldBack)
     }
 }
 

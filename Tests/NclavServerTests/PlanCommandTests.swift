@@ -20,6 +20,11 @@ struct PlanCommandTests {
 
     /// The CLI on a pseudo-terminal (util-linux `script`), `answer` typed at its prompt.
     func onTerminal(_ arguments: [String], answer: String, server: ServerProcess) async throws -> TestSupport.ProcessResult {
+        try await onTerminal(arguments, answers: [answer], server: server)
+    }
+
+    /// The CLI on a pseudo-terminal, each of `answers` typed at a prompt in turn.
+    func onTerminal(_ arguments: [String], answers: [String], server: ServerProcess) async throws -> TestSupport.ProcessResult {
         let command = ([TestSupport.nclavBinary.path] + arguments).map { "'\($0)'" }.joined(separator: " ")
         var environment = ProcessInfo.processInfo.environment
         environment["NCLAV_HOME"] = server.home.path
@@ -27,7 +32,8 @@ struct PlanCommandTests {
         environment["NCLAV_TOKEN"] = nil
         let script = try TestSupport.which("script")
         return try await TestSupport.runDetached(
-            "/bin/sh", ["-c", "printf '%s\\n' \"$1\" | '\(script)' -qec \"$2\" /dev/null", "sh", answer, command], environment: environment)
+            "/bin/sh", ["-c", "command=\"$1\"; shift; printf '%s\\n' \"$@\" | '\(script)' -qec \"$command\" /dev/null", "sh", command] + answers,
+            environment: environment)
     }
 
     func runCount(_ server: ServerProcess, _ enclave: String, _ partition: String) async throws -> Int {
@@ -110,6 +116,25 @@ struct PlanCommandTests {
             let accepted = try await onTerminal(["apply", tree.path], answer: "yes", server: server)
             #expect(accepted.exitCode == 0, "\(accepted.stdout)\(accepted.stderr)")
             #expect(accepted.stdout.contains("Apply complete:"), "\(accepted.stdout)")
+            #expect(try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server).exitCode == 0)
+        }
+    }
+
+    @Test(
+        "on a terminal, a deferred partition whose new plan destroys something is shown and asked about in a second round, and the tree converges"
+    )
+    func terminalSecondRound() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            try edit(tree, "shop/api/config.yml") { $0.replacingOccurrences(of: "service_name: \"shop-", with: "service_name: \"shop2-") }
+            let result = try await onTerminal(["apply", tree.path], answers: ["yes", "yes"], server: server)
+            #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
+            #expect(
+                result.stdout.contains("1 partition(s) planned after their upstreams would destroy something not shown before"), "\(result.stdout)")
+            #expect(result.stdout.contains("-/+ terraform_data.site"), "the replacement is shown before the second yes: \(result.stdout)")
+            #expect(result.stdout.components(separatedBy: "Only `yes` is accepted").count == 3, "asked twice")
             #expect(try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server).exitCode == 0)
         }
     }
