@@ -28,8 +28,9 @@ public enum TreeLoader {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else { throw .notFound(directory) }
         guard isDirectory.boolValue else { throw .notADirectory(directory) }
         var walk = Walk(root: directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory)
-        walk.checkRootConfig()
-        walk.visit(relative: "")
+        // An enclave directory given instead of the tree: the hint alone, not the cascade of
+        // "unknown key" errors its partitions would give when read as enclaves.
+        if !walk.rootIsAnEnclave() { walk.visit(relative: "") }
         return LoadedTree(
             root: directory, enclaves: walk.enclaves, diagnostics: walk.sink.items,
             unreadableEnclaveIDs: walk.unreadableEnclaveIDs, filesRead: walk.filesRead)
@@ -102,8 +103,8 @@ public enum TreeLoader {
         }
 
         /// A `config.yml` at the root usually means the user passed an enclave directory.
-        mutating func checkRootConfig() {
-            guard hasConfig(Self.configName) else { return }
+        mutating func rootIsAnEnclave() -> Bool {
+            guard hasConfig(Self.configName) else { return false }
             let sink = DiagnosticSink()
             if let document = YAMLDocument.read(path(Self.configName), file: Self.configName, sink: sink),
                 let root = document.root, case .mapping(let mapping) = root, mapping["id"] != nil
@@ -112,7 +113,9 @@ public enum TreeLoader {
                     .start(of: Self.configName),
                     "this config.yml declares an enclave at the top of the enclaves directory; pass the directory that contains enclave directories (its parent) instead"
                 )
+                return true
             }
+            return false
         }
 
         static let configName = TreeLoader.configFileName
