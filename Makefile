@@ -35,7 +35,7 @@ format-check:
 	$(SWIFT) format lint --strict --recursive Sources Tests Plugins Package.swift
 
 validate-examples: build
-	@for example in examples/*/; do $(NCLAV) validate "$$example" | tail -n 1; done
+	@for example in examples/*/; do printf '%s: ' "$${example%/}"; $(NCLAV) validate "$$example" | tail -n 1; done
 
 ## docs: regenerate docs/cli.md from the CLI's own help
 docs: build

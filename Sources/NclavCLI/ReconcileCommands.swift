@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NclavAPI
 import NclavClient
+import NclavCore
 import NclavFiles
 
 /// Reads a local enclaves directory into the upload format, under the same rules the server
@@ -155,9 +156,16 @@ public struct Apply: AsyncParsableCommand {
         help: "Apply without planning first and asking; with --plan, let partitions it deferred destroy or replace resources.")
     var autoApprove = false
     @OptionGroup var targets: TargetOptions
+    @Option(
+        name: .customLong("wait"),
+        help: "When another reconcile holds the server, wait up to this long for it (90s, 10m, 1h) instead of failing.")
+    var wait: String?
 
     public func validate() throws {
         if let parallelism, parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
+        if let wait, DurationText.parse(wait) == nil {
+            throw ValidationError("--wait `\(wait)` is not a duration; use e.g. 90s, 10m, 1h or 1h30m")
+        }
         if let planID, UUID(uuidString: planID) == nil { throw ValidationError("--plan `\(planID)` is not a plan id (a UUID from `nclav plan`)") }
         if planID != nil && !(targets.enclaves.isEmpty && targets.partitions.isEmpty) {
             throw ValidationError("--plan applies the targets the plan was made with; drop --enclave/--partition")
@@ -224,12 +232,38 @@ public struct Apply: AsyncParsableCommand {
         // On a terminal, what a deferred partition's new plan would destroy is shown and asked
         // about right away, round after round, instead of leaving the user to apply again.
         for round in 1...5 {
-            let (failed, heldBack) = try await applyOnce(api)
+            let (failed, heldBack) = try await waitingForOthers { try await applyOnce(api) }
             guard heldBack > 0, planID == nil, !autoApprove, isatty(STDIN_FILENO) != 0, round < 5 else {
                 if failed { throw ExitCode(1) }
                 return
             }
             print("\n\(heldBack) partition(s) planned after their upstreams would destroy something not shown before; their plan:\n")
+        }
+    }
+
+    /// Runs `body`, and with --wait runs it again while another reconcile holds the server
+    /// (409), until the wait is over.
+    func waitingForOthers<T>(_ body: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + (wait.flatMap(DurationText.parse) ?? .zero)
+        var said = false
+        while true {
+            do { return try await body() } catch let error as ClientError {
+                guard case .server(409, let message, _) = error, message.contains("another reconcile"), ContinuousClock.now < deadline else {
+                    throw error
+                }
+                if !said {
+                    print("waiting: \(message)")
+                    said = true
+                }
+                try await Task.sleep(for: .seconds(2))
+            } catch let failure as CommandFailure where failure.description.contains("another reconcile is in progress") {
+                guard ContinuousClock.now < deadline else { throw failure }
+                if !said {
+                    print("waiting: \(failure.description)")
+                    said = true
+                }
+                try await Task.sleep(for: .seconds(2))
+            }
         }
     }
 
@@ -342,11 +376,12 @@ public struct Iac: AsyncParsableCommand {
                 if runs.isEmpty { return print("no IaC runs for \(key)") }
                 let formatter = ISO8601DateFormatter()
                 table(
-                    ["ID", "OPERATION", "STATUS", "STARTED", "EXIT"],
-                    runs.map {
+                    ["ID", "OPERATION", "STATUS", "STARTED", "DURATION", "EXIT"],
+                    runs.map { run in
                         [
-                            $0.id.uuidString, $0.operation.rawValue, $0.status.rawValue, formatter.string(from: $0.startedAt),
-                            $0.exitCode.map(String.init) ?? "-",
+                            run.id.uuidString, run.operation.rawValue, run.status.rawValue, formatter.string(from: run.startedAt),
+                            run.finishedAt.map { String(format: "%.1fs", $0.timeIntervalSince(run.startedAt)) } ?? "running",
+                            run.exitCode.map(String.init) ?? "-",
                         ]
                     }
                 ).forEach { print($0) }

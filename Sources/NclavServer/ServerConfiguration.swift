@@ -67,25 +67,5 @@ public struct ServerConfiguration: Sendable {
 
 extension ServerConfiguration {
     /// `90s`, `30m`, `6h`, `1d`, or sums like `1h30m`; at least one second.
-    public static func parseInterval(_ text: String) -> Duration? {
-        var total: Int64 = 0
-        var number = ""
-        for character in text {
-            if character.isASCII && character.isNumber {
-                number.append(character)
-                continue
-            }
-            guard let value = Int64(number) else { return nil }
-            switch character {
-            case "s": total += value
-            case "m": total += value * 60
-            case "h": total += value * 3600
-            case "d": total += value * 86400
-            default: return nil
-            }
-            number = ""
-        }
-        guard number.isEmpty, total >= 1 else { return nil }
-        return .seconds(total)
-    }
+    public static func parseInterval(_ text: String) -> Duration? { DurationText.parse(text) }
 }

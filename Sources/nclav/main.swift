@@ -24,10 +24,28 @@ struct Nclav: AsyncParsableCommand {
         version: NclavVersion.current,
         subcommands: [
             Validate.self, Serve.self, Diff.self, PlanCommand.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self,
-            Drift.self, Orphans.self, Platform.self, Bootstrap.self,
+            Drift.self, Orphans.self, Platform.self, Bootstrap.self, Completion.self,
         ]
     )
 }
+
+/// `nclav completion bash|zsh|fish`: the shell completion script, as `gh` and `kubectl` print
+/// theirs (`make completions` installs all three for the current user).
+struct Completion: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the shell completion script for bash, zsh or fish.",
+        discussion: """
+            Examples:
+              source <(nclav completion bash)
+              nclav completion zsh > ~/.zfunc/_nclav
+              nclav completion fish > ~/.config/fish/completions/nclav.fish
+            """)
+    @Argument(help: "bash, zsh or fish.") var shell: CompletionShell
+
+    func run() throws { print(Nclav.completionScript(for: shell)) }
+}
+
+extension CompletionShell: @retroactive ExpressibleByArgument {}
 
 enum NclavVersion {
     static let current = "0.1.0"

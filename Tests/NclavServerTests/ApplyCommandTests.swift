@@ -55,6 +55,7 @@ struct ApplyCommandTests {
             let runs = try await nclav(["iac", "runs", "platform", "network"], server: server)
             // Newest first: the update, its plan, the first provision, its plan (and the header).
             #expect(runs.stdoutLines.count == 5, "\(runs.stdout)")
+            #expect(runs.stdoutLines[0].contains("DURATION") && runs.stdoutLines[1].contains("s "), "\(runs.stdout)")
             #expect(runs.stdoutLines[1].contains("update     succeeded"))
             #expect(runs.stdoutLines[2].contains("plan       succeeded"))
             // shop/web imports the edge hostname, so the region change re-ran it: an in-place update.
@@ -218,6 +219,11 @@ struct ApplyCommandTests {
             let second = try await nclav(["apply", tree.path, "--auto-approve"], server: server)
             #expect(second.exitCode == 1)
             #expect(second.stderr.contains("server answered 409: another reconcile is in progress"), "\(second.stderr)")
+            // With --wait it waits for the first instead, then plans and finds it done.
+            let waiting = try await nclav(["apply", tree.path, "--wait", "2m"], server: server)
+            #expect(waiting.exitCode == 0, "\(waiting.stdout)\(waiting.stderr)")
+            #expect(waiting.stdout.hasPrefix("waiting: server answered 409: another reconcile is in progress"), "\(waiting.stdout)")
+            #expect(waiting.stdout.hasSuffix("No changes.\n"), "\(waiting.stdout)")
             #expect(try await first.exitCode == 0)
         }
     }
