@@ -184,7 +184,6 @@ public struct TerraformInvoker: IacTool {
         if let cache = invocation.pluginCacheDirectory {
             try? FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
         }
-        let toolName = URL(fileURLWithPath: invocation.tool).lastPathComponent
         let toolVersion = try await Self.versions.version(of: invocation.tool) {
             try await probeVersion(of: invocation.tool, environment: environment, directory: invocation.workspace.path)
         }
