@@ -32,6 +32,8 @@ public struct Destroy: AsyncParsableCommand {
     @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
     @OptionGroup var client: ClientOptions
     @OptionGroup var reportOption: ReportOption
+    @Option(name: [.short, .long], help: "Output format: text, or json (NDJSON: the destroy's events, then the run report).")
+    var output: OutputFormat = .text
 
     public func validate() throws {
         if all && !enclaves.isEmpty { throw ValidationError("give enclave ids or --all, not both") }
@@ -67,6 +69,8 @@ public struct Destroy: AsyncParsableCommand {
             return try await ForgetCommand.forget(enclave: enclaves[0], partition: partition, yes: yes, client: client)
         }
         let api = try client.client()
+        let json = output == .json
+        func say(_ text: String) { if json { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) } }
         try await withClient {
             var targets = enclaves
             if all {
@@ -74,12 +78,13 @@ public struct Destroy: AsyncParsableCommand {
                 if targets.isEmpty { return print("nothing to destroy: the server has no enclaves") }
             }
             let what = partition.map { "partition \(targets[0])/\($0)" } ?? "enclave(s) \(targets.sorted().joined(separator: ", "))"
-            if !yes { try await Self.listDoomed(api, enclaves: targets, partition: partition).forEach { print($0) } }
+            if !yes { try await Self.listDoomed(api, enclaves: targets, partition: partition).forEach { say($0) } }
             try Confirmation.require("destroy \(what)", question: "This runs terraform destroy for \(what).", declined: "nothing destroyed", yes: yes)
             let start = Date()
             var runReport = RunReport(command: "destroy", started: start)
             // The server orders the teardowns: importers before what they import, across all of them.
             for try await event in try api.destroy(DestroyRequest(enclaves: targets, partition: partition)) {
+                if json { print(Wire.line(event), terminator: "") }
                 switch event {
                 case .progress:
                     continue
@@ -93,19 +98,20 @@ public struct Destroy: AsyncParsableCommand {
                 }
             }
             for outcome in runReport.outcomes {
-                print("- \(outcome.partition) \(outcome.operation) \(outcome.result)\(outcome.reason.map { ": \($0)" } ?? "")")
+                say("- \(outcome.partition) \(outcome.operation) \(outcome.result)\(outcome.reason.map { ": \($0)" } ?? "")")
             }
             for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
             if let partition {
-                if runReport.errors.isEmpty { print("destroyed partition \(targets[0])/\(partition)") }
+                if runReport.errors.isEmpty { say("destroyed partition \(targets[0])/\(partition)") }
             } else {
-                for outcome in runReport.enclaves where outcome.result == "succeeded" { print("destroyed enclave \(outcome.enclave)") }
+                for outcome in runReport.enclaves where outcome.result == "succeeded" { say("destroyed enclave \(outcome.enclave)") }
             }
             runReport.finish(at: Date(), started: start)
             if !runReport.outcomes.isEmpty {
-                print("")
-                runReport.table(enclaves: false).forEach { print($0) }
+                say("")
+                runReport.table(enclaves: false).forEach { say($0) }
             }
+            if json { print(Wire.line(RunReport.Line(report: runReport)), terminator: "") }
             if let path = reportOption.reportFile { try runReport.write(to: path) }
             if !runReport.errors.isEmpty { throw ExitCode(1) }
         }

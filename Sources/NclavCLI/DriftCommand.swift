@@ -24,17 +24,22 @@ public struct Drift: AsyncParsableCommand {
     @Option(help: "Check only this enclave.") var enclave: String?
     @OptionGroup var client: ClientOptions
     @OptionGroup var report: ReportOption
+    @Option(name: [.short, .long], help: "Output format: text, or json (NDJSON: the drift events, then the run report).")
+    var output: OutputFormat = .text
 
     public func run() async throws {
+        let json = output == .json
+        func say(_ text: String) { if json { FileHandle.standardError.write(Data((text + "\n").utf8)) } else { print(text) } }
         let api = try client.client()
         let start = Date()
         var runReport = RunReport(command: "drift", started: start)
         var failed = false
         try await withClient {
             for try await event in try api.drift(enclave: enclave) {
+                if json { print(Wire.line(event), terminator: "") }
                 switch event {
                 case .progress(let line):
-                    print("[\(String(format: "%6.1fs", Date().timeIntervalSince(start)))] \(line)")
+                    if !json { print("[\(String(format: "%6.1fs", Date().timeIntervalSince(start)))] \(line)") }
                 case .drift(let reconcileID, let results):
                     runReport.reconcile_ids = [reconcileID]
                     runReport.outcomes = results.map {
@@ -50,14 +55,15 @@ public struct Drift: AsyncParsableCommand {
         }
         runReport.finish(at: Date(), started: start)
         if runReport.outcomes.isEmpty && !failed {
-            print("nothing to check: no applied partitions\(enclave.map { " in \($0)" } ?? "")")
+            say("nothing to check: no applied partitions\(enclave.map { " in \($0)" } ?? "")")
         } else if !runReport.outcomes.isEmpty {
-            print("")
-            runReport.table().forEach { print($0) }
+            say("")
+            runReport.table().forEach { say($0) }
         }
+        if json { print(Wire.line(RunReport.Line(report: runReport)), terminator: "") }
         let count = { (status: String) in runReport.outcomes.filter { $0.result == status }.count }
         if !runReport.outcomes.isEmpty {
-            print("Drift: \(count("in-sync")) in sync, \(count("drifted")) drifted, \(count("error")) error(s), \(count("skipped")) skipped.")
+            say("Drift: \(count("in-sync")) in sync, \(count("drifted")) drifted, \(count("error")) error(s), \(count("skipped")) skipped.")
         }
         if let path = report.reportFile { try runReport.write(to: path) }
         if failed || count("error") > 0 { throw ExitCode(1) }

@@ -19,7 +19,7 @@ public struct Graph: AsyncParsableCommand {
             """
     )
     @OptionGroup var client: ClientOptions
-    @Option(help: "Output format: text, json or dot.") var output: GraphFormat = .text
+    @Option(name: [.short, .long], help: "Output format: text, json or dot.") var output: GraphFormat = .text
     @Option(help: "Only this enclave and the imports that touch it.") var enclave: String?
 
     public func run() async throws {

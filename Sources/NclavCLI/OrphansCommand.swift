@@ -26,7 +26,7 @@ public struct Orphans: AsyncParsableCommand {
     @Option(help: "Scan only this enclave.")
     var enclave: String?
 
-    @Option(help: "Output format: text or json.")
+    @Option(name: [.short, .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     public func validate() throws {

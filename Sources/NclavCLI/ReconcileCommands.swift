@@ -102,7 +102,7 @@ public struct Diff: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
     @Flag(name: .customLong("server-path"), help: "Send the path for the server to read instead of uploading the tree.") var serverPath = false
     @Flag(name: .customLong("detailed-exitcode"), help: "Exit 2 when there are changes.") var detailedExitcode = false
-    @Option(help: "Output format: text or json.") var output: OutputFormat = .text
+    @Option(name: [.short, .long], help: "Output format: text or json.") var output: OutputFormat = .text
     @OptionGroup var targets: TargetOptions
 
     public func run() async throws {
@@ -156,6 +156,8 @@ public struct Apply: AsyncParsableCommand {
         help: "Apply without planning first and asking; with --plan, let partitions it deferred destroy or replace resources.")
     var autoApprove = false
     @OptionGroup var targets: TargetOptions
+    @Option(name: [.short, .long], help: "Output format: text, or json (NDJSON: the plan's and the apply's events, then the run report).")
+    var output: OutputFormat = .text
     @Option(
         name: .customLong("wait"),
         help: "When another reconcile holds the server, wait up to this long for it (90s, 10m, 1h) instead of failing.")
@@ -185,15 +187,15 @@ public struct Apply: AsyncParsableCommand {
         let plan: PlanBody
         var planned = false
         do {
-            plan = try await makePlan(api, body: body) {
+            plan = try await makePlan(api, body: body) { line in
                 planned = true
-                print($0)
+                if json { emit(PlanEvent.progress(line)) } else { print(line) }
             }
         } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
         }
-        if planned { print("") }
-        plan.textLines.forEach { print($0) }
+        if planned { say("") }
+        if json { emit(PlanEvent.plan(plan)) } else { plan.textLines.forEach { print($0) } }
         for error in plan.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
         let destroys = plan.destructions.map { "  - \($0)" }.joined(separator: "\n")
         if isatty(STDIN_FILENO) != 0 {
@@ -201,12 +203,12 @@ public struct Apply: AsyncParsableCommand {
                 throw CommandFailure("nothing was applied: the plan failed for some partitions; fix them, or apply the rest with --auto-approve")
             }
             guard plan.hasChanges else { return .nothingToDo }
-            if !destroys.isEmpty { print("\nThis destroys:\n\(destroys)") }
-            print("\nApply plan \(plan.id)? Only `yes` is accepted: ", terminator: "")
+            if !destroys.isEmpty { say("\nThis destroys:\n\(destroys)") }
+            say("\nApply plan \(plan.id)? Only `yes` is accepted: ", terminator: "")
             guard readLine()?.trimmingCharacters(in: .whitespaces) == "yes" else {
                 throw CommandFailure("apply declined; nothing changed. The plan is kept for 24 hours: nclav apply \(directory) --plan \(plan.id)")
             }
-            print("")
+            say("")
             return .plan(plan.id)
         }
         if !destroys.isEmpty {
@@ -215,13 +217,23 @@ public struct Apply: AsyncParsableCommand {
                     + "Review it, then apply exactly it with `nclav apply \(directory) --plan \(plan.id)`, or pass --auto-approve; nothing changed")
         }
         guard plan.errors.isEmpty else {
-            print("\nThe plan failed for some partitions; applying without it, so the others still apply.\n")
+            say("\nThe plan failed for some partitions; applying without it, so the others still apply.\n")
             return .withoutPlan
         }
         guard plan.hasChanges else { return .nothingToDo }
-        print("")
+        say("")
         return .plan(plan.id)
     }
+
+    var json: Bool { output == .json }
+
+    /// A line for people: stdout, or stderr when stdout carries JSON.
+    func say(_ text: String, terminator: String = "\n") {
+        if json { FileHandle.standardError.write(Data((text + terminator).utf8)) } else { print(text, terminator: terminator) }
+    }
+
+    /// One NDJSON line on stdout (`--output json`).
+    func emit<Event: Encodable>(_ event: Event) { print(Wire.line(event), terminator: "") }
 
     /// Partitions that the apply did not apply because, planned after their upstreams, they
     /// would destroy something the approved plan did not show.
@@ -237,7 +249,7 @@ public struct Apply: AsyncParsableCommand {
                 if failed { throw ExitCode(1) }
                 return
             }
-            print("\n\(heldBack) partition(s) planned after their upstreams would destroy something not shown before; their plan:\n")
+            say("\n\(heldBack) partition(s) planned after their upstreams would destroy something not shown before; their plan:\n")
         }
     }
 
@@ -252,14 +264,14 @@ public struct Apply: AsyncParsableCommand {
                     throw error
                 }
                 if !said {
-                    print("waiting: \(message)")
+                    say("waiting: \(message)")
                     said = true
                 }
                 try await Task.sleep(for: .seconds(2))
             } catch let failure as CommandFailure where failure.description.contains("another reconcile is in progress") {
                 guard ContinuousClock.now < deadline else { throw failure }
                 if !said {
-                    print("waiting: \(failure.description)")
+                    say("waiting: \(failure.description)")
                     said = true
                 }
                 try await Task.sleep(for: .seconds(2))
@@ -301,13 +313,16 @@ public struct Apply: AsyncParsableCommand {
                 switch event {
                 case .progress(let line):
                     let stamp = String(format: "%6.1fs", Date().timeIntervalSince(start))
-                    if let printer {
+                    if json {
+                        emit(event)
+                    } else if let printer {
                         await printer.progress("[\(stamp)] \(line)")
                         await printer.follow(line, api: api)
                     } else {
                         print("[\(stamp)] \(line)")
                     }
                 case .report(let report):
+                    if json { emit(event) }
                     runReport.reconcile_ids = [report.reconcileID]
                     runReport.outcomes = report.outcomes
                     runReport.enclaves = report.enclaves
@@ -315,6 +330,7 @@ public struct Apply: AsyncParsableCommand {
                     runReport.finish(at: Date(), started: start)
                     reported = true
                 case .error(let message):
+                    if json { emit(event) }
                     FileHandle.standardError.write(Data("error: \(message)\n".utf8))
                     runReport.errors.append(message)
                     failed = true
@@ -328,14 +344,14 @@ public struct Apply: AsyncParsableCommand {
         if reported {
             // "No changes." only when nothing ran, nothing was created or torn down, nothing failed.
             if runReport.outcomes.isEmpty && runReport.enclaves.isEmpty && runReport.errors.isEmpty {
-                print("No changes.")
+                say("No changes.")
             } else {
-                print("")
-                runReport.table().forEach { print($0) }
+                say("")
+                runReport.table().forEach { say($0) }
                 for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
                 let summary = runReport.summary
                 let unchanged = summary.unchanged > 0 ? ", \(summary.unchanged) unchanged" : ""
-                print(
+                say(
                     "Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped\(unchanged)."
                 )
                 failed = failed || !runReport.errors.isEmpty
@@ -344,6 +360,10 @@ public struct Apply: AsyncParsableCommand {
         if let path = report.reportFile {
             runReport.finish(at: Date(), started: start)
             try runReport.write(to: path)
+        }
+        if json {
+            runReport.finish(at: Date(), started: start)
+            emit(RunReport.Line(report: runReport))
         }
         let heldBack = runReport.outcomes.filter { $0.result == "failed" && $0.reason?.hasPrefix(Self.heldBackPrefix) == true }.count
         return (failed, heldBack)
@@ -364,7 +384,7 @@ public struct Iac: AsyncParsableCommand {
             discussion: "Example:\n  nclav iac runs product-a-dev db")
         @OptionGroup var address: StateCommand.Address
         @OptionGroup var client: ClientOptions
-        @Option(help: "Output format: text or json.") var output: OutputFormat = .text
+        @Option(name: [.short, .long], help: "Output format: text or json.") var output: OutputFormat = .text
 
         func run() async throws {
             let key = try address.key()
@@ -396,6 +416,8 @@ public struct Iac: AsyncParsableCommand {
         @OptionGroup var address: StateCommand.Address
         @Argument(help: "A run id from `nclav iac runs`.") var runID: String?
         @Flag(help: "Keep printing lines as terraform writes them, until the run ends.") var follow = false
+        @Option(name: [.short, .long], help: "Output format: text, or json (the run with its log; with --follow, NDJSON chunks).")
+        var output: OutputFormat = .text
         @OptionGroup var client: ClientOptions
 
         func run() async throws {
@@ -403,11 +425,20 @@ public struct Iac: AsyncParsableCommand {
             if let runID, UUID(uuidString: runID) == nil { throw ValidationError("`\(runID)` is not a run id (a UUID)") }
             let api = try client.client()
             try await withClient {
-                let run = try await api.run(key, id: runID).value
+                let fetched = try await api.run(key, id: runID)
+                let run = fetched.value
+                if output == .json && !follow { return printJSON(fetched.raw) }
                 guard follow else { return print(run.log, terminator: "") }
                 var offset = 0
                 while true {
                     let chunk = try await api.logChunk(key, run: run.id.uuidString, offset: offset)
+                    if output == .json {
+                        print(Wire.line(chunk), terminator: "")
+                        if chunk.complete { return }
+                        offset = chunk.nextOffset
+                        try await Task.sleep(for: .milliseconds(300))
+                        continue
+                    }
                     if !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
                     offset = chunk.nextOffset
                     if chunk.complete {

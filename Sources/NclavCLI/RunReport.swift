@@ -64,10 +64,16 @@ struct RunReport: Codable {
         return NclavCLI.table(["PARTITION", "OPERATION", "RESULT", "DURATION", "RUN / REASON"], rows)
     }
 
+    /// The report as the last NDJSON line of `--output json`: `{"type": "run_report", "report": …}`.
+    struct Line: Encodable {
+        let type = "run_report"
+        let report: RunReport
+    }
+
     /// Writes the JSON report; a path that cannot be written is an error naming it.
     func write(to path: String) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         do {
             try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {

@@ -30,7 +30,7 @@ public struct StateCommand: AsyncParsableCommand {
         )
         @OptionGroup var address: Address
         @OptionGroup var client: ClientOptions
-        @Option(help: "Output format: text or json.") var output: OutputFormat = .text
+        @Option(name: [.short, .long], help: "Output format: text or json.") var output: OutputFormat = .text
 
         func run() async throws {
             let key = try address.key()

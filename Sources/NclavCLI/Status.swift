@@ -18,7 +18,7 @@ public struct Status: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
-    @Option(help: "Output format: text or json.")
+    @Option(name: [.short, .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     public func run() async throws {

@@ -20,7 +20,7 @@ public struct Validate: ParsableCommand {
     @Argument(help: "The enclaves directory: it holds one directory per enclave.")
     var directory: String
 
-    @Option(name: .long, help: "Output format: text or json.")
+    @Option(name: [.short, .long], help: "Output format: text or json.")
     var output: OutputFormat = .text
 
     public func run() throws {

@@ -203,4 +203,39 @@ struct PlanCommandTests {
             #expect(try await nclavCLI(["diff", tree.path, "--detailed-exitcode"], server: server).exitCode == 0)
         }
     }
+
+    @Test("-o json: apply, drift, destroy and iac logs write only JSON on stdout (NDJSON events, then the run report)")
+    func jsonOutput() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        func lines(_ result: TestSupport.ProcessResult) throws -> [[String: Any]] {
+            try result.stdoutLines.filter { !$0.isEmpty }.map { line in
+                try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+            }
+        }
+        try await withServer { server async throws in
+            let apply = try await nclavCLI(["apply", tree.path, "-o", "json"], server: server)
+            #expect(apply.exitCode == 0, "\(apply.stderr)")
+            let applied = try lines(apply)
+            let types = applied.map { $0["type"] as? String ?? "?" }
+            #expect(types.contains("plan") && types.contains("progress") && types.contains("report"), "\(types)")
+            #expect(types.last == "run_report")
+            #expect(((applied.last?["report"] as? [String: Any])?["summary"] as? [String: Int])?["succeeded"] == 5)
+            #expect(!apply.stdout.contains("\\/"), "no escaped slashes")
+
+            let drift = try await nclavCLI(["drift", "-o", "json"], server: server)
+            #expect(drift.exitCode == 0)
+            #expect(try lines(drift).map { $0["type"] as? String ?? "?" }.suffix(2) == ["drift", "run_report"])
+
+            let log = try await nclavCLI(["iac", "logs", "shop", "web", "-o", "json"], server: server)
+            let run = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [String: Any])
+            // The newest run is the drift check's plan.
+            #expect((run["log"] as? String)?.contains("== terraform plan") == true && run["operation"] as? String == "plan", "\(run)")
+
+            let destroy = try await nclavCLI(["destroy", "shop", "--yes", "-o", "json"], server: server)
+            #expect(destroy.exitCode == 0, "\(destroy.stderr)")
+            let destroyed = try lines(destroy)
+            #expect(destroyed.map { $0["type"] as? String ?? "?" }.suffix(2) == ["report", "run_report"])
+        }
+    }
 }
