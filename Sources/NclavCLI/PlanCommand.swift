@@ -82,7 +82,7 @@ public struct PlanCommand: AsyncParsableCommand {
         do {
             plan = try await makePlan(api, body: body) { line in
                 planned = true
-                if output == .json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(line) }
+                if output == .json { FileHandle.standardError.write(Data((line + "\n").utf8)) } else { print(Style.line(line)) }
             }
         } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
@@ -91,7 +91,7 @@ public struct PlanCommand: AsyncParsableCommand {
             printJSON(try Wire.encoder().encode(plan))
         } else {
             if planned { print("") }
-            plan.textLines.forEach { print($0) }
+            plan.textLines.forEach { print(Style.line($0)) }
             if plan.hasChanges && plan.errors.isEmpty { print("Apply exactly this plan: nclav apply \(directory) --plan \(plan.id)") }
         }
         for error in plan.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }

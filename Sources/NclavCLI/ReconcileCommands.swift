@@ -112,7 +112,7 @@ public struct Diff: AsyncParsableCommand {
         do { plan = try await api.dryRun(body) } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
         }
-        if output == .json { printJSON(plan.raw) } else { plan.value.changes.forEach { print($0) } }
+        if output == .json { printJSON(plan.raw) } else { plan.value.changes.forEach { print(Style.line($0)) } }
         if detailedExitcode && plan.value.changeCount > 0 { throw ExitCode(2) }
     }
 }
@@ -189,13 +189,13 @@ public struct Apply: AsyncParsableCommand {
         do {
             plan = try await makePlan(api, body: body) { line in
                 planned = true
-                if json { emit(PlanEvent.progress(line)) } else { print(line) }
+                if json { emit(PlanEvent.progress(line)) } else { print(Style.line(line)) }
             }
         } catch let error as ClientError {
             throw invalidTree(error, directory: directory, serverPath: serverPath)
         }
         if planned { say("") }
-        if json { emit(PlanEvent.plan(plan)) } else { plan.textLines.forEach { print($0) } }
+        if json { emit(PlanEvent.plan(plan)) } else { plan.textLines.forEach { print(Style.line($0)) } }
         for error in plan.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
         let destroys = plan.destructions.map { "  - \($0)" }.joined(separator: "\n")
         if isatty(STDIN_FILENO) != 0 {
@@ -319,7 +319,7 @@ public struct Apply: AsyncParsableCommand {
                         await printer.progress("[\(stamp)] \(line)")
                         await printer.follow(line, api: api)
                     } else {
-                        print("[\(stamp)] \(line)")
+                        print(Style.line("[\(stamp)] \(line)"))
                     }
                 case .report(let report):
                     if json { emit(event) }
@@ -351,9 +351,19 @@ public struct Apply: AsyncParsableCommand {
                 for error in runReport.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
                 let summary = runReport.summary
                 let unchanged = summary.unchanged > 0 ? ", \(summary.unchanged) unchanged" : ""
+                // The table lists enclave boundaries too; the partition counts below do not include them.
+                if !runReport.enclaves.isEmpty {
+                    let done = Dictionary(grouping: runReport.enclaves.filter { $0.result == "succeeded" }, by: \.operation)
+                        .sorted { $0.key < $1.key }.map {
+                            "\($0.value.count) \($0.key == "teardown" ? "torn down" : $0.key == "provision" ? "provisioned" : "updated")"
+                        }
+                    let failedEnclaves = runReport.enclaves.filter { $0.result == "failed" }.count
+                    say("Enclaves: \((done + (failedEnclaves > 0 ? ["\(failedEnclaves) failed"] : [])).joined(separator: ", ")).")
+                }
                 say(
-                    "Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped\(unchanged)."
-                )
+                    Style.line(
+                        "Apply \(runReport.errors.isEmpty ? "complete" : "finished with errors"): \(summary.succeeded) succeeded, \(summary.failed) failed, \(summary.skipped) skipped\(unchanged) (partitions)."
+                    ))
                 failed = failed || !runReport.errors.isEmpty
             }
         }

@@ -23,7 +23,8 @@ struct ApplyCommandTests {
         try await withServer { server async throws in
             let first = try await nclav(["apply", tree.path, "--parallelism", "2"], server: server)
             #expect(first.exitCode == 0, "\(first.stdout)\(first.stderr)")
-            #expect(first.stdout.contains("Apply complete: 5 succeeded, 0 failed, 0 skipped."))
+            #expect(first.stdout.contains("Apply complete: 5 succeeded, 0 failed, 0 skipped (partitions)."))
+            #expect(first.stdout.contains("Enclaves: 3 provisioned."), "the table's enclave rows are counted apart")
             #expect(first.stdoutLines.contains { $0.contains("shop/web provision started") })
 
             let graph = try await nclav(["graph"], server: server)
@@ -103,7 +104,7 @@ struct ApplyCommandTests {
             #expect(started.last?.contains("shop/web update started") == true, "\(apply.stdout)")
             #expect(apply.stdoutLines.contains { $0.hasPrefix("shop/api") && $0.contains("update") && $0.contains("succeeded") })
             #expect(apply.stdoutLines.contains { $0.hasPrefix("shop/web") && $0.contains("update") && $0.contains("succeeded") })
-            #expect(apply.stdout.contains("Apply complete: 2 succeeded, 0 failed, 0 skipped."))
+            #expect(apply.stdout.contains("Apply complete: 2 succeeded, 0 failed, 0 skipped (partitions)."))
             let after = try await nclav(["diff", tree.path, "--detailed-exitcode"], server: server)
             #expect(after.exitCode == 0)
             #expect(after.stdout == "No changes.\n")

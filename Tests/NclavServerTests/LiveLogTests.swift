@@ -144,7 +144,7 @@ struct LiveLogTests {
             #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
             #expect(result.stdout.contains("\u{1B}[K") && result.stdout.contains("running: app/ticker ("), "a status line is drawn and redrawn")
             #expect(result.stdout.contains("app/ticker | terraform_data.ticker (local-exec): tick-4"))
-            #expect(result.stdout.contains("Apply complete: 1 succeeded, 0 failed, 0 skipped."))
+            #expect(result.stdout.contains("Apply complete: 1 succeeded, 0 failed, 0 skipped (partitions)."))
         }
     }
 }

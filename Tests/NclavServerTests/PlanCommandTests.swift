@@ -24,12 +24,17 @@ struct PlanCommandTests {
     }
 
     /// The CLI on a pseudo-terminal, each of `answers` typed at a prompt in turn.
-    func onTerminal(_ arguments: [String], answers: [String], server: ServerProcess) async throws -> TestSupport.ProcessResult {
+    func onTerminal(
+        _ arguments: [String], answers: [String], server: ServerProcess, environment extra: [String: String] = [:]
+    ) async throws -> TestSupport.ProcessResult {
         let command = ([TestSupport.nclavBinary.path] + arguments).map { "'\($0)'" }.joined(separator: " ")
         var environment = ProcessInfo.processInfo.environment
         environment["NCLAV_HOME"] = server.home.path
         environment["NCLAV_URL"] = server.baseURL
         environment["NCLAV_TOKEN"] = nil
+        environment["TERM"] = "xterm"
+        environment["NO_COLOR"] = nil
+        environment.merge(extra) { $1 }
         let script = try TestSupport.which("script")
         return try await TestSupport.runDetached(
             "/bin/sh", ["-c", "command=\"$1\"; shift; printf '%s\\n' \"$@\" | '\(script)' -qec \"$command\" /dev/null", "sh", command] + answers,
@@ -236,6 +241,24 @@ struct PlanCommandTests {
             #expect(destroy.exitCode == 0, "\(destroy.stderr)")
             let destroyed = try lines(destroy)
             #expect(destroyed.map { $0["type"] as? String ?? "?" }.suffix(2) == ["report", "run_report"])
+        }
+    }
+
+    @Test("on a terminal + is green, ~ yellow and - red; with NO_COLOR, or off a terminal, no colour at all")
+    func colour() async throws {
+        let (tree, cleanup) = try examplesCopy()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            let coloured = try await onTerminal(["diff", tree.path], answers: [], server: server)
+            #expect(coloured.stdout.contains("\u{1B}[32m+ enclave data"), "\(coloured.stdout.debugDescription)")
+            let plain = try await onTerminal(["diff", tree.path], answers: [], server: server, environment: ["NO_COLOR": "1"])
+            #expect(plain.stdout.contains("+ enclave data") && !plain.stdout.contains("\u{1B}["), "\(plain.stdout.debugDescription)")
+            let piped = try await nclavCLI(["diff", tree.path], server: server)
+            #expect(!piped.stdout.contains("\u{1B}["))
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            try FileManager.default.removeItem(at: tree.appendingPathComponent("shop"))
+            let removal = try await onTerminal(["diff", tree.path], answers: [], server: server)
+            #expect(removal.stdout.contains("\u{1B}[31m- partition shop/web"), "\(removal.stdout.debugDescription)")
         }
     }
 }
