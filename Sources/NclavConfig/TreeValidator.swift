@@ -297,6 +297,7 @@ public enum TreeValidator {
             reportDuplicates(partition.declaredOutputs.enumerated().map { ($1, source["declared_outputs[\($0)]"]) }) {
                 "declared output `\($0)` of partition `\(partition.id)`"
             }
+            checkDeclaredOutputsExist(loaded)
             for key in partition.inputs.keys.sorted() {
                 if !TerraformIdentifier.isValid(key) {
                     error(
@@ -382,6 +383,39 @@ public enum TreeValidator {
                 error(location, "`terraform.source` `\(source)`: `\(relative)` \(why)")
             }
         }
+
+        /// A declared output with no `output` block would fail only after terraform applied;
+        /// it is known now. The root module's top-level `.tf` files are read: the partition's
+        /// own, or its local module's in module mode (whose outputs nclav passes through).
+        /// Skipped for a remote module and for JSON configuration.
+        func checkDeclaredOutputsExist(_ loaded: LoadedPartition) {
+            let partition = loaded.partition
+            guard !partition.declaredOutputs.isEmpty, !loaded.misspelledKeys.contains("declared_outputs") else { return }
+            var moduleDirectory = loaded.directory
+            var files = loaded.files.filter { !$0.path.contains("/") }
+            if let source = partition.terraform.source {
+                guard source.hasPrefix("./") || source.hasPrefix("../"), let relative = Self.normalize(TreeFiles.join(loaded.directory, source)),
+                    case .directory = TreeFiles(root: tree.root).entry(relative)
+                else { return }
+                moduleDirectory = relative
+                files = TreeFiles(root: tree.root).files(below: relative).files.filter { !$0.path.contains("/") }
+            }
+            guard !files.contains(where: { $0.path.hasSuffix(".tf.json") }) else { return }
+            var found: Set<String> = []
+            for file in files where file.path.hasSuffix(".tf") {
+                guard let text = FileManager.default.contents(atPath: file.source).map({ String(decoding: $0, as: UTF8.self) }) else { continue }
+                for match in text.matches(of: Self.outputBlock) { found.insert(String(match.1)) }
+            }
+            let place = moduleDirectory == loaded.directory ? "`\(loaded.directory)`" : "its module `\(moduleDirectory)`"
+            for (index, output) in partition.declaredOutputs.enumerated() where !found.contains(output) && TerraformIdentifier.isValid(output) {
+                error(
+                    loaded.source["declared_outputs[\(index)]"],
+                    "declared output `\(output)` has no `output \"\(output)\"` block in the .tf files of \(place) (outputs there: \(found.isEmpty ? "none" : found.sorted().quotedList)); add one, or remove it from declared_outputs"
+                )
+            }
+        }
+
+        nonisolated(unsafe) static let outputBlock = /(?m)^[ \t]*output[ \t]+"([A-Za-z_][A-Za-z0-9_-]*)"[ \t]*\{/
 
         /// `a/b/../c` → `a/c`; nil when `..` climbs above the root.
         static func normalize(_ path: String) -> String? {

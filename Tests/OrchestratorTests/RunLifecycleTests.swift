@@ -89,7 +89,9 @@ struct RunLifecycleTests {
     func missingOutput() async throws {
         try await ReconcileHarness.with(fixture: nil) { harness in
             try harness.builder.enclave("app")
-            try harness.builder.partition("app", "api", "declared_outputs: [hostname, url]\n", main: Self.good)
+            // `url` has a block (validation checks that), but a null value: terraform stores no such output.
+            try harness.builder.partition(
+                "app", "api", "declared_outputs: [hostname, url]\n", main: Self.good + "\noutput \"url\" { value = null }\n")
             let report = try await harness.apply()
             let outcome = try #require(report.outcomes.first)
             #expect(outcome.result == .failed)

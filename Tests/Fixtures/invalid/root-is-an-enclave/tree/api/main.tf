@@ -4,3 +4,4 @@ resource "terraform_data" "this" {
 
 variable "nclav_enclave" { type = string }
 variable "nclav_partition" { type = string }
+output "hostname" { value = "hostname" }

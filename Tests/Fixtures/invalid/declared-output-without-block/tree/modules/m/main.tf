@@ -1,0 +1,4 @@
+resource "terraform_data" "m" { input = 1 }
+output "port" {
+  value = 1
+}
