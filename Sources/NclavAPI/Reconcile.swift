@@ -45,25 +45,50 @@ public struct ReconcileRequest: Codable, Sendable {
     }
 }
 
+/// One change of a diff, for scripts: what (`create_enclave`, `update_enclave`,
+/// `delete_enclave`, `create_partition`, `update_partition`, `may_update_partition`,
+/// `delete_partition`, `wire_export`, `wire_import`), where, and why.
+public struct DiffEntry: Codable, Sendable, Equatable {
+    public var kind: String
+    public var enclave: String
+    public var partition: String?
+    /// The export's name or the import's alias, for wiring.
+    public var name: String?
+    /// `changed`, `drifted`, `failed last time`, or the condition of a partition that runs
+    /// only if what it reads changes.
+    public var reason: String?
+
+    public init(kind: String, enclave: String, partition: String? = nil, name: String? = nil, reason: String? = nil) {
+        self.kind = kind
+        self.enclave = enclave
+        self.partition = partition
+        self.name = name
+        self.reason = reason
+    }
+}
+
 /// `POST /reconcile/dry-run`: the plan, without changing anything.
 public struct DryRunAnswer: Codable, Sendable, Equatable {
     /// The diff's lines, the summary last.
     public var changes: [String]
+    /// The same changes, structured (the summary left out).
+    public var entries: [DiffEntry]
     /// Changes an apply makes whatever happens upstream (`--detailed-exitcode` counts these).
     public var changeCount: Int
     /// Partitions that run only if what they read changes (`~ partition e/p (if …)`).
     public var conditionalCount: Int
     public var deletesEverything: Bool
 
-    public init(changes: [String], changeCount: Int, conditionalCount: Int, deletesEverything: Bool) {
+    public init(changes: [String], entries: [DiffEntry] = [], changeCount: Int, conditionalCount: Int, deletesEverything: Bool) {
         self.changes = changes
+        self.entries = entries
         self.changeCount = changeCount
         self.conditionalCount = conditionalCount
         self.deletesEverything = deletesEverything
     }
 
     public enum CodingKeys: String, CodingKey {
-        case changes, changeCount = "change_count", conditionalCount = "conditional_count", deletesEverything = "deletes_everything"
+        case changes, entries, changeCount = "change_count", conditionalCount = "conditional_count", deletesEverything = "deletes_everything"
     }
 }
 

@@ -297,7 +297,7 @@ struct ReconcileRoutes: Sendable {
         }
         return Routes.json(
             DryRunAnswer(
-                changes: plan.lines, changeCount: plan.certainCount, conditionalCount: plan.conditionalCount,
+                changes: plan.lines, entries: plan.changes.map(Self.entry), changeCount: plan.certainCount, conditionalCount: plan.conditionalCount,
                 deletesEverything: plan.deletesEverything))
     }
 
@@ -434,6 +434,22 @@ struct ReconcileRoutes: Sendable {
                     emit(.error("\(error)"))
                 }
             }
+        }
+    }
+
+    static func entry(_ change: Change) -> DiffEntry {
+        switch change {
+        case .createEnclave(let id): DiffEntry(kind: "create_enclave", enclave: id)
+        case .updateEnclave(let id): DiffEntry(kind: "update_enclave", enclave: id)
+        case .deleteEnclave(let id): DiffEntry(kind: "delete_enclave", enclave: id)
+        case .createPartition(let key): DiffEntry(kind: "create_partition", enclave: key.enclave, partition: key.partition)
+        case .updatePartition(let key, let reason):
+            DiffEntry(kind: "update_partition", enclave: key.enclave, partition: key.partition, reason: reason)
+        case .mayUpdatePartition(let key, let condition):
+            DiffEntry(kind: "may_update_partition", enclave: key.enclave, partition: key.partition, reason: condition)
+        case .deletePartition(let key): DiffEntry(kind: "delete_partition", enclave: key.enclave, partition: key.partition)
+        case .wireExport(let enclave, let name): DiffEntry(kind: "wire_export", enclave: enclave, name: name)
+        case .wireImport(let enclave, let partition, let alias): DiffEntry(kind: "wire_import", enclave: enclave, partition: partition, name: alias)
         }
     }
 

@@ -93,6 +93,15 @@ struct ApplyCommandTests {
                     "~ partition shop/web (if shop/api's outputs change)",
                     "1 change(s) would be applied; 1 more partition(s) run only if what they read changes.",
                 ])
+            // The same, structured, for scripts.
+            let json = try await nclav(["diff", tree.path, "-o", "json"], server: server)
+            let answer = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+            let entries = try #require(answer["entries"] as? [[String: String]])
+            #expect(
+                entries == [
+                    ["kind": "update_partition", "enclave": "shop", "partition": "api", "reason": "changed"],
+                    ["kind": "may_update_partition", "enclave": "shop", "partition": "web", "reason": "if shop/api's outputs change"],
+                ], "\(entries)")
             // shop/web's site is replaced when the API's url changes: approved here (the plan and
             // its approval are PlanCommandTests' subject; this is the engine's convergence).
             let apply = try await nclav(["apply", tree.path, "--auto-approve"], server: server)

@@ -98,7 +98,7 @@ struct OpenAPIAndMetricsTests {
             ApplyEvent.report(ReconcileReportBody(reconcileID: "r", changes: [], outcomes: [outcome], enclaves: [enclave], errors: [])))
         #expect(report.subtracting(["type"]) == (try schemaProperties("Report")))
         #expect(
-            try keys(DryRunAnswer(changes: [], changeCount: 0, conditionalCount: 0, deletesEverything: false))
+            try keys(DryRunAnswer(changes: [], entries: [], changeCount: 0, conditionalCount: 0, deletesEverything: false))
                 == (try schemaProperties("DryRunAnswer")))
         #expect(try keys(DestroyRequest(enclaves: ["a"], partition: "p", forget: true)) == (try schemaProperties("DestroyRequest")))
         #expect(try keys(LogChunk(offset: 0, nextOffset: 1, text: "", status: "running", complete: false)) == (try schemaProperties("LogChunk")))
