@@ -67,6 +67,9 @@ public struct TerraformInvocation: Sendable {
     public var planFile: URL?
     /// For `plan`: plan a destroy (`-destroy`).
     public var planDestroy = false
+    /// Paths in terraform's messages as people know them: the vendored module directory
+    /// (`nclav_module_source/`) → the module's path in the enclaves tree.
+    public var logPathRewrites: [String: String] = [:]
     /// Values that must never appear in the log.
     public var secrets: [String]
     public var pluginCacheDirectory: URL?
@@ -180,7 +183,12 @@ public struct TerraformInvoker: IacTool {
     ) async throws -> InvocationResult {
         let environment = Self.environment(for: invocation, base: base)
         let redactor = Redactor(secrets: invocation.secrets + [invocation.credential])
-        let emit: @Sendable (String) async -> Void = { line in await log(redactor.redact(line)) }
+        let rewrites = invocation.logPathRewrites.sorted { $0.key.count > $1.key.count }
+        let emit: @Sendable (String) async -> Void = { line in
+            var text = redactor.redact(line)
+            for (from, to) in rewrites where text.contains(from) { text = text.replacingOccurrences(of: from, with: to) }
+            await log(text)
+        }
         if let cache = invocation.pluginCacheDirectory {
             try? FileManager.default.createDirectory(at: cache, withIntermediateDirectories: true)
         }

@@ -59,6 +59,7 @@ struct PartitionApply: Sendable {
         let moduleSource = partition.partition.terraform.source.map { source in
             source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
         }
+        let rewrites = moduleLogRewrites(moduleSource: moduleSource, treeRoot: treeRoot)
         let rendered: RenderedWorkspace
         do {
             rendered = try environment.renderer.render(
@@ -89,7 +90,7 @@ struct PartitionApply: Sendable {
         if let replan {
             let planned = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
                 key, partition: partition.partition, operation: .plan, workspace: rendered.directory, enclave: enclave, context: context,
-                cloud: cloud, identity: actingAs, planFile: replan.file)
+                cloud: cloud, identity: actingAs, planFile: replan.file, logPathRewrites: rewrites)
             guard planned.outcome.result == .succeeded, let document = planned.plan else {
                 var outcome = planned.outcome
                 outcome.operation = operation
@@ -110,7 +111,7 @@ struct PartitionApply: Sendable {
         }
         let run = await RecordedRun(environment: environment, reconcileID: reconcileID).run(
             key, partition: partition.partition, operation: operation, workspace: rendered.directory, enclave: enclave, context: context,
-            cloud: cloud, identity: actingAs, planFile: planFile)
+            cloud: cloud, identity: actingAs, planFile: planFile, logPathRewrites: rewrites)
         var outcome = run.outcome
         outcome.seconds = Date().timeIntervalSince(start)
         return await store(outcome, outputs: run.outputs, identity: identity.isEmpty ? nil : identity)
@@ -148,6 +149,17 @@ struct PartitionApply: Sendable {
         }
         return PartitionResult(outcome: outcome, outputs: outcome.result == .succeeded ? outputs : [:])
     }
+}
+
+/// What terraform's messages call the vendored local module (`nclav_module_source/…`), shown
+/// as the module's path in the enclaves tree, the one the user edits.
+func moduleLogRewrites(moduleSource: String?, treeRoot: String) -> [String: String] {
+    let root = URL(fileURLWithPath: treeRoot).standardized.path
+    guard let module = moduleSource, module.hasPrefix(root + "/") else { return [:] }
+    let relative = String(module.dropFirst(root.count + 1))
+    let vendored = WorkspaceRenderer.vendoredModuleDirectory
+    // `on nclav_module_source/main.tf line 2`, and init's `- partition in nclav_module_source`.
+    return [vendored + "/": relative + "/", "in " + vendored: "in " + relative]
 }
 
 extension String {

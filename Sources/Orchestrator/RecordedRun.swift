@@ -29,7 +29,8 @@ struct RecordedRun: Sendable {
     ///   - planDestroy: for `plan`, plan a teardown.
     func run(
         _ key: StateKey, partition: Partition, operation: IacRun.Operation, workspace: URL, enclave: Enclave?,
-        context: EnclaveContext, cloud: CloudTarget, identity: PartitionIdentity, planFile: URL? = nil, planDestroy: Bool = false
+        context: EnclaveContext, cloud: CloudTarget, identity: PartitionIdentity, planFile: URL? = nil, planDestroy: Bool = false,
+        logPathRewrites: [String: String] = [:]
     ) async -> Result {
         let store = environment.store
         let start = Date()
@@ -81,6 +82,7 @@ struct RecordedRun: Sendable {
         invocation.clearedPrefixes = driverEnvironment.clearedPrefixes
         invocation.planFile = planFile
         invocation.planDestroy = planDestroy
+        invocation.logPathRewrites = logPathRewrites
         invocation.credentialsExpire = driverEnvironment.credentialsExpire
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult

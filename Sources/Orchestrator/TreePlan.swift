@@ -209,6 +209,7 @@ struct PartitionPlan: Sendable {
         let moduleSource = partition.partition.terraform.source.map { source in
             source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
         }
+        let rewrites = moduleLogRewrites(moduleSource: moduleSource, treeRoot: treeRoot)
         let rendered: RenderedWorkspace
         do {
             rendered = try environment.renderer.render(
@@ -227,7 +228,7 @@ struct PartitionPlan: Sendable {
         let file = folder.appendingPathComponent(Self.fileName(key))
         let run = await RecordedRun(environment: environment, reconcileID: planID).run(
             key, partition: partition.partition, operation: .plan, workspace: rendered.directory, enclave: enclave, context: context,
-            cloud: cloud, identity: previous?.identity ?? [:], planFile: file)
+            cloud: cloud, identity: previous?.identity ?? [:], planFile: file, logPathRewrites: rewrites)
         entry.runID = run.outcome.runID
         guard run.outcome.result == .succeeded, let document = run.plan else {
             let reason = run.outcome.reason ?? "terraform plan failed"

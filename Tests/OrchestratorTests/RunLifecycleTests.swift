@@ -105,6 +105,23 @@ struct RunLifecycleTests {
         }
     }
 
+    @Test("terraform's errors in a local module name the module's path in the tree, not the vendored copy in the workspace")
+    func modulePathsInLogs() async throws {
+        try await ReconcileHarness.with(fixture: nil) { harness in
+            let tree = harness.builder
+            try tree.enclave("app")
+            try tree.file("modules/bad/main.tf", "resource \"terraform_data\" \"x\" {\n  input = no_such_function()\n}\n")
+            try tree.file("app/api/config.yml", "id: api\nname: API\nterraform:\n  source: ../../modules/bad\n")
+            let report = try await harness.apply()
+            let outcome = try #require(report.outcomes.first)
+            #expect(outcome.result == .failed)
+            let runID = try #require(outcome.runID)
+            let log = try #require(try await harness.store.run(runID)?.log)
+            #expect(log.contains("modules/bad/main.tf line 2"), "\(log)")
+            #expect(!log.contains("nclav_module_source"), "\(log)")
+        }
+    }
+
     @Test("partitions never created are reported as provision, skipped ones included")
     func provisionWhenNeverCreated() async throws {
         try await ReconcileHarness.with(fixture: nil) { harness in
