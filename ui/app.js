@@ -63,6 +63,7 @@ async function start() {
   $("#server").textContent = `nclav ${status.version} · store ${status.store} · default cloud ${status.default_cloud}`;
   await refresh();
   refreshTimer = setInterval(refresh, 5000);
+  await followHash();
 }
 
 // --- Graph ------------------------------------------------------------------------------
@@ -266,6 +267,11 @@ async function showDetail(enclave, partition, scroll) {
 // --- Live log (SSE over fetch) ----------------------------------------------------------
 
 async function openLog(enclave, partition, runID) {
+  // A link that can be pasted: #/enclave/partition/runs/<id> opens this run's log.
+  const link = `#/${encodeURIComponent(enclave)}/${encodeURIComponent(partition)}/runs/${encodeURIComponent(runID)}`;
+  if (location.hash !== link) history.replaceState(null, "", link);
+  $("#log-link").href = link;
+  $("#log").dataset.file = `${enclave}-${partition}-${runID}.log`;
   if (logAbort) logAbort.abort();
   logAbort = new AbortController();
   const signal = logAbort.signal;
@@ -319,8 +325,27 @@ async function openLog(enclave, partition, runID) {
   }
 }
 
+// --- Deep links and download ------------------------------------------------------------
+
+async function followHash() {
+  const match = /^#\/([^/]+)\/([^/]+)\/runs\/([0-9A-Fa-f-]{36})$/.exec(location.hash);
+  if (!match) return;
+  const [enclave, partition, runID] = match.slice(1).map(decodeURIComponent);
+  await showDetail(enclave, partition, false);
+  await openLog(enclave, partition, runID);
+}
+
+function downloadLog() {
+  const blob = new Blob([$("#log-text").textContent], { type: "text/plain" });
+  const anchor = el("a", { href: URL.createObjectURL(blob), download: $("#log").dataset.file || "run.log" });
+  anchor.click();
+  setTimeout(() => URL.revokeObjectURL(anchor.href), 1000);
+}
+
 // --- Wiring -----------------------------------------------------------------------------
 
 $("#login-form").addEventListener("submit", login);
 $("#logout").addEventListener("click", () => logout());
+$("#log-download").addEventListener("click", downloadLog);
+addEventListener("hashchange", () => followHash());
 if (token()) start();

@@ -168,6 +168,30 @@ struct WebUITests {
         }
     }
 
+    @Test("a pasted link #/enclave/partition/runs/<id> opens that run's log after the login; the log can be downloaded")
+    func deepLink() async throws {
+        let python = try TestSupport.which("python3")
+        _ = try TestSupport.which("chromium")
+        let builder = try TreeBuilder.scratch("nclav-ui-link")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        try builder.enclave("app")
+        try builder.partition("app", "web", main: "resource \"terraform_data\" \"a\" { input = 1 }\n")
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server).exitCode == 0)
+            let latest = try await http(.GET, server.baseURL + "/enclaves/app/partitions/web/iac/runs/latest", auth: .bearer(server.token)).json()
+            let runID = try #require(latest["id"] as? String)
+            let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
+            let driven = try await TestSupport.runDetached(
+                python, [TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token, "--link", "app/web/runs/\(runID)", shots.path])
+            #expect(driven.exitCode == 0, "\(driven.stderr)")
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
+            #expect(seen["log_title"] as? String == "Run \(runID) of app/web")
+            #expect(seen["hash"] as? String == "#/app/web/runs/\(runID)" && seen["log_link"] as? String == "#/app/web/runs/\(runID)")
+            #expect(seen["download_file"] as? String == "app-web-\(runID).log")
+            #expect(seen["log_has_text"] as? Bool == true)
+        }
+    }
+
     @Test("a partition that failed before terraform could start shows why on its detail")
     func failureWithoutRun() async throws {
         let python = try TestSupport.which("python3")

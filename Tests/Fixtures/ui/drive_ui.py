@@ -5,6 +5,7 @@ Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run> [<screensho
        drive_ui.py <base-url> <token> --failed <failed partition> [<screenshot directory>]
        drive_ui.py <base-url> <token> --plan <plan id> [<screenshot directory>]
        drive_ui.py <base-url> <token> --reconcile <reconcile id> [<screenshot directory>]
+       drive_ui.py <base-url> <token> --link <enclave/partition/runs/run id> [<screenshot directory>]
 Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
 step never happens. Standard library only: a minimal WebSocket client is below.
 """
@@ -14,7 +15,8 @@ BASE, TOKEN = sys.argv[1], sys.argv[2]
 FAILED = sys.argv[3] == "--failed"
 PLAN = sys.argv[3] == "--plan"
 RECONCILE = sys.argv[3] == "--reconcile"
-ARGS = sys.argv[4:] if FAILED or PLAN or RECONCILE else sys.argv[3:]
+LINK = sys.argv[3] == "--link"
+ARGS = sys.argv[4:] if FAILED or PLAN or RECONCILE or LINK else sys.argv[3:]
 PARTITION = ARGS[0]
 SHOTS = ARGS[1] if len(ARGS) > 1 else None
 
@@ -136,7 +138,7 @@ def main():
         tools.call("Page.addScriptToEvaluateOnNewDocument", source="window.__errors = []; "
                    "addEventListener('error', e => __errors.push(String(e.message))); "
                    "addEventListener('unhandledrejection', e => __errors.push(String(e.reason)));")
-        tools.call("Page.navigate", url=f"{BASE}/ui")
+        tools.call("Page.navigate", url=f"{BASE}/ui" + (f"#/{PARTITION}" if LINK else ""))
         seen = {}
         tools.wait("document.readyState === 'complete' && !!document.querySelector('#token')", "the login form")
         visible = "(selector => getComputedStyle(document.querySelector(selector)).display !== 'none')"
@@ -154,6 +156,18 @@ def main():
         seen["token_in_url"] = TOKEN in tools.evaluate("location.href")
         seen["token_in_session_storage"] = tools.evaluate("sessionStorage.getItem('nclav.token')") == TOKEN
         seen["token_in_page"] = TOKEN in tools.evaluate("document.documentElement.outerHTML")
+        if LINK:
+            # Opened from a pasted link: after the login the run's log is on screen.
+            tools.wait("!document.querySelector('#log').hidden && document.querySelector('#log').dataset.state"
+                       " && document.querySelector('#log').dataset.state !== 'streaming'", "the linked run's log")
+            seen["hash"] = tools.evaluate("location.hash")
+            seen["log_title"] = tools.evaluate("document.querySelector('#log-title').textContent")
+            seen["log_link"] = tools.evaluate("document.querySelector('#log-link').getAttribute('href')")
+            seen["download_file"] = tools.evaluate("document.querySelector('#log').dataset.file")
+            seen["log_has_text"] = tools.evaluate("document.querySelector('#log-text').textContent.length > 0")
+            tools.screenshot("8-linked-run.png")
+            print(json.dumps(seen))
+            return
         if RECONCILE:
             # PARTITION holds the reconcile id here.
             row = f"document.querySelector('#reconcile-list tr[data-reconcile={json.dumps(PARTITION)}]')"
