@@ -55,18 +55,10 @@ struct PartitionApply: Sendable {
         func failed(_ reason: String, runID: UUID? = nil) -> PartitionOutcome {
             PartitionOutcome(key: key, operation: operation, result: .failed, runID: runID, reason: reason, seconds: Date().timeIntervalSince(start))
         }
-        let directory = URL(fileURLWithPath: treeRoot).appendingPathComponent(partition.directory)
-        let moduleSource = partition.partition.terraform.source.map { source in
-            source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
-        }
-        let rewrites = moduleLogRewrites(moduleSource: moduleSource, treeRoot: treeRoot)
         let rendered: RenderedWorkspace
+        let rewrites: [String: String]
         do {
-            rendered = try environment.renderer.render(
-                WorkspaceSpec(
-                    key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs,
-                    declaredOutputs: partition.partition.declaredOutputs,
-                    treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
+            (rendered, rewrites) = try renderWorkspace(partition, key: key, treeRoot: treeRoot, inputs: inputs, renderer: environment.renderer)
         } catch {
             return await store(failed("its workspace could not be rendered: \(error)"), outputs: [:], identity: nil)
         }
@@ -149,6 +141,22 @@ struct PartitionApply: Sendable {
         }
         return PartitionResult(outcome: outcome, outputs: outcome.result == .succeeded ? outputs : [:])
     }
+}
+
+/// A partition's workspace rendered from its files and resolved inputs (its local module
+/// vendored), with how terraform's messages will name that module (`moduleLogRewrites`).
+func renderWorkspace(
+    _ partition: LoadedPartition, key: StateKey, treeRoot: String, inputs: [String: String], renderer: WorkspaceRenderer
+) throws -> (RenderedWorkspace, [String: String]) {
+    let directory = URL(fileURLWithPath: treeRoot).appendingPathComponent(partition.directory)
+    let moduleSource = partition.partition.terraform.source.map { source in
+        source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
+    }
+    let rendered = try renderer.render(
+        WorkspaceSpec(
+            key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs,
+            declaredOutputs: partition.partition.declaredOutputs, treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
+    return (rendered, moduleLogRewrites(moduleSource: moduleSource, treeRoot: treeRoot))
 }
 
 /// What terraform's messages call the vendored local module (`nclav_module_source/…`), shown

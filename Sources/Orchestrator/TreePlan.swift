@@ -205,17 +205,10 @@ struct PartitionPlan: Sendable {
 
     func run() async -> SavedPlan.Entry {
         var entry = self.entry
-        let directory = URL(fileURLWithPath: treeRoot).appendingPathComponent(partition.directory)
-        let moduleSource = partition.partition.terraform.source.map { source in
-            source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
-        }
-        let rewrites = moduleLogRewrites(moduleSource: moduleSource, treeRoot: treeRoot)
         let rendered: RenderedWorkspace
+        let rewrites: [String: String]
         do {
-            rendered = try environment.renderer.render(
-                WorkspaceSpec(
-                    key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs,
-                    declaredOutputs: partition.partition.declaredOutputs, treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
+            (rendered, rewrites) = try renderWorkspace(partition, key: key, treeRoot: treeRoot, inputs: inputs, renderer: environment.renderer)
         } catch {
             entry.error = "its workspace could not be rendered: \(error)"
             return entry
