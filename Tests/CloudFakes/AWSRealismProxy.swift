@@ -102,13 +102,7 @@ public actor AWSRealismProxy {
 
     /// Whether something made at `made` is still inside `window`. The first look at each thing
     /// (`key`) always is, however slowly a loaded machine got there, so every window is met at
-    /// least once (as FakeGCP and FakeAzure do); after that, time decides.
-    private func younger(_ made: ContinuousClock.Instant?, than window: Duration, key: String) -> Bool {
-        guard let made, window > .zero else { return false }
-        if firstLooks.insert(key).inserted { return true }
-        return ContinuousClock.now - made < window
-    }
-    private var firstLooks: Set<String> = []
+    private var windows = PropagationWindows()
 
     private func refuse(_ kind: String) { refusals[kind, default: 0] += 1 }
 
@@ -130,7 +124,7 @@ public actor AWSRealismProxy {
             let parts = arn.split(separator: ":", omittingEmptySubsequences: false)
             let account = parts.count > 4 ? String(parts[4]) : ""
             let role = String(arn.split(separator: "/").last ?? "")
-            if younger(roleCreated[role], than: realism.rolePropagation, key: "role|" + role) {
+            if windows.younger(roleCreated[role], than: realism.rolePropagation, key: "role|" + role) {
                 refuse("role")
                 return Self.queryError(
                     403, "AccessDenied",

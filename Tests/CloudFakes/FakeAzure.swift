@@ -111,13 +111,7 @@ public actor FakeAzure {
 
     /// Whether something made at `made` is still inside `window`. The first look at each
     /// thing (`key`) always is, however slowly the test machine got there, so every window is
-    /// met at least once; after that, time decides.
-    private func younger(_ made: ContinuousClock.Instant?, than window: Duration, key: String) -> Bool {
-        guard let made, window > .zero else { return false }
-        if firstLooks.insert(key).inserted { return true }
-        return ContinuousClock.now - made < window
-    }
-    private var firstLooks: Set<String> = []
+    private var windows = PropagationWindows()
 
     /// Known once `start` has bound the server.
     public nonisolated var port: Int { boundPort.withLock { $0 } }
@@ -440,7 +434,7 @@ public actor FakeAzure {
             return Self.error(404, "SubscriptionNotFound", "The subscription '\(parts.count > 1 ? parts[1] : "")' could not be found.")
         }
         let subscriptionID = parts[1]
-        if younger(subscriptionReady[subscriptionID], than: realism.subscriptionPropagation, key: "subscriptionReady|" + subscriptionID) {
+        if windows.younger(subscriptionReady[subscriptionID], than: realism.subscriptionPropagation, key: "subscriptionReady|" + subscriptionID) {
             refusals["subscription", default: 0] += 1
             return Self.error(404, "SubscriptionNotFound", "The subscription '\(subscriptionID)' could not be found.")
         }
@@ -541,7 +535,7 @@ public actor FakeAzure {
                 guard resources.values.contains(where: { $0.properties["principalId"] == principal }) else {
                     return Self.error(400, "PrincipalNotFound", "Principal \(principal) does not exist in the directory \(tenantID).")
                 }
-                let propagating = younger(principalMade[principal], than: realism.principalPropagation, key: "principalMade|" + principal)
+                let propagating = windows.younger(principalMade[principal], than: realism.principalPropagation, key: "principalMade|" + principal)
                 if propagating { refusals["principal", default: 0] += 1 }
                 if propagating || (principalReplicationDelay && !seenPrincipals.contains(principal)) {
                     seenPrincipals.insert(principal)
@@ -588,7 +582,7 @@ public actor FakeAzure {
                     target: String(namespace))
             }
             if parts.count > 4, parts[2].lowercased() == "resourcegroups",
-                younger(
+                windows.younger(
                     groupMade["/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3])".lowercased()], than: realism.resourceGroupPropagation,
                     key: "groupMade|" + "/subscriptions/\(subscriptionID)/resourcegroups/\(parts[3])".lowercased())
             {
@@ -709,7 +703,7 @@ public actor FakeAzure {
         switch (method, parts.count) {
         case ("GET", 9):
             let visible = (connections[key] ?? []).filter { connection in
-                let hidden = younger(connection.made, than: realism.connectionPropagation, key: "connection|" + connection.name)
+                let hidden = windows.younger(connection.made, than: realism.connectionPropagation, key: "connection|" + connection.name)
                 if hidden { refusals["connection", default: 0] += 1 }
                 return !hidden
             }

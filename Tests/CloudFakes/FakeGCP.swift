@@ -130,13 +130,7 @@ public actor FakeGCP {
 
     /// Whether something made at `made` is still inside `window`. The first look at each
     /// thing (`key`) always is, however slowly the test machine got there, so every window is
-    /// met at least once; after that, time decides.
-    private func younger(_ made: ContinuousClock.Instant?, than window: Duration, key: String) -> Bool {
-        guard let made, window > .zero else { return false }
-        if firstLooks.insert(key).inserted { return true }
-        return ContinuousClock.now - made < window
-    }
-    private var firstLooks: Set<String> = []
+    private var windows = PropagationWindows()
 
     /// Known once `start` has bound the server.
     public nonisolated var port: Int { boundPort.withLock { $0 } }
@@ -394,7 +388,7 @@ public actor FakeGCP {
     /// Google's answer for an API that is not enabled, or was enabled moments ago.
     func requireService(_ project: Project, _ service: String) -> Answer? {
         if project.services.contains(service) {
-            if !younger(
+            if !windows.younger(
                 serviceEnabled["\(project.id)|\(service)"], than: realism.servicePropagation, key: "serviceEnabled|" + "\(project.id)|\(service)")
             {
                 return nil
@@ -417,7 +411,7 @@ public actor FakeGCP {
                 guard let project = email.split(separator: "@").last?.split(separator: ".").first.map(String.init), projects[project] != nil
                 else { continue }
                 if projects[project]?.serviceAccounts.contains(email) != true
-                    || younger(accountCreated[email], than: realism.accountPropagation, key: "accountCreated|" + email)
+                    || windows.younger(accountCreated[email], than: realism.accountPropagation, key: "accountCreated|" + email)
                 {
                     refusals["account", default: 0] += 1
                     return Self.error(400, "INVALID_ARGUMENT", "Service account \(email) does not exist.")
@@ -502,7 +496,7 @@ public actor FakeGCP {
             let requested = body["serviceIds"] as? [String] ?? []
             let billable: Set<String> = ["compute.googleapis.com", "dns.googleapis.com", "pubsub.googleapis.com"]
             if requested.contains(where: billable.contains),
-                younger(billingLinked[project.id], than: realism.billingPropagation, key: "billingLinked|" + project.id)
+                windows.younger(billingLinked[project.id], than: realism.billingPropagation, key: "billingLinked|" + project.id)
             {
                 refusals["billing", default: 0] += 1
                 return Self.error(400, "FAILED_PRECONDITION", "Precondition check failed.")
@@ -534,7 +528,7 @@ public actor FakeGCP {
         // IAM service accounts
         case ("GET", "iam", 5) where rest[1] == "projects" && rest[3] == "serviceAccounts":
             guard let project = projects[rest[2]], project.serviceAccounts.contains(rest[4]),
-                !younger(accountCreated[rest[4]], than: realism.accountPropagation, key: "accountCreated|" + rest[4])
+                !windows.younger(accountCreated[rest[4]], than: realism.accountPropagation, key: "accountCreated|" + rest[4])
             else {
                 if accountCreated[rest[4]] != nil { refusals["account", default: 0] += 1 }
                 return Self.error(404, "NOT_FOUND", "Unknown service account")
@@ -564,12 +558,12 @@ public actor FakeGCP {
         case ("POST", "iamcredentials", 5) where rest[2] == "-" && rest[3] == "serviceAccounts":
             let email = String(rest[4].split(separator: ":").first ?? "")
             guard let project = projects.values.first(where: { $0.serviceAccounts.contains(email) }),
-                !younger(accountCreated[email], than: realism.accountPropagation, key: "accountCreated|" + email)
+                !windows.younger(accountCreated[email], than: realism.accountPropagation, key: "accountCreated|" + email)
             else {
                 return Self.error(404, "NOT_FOUND", "Requested entity was not found.")
             }
             guard project.bindings["roles/iam.serviceAccountTokenCreator"]?.contains(caller) == true,
-                !younger(grantMade["\(project.id)|\(caller)"], than: realism.grantPropagation, key: "grantMade|" + "\(project.id)|\(caller)")
+                !windows.younger(grantMade["\(project.id)|\(caller)"], than: realism.grantPropagation, key: "grantMade|" + "\(project.id)|\(caller)")
             else {
                 if project.bindings["roles/iam.serviceAccountTokenCreator"]?.contains(caller) == true { refusals["grant", default: 0] += 1 }
                 return Self.error(
@@ -604,7 +598,9 @@ public actor FakeGCP {
                 return Self.computeError(
                     409, reason: "alreadyExists", "The resource 'projects/\(project.id)/regions/\(rest[5])/subnetworks/\(name)' already exists")
             }
-            if younger(networkMade["\(project.id)|\(network)"], than: realism.networkReadiness, key: "networkMade|" + "\(project.id)|\(network)") {
+            if windows.younger(
+                networkMade["\(project.id)|\(network)"], than: realism.networkReadiness, key: "networkMade|" + "\(project.id)|\(network)")
+            {
                 refusals["network", default: 0] += 1
                 // Compute accepts the insert and fails the operation.
                 var op = computeOperation(project.id, region: rest[5])
