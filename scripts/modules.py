@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The module graph, read from Package.swift (`swift package dump-package`).
 
-  scripts/modules.py map              print the README's dependency arrows
+  scripts/modules.py map              print the dependency arrows
   scripts/modules.py check            exit 1 when an import does not match Package.swift, when a
-                                      layering rule is broken, or when README's arrows differ
-  scripts/modules.py write-readme     replace README's arrows with the generated ones
+                                      layering rule is broken, or when the arrows in
+                                      docs/architecture.md differ
+  scripts/modules.py write-arrows     replace docs/architecture.md's arrows with the generated ones
+                                      (`write-readme`, its old name, still works)
 
 Rules checked beyond "every import is a declared dependency":
   - only NclavCLI (and tests) import NclavClient;
@@ -18,7 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM = {"Foundation", "FoundationNetworking", "FoundationEssentials", "Glibc", "Musl", "Darwin", "Dispatch", "Testing",
           "XCTest", "Synchronization", "PackagePlugin", "_Concurrency", "os"}
 CLOUD = {"NclavAWS", "NclavGCP", "NclavAzure"}
-BEGIN, END = "<!-- module-arrows:begin (scripts/modules.py write-readme) -->", "<!-- module-arrows:end -->"
+BEGIN, END = "<!-- module-arrows:begin (scripts/modules.py write-arrows) -->", "<!-- module-arrows:end -->"
+# The document that holds the arrows, between BEGIN and END.
+ARROWS_DOC = "docs/architecture.md"
 
 
 def package():
@@ -102,28 +106,28 @@ def arrows(manifest):
     return lines
 
 
-def readme_block(manifest):
+def arrows_block(manifest):
     return "\n".join([BEGIN, "```", *arrows(manifest), "```", END])
 
 
 def main():
     command = sys.argv[1] if len(sys.argv) > 1 else "check"
     manifest = package()
-    readme_path = os.path.join(ROOT, "README.md")
-    readme = open(readme_path, encoding="utf-8").read()
+    doc_path = os.path.join(ROOT, ARROWS_DOC)
+    doc = open(doc_path, encoding="utf-8").read()
     if command == "map":
         print("\n".join(arrows(manifest)))
         return 0
-    if command == "write-readme":
+    if command in ("write-arrows", "write-readme"):
         pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-        if not pattern.search(readme):
-            print("README.md has no module-arrows block", file=sys.stderr)
+        if not pattern.search(doc):
+            print(f"{ARROWS_DOC} has no module-arrows block", file=sys.stderr)
             return 1
-        open(readme_path, "w", encoding="utf-8").write(pattern.sub(lambda _: readme_block(manifest), readme))
+        open(doc_path, "w", encoding="utf-8").write(pattern.sub(lambda _: arrows_block(manifest), doc))
         return 0
     found = problems(manifest)
-    if readme_block(manifest) not in readme:
-        found.append("README.md: the module arrows differ from Package.swift; run `scripts/modules.py write-readme`")
+    if arrows_block(manifest) not in doc:
+        found.append(f"{ARROWS_DOC}: the module arrows differ from Package.swift; run `scripts/modules.py write-arrows`")
     for line in found:
         print(line)
     return 1 if found else 0

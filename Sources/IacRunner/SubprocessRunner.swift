@@ -12,7 +12,7 @@ import Glibc
 /// the spawning thread's blocked signal mask, so the SIGINT that asks terraform to stop can be
 /// ignored, and (2) detects exit through a descriptor the child's children inherit, so a
 /// `local-exec` that leaves `sleep 300 &` behind delays "terraform exited" by 300 s. Both
-/// reproduced here on Swift 6.3.1 (`README.md`, "Running terraform"). swift-subprocess spawns
+/// reproduced here on Swift 6.3.1 (`docs/architecture.md`, "Running terraform"). swift-subprocess spawns
 /// with a clean signal mask, watches exit through a pidfd, merges stderr into stdout with a
 /// real `2>&1`, and can start the child in a new session so the whole process tree is one
 /// group that signals reach.

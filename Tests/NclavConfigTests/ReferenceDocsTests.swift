@@ -37,7 +37,7 @@ struct ReferenceDocsTests {
     @Test("the reference documents exist and the README links them")
     func linked() throws {
         let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
-        for name in ["yaml.md", "cli.md", "api.md", "openapi.yaml", "state-backend.md", "operations.md", "troubleshooting.md"] {
+        for name in ["yaml.md", "cli.md", "api.md", "openapi.yaml", "state-backend.md", "operations.md", "troubleshooting.md", "architecture.md"] {
             #expect(FileManager.default.fileExists(atPath: TestSupport.packageRoot.appendingPathComponent("docs/\(name)").path), "\(name)")
             #expect(readme.contains("docs/\(name)"), "README links docs/\(name)")
         }
