@@ -1,11 +1,13 @@
 import Foundation
+import NclavCore
 
-/// How the API writes and reads JSON: sorted keys, no escaped slashes, ISO 8601 dates.
+/// How the API writes and reads JSON: sorted keys, no escaped slashes, ISO 8601 dates with
+/// milliseconds (a terraform run often lasts under a second, and durations are computed from them).
 public enum Wire {
     public static func encoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = Timestamp.encoding
         return encoder
     }
 

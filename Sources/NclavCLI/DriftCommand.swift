@@ -39,7 +39,7 @@ public struct Drift: AsyncParsableCommand {
                 if json { print(Wire.line(event), terminator: "") }
                 switch event {
                 case .progress(let line):
-                    if !json { print("[\(String(format: "%6.1fs", Date().timeIntervalSince(start)))] \(line)") }
+                    if !json { print(Style.line("[\(String(format: "%6.1fs", Date().timeIntervalSince(start)))] \(line)")) }
                 case .drift(let reconcileID, let results):
                     runReport.reconcile_ids = [reconcileID]
                     runReport.outcomes = results.map {

@@ -7,59 +7,80 @@ import NclavCore
 /// stays at the bottom; otherwise plain lines only.
 ///
 /// Each run is followed by polling its log (`…/log?offset=`), which reads the store, never
-/// terraform's pipe: a slow or vanished client cannot slow a run down.
+/// terraform's pipe: a slow or vanished client cannot slow a run down. A partition's end line
+/// ("✓ …", "! …") waits until its log's last lines are printed, and takes it off the status line.
 actor FollowPrinter {
     private let terminal: Bool
+    private let colour: Bool
     private var running: [String: Int] = [:]  // partition → lines printed
-    private var followers: [Task<Void, Never>] = []
+    private var followers: [String: Task<Void, Never>] = [:]
     private var statusShown = false
 
-    init(terminal: Bool = isatty(STDOUT_FILENO) != 0) { self.terminal = terminal }
+    /// How long an end line waits for its run's last log lines (a server that stopped answering
+    /// must not hang the client).
+    static let lastLinesWait: Duration = .seconds(5)
 
-    /// A progress line from the reconcile stream.
-    func progress(_ text: String) {
-        write(text)
+    init(terminal: Bool = isatty(STDOUT_FILENO) != 0, colour: Bool = Style.enabled) {
+        self.terminal = terminal
+        self.colour = colour
     }
 
-    /// Starts following a run announced by a progress line ("+ enc/part provision started (run <id>)").
-    func follow(_ line: String, api: NclavAPIClient) {
-        guard let (partition, runID) = Self.startedRun(line) else { return }
-        running[partition] = 0
+    /// A progress line from the reconcile stream (`line`), printed after `stamp`. A line that
+    /// starts a run starts following it; one that ends a partition first prints its last lines.
+    func progress(_ line: String, stamp: String, api: NclavAPIClient) async {
+        if let partition = Self.endedPartition(line) {
+            if let follower = followers.removeValue(forKey: partition) {
+                let deadline = Task {
+                    try? await Task.sleep(for: Self.lastLinesWait)
+                    follower.cancel()
+                }
+                await follower.value
+                deadline.cancel()
+            }
+            running[partition] = nil
+        }
+        write(Style.line("\(stamp) \(line)", enabled: colour))
+        if let (partition, runID) = Self.startedRun(line) { follow(partition, runID: runID, api: api) }
+    }
+
+    private func follow(_ partition: String, runID: String, api: NclavAPIClient) {
         let parts = partition.split(separator: "/").map(String.init)
         guard parts.count == 2, let key = try? StateKey(enclave: parts[0], partition: parts[1]) else { return }
-        followers.append(
-            Task {
-                var offset = 0
-                var pending = ""
-                while !Task.isCancelled {
-                    guard let chunk = try? await api.logChunk(key, run: runID, offset: offset) else {
-                        try? await Task.sleep(for: .milliseconds(500))
-                        continue
-                    }
-                    offset = chunk.nextOffset
-                    pending += chunk.text
-                    while let newline = pending.firstIndex(of: "\n") {
-                        self.line(partition, String(pending[..<newline]))
-                        pending = String(pending[pending.index(after: newline)...])
-                    }
-                    if chunk.complete {
-                        if !pending.isEmpty { self.line(partition, pending) }
-                        self.finished(partition)
-                        return
-                    }
-                    try? await Task.sleep(for: .milliseconds(250))
+        running[partition] = 0
+        if terminal { drawStatus() }
+        followers[partition] = Task {
+            var offset = 0
+            var pending = ""
+            while !Task.isCancelled {
+                guard let chunk = try? await api.logChunk(key, run: runID, offset: offset) else {
+                    try? await Task.sleep(for: .milliseconds(500))
+                    continue
                 }
-            })
+                offset = chunk.nextOffset
+                pending += chunk.text
+                while let newline = pending.firstIndex(of: "\n") {
+                    self.logLine(partition, String(pending[..<newline]))
+                    pending = String(pending[pending.index(after: newline)...])
+                }
+                if chunk.complete {
+                    if !pending.isEmpty { self.logLine(partition, pending) }
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
     }
 
     /// Waits for every followed run's last lines.
     func drain() async {
-        let all = followers
-        followers = []
+        let all = followers.values
+        followers = [:]
         for follower in all { await follower.value }
+        running = [:]
         clearStatus()
     }
 
+    /// "+ enc/part provision started (run <id>)" → (enc/part, id).
     static func startedRun(_ line: String) -> (partition: String, runID: String)? {
         guard let match = line.range(of: #"^\s*[+-] (\S+/\S+) \w+ started \(run ([0-9A-Fa-f-]{36})\)"#, options: .regularExpression) else {
             return nil
@@ -70,14 +91,18 @@ actor FollowPrinter {
         return (String(words[1]), String(runID))
     }
 
-    private func line(_ partition: String, _ text: String) {
-        running[partition, default: 0] += 1
-        write("\(partition) | \(text)")
+    /// The partition a line ends: "✓ enc/part provision succeeded…", "- enc/part teardown
+    /// succeeded…", "! enc/part … failed…", "· … skipped", "= … unchanged".
+    static func endedPartition(_ line: String) -> String? {
+        guard startedRun(line) == nil,
+            let match = line.range(of: #"^\s*[✓!·=~-] \S+/\S+ "#, options: .regularExpression)
+        else { return nil }
+        return line[match].split(separator: " ").dropFirst().first.map(String.init)
     }
 
-    private func finished(_ partition: String) {
-        running[partition] = nil
-        if terminal { drawStatus() }
+    private func logLine(_ partition: String, _ text: String) {
+        if running[partition] != nil { running[partition]! += 1 }
+        write("\(partition) | \(Style.terraform(text, enabled: colour))")
     }
 
     private func write(_ text: String) {
@@ -87,15 +112,15 @@ actor FollowPrinter {
         if terminal { drawStatus() }
     }
 
+    /// "running: shop/api (1 line), shop/web (12 lines)".
+    static func status(_ running: [String: Int]) -> String? {
+        guard !running.isEmpty else { return nil }
+        return "running: " + running.keys.sorted().map { "\($0) (\(running[$0]!) \(running[$0]! == 1 ? "line" : "lines"))" }.joined(separator: ", ")
+    }
+
     private func drawStatus() {
-        guard !running.isEmpty else {
-            clearStatus()
-            return
-        }
-        let summary = running.keys.sorted().map { "\($0) (\(running[$0]!) lines)" }.joined(separator: ", ")
-        let width = 120
-        let text = "running: \(summary)"
-        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + String(text.prefix(width))).utf8))
+        guard let text = Self.status(running) else { return clearStatus() }
+        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + String(text.prefix(120))).utf8))
         statusShown = true
     }
 

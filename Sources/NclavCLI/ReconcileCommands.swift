@@ -316,8 +316,7 @@ public struct Apply: AsyncParsableCommand {
                     if json {
                         emit(event)
                     } else if let printer {
-                        await printer.progress("[\(stamp)] \(line)")
-                        await printer.follow(line, api: api)
+                        await printer.progress(line, stamp: "[\(stamp)]", api: api)
                     } else {
                         print(Style.line("[\(stamp)] \(line)"))
                     }
@@ -421,8 +420,17 @@ public struct Iac: AsyncParsableCommand {
 
     struct Logs: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the combined log of a run (the newest without a run id).",
-            discussion: "Examples:\n  nclav iac logs product-a-dev db\n  nclav iac logs product-a-dev db 3f6d9e1a-c4b2-4d91-a8f0-123456789abc")
+            abstract: "Print the combined log of a run (without a run id, the last apply or teardown).",
+            discussion: """
+                Without a run id the log shown is the partition's last apply or teardown, not a
+                drift check's or a plan's that ran after it (the newest run, when the partition
+                has only those); which run is shown is said on stderr. On a terminal terraform's
+                lines are coloured as terraform colours them.
+
+                Examples:
+                  nclav iac logs product-a-dev db
+                  nclav iac logs product-a-dev db 3f6d9e1a-c4b2-4d91-a8f0-123456789abc
+                """)
         @OptionGroup var address: StateCommand.Address
         @Argument(help: "A run id from `nclav iac runs`.") var runID: String?
         @Flag(help: "Keep printing lines as terraform writes them, until the run ends.") var follow = false
@@ -435,10 +443,19 @@ public struct Iac: AsyncParsableCommand {
             if let runID, UUID(uuidString: runID) == nil { throw ValidationError("`\(runID)` is not a run id (a UUID)") }
             let api = try client.client()
             try await withClient {
-                let fetched = try await api.run(key, id: runID)
+                var shown = runID
+                if shown == nil { shown = try await lastApplyOrTeardown(api, key) }
+                let fetched = try await api.run(key, id: shown)
                 let run = fetched.value
+                if runID == nil {
+                    let started = ISO8601DateFormatter().string(from: run.startedAt)
+                    FileHandle.standardError.write(
+                        Data(
+                            "showing run \(run.id.uuidString) (\(run.operation.rawValue), \(run.status.rawValue), started \(started)); `nclav iac runs \(key.enclave) \(key.partition)` lists every run\n"
+                                .utf8))
+                }
                 if output == .json && !follow { return printJSON(fetched.raw) }
-                guard follow else { return print(run.log, terminator: "") }
+                guard follow else { return printLog(run.log) }
                 var offset = 0
                 while true {
                     let chunk = try await api.logChunk(key, run: run.id.uuidString, offset: offset)
@@ -449,7 +466,7 @@ public struct Iac: AsyncParsableCommand {
                         try await Task.sleep(for: .milliseconds(300))
                         continue
                     }
-                    if !chunk.text.isEmpty { FileHandle.standardOutput.write(Data(chunk.text.utf8)) }
+                    if !chunk.text.isEmpty { printLog(chunk.text) }
                     offset = chunk.nextOffset
                     if chunk.complete {
                         print("== run \(chunk.status)")
@@ -458,6 +475,20 @@ public struct Iac: AsyncParsableCommand {
                     try await Task.sleep(for: .milliseconds(300))
                 }
             }
+        }
+
+        /// The id of the newest provision, update or teardown; nil (the newest run) when there is none.
+        func lastApplyOrTeardown(_ api: NclavAPIClient, _ key: StateKey) async throws -> String? {
+            try await api.runs(key).value.runs.first { $0.operation != .plan }?.id.uuidString
+        }
+
+        func printLog(_ text: String) {
+            guard Style.enabled else { return FileHandle.standardOutput.write(Data(text.utf8)) }
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let coloured = lines.enumerated().map { index, line in
+                index == lines.count - 1 ? String(line) : Style.terraform(String(line))
+            }
+            FileHandle.standardOutput.write(Data(coloured.joined(separator: "\n").utf8))
         }
     }
 }

@@ -30,4 +30,36 @@ enum Style {
             }
         return colour.map { $0 + text + reset } ?? text
     }
+
+    static let cyan = "\u{1B}[36m"
+
+    /// A line of terraform's log in terraform's own colours. Runs are recorded with
+    /// `-no-color`, so logs stay plain for downloads and searches; colour is added where a
+    /// person reads them. Diagnostics red or yellow, plan symbols as in a plan, summaries bold.
+    static func terraform(_ text: String, enabled: Bool = Style.enabled) -> String {
+        guard enabled else { return text }
+        let trimmed = text.drop { $0 == " " }
+        let framed = text.hasPrefix("│ ") ? text.dropFirst(2) : Substring(text)
+        let colour: String? =
+            if framed.hasPrefix("Error: ") {
+                bold + red
+            } else if framed.hasPrefix("Warning: ") {
+                bold + yellow
+            } else if text.hasPrefix("Apply complete!") || text.hasPrefix("Destroy complete!") || text.hasPrefix("No changes.") {
+                bold + green
+            } else if text.hasPrefix("Plan: ") || trimmed.hasPrefix("# ") {
+                bold
+            } else if trimmed.hasPrefix("-/+ ") || trimmed.hasPrefix("+/- ") || trimmed.hasPrefix("- ") {
+                red
+            } else if trimmed.hasPrefix("+ ") {
+                green
+            } else if trimmed.hasPrefix("~ ") {
+                yellow
+            } else if trimmed.hasPrefix("<= ") {
+                cyan
+            } else {
+                nil
+            }
+        return colour.map { $0 + text + reset } ?? text
+    }
 }

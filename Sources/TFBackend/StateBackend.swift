@@ -27,7 +27,7 @@ public struct BackendResponse: Sendable, Equatable {
     public static func json<T: Encodable>(_ status: Int, _ value: T) -> BackendResponse {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
+        encoder.dateEncodingStrategy = Timestamp.encoding
         let body = (try? encoder.encode(value)) ?? Data(#"{"error":"response could not be encoded","details":[]}"#.utf8)
         return BackendResponse(status: status, headers: ["Content-Type": "application/json"], body: body)
     }

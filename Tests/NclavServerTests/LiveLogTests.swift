@@ -147,4 +147,94 @@ struct LiveLogTests {
             #expect(result.stdout.contains("Apply complete: 1 succeeded, 0 failed, 0 skipped (partitions)."))
         }
     }
+
+    /// `app/quick` prints three lines and succeeds; `app/broken` prints two and fails.
+    func quickAndBrokenTree() throws -> (URL, () -> Void) {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-follow")
+        let tree = scratch.appendingPathComponent("tree")
+        try FileManager.default.createDirectory(at: tree.appendingPathComponent("app"), withIntermediateDirectories: true)
+        try "id: app\nname: App\ncloud: local\n".write(to: tree.appendingPathComponent("app/config.yml"), atomically: true, encoding: .utf8)
+        for (name, command) in [
+            ("quick", "echo quick-1; echo quick-2; sleep 1; echo quick-3"), ("broken", "echo broken-1; sleep 1; echo broken-2; exit 3"),
+        ] {
+            let partition = tree.appendingPathComponent("app/\(name)")
+            try FileManager.default.createDirectory(at: partition, withIntermediateDirectories: true)
+            try "id: \(name)\nname: \(name)\n".write(to: partition.appendingPathComponent("config.yml"), atomically: true, encoding: .utf8)
+            try """
+            resource "terraform_data" "\(name)" {
+              provisioner "local-exec" {
+                command = "\(command)"
+              }
+            }
+            """.write(to: partition.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        }
+        return (tree, { try? FileManager.default.removeItem(at: scratch) })
+    }
+
+    @Test("apply --follow: a partition's end line comes after its last log line, and a failed partition leaves the status line")
+    func followEndLines() async throws {
+        let (tree, cleanup) = try quickAndBrokenTree()
+        defer { cleanup() }
+        try await withServer { server async throws in
+            let result = try await nclavCLI(["apply", tree.path, "--auto-approve", "--follow", "--parallelism", "2"], server: server)
+            #expect(result.exitCode == 1, "\(result.stdout)\(result.stderr)")
+            let lines = result.stdoutLines
+            for (partition, end) in [("app/quick", "✓ app/quick provision succeeded"), ("app/broken", "! app/broken provision failed")] {
+                let endLine = try #require(lines.firstIndex { $0.contains(end) }, "\(result.stdout)")
+                let lastLogLine = try #require(lines.lastIndex { $0.hasPrefix("\(partition) | ") })
+                #expect(lastLogLine < endLine, "\(partition)'s log ends before its end line:\n\(result.stdout)")
+                #expect(
+                    lines[lastLogLine].hasPrefix("\(partition) | == apply failed")
+                        || lines[lastLogLine].hasPrefix("\(partition) | == apply succeeded"))
+            }
+
+            // On a terminal the status line counts lines ("1 line", "2 lines") and drops a
+            // partition once its end line is printed, failed or not.
+            let script = try TestSupport.which("script")
+            for name in ["quick", "broken"] {
+                let file = tree.appendingPathComponent("app/\(name)/main.tf")
+                try (String(contentsOf: file, encoding: .utf8) + "\n# edited\n").write(to: file, atomically: true, encoding: .utf8)
+            }
+            var environment = ProcessInfo.processInfo.environment
+            environment["NCLAV_HOME"] = server.home.path
+            environment["NCLAV_URL"] = server.baseURL
+            environment["NCLAV_TOKEN"] = nil
+            environment["NO_COLOR"] = nil
+            let command = "'\(TestSupport.nclavBinary.path)' apply '\(tree.path)' --follow --auto-approve --parallelism 2"
+            let terminal = try await TestSupport.runDetached(script, ["-qec", command, "/dev/null"], environment: environment)
+            #expect(terminal.exitCode == 1, "\(terminal.stdout)")
+            #expect(
+                terminal.stdout.contains("app/broken (1 line)") && terminal.stdout.contains("app/broken (2 lines)"),
+                "\(terminal.stdout.debugDescription)")
+            #expect(terminal.stdout.range(of: #"\(1 lines\)"#, options: .regularExpression) == nil)
+            let failedLine = try #require(terminal.stdout.range(of: "! app/broken provision failed"), "\(terminal.stdout.debugDescription)")
+            #expect(!terminal.stdout[failedLine.upperBound...].contains("app/broken ("), "a failed partition is no longer shown as running")
+            #expect(terminal.stdout.contains("\u{1B}[1m\u{1B}[32mApply complete! Resources"), "terraform's own colour for its lines")
+        }
+    }
+
+    @Test("iac logs without a run id shows the last apply, not the drift check that ran after it, and says which run it shows")
+    func logsDefaultToLastApply() async throws {
+        let (tree, cleanup) = try quickAndBrokenTree()
+        defer { cleanup() }
+        try FileManager.default.removeItem(at: tree.appendingPathComponent("app/broken"))
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
+            let applyRun = try #require(
+                try await http(.GET, server.baseURL + "/enclaves/app/partitions/quick/iac/runs/latest", auth: .bearer(server.token)).json()["id"]
+                    as? String)
+            #expect(try await nclavCLI(["drift"], server: server).exitCode == 0)
+            let logs = try await nclavCLI(["iac", "logs", "app", "quick"], server: server)
+            #expect(logs.exitCode == 0)
+            #expect(logs.stdout.contains("Apply complete! Resources: 1 added") && logs.stdout.contains("quick-3"), "\(logs.stdout)")
+            #expect(logs.stderr.hasPrefix("showing run \(applyRun) (provision, succeeded, started "), "\(logs.stderr)")
+            let runs = try await nclavCLI(["iac", "runs", "app", "quick"], server: server)
+            #expect(runs.stdoutLines.dropFirst().first?.contains(" plan ") == true, "the drift check is the newest run:\n\(runs.stdout)")
+            // Durations are computed from the run's times, which keep their milliseconds.
+            let json = try await nclavCLI(["iac", "runs", "app", "quick", "-o", "json"], server: server)
+            #expect(
+                json.stdout.range(of: #""started_at" : "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z""#, options: .regularExpression) != nil,
+                "\(json.stdout)")
+        }
+    }
 }

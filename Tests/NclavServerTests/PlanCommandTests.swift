@@ -234,8 +234,8 @@ struct PlanCommandTests {
 
             let log = try await nclavCLI(["iac", "logs", "shop", "web", "-o", "json"], server: server)
             let run = try #require(try JSONSerialization.jsonObject(with: Data(log.stdout.utf8)) as? [String: Any])
-            // The newest run is the drift check's plan.
-            #expect((run["log"] as? String)?.contains("== terraform plan") == true && run["operation"] as? String == "plan", "\(run)")
+            // Without a run id: the last apply, not the drift check's plan that ran after it.
+            #expect((run["log"] as? String)?.contains("Apply complete!") == true && run["operation"] as? String == "provision", "\(run)")
 
             let destroy = try await nclavCLI(["destroy", "shop", "--yes", "-o", "json"], server: server)
             #expect(destroy.exitCode == 0, "\(destroy.stderr)")
