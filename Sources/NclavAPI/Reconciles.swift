@@ -1,6 +1,6 @@
 import Foundation
 
-/// `GET /reconciles` and `GET /reconciles/{id}`: each apply or destroy as one report, read
+/// `GET /reconciles` and `GET /reconciles/{id}`: each apply, destroy or drift check as one report, read
 /// back from its audit events and run records.
 public struct ReconcileEntry: Codable, Sendable, Equatable {
     public var id: String
@@ -8,18 +8,27 @@ public struct ReconcileEntry: Codable, Sendable, Equatable {
     public var finishedAt: Date?
     /// `running`, `succeeded`, or the finishing event's message (`2 error(s)`).
     public var result: String
-    /// What started it (`5 change(s)`, `enclaves shop`).
+    /// What it set out to do (`5 change(s)`, `enclaves shop`, `every enclave`).
     public var message: String
+    /// `apply`, `destroy` or `drift`.
+    public var kind: String
+    /// Who or what started it: the command, the credential and the peer address, or the
+    /// server's drift schedule; nil for reconciles recorded before triggers were.
+    public var trigger: String?
 
-    public init(id: String, startedAt: Date, finishedAt: Date?, result: String, message: String) {
+    public init(id: String, startedAt: Date, finishedAt: Date?, result: String, message: String, kind: String, trigger: String?) {
         self.id = id
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.result = result
         self.message = message
+        self.kind = kind
+        self.trigger = trigger
     }
 
-    public enum CodingKeys: String, CodingKey { case id, startedAt = "started_at", finishedAt = "finished_at", result, message }
+    public enum CodingKeys: String, CodingKey {
+        case id, startedAt = "started_at", finishedAt = "finished_at", result, message, kind, trigger
+    }
 }
 
 public struct ReconcileListing: Codable, Sendable, Equatable {

@@ -2,6 +2,8 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NclavAPI
+import NclavCore
 
 /// Where the server is and how to authenticate, with where each came from (for messages).
 public struct ServerEndpoint: Sendable {
@@ -76,7 +78,7 @@ public struct NclavAPIClient: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(endpoint.token)")
-        request.headers.add(name: "User-Agent", value: "nclav-cli")
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response: HTTPClientResponse
@@ -102,6 +104,7 @@ public struct NclavAPIClient: Sendable {
         var request = HTTPClientRequest(url: url)
         request.method = method
         request.headers.add(name: "Authorization", value: "Bearer \(endpoint.token)")
+        request.headers.add(name: "User-Agent", value: Self.userAgent)
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: body))
         let response: HTTPClientResponse
@@ -163,10 +166,13 @@ public struct NclavAPIClient: Sendable {
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 
-    public static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return decoder
+    public static let decoder: JSONDecoder = Wire.decoder()
+
+    /// `nclav-cli/0.1.0 apply`: the version and the command, which the server records as what
+    /// started a reconcile.
+    static let userAgent: String = {
+        let command = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") && $0.allSatisfy { $0.isLetter || $0 == "-" } }
+        return "nclav-cli/\(NclavVersion.current)" + (command.map { " \($0)" } ?? "")
     }()
 
     static func describe(_ error: Error) -> String {

@@ -10,13 +10,15 @@ public struct StateGraph: Codable, Sendable, Equatable {
         public let produces: ExportType?
         /// `in-sync`, `drifted` or `error` from the last drift check; nil when never checked.
         public var drift: DriftResult.Status? = nil
+        /// The operation of the partition's run in progress (`provision`, `plan`, …); nil when none is.
+        public var running: String? = nil
     }
 
     public struct EnclaveNode: Codable, Sendable, Equatable {
         public let id: String
         public let cloud: CloudTarget
         public let status: ProvisionStatus
-        public let partitions: [Node]
+        public var partitions: [Node]
         public let exports: [String]
     }
 
@@ -30,8 +32,19 @@ public struct StateGraph: Codable, Sendable, Equatable {
         public let export: String
     }
 
-    public let enclaves: [EnclaveNode]
+    public private(set) var enclaves: [EnclaveNode]
     public let edges: [Edge]
+
+    /// The graph with each partition's run in progress (`enc/part` → operation) marked.
+    public func marking(running: [String: String]) -> StateGraph {
+        var graph = self
+        for e in graph.enclaves.indices {
+            for p in graph.enclaves[e].partitions.indices {
+                graph.enclaves[e].partitions[p].running = running["\(graph.enclaves[e].id)/\(graph.enclaves[e].partitions[p].id)"]
+            }
+        }
+        return graph
+    }
 
     public init(enclaves: [EnclaveState], partitions: [PartitionState]) {
         let byEnclave = Dictionary(grouping: partitions, by: \.enclaveID)

@@ -14,7 +14,7 @@ import TFBackend
 
 /// Starts the HTTP API and Terraform state backend, and runs until SIGINT/SIGTERM.
 public enum NclavServer {
-    public static let version = "0.1.0"
+    public static let version = NclavVersion.current
 
     public enum StartError: Error, CustomStringConvertible {
         case token(AdminToken.SetupError)

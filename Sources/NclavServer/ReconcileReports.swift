@@ -4,7 +4,7 @@ import NclavAPI
 import NclavCore
 import NclavStore
 
-/// `GET /reconciles` and `GET /reconciles/{id}`: each apply or destroy as one report, built
+/// `GET /reconciles` and `GET /reconciles/{id}`: each apply, destroy or drift check as one report, built
 /// from the audit events it wrote (started, each partition's end, finished) and the runs it
 /// recorded. Reaches back as far as the newest 1000 events.
 struct ReconcileReports: Sendable {
@@ -18,7 +18,8 @@ struct ReconcileReports: Sendable {
         }
     }
 
-    static let startKinds: Set<String> = ["reconcile.started", "destroy.started"]
+    static let startKinds: [String: String] = ["reconcile.started": "apply", "destroy.started": "destroy", "drift.started": "drift"]
+    static let triggerKind = "reconcile.trigger"
 
     func list() async throws -> [ReconcileEntry] {
         let events = try await store.events(enclave: nil, limit: Self.window)
@@ -27,13 +28,15 @@ struct ReconcileReports: Sendable {
     }
 
     static func entry(_ id: UUID, _ events: [AuditEvent]) -> ReconcileEntry? {
-        guard let start = events.first(where: { startKinds.contains($0.kind) }) else { return nil }
-        let end = events.first { $0.kind == "reconcile.finished" }
+        guard let start = events.first(where: { startKinds[$0.kind] != nil }), let kind = startKinds[start.kind] else { return nil }
+        let end = events.first { $0.kind == "reconcile.finished" || $0.kind == "drift.checked" }
         let failed = events.contains { $0.kind == "partition.failed" }
-        let result = end?.message ?? (start.kind == "destroy.started" ? (failed ? "finished with errors" : "finished") : "running")
+        let result =
+            end.map { $0.message.replacingOccurrences(of: "drift check: ", with: "") }
+            ?? (kind == "destroy" ? (failed ? "finished with errors" : "finished") : "running")
         return ReconcileEntry(
             id: id.uuidString.lowercased(), startedAt: start.time, finishedAt: end?.time ?? events.map(\.time).max(), result: result,
-            message: start.message)
+            message: start.message, kind: kind, trigger: events.first { $0.kind == triggerKind }?.message)
     }
 
     func page(_ id: UUID) async throws -> ReconcilePage {

@@ -40,8 +40,12 @@ struct ReconcileRoutes: Sendable {
 
     func register(on router: Router<NclavRequestContext>, body: @escaping @Sendable (HummingbirdCore.Request) async throws -> Data) {
         router.post(RouterPath(APIPath.dryRun)) { request, _ in try await dryRun(try await body(request)) }
-        router.post(RouterPath(APIPath.reconcile)) { request, _ in try await apply(try await body(request)) }
-        router.post(RouterPath(APIPath.drift)) { request, _ in try await drift(try await body(request)) }
+        router.post(RouterPath(APIPath.reconcile)) { request, context in
+            try await apply(try await body(request), trigger: Self.trigger(request, context))
+        }
+        router.post(RouterPath(APIPath.drift)) { request, context in
+            try await drift(try await body(request), trigger: Self.trigger(request, context))
+        }
         router.post(RouterPath(APIPath.plans)) { request, _ in try await makePlan(try await body(request)) }
         router.get(RouterPath(APIPath.plans)) { _, _ in
             Routes.json(PlanListing(plans: await reconciler().environment.plans.list().map(Self.planBody)))
@@ -53,17 +57,20 @@ struct ReconcileRoutes: Sendable {
             await reconciler().environment.plans.remove(id)
             return Response(status: .noContent)
         }
-        router.post(RouterPath(APIPath.destroy)) { request, _ in try await destroy(try await body(request)) }
+        router.post(RouterPath(APIPath.destroy)) { request, context in
+            try await destroy(try await body(request), trigger: Self.trigger(request, context))
+        }
         router.get(RouterPath(APIPath.orphansBase)) { request, _ in
             try await orphans(enclave: request.uri.queryParameters.get("enclave").flatMap { $0.isEmpty ? nil : String($0) })
         }
-        router.delete(RouterPath(APIPath.Template.enclave)) { _, context in
-            try await destroyNow(DestroyRequest(enclaves: [try Routes.id(context, "enclave")]))
+        router.delete(RouterPath(APIPath.Template.enclave)) { request, context in
+            try await destroyNow(DestroyRequest(enclaves: [try Routes.id(context, "enclave")]), trigger: Self.trigger(request, context))
         }
         router.delete(RouterPath(APIPath.Template.partition)) { request, context in
             let enclave = try Routes.id(context, "enclave"), partition = try Routes.id(context, "partition")
             switch request.uri.queryParameters.get("forget") {
-            case nil, "false": return try await destroyNow(DestroyRequest(enclaves: [enclave], partition: partition))
+            case nil, "false":
+                return try await destroyNow(DestroyRequest(enclaves: [enclave], partition: partition), trigger: Self.trigger(request, context))
             case "true": return try await forget(enclave: enclave, partition: partition)
             case let other?: throw APIError(.badRequest, "`forget=\(other)` is not understood; use forget=true")
             }
@@ -136,16 +143,17 @@ struct ReconcileRoutes: Sendable {
     }
 
     /// `DELETE /enclaves/{e}[/partitions/{p}]`: the destroy report as one JSON answer.
-    func destroyNow(_ request: DestroyRequest) async throws -> Response {
+    func destroyNow(_ request: DestroyRequest, trigger: String) async throws -> Response {
         let reconciler = await reconciler()
         let lock = try await prepareDestroy(request, reconciler: reconciler)
+        await record(trigger, of: lock)
         let report = try await reconciler.destroy(enclaves: request.enclaves, partition: request.partition, holding: lock)
         return Routes.json(ApplyEvent.report(Self.reportBody(report)))
     }
 
     /// `POST /destroy`: several enclaves (the engine orders them) or one partition; NDJSON
     /// progress, then the report.
-    func destroy(_ data: Data) async throws -> Response {
+    func destroy(_ data: Data, trigger: String) async throws -> Response {
         let request: DestroyRequest
         do { request = try Wire.decoder().decode(DestroyRequest.self, from: data) } catch {
             throw APIError(.badRequest, "the body must be JSON like {\"enclaves\": [\"<id>\"], \"partition\": \"<id>\"}")
@@ -160,6 +168,7 @@ struct ReconcileRoutes: Sendable {
             let reconciler = await reconciler { emit(.progress($0)) }
             let lock = try await prepareDestroy(request, reconciler: reconciler)
             return {
+                await record(trigger, of: lock)
                 do {
                     let report = try await reconciler.destroy(enclaves: request.enclaves, partition: request.partition, holding: lock)
                     emit(.report(Self.reportBody(report)))
@@ -184,6 +193,28 @@ struct ReconcileRoutes: Sendable {
     }
 
     // MARK: Plumbing
+
+    /// Who started a reconcile, as its page shows it: the command (from the CLI's user agent),
+    /// the credential and the peer address. `"`nclav apply` (nclav-cli/0.1.0) with the admin token from 127.0.0.1"`.
+    static func trigger(_ request: HummingbirdCore.Request, _ context: NclavRequestContext) -> String {
+        let agent = request.headers[.userAgent].map { String($0.prefix(120)) }
+        var text = "\(request.method.rawValue) \(request.uri.path)"
+        if let agent, agent.hasPrefix("nclav-cli"), let command = agent.split(separator: " ", maxSplits: 1).dropFirst().first {
+            text = "`nclav \(command.filter { $0.isLetter || $0 == " " || $0 == "-" })`"
+        }
+        if let agent { text += " (\(agent.split(separator: " ").first ?? ""))" }
+        if case .admin? = context.principal { text += " with the admin token" }
+        if let address = context.remoteAddress { text += " from \(address)" }
+        return text
+    }
+
+    /// Records what started the reconcile holding `lock` (with its saved plan and targets), for
+    /// `GET /reconciles`.
+    func record(_ trigger: String, of lock: ReconcileLock, options: ReconcileOptions? = nil) async {
+        var text = trigger
+        if let plan = options?.savedPlan { text += "; saved plan \(plan.uuidString.lowercased())" }
+        _ = try? await store.appendEvent(AuditEvent(kind: ReconcileReports.triggerKind, reconcileID: lock.id, message: text))
+    }
 
     func reconciler(progress: @escaping @Sendable (String) async -> Void = { _ in }) async -> Reconciler {
         let host = ["0.0.0.0", "::", ""].contains(configuration.bindHost) ? "127.0.0.1" : configuration.bindHost
@@ -301,8 +332,9 @@ struct ReconcileRoutes: Sendable {
                 deletesEverything: plan.deletesEverything))
     }
 
-    func apply(_ data: Data) async throws -> Response {
+    func apply(_ data: Data, trigger: String) async throws -> Response {
         try await lockedStream(data, progress: ApplyEvent.progress, failure: ApplyEvent.error) { reconciler, lock, tree, graph, options in
+            await record(trigger, of: lock, options: options)
             let report = try await reconciler.reconcile(tree, options: options, holding: lock, graph: graph)
             var body = Self.reportBody(report)
             body.changes = report.plan.lines
@@ -413,7 +445,7 @@ struct ReconcileRoutes: Sendable {
     // MARK: Drift
 
     /// `POST /drift` (`{"enclave": "…"}` optional): NDJSON progress, then the results.
-    func drift(_ data: Data) async throws -> Response {
+    func drift(_ data: Data, trigger: String) async throws -> Response {
         let request: DriftRequest
         do { request = data.isEmpty ? DriftRequest() : try JSONDecoder().decode(DriftRequest.self, from: data) } catch {
             throw APIError(.badRequest, "the body must be empty or JSON like {\"enclave\": \"<id>\"}")
@@ -427,6 +459,7 @@ struct ReconcileRoutes: Sendable {
             let lock: ReconcileLock
             do { lock = try await reconciler.acquire() } catch let error as ReconcileError { throw APIError(.conflict, error.description) }
             return {
+                await record(trigger, of: lock)
                 do {
                     let report = try await reconciler.drift(enclave: request.enclave, holding: lock)
                     emit(.drift(reconcileID: report.reconcileID.uuidString, results: report.results.map(Self.entry)))
@@ -467,6 +500,7 @@ struct ReconcileRoutes: Sendable {
             let reconciler = await reconciler()
             do {
                 let lock = try await reconciler.acquire()
+                await record("the server's drift schedule (every \(interval))", of: lock)
                 let report = try await reconciler.drift(holding: lock)
                 logger.info(
                     "scheduled drift check",

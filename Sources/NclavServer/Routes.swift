@@ -129,7 +129,19 @@ struct Routes: Sendable {
         let enclaves = try await store.enclaves()
         var partitions: [PartitionState] = []
         for enclave in enclaves { partitions += try await store.partitions(ofEnclave: enclave.id) }
-        return StateGraph(enclaves: enclaves, partitions: partitions)
+        let graph = StateGraph(enclaves: enclaves, partitions: partitions)
+        // Runs happen only under the reconcile lock: without it, no partition's latest run is
+        // in progress and there is nothing to look up.
+        guard try await store.reconcileLock() != nil else { return graph }
+        var running: [String: String] = [:]
+        for partition in partitions {
+            if let latest = try await store.runs(enclave: partition.enclaveID, partition: partition.partitionID, limit: 1).first,
+                latest.status == .running
+            {
+                running["\(partition.enclaveID)/\(partition.partitionID)"] = latest.operation.rawValue
+            }
+        }
+        return graph.marking(running: running)
     }
 
     func ready() async throws -> Response {

@@ -16,6 +16,8 @@ struct DriftCheck: Sendable {
         var report = DriftReport(reconcileID: reconcileID)
         let enclaves = try await store.enclaves().filter { enclave == nil || $0.id == enclave }
         if let enclave, enclaves.isEmpty { throw ReconcileError.notInState(enclave) }
+        _ = try? await store.appendEvent(
+            AuditEvent(kind: "drift.started", enclaveID: enclave, reconcileID: reconcileID, message: "drift check of \(enclave ?? "every enclave")"))
         for enclaveState in enclaves {
             for state in try await store.partitions(ofEnclave: enclaveState.id) where state.status == .active {
                 guard let key = state.key else { continue }
@@ -59,6 +61,10 @@ struct DriftCheck: Sendable {
         case .drifted: await environment.progress("  ~ \(key) drifted: \(result.summary)")
         case .error: await environment.progress("  ! \(key) drift check failed after \(seconds) s: \(result.summary)")
         }
+        _ = try? await store.appendEvent(
+            AuditEvent(
+                kind: "partition.\(result.status.rawValue)", enclaveID: key.enclave, partitionID: key.partition, reconcileID: reconcileID,
+                message: result.summary))
         // Re-read: only the drift field changes, whatever else happened meanwhile.
         if var current = try await store.partitions(ofEnclave: key.enclave).first(where: { $0.partitionID == key.partition }) {
             current.drift = result

@@ -225,11 +225,16 @@ struct TreeApply: Sendable {
                 guard outcome.result != .unchanged || planned.contains(key) else { return }
                 outcomes.append(outcome)
                 await environment.progress(ProgressLine.finished(outcome))
-                guard outcome.result != .unchanged else { return }
+                let kind =
+                    switch outcome.result {
+                    case .succeeded: "partition.applied"
+                    case .skipped: "partition.skipped"
+                    case .unchanged: "partition.unchanged"
+                    case .failed: "partition.failed"
+                    }
                 _ = try? await store.appendEvent(
                     AuditEvent(
-                        kind: outcome.result == .succeeded
-                            ? "partition.applied" : outcome.result == .skipped ? "partition.skipped" : "partition.failed",
+                        kind: kind,
                         enclaveID: key.enclave, partitionID: key.partition, reconcileID: reconcileID,
                         message: outcome.reason ?? "\(outcome.operation.rawValue) succeeded"))
             })

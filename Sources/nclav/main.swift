@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NclavCLI
+import NclavCore
 import NclavServer
 
 /// The `nclav` command line. Commands parse arguments and print; the work happens in the
@@ -46,10 +47,6 @@ struct Completion: ParsableCommand {
 }
 
 extension CompletionShell: @retroactive ExpressibleByArgument {}
-
-enum NclavVersion {
-    static let current = "0.1.0"
-}
 
 /// `nclav --remote X status` → `nclav status --remote X`: global client options may come
 /// before the command, as the product README shows them.

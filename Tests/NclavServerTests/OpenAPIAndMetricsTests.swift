@@ -114,7 +114,7 @@ struct OpenAPIAndMetricsTests {
             ], enclaves: [], lines: [], hasChanges: true, destructions: [], errors: [])
         #expect(try keys(plan) == (try schemaProperties("Plan")))
         #expect(
-            try keys(ReconcileEntry(id: "r", startedAt: Date(), finishedAt: Date(), result: "succeeded", message: "m"))
+            try keys(ReconcileEntry(id: "r", startedAt: Date(), finishedAt: Date(), result: "succeeded", message: "m", kind: "apply", trigger: "t"))
                 == (try schemaProperties("ReconcileEntry")))
         let nested = try #require(try JSONSerialization.jsonObject(with: try Wire.encoder().encode(outcome)) as? [String: Any])
         let root = try #require(try Yams.load(yaml: String(contentsOf: Self.document, encoding: .utf8)) as? [String: Any])

@@ -224,4 +224,125 @@ struct WebUITests {
             #expect(seen["runs_rows"] as? Int == 0, "no process started, so no run")
         }
     }
+
+    @Test(
+        "review pages: a layered graph whose edges never cross a box, a live running mark, runs with id, duration, trigger and drift, who started each reconcile, a state diff, a coloured log"
+    )
+    func reviewPages() async throws {
+        let python = try TestSupport.which("python3")
+        _ = try TestSupport.which("chromium")
+        let builder = try TreeBuilder.scratch("nclav-ui-review")
+        let scratch = builder.root.deletingLastPathComponent()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let world = scratch.appendingPathComponent("world.txt")
+        try "blue\n".write(to: world, atomically: true, encoding: .utf8)
+        let export = { (name: String) in "  - name: \(name)\n    target_partition: \(name)\n    type: http\n    to: any_enclave\n" }
+        let importing = { (from: String, name: String) in "  - from: \(from)\n    export_name: \(name)\n    alias: \(name)\n" }
+        try builder.enclave("app", "exports:\n" + export("base") + export("mid") + "imports:\n" + importing("app", "base") + importing("app", "mid"))
+        try builder.enclave("ops", "imports:\n" + importing("app", "base"))
+        let http = "produces: http\ndeclared_outputs: [hostname, port]\n"
+        let served = { (name: String) in
+            "variable \"upstream\" {\n  type    = string\n  default = \"\"\n}\nresource \"terraform_data\" \"\(name)\" { input = var.upstream }\n"
+                + "output \"hostname\" { value = \"\(name).internal\" }\noutput \"port\" { value = 443 }\n"
+        }
+        // base ticks for as long as ticks.txt says, so a test can look while it runs.
+        try builder.file("app/base/ticks.txt", "0\n")
+        try builder.partition(
+            "app", "base", http,
+            main: served("base") + """
+                resource "terraform_data" "ticker" {
+                  triggers_replace = [filemd5("${path.module}/ticks.txt")]
+                  provisioner "local-exec" {
+                    command = "n=$(cat ${path.module}/ticks.txt); i=1; while [ $i -le $n ]; do echo tick-$i; i=$((i+1)); sleep 1; done"
+                  }
+                }
+
+                """)
+        try builder.partition("app", "mid", http + "inputs:\n  upstream: \"{{ base.hostname }}\"\n", main: served("mid"))
+        let topInputs = { (label: String) in "inputs:\n  upstream: \"{{ mid.hostname }} {{ base.hostname }} \(label)\"\n" }
+        try builder.partition("app", "top", topInputs("v1"), main: served("top"))
+        try builder.partition("app", "side", main: "resource \"terraform_data\" \"probe\" { input = trimspace(file(\"\(world.path)\")) }\n")
+        try builder.partition("ops", "watch", "inputs:\n  upstream: \"{{ base.hostname }}\"\n", main: served("watch"))
+
+        try await withServer { server async throws in
+            #expect(try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server).exitCode == 0)
+            try builder.file("app/top/config.yml", "id: top\nname: top\n" + topInputs("v2"))
+            #expect(try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server).exitCode == 0)
+            try "green\n".write(to: world, atomically: true, encoding: .utf8)
+            #expect(try await nclavCLI(["drift"], server: server).exitCode == 2)
+            try builder.file("app/base/ticks.txt", "8\n")
+            async let running = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
+
+            let shots = TestSupport.packageRoot.appendingPathComponent(".build/test-artifacts/web-ui")
+            let driven = try await TestSupport.runDetached(
+                python,
+                [TestSupport.fixture("ui/drive_ui.py").path, server.baseURL, server.token, "--review", "app/base,app/side,app/top", shots.path])
+            #expect(driven.exitCode == 0, "\(driven.stderr)")
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(driven.stdout.utf8)) as? [String: Any], "\(driven.stdout)")
+
+            // The graph: three layers (base and side; mid and watch; top), every edge pointing
+            // right, none through a box, and the running partition marked while it runs.
+            #expect(seen["layers"] as? String == "3")
+            let boxes = try #require(seen["boxes"] as? [String: [Double]])
+            #expect(boxes["app/base"]?[0] == boxes["app/side"]?[0] && boxes["app/mid"]?[0] == boxes["ops/watch"]?[0], "\(boxes)")
+            #expect((boxes["app/mid"]?[0] ?? 0) > (boxes["app/base"]?[0] ?? 0) && (boxes["app/top"]?[0] ?? 0) > (boxes["app/mid"]?[0] ?? 0))
+            #expect(seen["edge_count"] as? Int == 4)
+            #expect(seen["edges_rightward"] as? Bool == true)
+            #expect(seen["crossings"] as? [String] == [], "\(seen["crossings"] ?? "")")
+            #expect(seen["running_mark"] as? String == "update")
+            #expect(seen["running_note"] as? String == "app · update running…")
+            #expect((seen["labels"] as? [String] ?? []).contains("watch / ops · active"), "\(seen["labels"] ?? "")")
+
+            // Who started each reconcile, and the drift check as a page of its own.
+            let reconciles = seen["reconciles"] as? [[String]] ?? []
+            #expect(reconciles.contains { $0[1] == "drift" && $0[4] == "4 in sync, 1 drifted, 0 error(s)" }, "\(reconciles)")
+            #expect(
+                reconciles.contains {
+                    $0[1] == "apply"
+                        && $0[3].range(
+                            of: #"^`nclav apply` \(nclav-cli/\d+\.\d+\.\d+\) with the admin token from 127\.0\.0\.1$"#, options: .regularExpression)
+                            != nil
+                },
+                "\(reconciles)")
+            #expect((seen["drift_page_trigger"] as? String)?.hasPrefix("Started by `nclav drift` (nclav-cli/") == true, "\(seen)")
+            #expect((seen["drift_page_summary"] as? String)?.hasPrefix("drift · drift check of every enclave: ") == true, "\(seen)")
+            let driftRows = (seen["drift_page_rows"] as? [[String]] ?? []).map { $0.joined(separator: " ") }
+            #expect(
+                driftRows.contains("app/side drifted plan") && driftRows.contains("app/base in-sync plan") && driftRows.count == 5, "\(driftRows)")
+
+            // The drifted partition's runs: id, duration, the drift check shown as drifted and
+            // linked to the check that ran it.
+            #expect(seen["runs_header"] as? [String] == ["run", "started", "operation", "result", "duration", "exit", "trigger"])
+            let runs = seen["runs"] as? [[String]] ?? []
+            let drift = try #require(runs.first { $0[3] == "drifted" }, "\(runs)")
+            #expect(drift[2] == "plan" && drift[5] == "2" && drift[6] == "drift: drift check of every enclave", "\(drift)")
+            #expect(drift[0].count == 8 && drift[4].hasSuffix(" s"), "\(drift)")
+            #expect((seen["run_id_title"] as? String)?.count == 36)
+
+            // The state diff between top's two versions names the attribute that changed.
+            let diff = (seen["state_diff"] as? [[String]] ?? []).map { $0.joined(separator: " ") }
+            #expect(diff.contains("update ~ terraform_data.top"), "\(diff)")
+            #expect(
+                diff.contains {
+                    $0.hasPrefix("attribute     input: ") && $0.contains("base.internal v1") && $0.contains("→ ") && $0.contains("base.internal v2")
+                }, "\(diff)")
+
+            // Terraform's own colours in the log, the text itself plain.
+            let colours = (seen["log_colours"] as? [[String]] ?? []).map { $0.joined(separator: " ") }
+            #expect(colours.contains { $0.hasPrefix("tf-done Apply complete! Resources:") }, "\(colours)")
+            #expect(seen["log_download_text_plain"] as? Bool == true)
+
+            // After the apply, each partition's result in it is marked (as its reconcile page says).
+            let marked = try #require(seen["last_results"] as? [String: String])
+            #expect(marked["app/base"] == "succeeded", "\(marked)")
+            #expect(marked["app/mid"] == "unchanged" && marked["ops/watch"] == "unchanged", "base's outputs did not change: \(marked)")
+            for name in [
+                "9-graph-running.png", "10-drift-check.png", "11-runs.png", "12-state-diff.png", "13-log-coloured.png", "14-graph-after.png",
+            ] {
+                let png = try Data(contentsOf: shots.appendingPathComponent(name))
+                #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 5_000, "\(name) is a real screenshot")
+            }
+            #expect(try await running.exitCode == 0)
+        }
+    }
 }

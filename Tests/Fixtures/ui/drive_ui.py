@@ -6,6 +6,7 @@ Usage: drive_ui.py <base-url> <token> <partition-with-a-running-run> [<screensho
        drive_ui.py <base-url> <token> --plan <plan id> [<screenshot directory>]
        drive_ui.py <base-url> <token> --reconcile <reconcile id> [<screenshot directory>]
        drive_ui.py <base-url> <token> --link <enclave/partition/runs/run id> [<screenshot directory>]
+       drive_ui.py <base-url> <token> --review <running>,<drifted>,<two state versions> [<screenshot directory>]
 Prints one JSON object of what it saw; exits non-zero (with the reason on stderr) when a
 step never happens. Standard library only: a minimal WebSocket client is below.
 """
@@ -16,7 +17,8 @@ FAILED = sys.argv[3] == "--failed"
 PLAN = sys.argv[3] == "--plan"
 RECONCILE = sys.argv[3] == "--reconcile"
 LINK = sys.argv[3] == "--link"
-ARGS = sys.argv[4:] if FAILED or PLAN or RECONCILE or LINK else sys.argv[3:]
+REVIEW = sys.argv[3] == "--review"
+ARGS = sys.argv[4:] if FAILED or PLAN or RECONCILE or LINK or REVIEW else sys.argv[3:]
 PARTITION = ARGS[0]
 SHOTS = ARGS[1] if len(ARGS) > 1 else None
 
@@ -114,6 +116,80 @@ class DevTools:
         raise RuntimeError(f"timed out waiting for {what}; page: {snapshot}")
 
 
+def crossings(boxes, edges):
+    """Edge segments that pass through a box other than the edge's own two ends."""
+    found = []
+    for edge, points in edges:
+        importer, exporter = edge.split("->")
+        for (x1, y1), (x2, y2) in zip(points, points[1:]):
+            for key, (bx, by, width, height) in boxes.items():
+                if key in (importer, exporter):
+                    continue
+                if max(x1, x2) > bx + 1 and min(x1, x2) < bx + width - 1 and max(y1, y2) > by + 1 and min(y1, y2) < by + height - 1:
+                    found.append(f"{edge} crosses {key}")
+    return found
+
+
+def review(tools, seen):
+    """The pages a team reviews runs on: the layered graph while a run is live, a partition's
+    runs (id, duration, trigger, drift), the reconcile list and page with who started each,
+    a state version diff and a coloured log."""
+    running, drifted, versioned = PARTITION.split(",")
+    box = f"document.querySelector('g[data-partition={json.dumps(running)}]')"
+    tools.wait(f"!!{box} && {box}.dataset.running !== ''", "the running partition marked on the graph")
+    seen["running_mark"] = tools.evaluate(f"{box}.dataset.running")
+    seen["running_note"] = tools.evaluate(f"{box}.querySelector('.partition-note').textContent")
+    seen["layers"] = tools.evaluate("document.querySelector('svg#graph').dataset.layers")
+    boxes = tools.evaluate("Object.fromEntries([...document.querySelectorAll('svg#graph g.partition')].map(g => [g.dataset.partition, JSON.parse(g.dataset.box)]))")
+    edges = tools.evaluate("[...document.querySelectorAll('svg#graph path.edge')].map(p => [p.dataset.edge, JSON.parse(p.dataset.points)])")
+    seen["boxes"] = boxes
+    seen["edges_rightward"] = all(boxes[e.split("->")[0]][0] > boxes[e.split("->")[1]][0] for e, _ in edges)
+    seen["edge_count"] = len(edges)
+    seen["crossings"] = crossings(boxes, edges)
+    seen["labels"] = tools.evaluate("[...document.querySelectorAll('svg#graph g.partition')].map(g => g.querySelector('.partition-name').textContent + ' / ' + g.querySelector('.partition-note').textContent)")
+    tools.screenshot("9-graph-running.png")
+
+    tools.wait("document.querySelectorAll('#reconcile-list tbody tr').length >= 3", "the reconcile list")
+    seen["reconciles"] = tools.evaluate("[...document.querySelectorAll('#reconcile-list tbody tr')].map(r => [...r.children].map(c => c.textContent))")
+    tools.evaluate("document.querySelector('#reconcile-list tr[data-kind=\"drift\"]').click(); true")
+    tools.wait("!document.querySelector('#reconcile').hidden && document.querySelector('#reconcile-trigger').textContent !== ''", "the drift check's page")
+    seen["drift_page_trigger"] = tools.evaluate("document.querySelector('#reconcile-trigger').textContent")
+    seen["drift_page_summary"] = tools.evaluate("document.querySelector('#reconcile-summary').textContent")
+    seen["drift_page_rows"] = tools.evaluate("[...document.querySelectorAll('#reconcile-partitions tbody tr')].map(r => [r.dataset.partition, r.dataset.result, r.children[1].textContent])")
+    tools.screenshot("10-drift-check.png")
+
+    tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(drifted)}]').dispatchEvent(new MouseEvent('click', {{bubbles: true}})); true")
+    tools.wait(f"document.querySelector('#detail-title').textContent === {json.dumps(drifted)} && !!document.querySelector('#runs tbody tr[data-result=\"drifted\"]')",
+               "the drift check among the partition's runs")
+    seen["runs_header"] = tools.evaluate("[...document.querySelectorAll('#runs thead th')].map(th => th.textContent)")
+    seen["runs"] = tools.evaluate("[...document.querySelectorAll('#runs tbody tr')].map(r => [...r.children].map(c => c.textContent))")
+    seen["run_id_title"] = tools.evaluate("document.querySelector('#runs tbody td.run-id').title")
+    tools.screenshot("11-runs.png")
+
+    tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(versioned)}]').dispatchEvent(new MouseEvent('click', {{bubbles: true}})); true")
+    tools.wait(f"document.querySelector('#detail-title').textContent === {json.dumps(versioned)} && !!document.querySelector('#versions button.state-diff')",
+               "a state version with one before it")
+    tools.evaluate("document.querySelector('#versions button.state-diff').click(); true")
+    tools.wait("!document.querySelector('#state-diff').hidden && document.querySelectorAll('#state-diff-text .diff-line').length > 1", "the state diff")
+    seen["state_diff_title"] = tools.evaluate("document.querySelector('#state-diff-title').textContent")
+    seen["state_diff"] = tools.evaluate("[...document.querySelectorAll('#state-diff-text .diff-line')].map(d => [d.className.replace('diff-line ', ''), d.textContent])")
+    tools.screenshot("12-state-diff.png")
+
+    # The newest apply's log (a drift check's plan ran after it).
+    tools.evaluate("[...document.querySelectorAll('#runs tbody tr.run')].find(r => r.children[2].textContent !== 'plan').click(); true")
+    tools.wait("!document.querySelector('#log').hidden && document.querySelector('#log').dataset.state !== 'streaming'", "a run's log")
+    seen["log_colours"] = tools.evaluate("[...document.querySelectorAll('#log-text span')].map(s => [s.className, s.textContent.trim()])")
+    seen["log_download_text_plain"] = tools.evaluate("!/\\u001b/.test(document.querySelector('#log-text').textContent)")
+    tools.screenshot("13-log-coloured.png")
+
+    # When the apply ends, its skipped partitions are marked.
+    tools.wait(f"{box}.dataset.running === '' && ![...document.querySelectorAll('#reconcile-list tbody tr')].some(r => r.lastChild.textContent === 'running')",
+               "the end of the running apply", timeout=90)
+    tools.wait("[...document.querySelectorAll('svg#graph g.partition')].some(g => g.dataset.lastResult !== '')", "the last apply's results on the graph")
+    seen["last_results"] = tools.evaluate("Object.fromEntries([...document.querySelectorAll('svg#graph g.partition')].map(g => [g.dataset.partition, g.dataset.lastResult]))")
+    tools.screenshot("14-graph-after.png")
+
+
 def main():
     profile = tempfile.mkdtemp(prefix="nclav-chromium-")
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -166,6 +242,10 @@ def main():
             seen["download_file"] = tools.evaluate("document.querySelector('#log').dataset.file")
             seen["log_has_text"] = tools.evaluate("document.querySelector('#log-text').textContent.length > 0")
             tools.screenshot("8-linked-run.png")
+            print(json.dumps(seen))
+            return
+        if REVIEW:
+            review(tools, seen)
             print(json.dumps(seen))
             return
         if RECONCILE:
