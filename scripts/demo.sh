@@ -4,8 +4,9 @@
 # it again shows "No changes.".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NCLAV=${NCLAV:-.build/debug/nclav}
-export NCLAV_HOME=${NCLAV_HOME:-$PWD/.nclav-demo}
+# Absolute, so the hints printed at the end work from any directory.
+NCLAV=$(realpath "${NCLAV:-.build/debug/nclav}")
+export NCLAV_HOME=$(realpath -m "${NCLAV_HOME:-$PWD/.nclav-demo}")
 PORT=${NCLAV_DEMO_PORT:-8080}
 export NCLAV_URL=http://127.0.0.1:$PORT
 mkdir -p "$NCLAV_HOME"
@@ -17,7 +18,15 @@ if curl -sf "$NCLAV_URL/health" >/dev/null 2>&1; then
   fi
   echo "demo: reusing the nclav server on $NCLAV_URL"
 else
-  nohup "$NCLAV" serve --port "$PORT" >"$NCLAV_HOME/serve.log" 2>&1 &
+  # The server outlives this script, so it keeps none of the caller's descriptors: a caller
+  # that waits for them to close (a CI step, `make setup | tee`) must not wait for the server.
+  (
+    for fd in /proc/self/fd/*; do
+      n=${fd##*/}
+      if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+    done
+    exec nohup "$NCLAV" serve --port "$PORT" </dev/null >"$NCLAV_HOME/serve.log" 2>&1
+  ) &
   echo $! >"$NCLAV_HOME/serve.pid"
   for _ in $(seq 1 100); do curl -sf "$NCLAV_URL/ready" >/dev/null 2>&1 && break; sleep 0.1; done
   curl -sf "$NCLAV_URL/ready" >/dev/null || { echo "demo: the server did not start; see $NCLAV_HOME/serve.log" >&2; exit 1; }
