@@ -29,6 +29,22 @@ public struct WorkspaceSpec: Sendable, Equatable {
     }
 }
 
+extension WorkspaceSpec {
+    /// A partition of an enclaves tree: `directory` relative to `treeRoot`; a local module
+    /// source (`./…`, `../…`) made absolute against the partition's directory, others as given.
+    public static func partition(
+        _ key: StateKey, directory: String, treeRoot: String, source: String?, inputs: [String: String], declaredOutputs: [String]
+    ) -> WorkspaceSpec {
+        let partitionDirectory = URL(fileURLWithPath: treeRoot).appendingPathComponent(directory)
+        let moduleSource = source.map { source in
+            source.hasPrefix("./") || source.hasPrefix("../") ? partitionDirectory.appendingPathComponent(source).standardized.path : source
+        }
+        return WorkspaceSpec(
+            key: key, sourceDirectory: partitionDirectory, moduleSource: moduleSource, inputs: inputs, declaredOutputs: declaredOutputs,
+            treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true))
+    }
+}
+
 /// The result of rendering: where the workspace is and what was left out.
 public struct RenderedWorkspace: Sendable, Equatable {
     public let directory: URL

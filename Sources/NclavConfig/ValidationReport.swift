@@ -28,6 +28,11 @@ public struct ValidationResult: Sendable {
         return ValidationResult(tree: tree, diagnostics: Array(Set(diagnostics)).sorted(), graph: analysis.graph)
     }
 
+    /// This result with more diagnostics (terraform's own, from `validate --terraform`).
+    public func adding(_ extra: [Diagnostic]) -> ValidationResult {
+        ValidationResult(tree: tree, diagnostics: Array(Set(diagnostics + extra)).sorted(), graph: graph)
+    }
+
     /// The path to show for a tree-relative file: what the user can open from where they ran.
     public func displayPath(_ file: String) -> String {
         let root = tree.root.hasSuffix("/") && tree.root.count > 1 ? String(tree.root.dropLast()) : tree.root

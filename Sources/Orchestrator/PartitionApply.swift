@@ -148,15 +148,10 @@ struct PartitionApply: Sendable {
 func renderWorkspace(
     _ partition: LoadedPartition, key: StateKey, treeRoot: String, inputs: [String: String], renderer: WorkspaceRenderer
 ) throws -> (RenderedWorkspace, [String: String]) {
-    let directory = URL(fileURLWithPath: treeRoot).appendingPathComponent(partition.directory)
-    let moduleSource = partition.partition.terraform.source.map { source in
-        source.hasPrefix("./") || source.hasPrefix("../") ? source.standardizedPath(relativeTo: directory) : source
-    }
-    let rendered = try renderer.render(
-        WorkspaceSpec(
-            key: key, sourceDirectory: directory, moduleSource: moduleSource, inputs: inputs,
-            declaredOutputs: partition.partition.declaredOutputs, treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true)))
-    return (rendered, moduleLogRewrites(moduleSource: moduleSource, treeRoot: treeRoot))
+    let spec = WorkspaceSpec.partition(
+        key, directory: partition.directory, treeRoot: treeRoot, source: partition.partition.terraform.source, inputs: inputs,
+        declaredOutputs: partition.partition.declaredOutputs)
+    return (try renderer.render(spec), moduleLogRewrites(moduleSource: spec.moduleSource, treeRoot: treeRoot))
 }
 
 /// What terraform's messages call the vendored local module (`nclav_module_source/…`), shown

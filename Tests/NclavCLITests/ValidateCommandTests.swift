@@ -97,4 +97,41 @@ struct ValidateCommandTests {
         #expect(result.exitCode == 0)
         #expect(result.stdout.contains("nclav validate ./enclaves"))
     }
+
+    @Test("--terraform runs terraform's own validate on every partition and points at the partition's or its module's file")
+    func terraformValidate() throws {
+        let builder = try TreeBuilder.scratch("nclav-validate-terraform")
+        let scratch = builder.root.deletingLastPathComponent()
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        try builder.enclave("app")
+        try builder.partition(
+            "app", "good", "inputs:\n  name: x\n",
+            main: "variable \"name\" { type = string }\nresource \"terraform_data\" \"a\" { input = var.name }\n")
+        try builder.partition("app", "typo", main: "resource \"terraform_data\" \"a\" {\n  input = var.nmae\n}\n")
+        try builder.file("modules/svc/main.tf", "variable \"name\" { type = string }\noutput \"host\" { value = terraform_data.missing.output }\n")
+        try builder.file(
+            "app/svc/config.yml", "id: svc\nname: svc\nterraform:\n  source: ../../modules/svc\ninputs:\n  name: x\ndeclared_outputs: [host]\n")
+        let home = scratch.appendingPathComponent("home")
+        var environment = ProcessInfo.processInfo.environment
+        environment["NCLAV_HOME"] = home.path
+
+        // What nclav checks alone finds nothing: these are mistakes only terraform sees.
+        let offline = try TestSupport.run(TestSupport.nclavBinary.path, ["validate", "tree"], in: scratch, environment: environment)
+        #expect(offline.exitCode == 0, "\(offline.stdout)")
+
+        let checked = try TestSupport.run(TestSupport.nclavBinary.path, ["validate", "tree", "--terraform"], in: scratch, environment: environment)
+        #expect(checked.exitCode == 1, "\(checked.stdout)\(checked.stderr)")
+        #expect(
+            checked.stdoutLines == [
+                "tree/app/typo/main.tf:2:11: error: terraform validate: Reference to undeclared input variable: An input variable with the name \"nmae\" has not been declared. This variable can be declared with a variable \"nmae\" {} block.",
+                "tree/modules/svc/main.tf:2:25: error: terraform validate: Reference to undeclared resource: A managed resource \"terraform_data\" \"missing\" has not been declared in module.partition.",
+                "invalid: 2 errors in 4 files read",
+            ], "\(checked.stdout)")
+        #expect(FileManager.default.fileExists(atPath: home.appendingPathComponent("plugin-cache").path), "one plugin cache, shared by every check")
+
+        let json = try TestSupport.run(
+            TestSupport.nclavBinary.path, ["validate", "tree", "--terraform", "-o", "json"], in: scratch, environment: environment)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect((report["diagnostics"] as? [[String: Any]])?.map { $0["file"] as? String } == ["app/typo/main.tf", "modules/svc/main.tf"])
+    }
 }
