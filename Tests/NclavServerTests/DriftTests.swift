@@ -42,6 +42,9 @@ struct DriftTests {
             let drifted = try await nclavCLI(["drift", "--enclave", "app", "--report-file", reportFile.path], server: server)
             #expect(drifted.exitCode == 2, "\(drifted.stdout)\(drifted.stderr)")
             #expect(
+                drifted.stdoutLines.contains { $0.hasSuffix("  ~ app/web drifted: Plan: 0 to add, 1 to change, 0 to destroy.") }, "\(drifted.stdout)")
+            #expect(!drifted.stdout.contains("succeeded"), "a drifted partition's progress says drifted: \(drifted.stdout)")
+            #expect(
                 drifted.stdoutLines.contains {
                     $0.hasPrefix("app/web    plan       drifted") && $0.hasSuffix("Plan: 0 to add, 1 to change, 0 to destroy.")
                 },
@@ -64,6 +67,16 @@ struct DriftTests {
             #expect(repaired.stdout.contains("app/web    update     succeeded"), "\(repaired.stdout)")
             #expect(try await nclavCLI(["diff", tree.path], server: server).stdout == "No changes.\n")
             #expect(try await nclavCLI(["drift"], server: server).exitCode == 0)
+
+            // A check that cannot run is named as failed, not shown as a plan that succeeded.
+            try FileManager.default.removeItem(at: world)
+            let broken = try await nclavCLI(["drift"], server: server)
+            #expect(broken.exitCode == 1, "\(broken.stdout)\(broken.stderr)")
+            #expect(
+                broken.stdoutLines.contains { $0.contains("  ! app/web drift check failed after ") && $0.contains("terraform plan failed") },
+                "\(broken.stdout)")
+            #expect(!broken.stdout.contains("succeeded"), "\(broken.stdout)")
+            #expect(broken.stdoutLines.last == "Drift: 0 in sync, 0 drifted, 1 error(s), 0 skipped.")
         }
     }
 
@@ -89,6 +102,9 @@ struct DriftTests {
 
             let drifted = try await nclavCLI(["drift"], server: server)
             #expect(drifted.exitCode == 2, "\(drifted.stdout)\(drifted.stderr)")
+            #expect(
+                drifted.stdoutLines.contains { $0.hasSuffix("  ~ app/web drifted: Plan: 0 to add, 1 to change, 0 to destroy.") }, "\(drifted.stdout)")
+            #expect(!drifted.stdout.contains("succeeded"), "a drifted partition's progress says drifted: \(drifted.stdout)")
             #expect(drifted.stdout.contains("Plan: 0 to add, 1 to change, 0 to destroy."))
             #expect(try await nclavCLI(["apply", tree.path, "--auto-approve"], server: server).exitCode == 0)
             let again = try await nclavCLI(["drift"], server: server)
