@@ -74,6 +74,10 @@ public struct TerraformInvocation: Sendable {
     public var secrets: [String]
     public var pluginCacheDirectory: URL?
     public var policy: StopPolicy
+    /// The IacRun this invocation is recorded as (an agent's job carries it).
+    public var runID: UUID?
+    /// The agent pool the enclave pins its runs to (`agent_pool`); nil for any agent.
+    public var agentPool: String?
 
     public init(
         key: StateKey, operation: Operation, workspace: URL, tool: String, backendBaseURL: String, credential: String,
@@ -116,10 +120,17 @@ public struct InvocationResult: Sendable, Equatable {
 /// The seam between the engine and the IaC binary: everything the reconciler asks of
 /// terraform or tofu. `TerraformInvoker` runs the real binary; tests put a recording tool here.
 public protocol IacTool: Sendable {
+    /// True when terraform runs on this machine, so its binary is looked up here; false when
+    /// runs go to agents, which find their own.
+    var runsHere: Bool { get }
     /// The version `<tool> version -json` reports (e.g. `1.11.4`), or nil when it cannot tell.
     func version(of tool: String) async -> String?
     /// Runs the invocation's commands in its workspace, passing every output line to `log`.
     func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult
+}
+
+extension IacTool {
+    public var runsHere: Bool { true }
 }
 
 /// Runs `init` then `apply` (or `destroy`) with the backend configured through `TF_HTTP_*`, so

@@ -19,6 +19,16 @@ public enum APIPath {
     public static let openAPI = "/openapi.yaml"
     public static let plans = "/plans"
     public static let reconciles = "/reconciles"
+    public static let agentClaim = "/agent/claim"
+    public static let agentTokens = "/agent-tokens"
+    public static let jobs = "/jobs"
+
+    public static func agentJob(_ id: String) -> String { "/agent/jobs/\(id)" }
+    public static func agentHeartbeat(_ id: String) -> String { agentJob(id) + "/heartbeat" }
+    public static func agentLog(_ id: String) -> String { agentJob(id) + "/log" }
+    public static func agentOutcome(_ id: String) -> String { agentJob(id) + "/outcome" }
+    public static func agentToken(_ id: String) -> String { "\(agentTokens)/\(id)" }
+    public static func jobs(_ key: StateKey) -> String { "\(jobs)?enclave=\(key.enclave)&partition=\(key.partition)" }
 
     public static func enclave(_ id: String) -> String { "/enclaves/\(id)" }
     public static func enclaveGraph(_ id: String) -> String { "/enclaves/\(id)/graph" }
@@ -42,6 +52,11 @@ public enum APIPath {
 
     /// Route templates (`:name` for a path parameter), for the server's router.
     public enum Template {
+        public static let agentJob = "/agent/jobs/:job"
+        public static let agentHeartbeat = agentJob + "/heartbeat"
+        public static let agentLog = agentJob + "/log"
+        public static let agentOutcome = agentJob + "/outcome"
+        public static let agentToken = "/agent-tokens/:token"
         public static let enclave = "/enclaves/:enclave"
         public static let plan = "/plans/:plan"
         public static let reconcile = "/reconciles/:reconcile"

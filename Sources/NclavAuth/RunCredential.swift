@@ -76,12 +76,15 @@ enum Base64URL {
 public enum Principal: Sendable, Equatable {
     case admin
     case run(RunScope)
+    /// An agent, by its token's id: it may only claim and report jobs.
+    case agent(String)
 
     /// True when this principal may read, write and lock the state at `key`.
     public func mayUseState(_ key: StateKey) -> Bool {
         switch self {
         case .admin: return true
         case .run(let scope): return scope.key == key
+        case .agent: return false
         }
     }
 
@@ -108,7 +111,7 @@ public struct Authenticator: Sendable {
         return signer.verify(secret, now: now).map(Principal.run)
     }
 
-    static func secret(from header: String?) -> String? {
+    public static func secret(from header: String?) -> String? {
         guard let header else { return nil }
         // Fast path for what every client sends on every request: `Bearer <token>`.
         if header.utf8.starts(with: "Bearer ".utf8) {

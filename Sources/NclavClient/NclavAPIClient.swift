@@ -71,7 +71,7 @@ public struct NclavAPIClient: Sendable {
     /// returned for the caller to interpret.
     public func send(
         _ method: HTTPMethod, _ path: String, body: Data? = nil, contentType: String? = nil,
-        maxResponseBytes: Int = 512 * 1024 * 1024
+        maxResponseBytes: Int = 512 * 1024 * 1024, headers: [(String, String)] = []
     ) async throws -> HTTPAnswer {
         let url = endpoint.baseURL + path
         guard URL(string: url)?.host != nil else { throw ClientError.invalidURL(endpoint.baseURL) }
@@ -80,6 +80,7 @@ public struct NclavAPIClient: Sendable {
         request.headers.add(name: "Authorization", value: "Bearer \(endpoint.token)")
         request.headers.add(name: "User-Agent", value: Self.userAgent)
         if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response: HTTPClientResponse
         do {

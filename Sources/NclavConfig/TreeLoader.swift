@@ -14,7 +14,7 @@ import Yams
 /// read (a link leaving the tree, a dangling link, a `config.yml` that is a directory) is an
 /// error naming it, and depth and path length are bounded.
 public enum TreeLoader {
-    static let enclaveKeys = ["id", "name", "cloud", "region", "identity", "network", "dns", "exports", "imports", "partitions"]
+    static let enclaveKeys = ["id", "name", "cloud", "region", "identity", "network", "dns", "exports", "imports", "partitions", "agent_pool"]
     static let partitionKeys = ["id", "name", "produces", "backend", "terraform", "inputs", "declared_outputs", "imports"]
     static let exportKeys = ["name", "target_partition", "type", "to", "auth"]
     static let importKeys = ["from", "export_name", "alias"]
@@ -194,6 +194,10 @@ public enum TreeLoader {
             recordValue(reader, "cloud", into: &map)
             let region = readString(reader, "region", required: false, into: &map)
             let identity = readString(reader, "identity", required: false, into: &map)
+            let agentPool = readString(reader, "agent_pool", required: false, into: &map)
+            if let agentPool, let problem = Identifier.problem(with: agentPool) {
+                sink.error(map["agent_pool"], "`agent_pool` `\(agentPool)` is not a valid pool name: \(problem)")
+            }
             let network = readNetwork(reader, into: &map)
             let dns = readDNS(reader, into: &map)
 
@@ -218,6 +222,7 @@ public enum TreeLoader {
             var enclave = Enclave(
                 id: id, name: name ?? "", cloud: cloud, region: region, identity: identity,
                 network: network, dns: dns, exports: exports, imports: imports)
+            enclave.agentPool = agentPool
             enclave.partitions = partitions.loaded.map(\.partition)
             return LoadedEnclave(
                 enclave: enclave, directory: relative, source: map, partitions: partitions.loaded,

@@ -14,6 +14,9 @@ public struct Enclave: Codable, Sendable, Hashable {
     /// Enclave-level imports: visible to every partition of this enclave.
     public var imports: [Import]
     public var partitions: [Partition]
+    /// The pool of agents that run this enclave's partitions (`nclav agent --labels pool=<name>`);
+    /// nil for any agent.
+    public var agentPool: String?
 
     public init(
         id: String, name: String, cloud: CloudTarget? = nil, region: String? = nil,
@@ -34,6 +37,7 @@ public struct Enclave: Codable, Sendable, Hashable {
 
     enum CodingKeys: String, CodingKey {
         case id, name, cloud, region, identity, network, dns, exports, imports, partitions
+        case agentPool = "agent_pool"
     }
 }
 

@@ -117,13 +117,13 @@ public final class PostgresStore: StateStore {
         }
     }
 
-    private func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
         try await mapped {
             try await client.query(query, logger: logger).collect().map { $0.makeRandomAccess() }
         }
     }
 
-    private func execute(_ query: PostgresQuery) async throws {
+    func execute(_ query: PostgresQuery) async throws {
         try await mapped { _ = try await client.query(query, logger: logger).collect() }
     }
 

@@ -143,7 +143,24 @@ enum Migrations {
                     holder TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL)
                 """,
             ]
-        )
+        ),
+        (
+            2, "agent jobs and agent tokens",
+            [
+                """
+                CREATE TABLE nclav_jobs (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, enclave_id TEXT NOT NULL, partition_id TEXT NOT NULL,
+                    pool TEXT, attempt INTEGER NOT NULL, state TEXT NOT NULL, agent TEXT, created_at DOUBLE PRECISION NOT NULL,
+                    claimed_at DOUBLE PRECISION, lease_expires_at DOUBLE PRECISION, finished_at DOUBLE PRECISION,
+                    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE, payload BYTEA NOT NULL, outcome BYTEA)
+                """,
+                "CREATE INDEX nclav_jobs_queued ON nclav_jobs (created_at) WHERE state = 'queued'",
+                "CREATE INDEX nclav_jobs_by_partition ON nclav_jobs (enclave_id, partition_id, created_at)",
+                """
+                CREATE TABLE nclav_agent_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, secret_sha256 TEXT NOT NULL,
+                    created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION)
+                """,
+            ]
+        ),
     ]
 
     static func apply(on session: SessionConnection, logger: Logger) async throws {

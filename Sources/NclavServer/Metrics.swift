@@ -108,6 +108,18 @@ final class ServerMetrics: ReconcileObserver, @unchecked Sendable {
 
     // MARK: Exposition
 
+    /// The agents' queue, read from the store on each scrape: what to scale an agent pool on.
+    static func queueLines(queued: Int, oldest: Date?, now: Date = Date()) -> String {
+        [
+            "# HELP nclav_agent_jobs_queued Runs waiting for an agent.",
+            "# TYPE nclav_agent_jobs_queued gauge",
+            "nclav_agent_jobs_queued \(queued)",
+            "# HELP nclav_agent_oldest_job_age_seconds How long the oldest waiting run has waited (0 when none waits).",
+            "# TYPE nclav_agent_oldest_job_age_seconds gauge",
+            "nclav_agent_oldest_job_age_seconds \(Histogram.format(oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0))",
+        ].joined(separator: "\n") + "\n"
+    }
+
     func render() -> String {
         lock.withLock {
             var out: [String] = []

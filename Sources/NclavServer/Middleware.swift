@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NclavAuth
+import NclavStore
 import TFBackend
 
 /// The request context: Hummingbird's core storage plus who is calling.
@@ -32,6 +33,8 @@ struct AuthMiddleware: RouterMiddleware {
         openPaths.contains(path) || path == "/ui" || (path.hasPrefix("/ui/") && !path.dropFirst(4).contains("/"))
     }
     let authenticator: Authenticator
+    /// Where agent tokens are looked up; nil when the store keeps none.
+    var agentTokens: (any JobStore)? = nil
 
     /// The 401 answer, also sent by `StateFastPath`.
     static let unauthorized = BackendResponse.error(
@@ -41,13 +44,30 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if Self.isOpen(request.uri.path) { return try await next(request, context) }
-        guard let principal = authenticator.principal(authorization: request.headers.value(.authorization)) else {
+        let header = request.headers.value(.authorization)
+        var found = authenticator.principal(authorization: header)
+        if found == nil, let agentTokens, let secret = Authenticator.secret(from: header), let parsed = AgentTokenSecret.parse(secret),
+            let token = try? await agentTokens.agentToken(parsed.id), token.revokedAt == nil,
+            AgentTokenSecret.matches(parsed.secret, stored: token.secretSHA256)
+        {
+            found = .agent(token.id)
+        }
+        guard let principal = found else {
             var response = Response(Self.unauthorized)
             response.headers[.wwwAuthenticate] = Self.challenge
             return response
         }
         if case .run = principal, !request.uri.path.hasPrefix("/terraform/state/") {
             return try APIError(.forbidden, "a run credential may only use its partition's Terraform state")
+                .response(from: request, context: context)
+        }
+        // An agent token claims and reports jobs, nothing else; the agent routes are for agents.
+        let agentRoute = request.uri.path.hasPrefix("/agent/")
+        if case .agent = principal, !agentRoute {
+            return try APIError(.forbidden, "an agent token may only claim and report jobs (/agent/…)").response(from: request, context: context)
+        }
+        if agentRoute, principal == .admin {
+            return try APIError(.forbidden, "/agent/… is for agents: run `nclav agent` with a token from `nclav agent-token create`")
                 .response(from: request, context: context)
         }
         var context = context

@@ -184,17 +184,23 @@ extension NclavServer {
         let router = Router(context: NclavRequestContext.self)
         router.add(middleware: RequestLogMiddleware(logger: logger))
         router.add(middleware: MetricsMiddleware(metrics: metrics))
-        router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token)))
+        router.add(middleware: AuthMiddleware(authenticator: Authenticator(adminToken: token), agentTokens: store as? any JobStore))
         let routes = Routes(store: store, backend: StateBackend(store: store), configuration: configuration, storeDescription: storeDescription)
         routes.register(on: router)
         LogRoutes(store: store).register(on: router) { context in try routes.key(context) }
         ReconcileReports(store: store).register(on: router)
         reconcileRoutes(store: store, configuration: configuration, token: token, address: address, metrics: metrics, reconciles: reconciles)
             .register(on: router) { request in try await routes.body(request) }
+        AgentRoutes(queue: store as? any JobStore, store: store, lease: configuration.agentLease, secrets: [token])
+            .register(on: router) { request in try await routes.body(request) }
         router.get("/metrics") { _, _ in
-            Response(
+            var text = metrics.render()
+            if let jobs = store as? any JobStore, let depth = try? await jobs.queueDepth() {
+                text += ServerMetrics.queueLines(queued: depth.queued, oldest: depth.oldest)
+            }
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+                body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         // The web UI: static files only (no data in them), so they load without the token; the
         // page asks for the token and sends it as a header on every API call.

@@ -34,6 +34,11 @@ public struct ServerConfiguration: Sendable {
     /// while no answer is being written is closed: a slow or stalled client cannot hold one.
     public var idleTimeout: Duration = .seconds(60)
     public var runGracePeriod: Duration = .seconds(60)
+    /// Runs go to agents (`nclav agent`) through the store's job queue; this server runs no
+    /// terraform itself.
+    public var agentsOnly = false
+    /// How long an agent holds a job without a heartbeat before it counts as lost.
+    public var agentLease: Duration = .seconds(60)
     /// Cloud drivers for the enabled clouds other than `local` (which is always there).
     public var drivers: [any Driver] = []
 

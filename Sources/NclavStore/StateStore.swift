@@ -218,3 +218,30 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// The queue of runs executed by agents (`nclav agent`), and the agents' tokens. Claims are
+/// exclusive across replicas: one job, one agent, one lease at a time.
+public protocol JobStore: Sendable {
+    func enqueueJob(_ job: AgentJob) async throws
+    /// The oldest queued job of one of `pools` (nil in the list: jobs of no pool), now claimed
+    /// by `agent` until `leaseExpiresAt`; nil when none is waiting.
+    func claimJob(agent: String, pools: [String?], leaseExpiresAt: Date, at time: Date) async throws -> AgentJob?
+    /// Extends a lease the agent still holds; false when it no longer does (lost or finished).
+    func renewLease(_ id: UUID, agent: String, until: Date) async throws -> Bool
+    /// Records the outcome of a job the agent still holds; false when it no longer does.
+    func finishJob(_ id: UUID, agent: String, outcome: Data, at time: Date) async throws -> Bool
+    /// Marks a claimed job whose lease ran out as interrupted; false when it is not (any more).
+    func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool
+    /// Cancels a queued job, or asks the agent holding it to stop.
+    func cancelJob(_ id: UUID, at time: Date) async throws
+    func job(_ id: UUID) async throws -> AgentJob?
+    /// Jobs of one partition, oldest first, without payloads.
+    func jobs(enclave: String, partition: String) async throws -> [AgentJob]
+    /// How many jobs wait, and since when the oldest has.
+    func queueDepth() async throws -> (queued: Int, oldest: Date?)
+
+    func createAgentToken(_ token: AgentToken) async throws
+    func agentToken(_ id: String) async throws -> AgentToken?
+    func agentTokens() async throws -> [AgentToken]
+    func revokeAgentToken(_ id: String, at time: Date) async throws -> Bool
+}

@@ -38,8 +38,14 @@ struct RecordedRun: Sendable {
             PartitionOutcome(key: key, operation: operation, result: result, runID: runID, reason: reason, seconds: Date().timeIntervalSince(start))
         }
         let tool: String
-        do { tool = try ToolResolver.resolve(explicit: partition.terraform.tool, backend: partition.backend, path: environment.searchPath) } catch {
-            return Result(outcome: outcome(.failed, runID: nil, reason: error.description))
+        if environment.invoker.runsHere {
+            do { tool = try ToolResolver.resolve(explicit: partition.terraform.tool, backend: partition.backend, path: environment.searchPath) } catch
+            {
+                return Result(outcome: outcome(.failed, runID: nil, reason: error.description))
+            }
+        } else {
+            // An agent finds the binary on its own PATH.
+            tool = partition.terraform.tool ?? partition.backend.defaultTool
         }
         let version = await environment.invoker.version(of: tool)
         let runID = UUID()
@@ -84,6 +90,8 @@ struct RecordedRun: Sendable {
         invocation.planDestroy = planDestroy
         invocation.logPathRewrites = logPathRewrites
         invocation.credentialsExpire = driverEnvironment.credentialsExpire
+        invocation.runID = runID
+        invocation.agentPool = enclave?.agentPool
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
         let logBuffer = RunLogBuffer(store: store, runID: runID)

@@ -85,6 +85,16 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("run-grace-period"), help: "Seconds between the SIGINT and the SIGKILL that stop a run (default 60).")
     var runGracePeriod: Int = 60
 
+    @Flag(
+        name: .customLong("agents-only"),
+        help: "Run no terraform here: every run is a job in PostgreSQL's queue, executed by `nclav agent` processes (needs --postgres-url).")
+    var agentsOnly = false
+
+    @Option(
+        name: .customLong("agent-lease"),
+        help: "How long an agent holds a job without a heartbeat before the job counts as lost and is queued again (default 60s).")
+    var agentLease: String = "60s"
+
     @OptionGroup(title: "AWS driver (with --cloud aws or --enable-cloud aws)")
     var aws: AWSOptions
 
@@ -112,6 +122,12 @@ struct Serve: AsyncParsableCommand {
         if runGracePeriod < 0 { throw ValidationError("--run-grace-period cannot be negative") }
         if ServerConfiguration.parseInterval(planLifetime) == nil {
             throw ValidationError("--plan-lifetime `\(planLifetime)` is not a duration; use e.g. 30m, 6h, 1d or 1h30m")
+        }
+        if agentsOnly && postgresURL == nil && (ProcessInfo.processInfo.environment["NCLAV_POSTGRES_URL"] ?? "").isEmpty {
+            throw ValidationError("--agents-only needs the PostgreSQL store (--postgres-url or NCLAV_POSTGRES_URL): agents claim jobs from its queue")
+        }
+        guard let lease = ServerConfiguration.parseInterval(agentLease), lease >= .seconds(2) else {
+            throw ValidationError("--agent-lease `\(agentLease)` is not a duration of at least 2s; use e.g. 30s, 1m or 5m")
         }
         if let driftInterval, ServerConfiguration.parseInterval(driftInterval) == nil {
             throw ValidationError("--drift-interval `\(driftInterval)` is not a duration; use e.g. 90s, 30m, 6h, 1d or 1h30m")
@@ -153,6 +169,8 @@ struct Serve: AsyncParsableCommand {
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.runGracePeriod = .seconds(runGracePeriod)
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
+        configuration.agentsOnly = agentsOnly
+        configuration.agentLease = ServerConfiguration.parseInterval(agentLease) ?? .seconds(60)
         if ([cloud] + enableCloud).contains(.aws) {
             let settings = try aws.configuration(environment: environment)
             configuration.drivers.append(

@@ -25,7 +25,7 @@ struct Nclav: AsyncParsableCommand {
         version: NclavVersion.current,
         subcommands: [
             Validate.self, Serve.self, Diff.self, PlanCommand.self, Apply.self, Destroy.self, Graph.self, Status.self, StateCommand.self, Iac.self,
-            Drift.self, Orphans.self, Platform.self, Bootstrap.self, Completion.self,
+            Drift.self, Orphans.self, Agent.self, AgentTokenCommand.self, Platform.self, Bootstrap.self, Completion.self,
         ]
     )
 }

@@ -1,0 +1,44 @@
+import Crypto
+import Foundation
+
+/// Agent tokens: `nclav-agent.<id>.<secret>`. The id names the token (to list and revoke it);
+/// only the SHA-256 of the secret is stored, so the store never holds a usable token.
+public enum AgentTokenSecret {
+    public static let prefix = "nclav-agent."
+
+    /// A new token: its id, the token to hand to the agent (shown once), and what is stored.
+    public static func make() -> (id: String, token: String, secretSHA256: String) {
+        let id = randomHex(6)
+        let secret = randomHex(32)
+        return (id, "\(prefix)\(id).\(secret)", sha256(secret))
+    }
+
+    /// The id and secret of something shaped like an agent token.
+    public static func parse(_ token: String) -> (id: String, secret: String)? {
+        guard token.hasPrefix(prefix) else { return nil }
+        let parts = token.dropFirst(prefix.count).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count == 12, parts[1].count == 64,
+            parts.allSatisfy({ $0.allSatisfy { $0.isHexDigit && !$0.isUppercase } })
+        else { return nil }
+        return (String(parts[0]), String(parts[1]))
+    }
+
+    /// Twelve lower-case hex digits.
+    public static func isID(_ text: String) -> Bool {
+        text.count == 12 && text.allSatisfy { $0.isHexDigit && !$0.isUppercase }
+    }
+
+    /// True when `secret` is the one whose hash is `stored`.
+    public static func matches(_ secret: String, stored: String) -> Bool {
+        constantTimeEquals(sha256(secret), stored)
+    }
+
+    static func sha256(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func randomHex(_ bytes: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+}

@@ -1,0 +1,144 @@
+import Foundation
+import NclavCore
+import NclavStore
+import PostgresNIO
+
+/// The agents' job queue. A claim is one statement whose inner `FOR UPDATE SKIP LOCKED`
+/// picks the oldest waiting job no other replica is claiming at that moment, so replicas and
+/// agents never block on each other and never share a job.
+extension PostgresStore: JobStore {
+    public func enqueueJob(_ job: AgentJob) async throws {
+        try await execute(
+            """
+            INSERT INTO nclav_jobs (id, run_id, enclave_id, partition_id, pool, attempt, state, created_at, payload)
+            VALUES (\(job.id.uuidString), \(job.runID.uuidString), \(job.enclave), \(job.partition), \(job.pool), \(Int32(job.attempt)),
+                    \(job.state.rawValue), \(job.createdAt.timeIntervalSinceReferenceDate), \(ByteBuffer(bytes: job.payload)))
+            """)
+    }
+
+    public func claimJob(agent: String, pools: [String?], leaseExpiresAt: Date, at time: Date) async throws -> AgentJob? {
+        let named = pools.compactMap { $0 }
+        let anyPool = pools.contains { $0 == nil }
+        return try await rows(
+            """
+            UPDATE nclav_jobs SET state = 'claimed', agent = \(agent), claimed_at = \(time.timeIntervalSinceReferenceDate),
+                   lease_expires_at = \(leaseExpiresAt.timeIntervalSinceReferenceDate)
+            WHERE id = (SELECT id FROM nclav_jobs WHERE state = 'queued' AND ((pool IS NULL AND \(anyPool)) OR pool = ANY(\(named)))
+                        ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
+            RETURNING *
+            """
+        ).first.map(Self.job(from:))
+    }
+
+    public func renewLease(_ id: UUID, agent: String, until: Date) async throws -> Bool {
+        !(try await rows(
+            """
+            UPDATE nclav_jobs SET lease_expires_at = \(until.timeIntervalSinceReferenceDate)
+            WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING id
+            """
+        ).isEmpty)
+    }
+
+    public func finishJob(_ id: UUID, agent: String, outcome: Data, at time: Date) async throws -> Bool {
+        !(try await rows(
+            """
+            UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)), finished_at = \(time.timeIntervalSinceReferenceDate)
+            WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING id
+            """
+        ).isEmpty)
+    }
+
+    public func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool {
+        !(try await rows(
+            """
+            UPDATE nclav_jobs SET state = 'interrupted', finished_at = \(time.timeIntervalSinceReferenceDate)
+            WHERE id = \(id.uuidString) AND state = 'claimed' AND lease_expires_at < \(time.timeIntervalSinceReferenceDate) RETURNING id
+            """
+        ).isEmpty)
+    }
+
+    public func cancelJob(_ id: UUID, at time: Date) async throws {
+        try await execute(
+            """
+            UPDATE nclav_jobs SET cancel_requested = TRUE,
+                   state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                   finished_at = CASE WHEN state = 'queued' THEN \(time.timeIntervalSinceReferenceDate) ELSE finished_at END
+            WHERE id = \(id.uuidString)
+            """)
+    }
+
+    public func job(_ id: UUID) async throws -> AgentJob? {
+        try await rows("SELECT * FROM nclav_jobs WHERE id = \(id.uuidString)").first.map(Self.job(from:))
+    }
+
+    public func jobs(enclave: String, partition: String) async throws -> [AgentJob] {
+        try await rows(
+            """
+            SELECT id, run_id, enclave_id, partition_id, pool, attempt, state, agent, created_at, claimed_at, lease_expires_at,
+                   finished_at, cancel_requested, ''::bytea AS payload, NULL::bytea AS outcome
+            FROM nclav_jobs WHERE enclave_id = \(enclave) AND partition_id = \(partition) ORDER BY created_at, id
+            """
+        ).map(Self.job(from:))
+    }
+
+    public func queueDepth() async throws -> (queued: Int, oldest: Date?) {
+        guard let row = try await rows("SELECT count(*) AS queued, min(created_at) AS oldest FROM nclav_jobs WHERE state = 'queued'").first
+        else { return (0, nil) }
+        return (Int(try row["queued"].decode(Int64.self)), try row["oldest"].decode(Double?.self).map(Date.init(timeIntervalSinceReferenceDate:)))
+    }
+
+    static func job(from row: PostgresRandomAccessRow) throws -> AgentJob {
+        func date(_ column: String) throws -> Date? { try row[column].decode(Double?.self).map(Date.init(timeIntervalSinceReferenceDate:)) }
+        guard let id = UUID(uuidString: try row["id"].decode(String.self)), let runID = UUID(uuidString: try row["run_id"].decode(String.self)),
+            let state = AgentJob.State(rawValue: try row["state"].decode(String.self))
+        else { throw StoreError.corrupt("a job row has a malformed id or state") }
+        var payload = try row["payload"].decode(ByteBuffer.self)
+        var job = AgentJob(
+            id: id, runID: runID, enclave: try row["enclave_id"].decode(String.self), partition: try row["partition_id"].decode(String.self),
+            pool: try row["pool"].decode(String?.self), attempt: Int(try row["attempt"].decode(Int32.self)),
+            payload: Data(payload.readBytes(length: payload.readableBytes) ?? []),
+            createdAt: try date("created_at") ?? Date())
+        job.state = state
+        job.agent = try row["agent"].decode(String?.self)
+        job.claimedAt = try date("claimed_at")
+        job.leaseExpiresAt = try date("lease_expires_at")
+        job.finishedAt = try date("finished_at")
+        job.cancelRequested = try row["cancel_requested"].decode(Bool.self)
+        if var outcome = try row["outcome"].decode(ByteBuffer?.self) { job.outcome = Data(outcome.readBytes(length: outcome.readableBytes) ?? []) }
+        return job
+    }
+
+    // MARK: Agent tokens
+
+    public func createAgentToken(_ token: AgentToken) async throws {
+        try await execute(
+            """
+            INSERT INTO nclav_agent_tokens (id, name, secret_sha256, created_at)
+            VALUES (\(token.id), \(token.name), \(token.secretSHA256), \(token.createdAt.timeIntervalSinceReferenceDate))
+            """)
+    }
+
+    public func agentToken(_ id: String) async throws -> AgentToken? {
+        try await rows("SELECT * FROM nclav_agent_tokens WHERE id = \(id)").first.map(Self.token(from:))
+    }
+
+    public func agentTokens() async throws -> [AgentToken] {
+        try await rows("SELECT * FROM nclav_agent_tokens ORDER BY created_at, id").map(Self.token(from:))
+    }
+
+    public func revokeAgentToken(_ id: String, at time: Date) async throws -> Bool {
+        !(try await rows(
+            """
+            UPDATE nclav_agent_tokens SET revoked_at = \(time.timeIntervalSinceReferenceDate) WHERE id = \(id) AND revoked_at IS NULL RETURNING id
+            """
+        ).isEmpty)
+    }
+
+    static func token(from row: PostgresRandomAccessRow) throws -> AgentToken {
+        AgentToken(
+            id: try row["id"].decode(String.self), name: try row["name"].decode(String.self),
+            secretSHA256: try row["secret_sha256"].decode(String.self),
+            createdAt: Date(timeIntervalSinceReferenceDate: try row["created_at"].decode(Double.self)),
+            revokedAt: try row["revoked_at"].decode(Double?.self).map(Date.init(timeIntervalSinceReferenceDate:)))
+    }
+}

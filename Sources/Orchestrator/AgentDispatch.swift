@@ -1,0 +1,132 @@
+import Foundation
+import IacRunner
+import NclavCore
+import NclavStore
+
+/// The IaC tool of a server whose runs go to agents (`serve --agents-only`): each invocation
+/// becomes a job in the store's queue, an agent (`nclav agent`) claims it under a lease and
+/// runs terraform, sending log lines to the run's log and the outcome back to the job.
+///
+/// The engine is unchanged above this seam: it renders the workspace and records the run as
+/// before, and waits here for the outcome. A job whose lease runs out (the agent died or lost
+/// its network) is interrupted, the run's state locks are released, and the job is queued
+/// once more; a second loss fails the run with the reason.
+public struct AgentDispatch: IacTool {
+    let jobs: any JobStore
+    let store: any StateStore
+    /// Never sent to an agent: the admin token.
+    let serverSecrets: [String]
+    /// How often the outcome is looked for.
+    let poll: Duration
+    /// How many times a run is tried in all.
+    let attempts: Int
+
+    public init(jobs: any JobStore, store: any StateStore, serverSecrets: [String], poll: Duration = .milliseconds(25), attempts: Int = 2) {
+        self.jobs = jobs
+        self.store = store
+        self.serverSecrets = serverSecrets
+        self.poll = poll
+        self.attempts = attempts
+    }
+
+    public var runsHere: Bool { false }
+
+    public func version(of tool: String) async -> String? { nil }
+
+    public func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
+        guard let runID = invocation.runID else { throw AgentDispatchError.noRun }
+        let payload = try JSONEncoder().encode(try RemoteRun(invocation, serverSecrets: serverSecrets))
+        var lost: [String] = []
+        for attempt in 1...attempts {
+            let job = AgentJob(
+                runID: runID, enclave: invocation.key.enclave, partition: invocation.key.partition, pool: invocation.agentPool, attempt: attempt,
+                payload: payload)
+            try await jobs.enqueueJob(job)
+            if attempt > 1 { try? await store.appendRunLog(runID, "== queued again for another agent (attempt \(attempt) of \(attempts))\n") }
+            switch try await outcome(of: job.id) {
+            case .finished(let outcome):
+                if let error = outcome.error { throw AgentDispatchError.agentFailed(error) }
+                if outcome.savePlan(to: invocation.planFile) == false { throw AgentDispatchError.planFileMissing }
+                var result = outcome.invocationResult
+                if result.toolVersion == nil { result.toolVersion = outcome.toolVersion }
+                return result
+            case .interrupted(let agent, let expiredAt):
+                let reason = "agent \(agent) stopped answering (its lease ran out at \(Timestamp.string(expiredAt)))"
+                lost.append(reason)
+                // What terraform held dies with the attempt, so the next one can take the state.
+                let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
+                try? await store.appendRunLog(
+                    runID,
+                    "== attempt \(attempt) interrupted: \(reason)\(released.isEmpty ? "" : "; state lock of \(released.map(\.description).joined(separator: ", ")) released")\n"
+                )
+            }
+        }
+        throw AgentDispatchError.lost(lost)
+    }
+
+    enum Ending {
+        case finished(RemoteRunOutcome)
+        case interrupted(agent: String, expiredAt: Date)
+    }
+
+    /// Waits for the job to finish or to lose its agent. Cancelling the caller cancels the job:
+    /// a queued job is withdrawn, an agent holding it is told to stop on its next heartbeat.
+    func outcome(of id: UUID) async throws -> Ending {
+        while true {
+            if Task.isCancelled {
+                try? await jobs.cancelJob(id, at: Date())
+                throw CancellationError()
+            }
+            guard let job = try await jobs.job(id) else { throw AgentDispatchError.jobVanished(id) }
+            switch job.state {
+            case .finished:
+                guard let data = job.outcome else { throw AgentDispatchError.agentFailed("the agent reported no outcome") }
+                return .finished(try JSONDecoder().decode(RemoteRunOutcome.self, from: data))
+            case .interrupted:
+                return .interrupted(agent: job.agent ?? "?", expiredAt: job.leaseExpiresAt ?? Date())
+            case .cancelled:
+                throw CancellationError()
+            case .claimed:
+                let now = Date()
+                if let expires = job.leaseExpiresAt, expires < now, try await jobs.interruptExpiredJob(id, at: now) {
+                    return .interrupted(agent: job.agent ?? "?", expiredAt: expires)
+                }
+            case .queued:
+                break
+            }
+            do { try await Task.sleep(for: poll) } catch { continue }
+        }
+    }
+}
+
+extension RemoteRunOutcome {
+    /// Writes the plan file the agent saved where the engine expects it; false when a plan
+    /// was to be saved and none came back.
+    func savePlan(to file: URL?) -> Bool {
+        guard let file, let planFile else { return true }
+        do {
+            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try planFile.write(to: file, options: .atomic)
+            return true
+        } catch { return false }
+    }
+}
+
+public enum AgentDispatchError: Error, Sendable, CustomStringConvertible {
+    case noRun
+    case jobVanished(UUID)
+    case agentFailed(String)
+    case planFileMissing
+    case lost([String])
+
+    public var description: String {
+        switch self {
+        case .noRun: "the run was not recorded before it was handed to an agent"
+        case .jobVanished(let id): "job \(id) disappeared from the queue"
+        case .agentFailed(let reason): "the agent could not run terraform: \(reason)"
+        case .planFileMissing: "the agent saved no plan file"
+        case .lost(let reasons):
+            "the run was lost with its agent \(reasons.count) time(s) and is not tried again: \(reasons.joined(separator: "; "))"
+        }
+    }
+}

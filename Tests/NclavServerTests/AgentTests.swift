@@ -1,0 +1,196 @@
+import Foundation
+import NclavTestSupport
+import Testing
+
+/// Runs on a pool of agents: real PostgreSQL, two `nclav serve --agents-only` replicas, real
+/// `nclav agent` processes on loopback, real terraform.
+@Suite("Agents: runs as jobs through PostgreSQL (real postgres, real terraform)", .serialized)
+struct AgentTests {
+    /// Replicas on one database with one admin token; no terraform runs in them.
+    func startReplicas(_ count: Int, database: String, lease: String = "3s") async throws -> ([ServerProcess], () -> Void) {
+        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
+        var servers: [ServerProcess] = []
+        var homes: [URL] = []
+        for _ in 0..<count {
+            let home = try TestSupport.makeScratchDirectory("nclav-agents-replica")
+            try Data(token.utf8).write(to: home.appendingPathComponent("token"))
+            chmod(home.appendingPathComponent("token").path, 0o600)
+            homes.append(home)
+            servers.append(
+                try await ServerProcess.start(
+                    home: home, arguments: ["--agents-only", "--agent-lease", lease], environment: ["NCLAV_POSTGRES_URL": database]))
+        }
+        return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
+    }
+
+    func agentToken(_ server: ServerProcess, name: String) async throws -> String {
+        let created = try await nclavCLI(["agent-token", "create", name, "-o", "json"], server: server)
+        #expect(created.exitCode == 0, "\(created.stderr)")
+        let answer = try #require(try JSONSerialization.jsonObject(with: Data(created.stdout.utf8)) as? [String: Any])
+        return try #require(answer["token"] as? String)
+    }
+
+    /// `enclaves` × `partitions` partitions that each sleep `sleep` seconds; e1/p0 imports e0/p0's hostname.
+    func tree(enclaves: Int, partitions: Int, sleep: String) throws -> TreeBuilder {
+        let builder = try TreeBuilder.scratch("nclav-agents-tree")
+        for e in 0..<enclaves {
+            var enclave = ""
+            if e == 0 { enclave += "exports:\n  - name: base\n    target_partition: p0\n    type: http\n    to: any_enclave\n" }
+            if e == 1 { enclave += "imports:\n  - from: e0\n    export_name: base\n    alias: base\n" }
+            try builder.enclave("e\(e)", enclave)
+            for p in 0..<partitions {
+                let exporter = e == 0 && p == 0
+                let input = e == 1 && p == 0 ? "{{ base.hostname }}" : "e\(e)-p\(p)"
+                try builder.partition(
+                    "e\(e)", "p\(p)",
+                    (exporter ? "produces: http\ndeclared_outputs: [value, hostname, port]\n" : "declared_outputs: [value]\n")
+                        + "inputs:\n  n: \"\(input)\"\n",
+                    main: """
+                        variable "n" { type = string }
+                        resource "terraform_data" "x" {
+                          input = var.n
+                          provisioner "local-exec" {
+                            command = "sleep \(sleep)"
+                          }
+                        }
+                        output "value" { value = "v-${terraform_data.x.output}" }
+                        """ + (exporter ? "\noutput \"hostname\" { value = \"base.internal\" }\noutput \"port\" { value = 443 }\n" : "\n"))
+            }
+        }
+        return builder
+    }
+
+    /// Every job of every partition, from the server's records.
+    func jobs(_ server: ServerProcess, enclaves: Int, partitions: Int) async throws -> [String: [[String: Any]]] {
+        var all: [String: [[String: Any]]] = [:]
+        for e in 0..<enclaves {
+            for p in 0..<partitions {
+                let listing = try await http(.GET, server.baseURL + "/jobs?enclave=e\(e)&partition=p\(p)", auth: .bearer(server.token)).json()
+                all["e\(e)/p\(p)"] = listing["jobs"] as? [[String: Any]] ?? []
+            }
+        }
+        return all
+    }
+
+    static func date(_ value: Any?) -> Date? {
+        guard let text = value as? String else { return nil }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
+    }
+
+    /// No two jobs of one partition were held at once (a job ends when it finishes or is interrupted).
+    func expectNoOverlap(_ jobs: [String: [[String: Any]]]) {
+        for (partition, list) in jobs {
+            let spans = list.compactMap { job -> (Date, Date)? in
+                guard let claimed = Self.date(job["claimed_at"]) else { return nil }
+                return (claimed, Self.date(job["finished_at"]) ?? .distantFuture)
+            }.sorted { $0.0 < $1.0 }
+            for (earlier, later) in zip(spans, spans.dropFirst()) {
+                #expect(earlier.1 <= later.0, "\(partition): a job was claimed before the previous one ended: \(list)")
+            }
+        }
+    }
+
+    @Test("30 partitions apply with every run on an agent (three agents, two replicas), the same outputs as in-process, no run overlapping another")
+    func poolApplies() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents")
+        let builder = try tree(enclaves: 3, partitions: 10, sleep: "0.2")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(2, database: database)
+        defer { cleanup() }
+        let (a, b) = (servers[0], servers[1])
+        let token = try await agentToken(a, name: "pool")
+        let agents = try [a, a, b].map { try AgentProcess.start(remote: $0.baseURL, token: token, arguments: ["--parallelism", "2"]) }
+
+        let apply = try await nclavCLI(["apply", builder.root.path, "--auto-approve", "--parallelism", "6"], server: a)
+        #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)\n\(agents.map(\.log).joined(separator: "\n"))")
+        #expect(apply.stdout.contains("Apply complete: 30 succeeded, 0 failed, 0 skipped (partitions)."), "\(apply.stdout)")
+
+        // Outputs, imports included, are what the same tree gives in-process.
+        for e in 0..<3 {
+            let detail = try await http(.GET, b.baseURL + "/enclaves/e\(e)", auth: .bearer(b.token)).json()
+            let partitions = detail["partitions"] as? [[String: Any]] ?? []
+            #expect(partitions.count == 10)
+            for partition in partitions {
+                let id = partition["partition_id"] as? String ?? "?"
+                let outputs = partition["outputs"] as? [String: String] ?? [:]
+                let expected = e == 1 && id == "p0" ? "v-base.internal" : "v-e\(e)-\(id)"
+                #expect(outputs["value"] == expected, "e\(e)/\(id): \(outputs)")
+            }
+        }
+        // Every run was an agent's, and the agents shared the work.
+        let all = try await jobs(a, enclaves: 3, partitions: 10)
+        #expect(all.values.allSatisfy { $0.count == 1 && $0[0]["state"] as? String == "finished" }, "\(all)")
+        let byAgent = Dictionary(grouping: all.values.compactMap { $0.first?["agent"] as? String }, by: { $0 })
+        #expect(byAgent.count == 3, "each of the three agents ran some: \(byAgent.mapValues(\.count))")
+        let log = try await nclavCLI(["iac", "logs", "e2", "p9"], server: b)
+        #expect(log.stdout.contains("== agent ") && log.stdout.contains("Apply complete! Resources: 1 added"), "\(log.stdout)")
+        expectNoOverlap(all)
+
+        // An agent token claims jobs and nothing else.
+        let agentAuth = Auth.bearer(token)
+        #expect(try await http(.GET, a.baseURL + "/status", auth: agentAuth).status == 403)
+        #expect(try await http(.POST, a.baseURL + "/reconcile", auth: agentAuth, body: Data("{}".utf8)).status == 403)
+        #expect(try await http(.POST, a.baseURL + "/agent-tokens", auth: agentAuth, body: Data(#"{"name":"x"}"#.utf8)).status == 403)
+        #expect(try await http(.GET, a.baseURL + "/terraform/state/e0/p0", auth: agentAuth).status == 401)
+        #expect(try await http(.POST, a.baseURL + "/agent/claim", auth: .bearer(a.token), body: Data("{}".utf8)).status == 403)
+        // Revoked, it is refused.
+        let id = String(token.split(separator: ".")[1])
+        #expect(try await nclavCLI(["agent-token", "revoke", id], server: a).exitCode == 0)
+        #expect(
+            try await http(.POST, a.baseURL + "/agent/claim", auth: agentAuth, body: Data(#"{"instance":"x","labels":{},"wait_seconds":0}"#.utf8))
+                .status == 401)
+        for agent in agents { await agent.stop() }
+        for server in servers { await server.stop() }
+    }
+
+    @Test(
+        "kill -9 of an agent mid-run: its lease runs out, the run is interrupted, its lock released and the job re-run by another agent; the tree converges"
+    )
+    func lostAgent() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_lost")
+        let builder = try tree(enclaves: 1, partitions: 3, sleep: "5")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database, lease: "3s")
+        defer { cleanup() }
+        let server = servers[0]
+        let token = try await agentToken(server, name: "pool")
+        let doomed = try AgentProcess.start(remote: server.baseURL, token: token)
+        async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve", "--parallelism", "1"], server: server)
+
+        // Wait until the doomed agent holds a job, then the machine it runs on dies.
+        var held: (partition: String, job: String)?
+        for _ in 0..<400 where held == nil {
+            for p in 0..<3 {
+                let listing = try await http(.GET, server.baseURL + "/jobs?enclave=e0&partition=p\(p)", auth: .bearer(server.token)).json()
+                if let job = (listing["jobs"] as? [[String: Any]])?.first(where: { $0["state"] as? String == "claimed" }) {
+                    held = ("p\(p)", job["id"] as? String ?? "")
+                }
+            }
+            if held == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let taken = try #require(held, "the agent claimed a job")
+        try await Task.sleep(for: .seconds(1))
+        doomed.killMachine()
+        let rescuer = try AgentProcess.start(remote: server.baseURL, token: token)
+
+        let result = try await apply
+        #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)\n\(rescuer.log)")
+        let listing = try await http(.GET, server.baseURL + "/jobs?enclave=e0&partition=\(taken.partition)", auth: .bearer(server.token)).json()
+        let jobs = listing["jobs"] as? [[String: Any]] ?? []
+        #expect(jobs.map { $0["state"] as? String } == ["interrupted", "finished"], "\(jobs)")
+        #expect(jobs.map { $0["attempt"] as? Int } == [1, 2])
+        #expect(jobs.first?["agent"] as? String != jobs.last?["agent"] as? String, "another agent re-ran it")
+        expectNoOverlap(try await self.jobs(server, enclaves: 1, partitions: 3))
+        let log = try await nclavCLI(["iac", "logs", "e0", taken.partition], server: server)
+        #expect(log.stdout.contains("== attempt 1 interrupted: agent ") && log.stdout.contains("stopped answering"), "\(log.stdout)")
+        #expect(log.stdout.contains("; state lock of e0/\(taken.partition) released"), "terraform held the lock when it died: \(log.stdout)")
+        #expect(log.stdout.contains("== queued again for another agent (attempt 2 of 2)"), "\(log.stdout)")
+        #expect(log.stdout.contains("Apply complete! Resources: 1 added"), "\(log.stdout)")
+        // Converged: nothing left to do.
+        #expect(try await nclavCLI(["diff", builder.root.path], server: server).stdout == "No changes.\n")
+        await rescuer.stop()
+        await server.stop()
+    }
+}
