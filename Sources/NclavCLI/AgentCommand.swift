@@ -34,7 +34,8 @@ public struct Agent: AsyncParsableCommand {
     @Option(help: "`pool=<name>`: also run the jobs of enclaves with that `agent_pool` (repeatable).") var labels: [String] = []
     @Option(name: .customLong("work-dir"), help: "Where workspaces and the plugin cache live (default $NCLAV_HOME/agent).")
     var workDirectory: String?
-    @Option(name: .customLong("claim-wait"), help: .hidden) var claimWait: Double = 20
+    @Option(name: .customLong("claim-wait"), help: "Seconds one claim request waits on the server for a job before asking again.")
+    var claimWait: Double = 20
 
     public func validate() throws {
         if parallelism < 1 { throw ValidationError("--parallelism must be at least 1") }
@@ -69,18 +70,19 @@ public struct Agent: AsyncParsableCommand {
         )
         // SIGTERM and SIGINT end the work: no new claims, running runs interrupted and reported.
         let stop = StopSignal()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<parallelism { group.addTask { await worker.serve() } }
-            group.addTask {
-                await stop.wait()
-                Console.say("nclav agent: stopping (no new jobs; running ones are interrupted and reported)")
-                throw CancellationError()
+        let count = parallelism
+        let workers = Task { [worker] in
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<count { group.addTask { await worker.serve() } }
             }
-            do { try await group.next() } catch {}
-            group.cancelAll()
-            while !group.isEmpty { _ = try? await group.next() }
         }
+        await stop.wait()
+        Console.say("nclav agent: stopping (no new jobs; running ones are interrupted and reported)")
+        workers.cancel()
+        // Runs end and report; a worker idle in a claim request has nothing to finish.
+        await worker.active.waitUntilIdle()
         Console.say("nclav agent: stopped")
+        Foundation.exit(0)
     }
 }
 
@@ -123,6 +125,8 @@ struct AgentWorker: Sendable {
     let work: URL
     let claimWait: Double
     let invoker = TerraformInvoker()
+    /// Jobs being run right now.
+    let active = ActiveJobs()
 
     func serve() async {
         while !Task.isCancelled {
@@ -136,7 +140,9 @@ struct AgentWorker: Sendable {
                 continue
             }
             guard let assignment else { continue }
+            await active.started()
             await execute(assignment)
+            await active.ended()
         }
     }
 
@@ -193,15 +199,29 @@ struct AgentWorker: Sendable {
             terraform.cancel()
         }
         heartbeat.cancel()
-        await shipper.flush()
+        // The last lines and the outcome are sent even when a SIGTERM cancelled this task (a
+        // cancelled task's requests would fail at once): from a task of their own.
+        await Task { await shipper.flush() }.value
         switch result {
         case .success(let ended): outcome = RemoteRunOutcome(ended, planFile: run.savePlan ? invocation.planFile : nil)
         case .failure(let error): outcome = RemoteRunOutcome(lastCommand: "init", exitCode: nil, cancelled: Task.isCancelled, error: "\(error)")
         }
-        let reported = (try? await api.sendOutcome(job: job.jobID, instance: instance, outcome: outcome)) ?? false
+        let reported = await Task { [api, instance] in
+            (try? await api.sendOutcome(job: job.jobID, instance: instance, outcome: outcome)) ?? false
+        }.value
         Console.say(
             "nclav agent: \(label) ended: \(outcome.exitCode.map { "exit \($0)" } ?? outcome.error ?? "stopped")\(reported ? "" : " (not reported: the job was no longer ours)")"
         )
+    }
+}
+
+/// How many jobs an agent is running, so a stop waits for exactly those.
+actor ActiveJobs {
+    private var count = 0
+    func started() { count += 1 }
+    func ended() { count -= 1 }
+    func waitUntilIdle() async {
+        while count > 0 { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }
 

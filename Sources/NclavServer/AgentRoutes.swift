@@ -6,6 +6,7 @@ import NclavAPI
 import NclavAuth
 import NclavCore
 import NclavStore
+import ServiceLifecycle
 
 /// The routes agents use (`/agent/…`, agent tokens only) and the admin's routes for agent
 /// tokens and the job queue. An agent claims a job under a lease, renews it with heartbeats,
@@ -99,7 +100,8 @@ struct AgentRoutes: Sendable {
                         jobID: job.id.uuidString.lowercased(), runID: job.runID.uuidString, attempt: job.attempt, leaseSeconds: leaseSeconds, run: run
                     ))
             }
-            if now >= deadline || Task.isCancelled { return Response(status: .noContent) }
+            // A stopping server answers at once rather than keep its shutdown waiting on the wait.
+            if now >= deadline || Task.isCancelled || Task.isShuttingDownGracefully { return Response(status: .noContent) }
             try? await Task.sleep(for: .milliseconds(20))
         }
     }

@@ -20,6 +20,7 @@ public struct AgentDispatch: IacTool {
     let poll: Duration
     /// How many times a run is tried in all.
     let attempts: Int
+    let maximumPoll: Duration = .milliseconds(500)
 
     public init(jobs: any JobStore, store: any StateStore, serverSecrets: [String], poll: Duration = .milliseconds(25), attempts: Int = 2) {
         self.jobs = jobs
@@ -43,7 +44,7 @@ public struct AgentDispatch: IacTool {
                 payload: payload)
             try await jobs.enqueueJob(job)
             if attempt > 1 { try? await store.appendRunLog(runID, "== queued again for another agent (attempt \(attempt) of \(attempts))\n") }
-            switch try await outcome(of: job.id) {
+            switch try await outcome(of: job.id, queueLimit: RemoteRun.seconds(invocation.policy.timeout), pool: invocation.agentPool) {
             case .finished(let outcome):
                 if let error = outcome.error { throw AgentDispatchError.agentFailed(error) }
                 if outcome.savePlan(to: invocation.planFile) == false { throw AgentDispatchError.planFileMissing }
@@ -70,8 +71,13 @@ public struct AgentDispatch: IacTool {
     }
 
     /// Waits for the job to finish or to lose its agent. Cancelling the caller cancels the job:
-    /// a queued job is withdrawn, an agent holding it is told to stop on its next heartbeat.
-    func outcome(of id: UUID) async throws -> Ending {
+    /// a queued job is withdrawn, an agent holding it is told to stop on its next heartbeat. A
+    /// job no agent claims within `queueLimit` seconds (the run timeout) fails the run.
+    ///
+    /// The job is looked at often at first (a short run's outcome is not kept waiting) and
+    /// less often as it runs (a long run does not cost the database a query every few ms).
+    func outcome(of id: UUID, queueLimit: Double, pool: String?) async throws -> Ending {
+        let started = ContinuousClock.now
         while true {
             if Task.isCancelled {
                 try? await jobs.cancelJob(id, at: Date())
@@ -92,9 +98,13 @@ public struct AgentDispatch: IacTool {
                     return .interrupted(agent: job.agent ?? "?", expiredAt: expires)
                 }
             case .queued:
-                break
+                if Date().timeIntervalSince(job.createdAt) > queueLimit {
+                    try? await jobs.cancelJob(id, at: Date())
+                    throw AgentDispatchError.noAgent(pool: pool, seconds: queueLimit)
+                }
             }
-            do { try await Task.sleep(for: poll) } catch { continue }
+            let elapsed = ContinuousClock.now - started
+            do { try await Task.sleep(for: min(maximumPoll, max(poll, elapsed / 20))) } catch { continue }
         }
     }
 }
@@ -118,6 +128,7 @@ public enum AgentDispatchError: Error, Sendable, CustomStringConvertible {
     case agentFailed(String)
     case planFileMissing
     case lost([String])
+    case noAgent(pool: String?, seconds: Double)
 
     public var description: String {
         switch self {
@@ -125,6 +136,8 @@ public enum AgentDispatchError: Error, Sendable, CustomStringConvertible {
         case .jobVanished(let id): "job \(id) disappeared from the queue"
         case .agentFailed(let reason): "the agent could not run terraform: \(reason)"
         case .planFileMissing: "the agent saved no plan file"
+        case .noAgent(let pool, let seconds):
+            "no agent\(pool.map { " of pool `\($0)`" } ?? "") claimed the run within \(Int(seconds)) s (the run timeout); start one: `nclav agent --token … \(pool.map { "--labels pool=\($0)" } ?? "")`"
         case .lost(let reasons):
             "the run was lost with its agent \(reasons.count) time(s) and is not tried again: \(reasons.joined(separator: "; "))"
         }

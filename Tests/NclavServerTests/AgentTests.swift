@@ -7,7 +7,7 @@ import Testing
 @Suite("Agents: runs as jobs through PostgreSQL (real postgres, real terraform)", .serialized)
 struct AgentTests {
     /// Replicas on one database with one admin token; no terraform runs in them.
-    func startReplicas(_ count: Int, database: String, lease: String = "3s") async throws -> ([ServerProcess], () -> Void) {
+    func startReplicas(_ count: Int, database: String, lease: String = "3s", extra: [String] = []) async throws -> ([ServerProcess], () -> Void) {
         let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
         var servers: [ServerProcess] = []
         var homes: [URL] = []
@@ -18,7 +18,7 @@ struct AgentTests {
             homes.append(home)
             servers.append(
                 try await ServerProcess.start(
-                    home: home, arguments: ["--agents-only", "--agent-lease", lease], environment: ["NCLAV_POSTGRES_URL": database]))
+                    home: home, arguments: ["--agents-only", "--agent-lease", lease] + extra, environment: ["NCLAV_POSTGRES_URL": database]))
         }
         return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
     }
@@ -31,10 +31,10 @@ struct AgentTests {
     }
 
     /// `enclaves` × `partitions` partitions that each sleep `sleep` seconds; e1/p0 imports e0/p0's hostname.
-    func tree(enclaves: Int, partitions: Int, sleep: String) throws -> TreeBuilder {
+    func tree(enclaves: Int, partitions: Int, sleep: String, pools: [Int: String] = [:]) throws -> TreeBuilder {
         let builder = try TreeBuilder.scratch("nclav-agents-tree")
         for e in 0..<enclaves {
-            var enclave = ""
+            var enclave = pools[e].map { "agent_pool: \($0)\n" } ?? ""
             if e == 0 { enclave += "exports:\n  - name: base\n    target_partition: p0\n    type: http\n    to: any_enclave\n" }
             if e == 1 { enclave += "imports:\n  - from: e0\n    export_name: base\n    alias: base\n" }
             try builder.enclave("e\(e)", enclave)
@@ -191,6 +191,117 @@ struct AgentTests {
         // Converged: nothing left to do.
         #expect(try await nclavCLI(["diff", builder.root.path], server: server).stdout == "No changes.\n")
         await rescuer.stop()
+        await server.stop()
+    }
+
+    @Test("agent_pool pins an enclave's runs to agents with that pool label; /metrics shows the queue waiting for them")
+    func pools() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_pools")
+        let builder = try tree(enclaves: 2, partitions: 2, sleep: "0", pools: [1: "eu"])
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database)
+        defer { cleanup() }
+        let server = servers[0]
+        let token = try await agentToken(server, name: "pools")
+        let anyPool = try AgentProcess.start(remote: server.baseURL, token: token)
+        async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve", "--parallelism", "4"], server: server)
+
+        // e0 is done by the agent without labels; e1's jobs wait for an `eu` agent.
+        var waiting = ""
+        for _ in 0..<400 {
+            waiting = try await http(.GET, server.baseURL + "/metrics", auth: .bearer(server.token)).text
+            if waiting.contains("nclav_agent_jobs_queued 2\n") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(waiting.contains("nclav_agent_jobs_queued 2\n"), "e1's two runs wait: \(waiting.suffix(400))")
+        #expect(waiting.contains("nclav_agent_oldest_job_age_seconds "))
+        let eu = try AgentProcess.start(remote: server.baseURL, token: token, arguments: ["--labels", "pool=eu"])
+        let result = try await apply
+        #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
+        let all = try await jobs(server, enclaves: 2, partitions: 2)
+        let euAgent = "\(token.split(separator: ".")[1])/"
+        for p in 0..<2 {
+            let pinned = try #require(all["e1/p\(p)"]?.first)
+            #expect(pinned["pool"] as? String == "eu")
+            #expect(
+                (pinned["agent"] as? String)?.hasPrefix(euAgent) == true && (pinned["agent"] as? String)?.hasSuffix("-\(eu.pid)") == true, "\(pinned)"
+            )
+        }
+        let metrics = try await http(.GET, server.baseURL + "/metrics", auth: .bearer(server.token)).text
+        #expect(metrics.contains("nclav_agent_jobs_queued 0\n") && metrics.contains("nclav_agent_oldest_job_age_seconds 0\n"))
+        await anyPool.stop()
+        await eu.stop()
+        await server.stop()
+    }
+
+    @Test("SIGTERM to an agent: it claims nothing more, interrupts its run the way a timeout does, reports it, and exits 0")
+    func agentShutdown() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_stop")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "30")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database, lease: "10s")
+        defer { cleanup() }
+        let server = servers[0]
+        let agent = try AgentProcess.start(remote: server.baseURL, token: try await agentToken(server, name: "stop"))
+        async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
+        for _ in 0..<400 {
+            let listing = try await http(.GET, server.baseURL + "/jobs?enclave=e0&partition=p0", auth: .bearer(server.token)).json()
+            if (listing["jobs"] as? [[String: Any]])?.first?["state"] as? String == "claimed" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .seconds(2))
+        let started = Date()
+        #expect(await agent.stop(SIGTERM) == 0, "\(agent.log)")
+        #expect(Date().timeIntervalSince(started) < 30, "it did not wait for the 30 s run")
+        #expect(agent.log.contains("stopping (no new jobs"), "\(agent.log)")
+        let result = try await apply
+        #expect(result.exitCode == 1)
+        #expect(result.stdout.contains("! e0/p0 provision failed"), "\(result.stdout)")
+        let jobs =
+            try await http(.GET, server.baseURL + "/jobs?enclave=e0&partition=p0", auth: .bearer(server.token)).json()["jobs"] as? [[String: Any]]
+        #expect(jobs?.map { $0["state"] as? String } == ["finished"], "reported, not lost: \(jobs ?? [])")
+        let run = try await http(.GET, server.baseURL + "/enclaves/e0/partitions/p0/iac/runs/latest", auth: .bearer(server.token)).json()
+        #expect(run["status"] as? String == "cancelled", "\(run)")
+        await server.stop()
+    }
+
+    @Test("with no agent to claim it, a run fails after the run timeout and says to start one")
+    func noAgent() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_none")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "0", pools: [0: "gpu"])
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database, extra: ["--run-timeout", "2"])
+        defer { cleanup() }
+        let apply = try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: servers[0])
+        #expect(apply.exitCode == 1)
+        #expect(
+            apply.stdout.contains(
+                "no agent of pool `gpu` claimed the run within 2 s (the run timeout); start one: `nclav agent --token … --labels pool=gpu`"),
+            "\(apply.stdout)")
+        await servers[0].stop()
+    }
+
+    @Test("a saved plan is made by an agent and applied exactly by an agent (the plan file travels both ways)")
+    func savedPlanThroughAgents() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_plan")
+        let builder = try tree(enclaves: 2, partitions: 1, sleep: "0")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database)
+        defer { cleanup() }
+        let server = servers[0]
+        let agent = try AgentProcess.start(remote: server.baseURL, token: try await agentToken(server, name: "plans"))
+        let plan = try await nclavCLI(["plan", builder.root.path], server: server)
+        #expect(plan.exitCode == 2, "\(plan.stdout)\(plan.stderr)")
+        #expect(plan.stdout.contains("+ e0/p0 (provision): 1 to add"), "\(plan.stdout)")
+        let id = try #require(plan.stdoutLines.last { $0.hasPrefix("Apply exactly this plan: ") }?.split(separator: " ").last.map(String.init))
+        let apply = try await nclavCLI(["apply", builder.root.path, "--plan", id], server: server)
+        #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)\n\(agent.log)")
+        let runs = try await nclavCLI(["iac", "runs", "e0", "p0"], server: server)
+        #expect(runs.stdoutLines.filter { $0.contains(" plan ") || $0.contains(" provision ") }.count == 2, "\(runs.stdout)")
+        let log = try await nclavCLI(["iac", "logs", "e0", "p0"], server: server)
+        #expect(log.stdout.contains("== agent ") && log.stdout.contains("Apply complete! Resources: 1 added"), "\(log.stdout)")
+        #expect(try await nclavCLI(["diff", builder.root.path], server: server).stdout == "No changes.\n")
+        await agent.stop()
         await server.stop()
     }
 }

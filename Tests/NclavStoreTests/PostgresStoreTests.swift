@@ -21,7 +21,7 @@ struct PostgresReplicaTests {
         let (first, second, url) = try await twoReplicas()
         #expect(first.replicaNumber != second.replicaNumber)
         let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
-        #expect(try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_schema_migrations", database: database) == "1")
+        #expect(try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_schema_migrations", database: database) == "2")
         try await first.close()
         try await second.close()
     }
@@ -33,7 +33,7 @@ struct PostgresReplicaTests {
         let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
         try await TestPostgres.shared().psql("INSERT INTO nclav_schema_migrations (version, name) VALUES (99, 'from the future')", database: database)
         let error = await #expect(throws: StoreError.self) { try await PostgresStore.open(url: url) }
-        #expect("\(error!)".contains("schema is at version 99, newer than this nclav understands (1)"))
+        #expect("\(error!)".contains("schema is at version 99, newer than this nclav understands (2)"))
     }
 
     @Test("lockers spread over two replicas: exactly one holder")
