@@ -5,7 +5,8 @@ import PostgresNIO
 
 /// The agents' job queue. A claim is one statement whose inner `FOR UPDATE SKIP LOCKED`
 /// picks the oldest waiting job no other replica is claiming at that moment, so replicas and
-/// agents never block on each other and never share a job.
+/// agents never block on each other and never share a job. A job's payload holds the run's
+/// credentials, so it is emptied as soon as the job ends, however it ends.
 extension PostgresStore: JobStore {
     public func enqueueJob(_ job: AgentJob) async throws {
         try await execute(
@@ -42,7 +43,8 @@ extension PostgresStore: JobStore {
     public func finishJob(_ id: UUID, agent: String, outcome: Data, at time: Date) async throws -> Bool {
         !(try await rows(
             """
-            UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)), finished_at = \(time.timeIntervalSinceReferenceDate)
+            UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)), finished_at = \(time.timeIntervalSinceReferenceDate),
+                   payload = ''::bytea
             WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING id
             """
         ).isEmpty)
@@ -51,7 +53,7 @@ extension PostgresStore: JobStore {
     public func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool {
         !(try await rows(
             """
-            UPDATE nclav_jobs SET state = 'interrupted', finished_at = \(time.timeIntervalSinceReferenceDate)
+            UPDATE nclav_jobs SET state = 'interrupted', finished_at = \(time.timeIntervalSinceReferenceDate), payload = ''::bytea
             WHERE id = \(id.uuidString) AND state = 'claimed' AND lease_expires_at < \(time.timeIntervalSinceReferenceDate) RETURNING id
             """
         ).isEmpty)
@@ -62,7 +64,8 @@ extension PostgresStore: JobStore {
             """
             UPDATE nclav_jobs SET cancel_requested = TRUE,
                    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-                   finished_at = CASE WHEN state = 'queued' THEN \(time.timeIntervalSinceReferenceDate) ELSE finished_at END
+                   finished_at = CASE WHEN state = 'queued' THEN \(time.timeIntervalSinceReferenceDate) ELSE finished_at END,
+                   payload = CASE WHEN state = 'queued' THEN ''::bytea ELSE payload END
             WHERE id = \(id.uuidString)
             """)
     }

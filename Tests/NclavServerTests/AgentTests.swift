@@ -127,6 +127,9 @@ struct AgentTests {
         let log = try await nclavCLI(["iac", "logs", "e2", "p9"], server: b)
         #expect(log.stdout.contains("== agent ") && log.stdout.contains("Apply complete! Resources: 1 added"), "\(log.stdout)")
         expectNoOverlap(all)
+        // A job's credentials are not kept once it ended.
+        let name = String(database.split(separator: "/").last!.split(separator: "?").first!)
+        #expect(try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_jobs WHERE length(payload) > 0", database: name) == "0")
 
         // An agent token claims jobs and nothing else.
         let agentAuth = Auth.bearer(token)

@@ -36,6 +36,59 @@ struct PostgresReplicaTests {
         #expect("\(error!)".contains("schema is at version 99, newer than this nclav understands (2)"))
     }
 
+    @Test("agents claiming through two replicas at once: every job claimed exactly once, in order, by pool; leases end and renew as stated")
+    func jobQueueAcrossReplicas() async throws {
+        let (first, second, _) = try await twoReplicas()
+        let runs = (0..<60).map { _ in UUID() }
+        let start = Date()
+        for (index, run) in runs.enumerated() {
+            try await (index.isMultiple(of: 2) ? first : second).enqueueJob(
+                AgentJob(
+                    runID: run, enclave: "e", partition: "p\(index)", pool: index % 3 == 0 ? "eu" : nil, attempt: 1, payload: Data("x".utf8),
+                    createdAt: start.addingTimeInterval(Double(index) / 1000)))
+        }
+        // Twelve claimers, half through each replica; a third of them also take the `eu` pool.
+        let claims = try await withThrowingTaskGroup(of: [(String, AgentJob)].self) { group in
+            for claimer in 0..<12 {
+                let store = claimer.isMultiple(of: 2) ? first : second
+                let pools: [String?] = claimer % 3 == 0 ? [nil, "eu"] : [nil]
+                group.addTask {
+                    var mine: [(String, AgentJob)] = []
+                    while let job = try await store.claimJob(
+                        agent: "a\(claimer)", pools: pools, leaseExpiresAt: Date().addingTimeInterval(60), at: Date())
+                    {
+                        mine.append(("a\(claimer)", job))
+                    }
+                    return mine
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(claims.count == 60, "every job once")
+        #expect(Set(claims.map(\.1.id)).count == 60, "no job twice")
+        for (agent, job) in claims where job.pool == "eu" {
+            #expect(["a0", "a3", "a6", "a9"].contains(agent), "\(job.partition) of pool eu went to \(agent)")
+        }
+        // Each claimer got its jobs oldest first.
+        for agent in Set(claims.map(\.0)) {
+            let times = claims.filter { $0.0 == agent }.map(\.1.createdAt)
+            #expect(times == times.sorted(), "\(agent)")
+        }
+        // Leases: renewed only by their holder; an expired one is interrupted once; a finished job keeps no payload.
+        let (holder, job) = try #require(claims.first)
+        #expect(try await second.renewLease(job.id, agent: "someone-else", until: Date().addingTimeInterval(60)) == false)
+        #expect(try await first.renewLease(job.id, agent: holder, until: Date().addingTimeInterval(-1)))
+        #expect(try await second.interruptExpiredJob(job.id, at: Date()))
+        #expect(try await first.interruptExpiredJob(job.id, at: Date()) == false)
+        #expect(try await first.finishJob(job.id, agent: holder, outcome: Data("{}".utf8), at: Date()) == false, "a lost job cannot be finished")
+        let (other, done) = try #require(claims.last)
+        #expect(try await second.finishJob(done.id, agent: other, outcome: Data("{}".utf8), at: Date()))
+        #expect(try await first.job(done.id)?.payload.isEmpty == true)
+        #expect(try await first.queueDepth().queued == 0)
+        try await first.close()
+        try await second.close()
+    }
+
     @Test("lockers spread over two replicas: exactly one holder")
     func lockersAcrossReplicas() async throws {
         let (first, second, _) = try await twoReplicas()
