@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # nclav server image: a Swift release build, then a slim Debian runtime with terraform and
 # tofu. Build: make image (or docker build -t nclav .). Run: docker run -p 8080:8080 nclav.
+# The same image is an agent for a server started with --agents-only:
+#   docker run nclav agent --remote https://nclav.example.com --token nclav-agent.…
 
 ARG SWIFT_VERSION=6.3
 ARG DEBIAN_RELEASE=bookworm

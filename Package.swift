@@ -210,7 +210,7 @@ let package = Package(
             name: "OrchestratorTests",
             dependencies: [
                 "Orchestrator", "NclavDrivers", "NclavConfig", "NclavCore", "NclavTestSupport", "NclavStore", "NclavSQLite", "IacRunner", "NclavAuth",
-                "TFBackend", "nclav",
+                "TFBackend", "NclavPostgres", "nclav",
             ]),
         .testTarget(name: "IacRunnerTests", dependencies: ["IacRunner", "NclavCore", "NclavTestSupport", "NclavAuth", "nclav"]),
         // Test helper process for the store's kill -9 durability test.

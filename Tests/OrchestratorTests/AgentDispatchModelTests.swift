@@ -1,0 +1,177 @@
+import Foundation
+import IacRunner
+import NclavCore
+import NclavPostgres
+import NclavStore
+import NclavTestSupport
+import Orchestrator
+import Testing
+
+/// The agents' fault handling explored over generated schedules: a real PostgreSQL queue, the
+/// real dispatcher, and simulated agents that finish, fail, die, or die and come back too late.
+/// Each attempt's fate is drawn from the seed, so the model knows every run's end in advance;
+/// the invariants are checked after every schedule and a failure prints its seed.
+@Suite("Agent dispatch over generated fault schedules (real postgres)", .serialized)
+struct AgentDispatchModelTests {
+    enum Fate: Equatable, CustomStringConvertible {
+        case finish(exit: Int32, milliseconds: Int)
+        /// Runs longer than the lease, renewing it: must not be taken away.
+        case slow(exit: Int32)
+        /// Dies at once: no heartbeat, no outcome.
+        case die
+        /// Dies, then returns after its lease ran out and tries to renew and report: refused.
+        case zombie
+
+        var description: String {
+            switch self {
+            case .finish(let exit, let ms): "finish(\(exit), \(ms) ms)"
+            case .slow(let exit): "slow(\(exit))"
+            case .die: "die"
+            case .zombie: "zombie"
+            }
+        }
+
+        var lost: Bool { self == .die || self == .zombie }
+
+        static func draw(seed: UInt64, run: Int, attempt: Int) -> Fate {
+            var random = SeededGenerator(seed: seed &* 1_000_003 &+ UInt64(run) &* 31 &+ UInt64(attempt))
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0..<5: return .finish(exit: Int.random(in: 0..<4, using: &random) == 0 ? 1 : 0, milliseconds: Int.random(in: 0..<80, using: &random))
+            case 5: return .slow(exit: 0)
+            case 6, 7: return .die
+            default: return .zombie
+            }
+        }
+    }
+
+    static let lease: TimeInterval = 0.4
+
+    /// One simulated agent: claims until told to stop, and meets each job's fate.
+    static func agent(_ name: String, store: PostgresStore, seed: UInt64, runs: [UUID: Int], refused: Counter, stop: Flag) async throws {
+        while await !stop.value {
+            guard let job = try await store.claimJob(agent: name, pools: [nil], leaseExpiresAt: Date().addingTimeInterval(lease), at: Date())
+            else {
+                try await Task.sleep(for: .milliseconds(5))
+                continue
+            }
+            let fate = Fate.draw(seed: seed, run: runs[job.runID]!, attempt: job.attempt)
+            func report(_ exit: Int32) async throws -> Bool {
+                try await store.finishJob(
+                    job.id, agent: name, outcome: try JSONEncoder().encode(RemoteRunOutcome(lastCommand: "apply", exitCode: exit)), at: Date())
+            }
+            switch fate {
+            case .finish(let exit, let milliseconds):
+                try await Task.sleep(for: .milliseconds(milliseconds))
+                #expect(try await report(exit), "seed \(seed): a live agent's report is accepted")
+            case .slow(let exit):
+                for _ in 0..<8 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    #expect(try await store.renewLease(job.id, agent: name, until: Date().addingTimeInterval(lease)), "seed \(seed): renewed in time")
+                }
+                #expect(try await report(exit), "seed \(seed): a slow but live agent keeps its job")
+            case .die:
+                break
+            case .zombie:
+                let late = Task {
+                    try await Task.sleep(for: .milliseconds(Int(lease * 1000) + 300))
+                    if try await store.renewLease(job.id, agent: name, until: Date().addingTimeInterval(lease)) { return }
+                    if try await report(0) { return }
+                    await refused.add()
+                }
+                _ = late
+            }
+        }
+    }
+
+    @Test("every run ends exactly as its attempts' fates say; no run is held twice at once; lost jobs keep no payload")
+    func generatedSchedules() async throws {
+        let seeds: [UInt64] = ProcessInfo.processInfo.environment["NCLAV_AGENT_SEED"].flatMap(UInt64.init).map { [$0] } ?? [1, 2, 3, 4, 5, 6]
+        let url = try await TestPostgres.shared().createDatabase("dispatch_model")
+        let store = try await PostgresStore.open(url: url)
+        defer { Task { try? await store.close() } }
+        let workspace = try TestSupport.makeScratchDirectory("nclav-dispatch-model")
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        try "resource \"terraform_data\" \"x\" {}\n".write(to: workspace.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        let dispatch = AgentDispatch(jobs: store, store: store, serverSecrets: ["the-admin-token"], poll: .milliseconds(10))
+
+        for seed in seeds {
+            let count = 10
+            var runs: [UUID: Int] = [:]
+            var invocations: [(Int, TerraformInvocation)] = []
+            for index in 0..<count {
+                let runID = UUID()
+                runs[runID] = index
+                let key = try StateKey(enclave: "s\(seed)", partition: "p\(index)")
+                try await store.createRun(
+                    IacRun(id: runID, enclaveID: key.enclave, partitionID: key.partition, operation: .update, startedAt: Date(), tool: "terraform"))
+                var invocation = TerraformInvocation(
+                    key: key, operation: .apply, workspace: workspace, tool: "/usr/bin/terraform", backendBaseURL: "http://127.0.0.1:1",
+                    credential: "run-credential-\(index)", secrets: ["the-admin-token", "cloud-secret"])
+                invocation.runID = runID
+                invocations.append((index, invocation))
+            }
+            let refused = Counter()
+            let stop = Flag()
+            let agents = Task { [runs] in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for name in 0..<4 {
+                        group.addTask { try await Self.agent("agent-\(name)", store: store, seed: seed, runs: runs, refused: refused, stop: stop) }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            let ended = await withTaskGroup(of: (Int, Result<InvocationResult, any Error>).self) { group in
+                for (index, invocation) in invocations {
+                    group.addTask {
+                        do { return (index, .success(try await dispatch.run(invocation) { _ in })) } catch { return (index, .failure(error)) }
+                    }
+                }
+                return await group.reduce(into: [Int: Result<InvocationResult, any Error>]()) { $0[$1.0] = $1.1 }
+            }
+            await stop.set()
+            try await agents.value
+
+            for index in 0..<count {
+                let first = Fate.draw(seed: seed, run: index, attempt: 1), second = Fate.draw(seed: seed, run: index, attempt: 2)
+                let deciding = first.lost ? second : first
+                let context = "seed \(seed) run \(index): fates \(first), \(second)"
+                switch (deciding, ended[index]) {
+                case (.finish(let exit, _), .success(let result)?), (.slow(let exit), .success(let result)?):
+                    #expect(result.result.exitCode == exit, "\(context)")
+                case (.die, .failure(let error)?), (.zombie, .failure(let error)?):
+                    #expect("\(error)".contains("lost with its agent 2 time(s)"), "\(context): \(error)")
+                default:
+                    Issue.record("\(context): ended \(String(describing: ended[index]))")
+                }
+                // The queue's record of the run: one job per attempt made, never two held at once.
+                let jobs = try await store.jobs(enclave: "s\(seed)", partition: "p\(index)")
+                #expect(jobs.count == (first.lost ? 2 : 1), "\(context): \(jobs.map(\.state))")
+                #expect(jobs.map(\.attempt) == Array(1...jobs.count), "\(context)")
+                for (earlier, later) in zip(jobs, jobs.dropFirst()) {
+                    #expect(
+                        earlier.state == .interrupted && (earlier.finishedAt ?? .distantFuture) <= (later.claimedAt ?? .distantPast), "\(context)")
+                }
+                for job in jobs { #expect(try await store.job(job.id)?.payload.isEmpty == true, "\(context): an ended job keeps no credentials") }
+                let log = try await store.run(invocations[index].1.runID!)?.log ?? ""
+                #expect(log.contains("== attempt 1 interrupted") == first.lost, "\(context): \(log)")
+            }
+            let zombies = (0..<count).map { index in
+                [1, 2].filter {
+                    Fate.draw(seed: seed, run: index, attempt: $0) == .zombie && ($0 == 1 || Fate.draw(seed: seed, run: index, attempt: 1).lost)
+                }.count
+            }.reduce(0, +)
+            try await Task.sleep(for: .milliseconds(Int(Self.lease * 1000) + 500))
+            #expect(await refused.value == zombies, "seed \(seed): every agent that came back too late was refused")
+        }
+    }
+}
+
+actor Counter {
+    private(set) var value = 0
+    func add() { value += 1 }
+}
+
+actor Flag {
+    private(set) var value = false
+    func set() { value = true }
+}
