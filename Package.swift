@@ -166,7 +166,7 @@ let package = Package(
         .target(
             name: "NclavCLI",
             dependencies: [
-                "NclavAPI", "NclavClient", "NclavConfig", "NclavFiles", "NclavCore", "IacRunner",
+                "NclavAPI", "NclavClient", "NclavConfig", "NclavFiles", "NclavCore", "IacRunner", "NclavAuth",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The executable: the root command, `serve` and the platform commands, which run the

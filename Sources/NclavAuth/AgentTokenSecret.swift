@@ -23,6 +23,21 @@ public enum AgentTokenSecret {
         return (String(parts[0]), String(parts[1]))
     }
 
+    /// `<id>:<sha256 of the secret>`, what a server is given to accept a token made elsewhere
+    /// (by terraform, say); nil when `token` is not an agent token.
+    public static func registration(of token: String) -> String? {
+        parse(token).map { "\($0.id):\(sha256($0.secret))" }
+    }
+
+    /// The id and hash of `<id>:<sha256>`; nil when malformed.
+    public static func parseRegistration(_ text: String) -> (id: String, secretSHA256: String)? {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, isID(String(parts[0])), parts[1].count == 64, parts[1].allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+            return nil
+        }
+        return (String(parts[0]), String(parts[1]))
+    }
+
     /// Twelve lower-case hex digits.
     public static func isID(_ text: String) -> Bool {
         text.count == 12 && text.allSatisfy { $0.isHexDigit && !$0.isUppercase }

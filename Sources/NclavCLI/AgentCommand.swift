@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import IacRunner
 import NclavAPI
+import NclavAuth
 import NclavClient
 import NclavCore
 
@@ -273,7 +274,30 @@ public struct AgentTokenCommand: AsyncParsableCommand {
             An agent token can claim and report jobs and nothing else: every other route answers
             403. The server keeps only a hash of it; `create` prints it once.
             """,
-        subcommands: [Create.self, List.self, Revoke.self])
+        subcommands: [Create.self, List.self, Revoke.self, Hash.self])
+
+    struct Hash: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print what `nclav serve --agent-token-hash` takes for a token made elsewhere: <id>:<sha256 of its secret>.",
+            discussion: """
+                A deployment can make its agents' token in the same apply as the server: a token is
+                `nclav-agent.<12 hex digits>.<64 hex digits>`, and the server accepts it when started
+                with `--agent-token-hash <id>:<sha256 of the 64 hex digits>`. In terraform:
+                  id = random_id.agent_id.hex; secret = random_id.agent_secret.hex (6 and 32 bytes)
+                  token = "nclav-agent.${id}.${secret}"; registration = "${id}:${sha256(secret)}"
+
+                Example:
+                  nclav agent-token hash "$NCLAV_AGENT_TOKEN"
+                """)
+        @Argument(help: "The agent token.") var token: String
+
+        func run() throws {
+            guard let registration = AgentTokenSecret.registration(of: token) else {
+                throw ValidationError("not an agent token: expected nclav-agent.<12 hex digits>.<64 hex digits>")
+            }
+            print(registration)
+        }
+    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

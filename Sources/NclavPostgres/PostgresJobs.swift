@@ -121,6 +121,16 @@ extension PostgresStore: JobStore {
             """)
     }
 
+    public func ensureAgentToken(_ token: AgentToken) async throws -> Bool {
+        !(try await rows(
+            """
+            INSERT INTO nclav_agent_tokens (id, name, secret_sha256, created_at)
+            VALUES (\(token.id), \(token.name), \(token.secretSHA256), \(token.createdAt.timeIntervalSinceReferenceDate))
+            ON CONFLICT (id) DO NOTHING RETURNING id
+            """
+        ).isEmpty)
+    }
+
     public func agentToken(_ id: String) async throws -> AgentToken? {
         try await rows("SELECT * FROM nclav_agent_tokens WHERE id = \(id)").first.map(Self.token(from:))
     }

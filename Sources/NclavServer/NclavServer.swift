@@ -65,6 +65,14 @@ public enum NclavServer {
         if let lock = recovery.releasedReconcileLock {
             logger.warning("released a reconcile lock left by a previous server", metadata: ["holder": "\(lock.holder)"])
         }
+        if let jobs = store as? any JobStore {
+            for registration in configuration.agentTokenRegistrations {
+                guard let (id, hash) = AgentTokenSecret.parseRegistration(registration) else { continue }
+                if try await jobs.ensureAgentToken(AgentToken(id: id, name: "registered at start", secretSHA256: hash)) {
+                    logger.info("registered an agent token given at start", metadata: ["id": "\(id)"])
+                }
+            }
+        }
         let swept = BundleWriter.sweep(ReconcileRoutes.bundleDirectory(home: configuration.home))
         if swept > 0 { logger.info("removed uploaded trees left behind by servers that are gone", metadata: ["count": "\(swept)"]) }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NclavAPI
+import NclavAuth
 import NclavCore
 import NclavDrivers
 import Orchestrator
@@ -39,6 +40,9 @@ public struct ServerConfiguration: Sendable {
     public var agentsOnly = false
     /// How long an agent holds a job without a heartbeat before it counts as lost.
     public var agentLease: Duration = .seconds(60)
+    /// Agent tokens made elsewhere (`<id>:<sha256 of the secret>`), accepted from the start:
+    /// what lets a deployment create its agents' token in the same apply as the server.
+    public var agentTokenRegistrations: [String] = []
     /// Cloud drivers for the enabled clouds other than `local` (which is always there).
     public var drivers: [any Driver] = []
 
@@ -73,4 +77,7 @@ public struct ServerConfiguration: Sendable {
 extension ServerConfiguration {
     /// `90s`, `30m`, `6h`, `1d`, or sums like `1h30m`; at least one second.
     public static func parseInterval(_ text: String) -> Duration? { DurationText.parse(text) }
+
+    /// True for `<12 hex id>:<64 hex sha256>`, an agent token registration.
+    public static func isAgentTokenRegistration(_ text: String) -> Bool { AgentTokenSecret.parseRegistration(text) != nil }
 }

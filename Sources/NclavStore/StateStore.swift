@@ -241,6 +241,8 @@ public protocol JobStore: Sendable {
     func queueDepth() async throws -> (queued: Int, oldest: Date?)
 
     func createAgentToken(_ token: AgentToken) async throws
+    /// Creates the token unless one with its id exists (revoked or not); true when created.
+    func ensureAgentToken(_ token: AgentToken) async throws -> Bool
     func agentToken(_ id: String) async throws -> AgentToken?
     func agentTokens() async throws -> [AgentToken]
     func revokeAgentToken(_ id: String, at time: Date) async throws -> Bool

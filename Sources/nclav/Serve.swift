@@ -95,6 +95,13 @@ struct Serve: AsyncParsableCommand {
         help: "How long an agent holds a job without a heartbeat before the job counts as lost and is queued again (default 60s).")
     var agentLease: String = "60s"
 
+    @Option(
+        name: .customLong("agent-token-hash"),
+        help:
+            "Accept an agent token made elsewhere, given as <id>:<sha256 of its secret> (`nclav agent-token hash <token>` prints it; env NCLAV_AGENT_TOKEN_HASHES, comma-separated). Repeatable."
+    )
+    var agentTokenHashes: [String] = []
+
     @OptionGroup(title: "AWS driver (with --cloud aws or --enable-cloud aws)")
     var aws: AWSOptions
 
@@ -126,12 +133,28 @@ struct Serve: AsyncParsableCommand {
         if agentsOnly && postgresURL == nil && (ProcessInfo.processInfo.environment["NCLAV_POSTGRES_URL"] ?? "").isEmpty {
             throw ValidationError("--agents-only needs the PostgreSQL store (--postgres-url or NCLAV_POSTGRES_URL): agents claim jobs from its queue")
         }
+        for registration in agentTokenRegistrations(ProcessInfo.processInfo.environment)
+        where !ServerConfiguration.isAgentTokenRegistration(registration) {
+            throw ValidationError("--agent-token-hash `\(registration.prefix(80))` is not <id>:<sha256>; `nclav agent-token hash <token>` prints it")
+        }
+        if !agentTokenRegistrations(ProcessInfo.processInfo.environment).isEmpty && postgresURL == nil
+            && (ProcessInfo.processInfo.environment["NCLAV_POSTGRES_URL"] ?? "").isEmpty
+        {
+            throw ValidationError("--agent-token-hash needs the PostgreSQL store (--postgres-url or NCLAV_POSTGRES_URL), where agent tokens are kept")
+        }
         guard let lease = ServerConfiguration.parseInterval(agentLease), lease >= .seconds(2) else {
             throw ValidationError("--agent-lease `\(agentLease)` is not a duration of at least 2s; use e.g. 30s, 1m or 5m")
         }
         if let driftInterval, ServerConfiguration.parseInterval(driftInterval) == nil {
             throw ValidationError("--drift-interval `\(driftInterval)` is not a duration; use e.g. 90s, 30m, 6h, 1d or 1h30m")
         }
+    }
+
+    /// `--agent-token-hash` values, then `NCLAV_AGENT_TOKEN_HASHES`.
+    func agentTokenRegistrations(_ environment: [String: String]) -> [String] {
+        agentTokenHashes
+            + (environment["NCLAV_AGENT_TOKEN_HASHES"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
     }
 
     func run() async throws {
@@ -170,6 +193,7 @@ struct Serve: AsyncParsableCommand {
         configuration.runGracePeriod = .seconds(runGracePeriod)
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
         configuration.agentsOnly = agentsOnly
+        configuration.agentTokenRegistrations = agentTokenRegistrations(environment)
         configuration.agentLease = ServerConfiguration.parseInterval(agentLease) ?? .seconds(60)
         if ([cloud] + enableCloud).contains(.aws) {
             let settings = try aws.configuration(environment: environment)

@@ -307,4 +307,42 @@ struct AgentTests {
         await agent.stop()
         await server.stop()
     }
+
+    @Test("a token made elsewhere (as terraform would) is accepted when the server starts with its hash; a malformed hash is a usage error")
+    func registeredToken() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_registered")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "0")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let hex = { (count: Int) in (0..<count).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined() }
+        let token = "nclav-agent.\(hex(6)).\(hex(32))"
+        let hashed = try TestSupport.run(TestSupport.nclavBinary.path, ["agent-token", "hash", token])
+        #expect(hashed.exitCode == 0)
+        let registration = hashed.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(registration.range(of: #"^[0-9a-f]{12}:[0-9a-f]{64}$"#, options: .regularExpression) != nil, "\(registration)")
+        #expect(!registration.contains(String(token.split(separator: ".")[2])), "the secret itself is not in the registration")
+        // The recipe `agent-token hash --help` gives for terraform computes the same registration.
+        let module = try TestSupport.makeScratchDirectory("nclav-agent-recipe")
+        defer { try? FileManager.default.removeItem(at: module) }
+        let parts = token.split(separator: ".").map(String.init)
+        try "output \"registration\" { value = \"\(parts[1]):${sha256(\"\(parts[2])\")}\" }\n".write(
+            to: module.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        let terraform = try TestSupport.which("terraform")
+        #expect(try TestSupport.run(terraform, ["init", "-input=false", "-no-color"], in: module).exitCode == 0)
+        #expect(try TestSupport.run(terraform, ["apply", "-auto-approve", "-input=false", "-no-color"], in: module).exitCode == 0)
+        #expect(try TestSupport.run(terraform, ["output", "-raw", "registration"], in: module).stdout == registration)
+
+        let bad = try TestSupport.run(
+            TestSupport.nclavBinary.path, ["serve", "--port", "0", "--postgres-url", database, "--agent-token-hash", "nope"])
+        #expect(bad.exitCode == 64 && bad.stderr.contains("is not <id>:<sha256>"), "\(bad.stderr)")
+
+        let (servers, cleanup) = try await startReplicas(1, database: database, extra: ["--agent-token-hash", registration])
+        defer { cleanup() }
+        let agent = try AgentProcess.start(remote: servers[0].baseURL, token: token)
+        let apply = try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: servers[0])
+        #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)\n\(agent.log)")
+        let listed = try await nclavCLI(["agent-token", "list"], server: servers[0])
+        #expect(listed.stdout.contains("registered at start"), "\(listed.stdout)")
+        await agent.stop()
+        await servers[0].stop()
+    }
 }
