@@ -192,7 +192,7 @@ struct AgentWorker: Sendable {
                 }
             }
         }
-        let outcome: RemoteRunOutcome
+        var outcome: RemoteRunOutcome
         // A SIGTERM cancels this task: terraform is interrupted, and the outcome still reported.
         let result = await withTaskCancellationHandler {
             await terraform.result
@@ -204,11 +204,14 @@ struct AgentWorker: Sendable {
         // cancelled task's requests would fail at once): from a task of their own.
         await Task { await shipper.flush() }.value
         switch result {
-        case .success(let ended): outcome = RemoteRunOutcome(ended, planFile: run.savePlan ? invocation.planFile : nil)
+        case .success(let ended):
+            outcome = RemoteRunOutcome(ended, planFile: run.savePlan ? invocation.planFile : nil)
+            outcome.erroredState = FileManager.default.contents(atPath: workspace.appendingPathComponent("errored.tfstate").path)
         case .failure(let error): outcome = RemoteRunOutcome(lastCommand: "init", exitCode: nil, cancelled: Task.isCancelled, error: "\(error)")
         }
+        let report = outcome
         let reported = await Task { [api, instance] in
-            (try? await api.sendOutcome(job: job.jobID, instance: instance, outcome: outcome)) ?? false
+            (try? await api.sendOutcome(job: job.jobID, instance: instance, outcome: report)) ?? false
         }.value
         Console.say(
             "nclav agent: \(label) ended: \(outcome.exitCode.map { "exit \($0)" } ?? outcome.error ?? "stopped")\(reported ? "" : " (not reported: the job was no longer ours)")"

@@ -75,6 +75,9 @@ public struct RemoteRunOutcome: Codable, Sendable, Equatable {
     public var planFile: Data?
     /// Set when the agent could not run terraform at all (no tool, an unwritable directory).
     public var error: String?
+    /// The `errored.tfstate` terraform wrote when it could not save its state to the server:
+    /// the only record of what it created, so it comes back to be stored.
+    public var erroredState: Data?
 
     public init(
         lastCommand: String, exitCode: Int32?, signal: Int32? = nil, timedOut: Bool = false, cancelled: Bool = false, toolVersion: String? = nil,

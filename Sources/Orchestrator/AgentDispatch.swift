@@ -48,6 +48,10 @@ public struct AgentDispatch: IacTool {
             case .finished(let outcome):
                 if let error = outcome.error { throw AgentDispatchError.agentFailed(error) }
                 if outcome.savePlan(to: invocation.planFile) == false { throw AgentDispatchError.planFileMissing }
+                // Where the engine looks for it after every run, to store it as a state version.
+                if let errored = outcome.erroredState {
+                    try? errored.write(to: invocation.workspace.appendingPathComponent("errored.tfstate"), options: .atomic)
+                }
                 var result = outcome.invocationResult
                 if result.toolVersion == nil { result.toolVersion = outcome.toolVersion }
                 return result

@@ -168,6 +168,40 @@ struct AgentDispatchModelTests {
     }
 }
 
+extension AgentDispatchModelTests {
+    @Test("an errored.tfstate an agent brings back lands in the server's workspace, where the engine stores it as a state version")
+    func erroredStateComesBack() async throws {
+        let url = try await TestPostgres.shared().createDatabase("dispatch_errored")
+        let store = try await PostgresStore.open(url: url)
+        defer { Task { try? await store.close() } }
+        let workspace = try TestSupport.makeScratchDirectory("nclav-dispatch-errored")
+        defer { try? FileManager.default.removeItem(at: workspace) }
+        try "resource \"terraform_data\" \"x\" {}\n".write(to: workspace.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
+        let runID = UUID()
+        let key = try StateKey(enclave: "e", partition: "p")
+        try await store.createRun(IacRun(id: runID, enclaveID: "e", partitionID: "p", operation: .update, startedAt: Date(), tool: "terraform"))
+        var invocation = TerraformInvocation(
+            key: key, operation: .apply, workspace: workspace, tool: "terraform", backendBaseURL: "http://127.0.0.1:1", credential: "c")
+        invocation.runID = runID
+        let agent = Task {
+            while true {
+                if let job = try await store.claimJob(agent: "a", pools: [nil], leaseExpiresAt: Date().addingTimeInterval(30), at: Date()) {
+                    var outcome = RemoteRunOutcome(lastCommand: "apply", exitCode: 1)
+                    outcome.erroredState = Data(#"{"version":4,"serial":3,"lineage":"l","resources":[]}"#.utf8)
+                    _ = try await store.finishJob(job.id, agent: "a", outcome: try JSONEncoder().encode(outcome), at: Date())
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        let result = try await AgentDispatch(jobs: store, store: store, serverSecrets: []).run(invocation) { _ in }
+        try await agent.value
+        #expect(result.result.exitCode == 1)
+        let errored = try String(contentsOf: workspace.appendingPathComponent("errored.tfstate"), encoding: .utf8)
+        #expect(errored.contains(#""serial":3"#))
+    }
+}
+
 actor Counter {
     private(set) var value = 0
     func add() { value += 1 }
