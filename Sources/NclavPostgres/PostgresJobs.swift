@@ -7,6 +7,10 @@ import PostgresNIO
 /// picks the oldest waiting job no other replica is claiming at that moment, so replicas and
 /// agents never block on each other and never share a job. A job's payload holds the run's
 /// credentials, so it is emptied as soon as the job ends, however it ends.
+///
+/// Claim and end times come from the database's clock at the moment each statement runs, so
+/// the record of a run's attempts orders them as they happened: an attempt's end is before the
+/// next attempt's claim, whichever client's clock is ahead.
 extension PostgresStore: JobStore {
     public func enqueueJob(_ job: AgentJob) async throws {
         try await execute(
@@ -22,7 +26,7 @@ extension PostgresStore: JobStore {
         let anyPool = pools.contains { $0 == nil }
         return try await rows(
             """
-            UPDATE nclav_jobs SET state = 'claimed', agent = \(agent), claimed_at = \(time.timeIntervalSinceReferenceDate),
+            UPDATE nclav_jobs SET state = 'claimed', agent = \(agent), claimed_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200),
                    lease_expires_at = \(leaseExpiresAt.timeIntervalSinceReferenceDate)
             WHERE id = (SELECT id FROM nclav_jobs WHERE state = 'queued' AND ((pool IS NULL AND \(anyPool)) OR pool = ANY(\(named)))
                         ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
@@ -43,7 +47,7 @@ extension PostgresStore: JobStore {
     public func finishJob(_ id: UUID, agent: String, outcome: Data, at time: Date) async throws -> Bool {
         !(try await rows(
             """
-            UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)), finished_at = \(time.timeIntervalSinceReferenceDate),
+            UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)), finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200),
                    payload = ''::bytea
             WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING id
             """
@@ -53,7 +57,7 @@ extension PostgresStore: JobStore {
     public func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool {
         !(try await rows(
             """
-            UPDATE nclav_jobs SET state = 'interrupted', finished_at = \(time.timeIntervalSinceReferenceDate), payload = ''::bytea
+            UPDATE nclav_jobs SET state = 'interrupted', finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200), payload = ''::bytea
             WHERE id = \(id.uuidString) AND state = 'claimed' AND lease_expires_at < \(time.timeIntervalSinceReferenceDate) RETURNING id
             """
         ).isEmpty)
@@ -64,7 +68,7 @@ extension PostgresStore: JobStore {
             """
             UPDATE nclav_jobs SET cancel_requested = TRUE,
                    state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-                   finished_at = CASE WHEN state = 'queued' THEN \(time.timeIntervalSinceReferenceDate) ELSE finished_at END,
+                   finished_at = CASE WHEN state = 'queued' THEN (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200) ELSE finished_at END,
                    payload = CASE WHEN state = 'queued' THEN ''::bytea ELSE payload END
             WHERE id = \(id.uuidString)
             """)

@@ -220,7 +220,9 @@ public enum StoreError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The queue of runs executed by agents (`nclav agent`), and the agents' tokens. Claims are
-/// exclusive across replicas: one job, one agent, one lease at a time.
+/// exclusive across replicas: one job, one agent, one lease at a time. A store with a clock of
+/// its own (PostgreSQL) records claim and end times by it rather than by the caller's `time`, so
+/// the attempts of a run are ordered as they happened across machines.
 public protocol JobStore: Sendable {
     func enqueueJob(_ job: AgentJob) async throws
     /// The oldest queued job of one of `pools` (nil in the list: jobs of no pool), now claimed
