@@ -44,16 +44,12 @@ extension RemoteRun {
             credential: invocation.credential, driverEnvironment: invocation.driverEnvironment, clearedPrefixes: invocation.clearedPrefixes,
             secrets: invocation.secrets.filter { !serverSecrets.contains($0) }, credentialsExpire: invocation.credentialsExpire,
             planDestroy: invocation.planDestroy, savePlan: operation == .plan && invocation.planFile != nil, planFile: planFile,
-            logPathRewrites: invocation.logPathRewrites, timeoutSeconds: Self.seconds(invocation.policy.timeout),
-            graceSeconds: Self.seconds(invocation.policy.gracePeriod))
+            logPathRewrites: invocation.logPathRewrites, timeoutSeconds: invocation.policy.timeout.inSeconds,
+            graceSeconds: invocation.policy.gracePeriod.inSeconds)
         let leaked = serverSecrets.filter { $0.count >= 4 }.contains { secret in
             credential.contains(secret) || driverEnvironment.values.contains { $0.contains(secret) } || self.secrets.contains(secret)
         }
         if leaked { throw RemoteRunError.serverSecret }
-    }
-
-    public static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// Writes the files under `workspace` and returns the invocation to run there, against the

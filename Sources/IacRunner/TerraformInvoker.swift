@@ -229,7 +229,7 @@ public struct TerraformInvoker: IacTool {
     /// terraform received run out and cannot be renewed by terraform. Returns when cancelled.
     static func warnBeforeExpiry(_ expires: Date, lead: Duration, emit: @Sendable (String) async -> Void) async {
         let clock = ContinuousClock()
-        let leadSeconds = Double(lead.components.seconds) + Double(lead.components.attoseconds) / 1e18
+        let leadSeconds = lead.inSeconds
         let warnIn = expires.timeIntervalSinceNow - leadSeconds
         if warnIn > 0 { try? await clock.sleep(for: .seconds(warnIn)) }
         guard !Task.isCancelled else { return }

@@ -16,3 +16,8 @@ public enum Timestamp {
         try container.encode(string(date))
     }
 }
+
+extension Duration {
+    /// The duration in seconds, fractions included.
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

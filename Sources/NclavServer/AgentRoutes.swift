@@ -88,7 +88,7 @@ struct AgentRoutes: Sendable {
         let agent = try agentName(context, instance: request.instance)
         let pools: [String?] = [nil] + (request.labels["pool"].map { [$0] } ?? [])
         let deadline = Date().addingTimeInterval(min(max(request.waitSeconds, 0), 60))
-        let leaseSeconds = RemoteRun.seconds(lease)
+        let leaseSeconds = lease.inSeconds
         while true {
             let now = Date()
             if let job = try await jobs.claimJob(agent: agent, pools: pools, leaseExpiresAt: now.addingTimeInterval(leaseSeconds), at: now) {
@@ -119,7 +119,7 @@ struct AgentRoutes: Sendable {
 
     func heartbeat(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
         let (job, agent) = try await held(request, context)
-        let until = Date().addingTimeInterval(RemoteRun.seconds(lease))
+        let until = Date().addingTimeInterval(lease.inSeconds)
         guard try await jobs.renewLease(job.id, agent: agent, until: until) else {
             throw APIError(.conflict, "this agent no longer holds job \(job.id.uuidString.lowercased()); stop its run")
         }

@@ -186,7 +186,7 @@ struct MetricsMiddleware: RouterMiddleware {
 
     private func record(_ request: Request, _ context: Context, status: Int, start: ContinuousClock.Instant, responseBytes: Int?) {
         let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         let route = context.endpointPath.map(Self.template) ?? "unmatched"
         metrics.request(
             method: request.method.rawValue, route: route, status: status, seconds: seconds,

@@ -240,7 +240,7 @@ final class StateFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let response = (status: status, count: length)
 
         let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         services.metrics.request(
             method: head.method.rawValue, route: route.template, status: response.status, seconds: seconds,
             requestBytes: head.headerFields.declaredLength, responseBytes: response.count)

@@ -44,7 +44,7 @@ public struct AgentDispatch: IacTool {
                 payload: payload)
             try await jobs.enqueueJob(job)
             if attempt > 1 { try? await store.appendRunLog(runID, "== queued again for another agent (attempt \(attempt) of \(attempts))\n") }
-            switch try await outcome(of: job.id, queueLimit: RemoteRun.seconds(invocation.policy.timeout), pool: invocation.agentPool) {
+            switch try await outcome(of: job.id, queueLimit: invocation.policy.timeout.inSeconds, pool: invocation.agentPool) {
             case .finished(let outcome):
                 if let error = outcome.error { throw AgentDispatchError.agentFailed(error) }
                 if outcome.savePlan(to: invocation.planFile) == false { throw AgentDispatchError.planFileMissing }
