@@ -8,8 +8,8 @@ public enum AgentTokenSecret {
 
     /// A new token: its id, the token to hand to the agent (shown once), and what is stored.
     public static func make() -> (id: String, token: String, secretSHA256: String) {
-        let id = randomHex(6)
-        let secret = randomHex(32)
+        let id = AdminToken.generateHex(bytes: 6)
+        let secret = AdminToken.generateHex(bytes: 32)
         return (id, "\(prefix)\(id).\(secret)", sha256(secret))
     }
 
@@ -50,10 +50,5 @@ public enum AgentTokenSecret {
 
     static func sha256(_ text: String) -> String {
         SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
-
-    static func randomHex(_ bytes: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
     }
 }

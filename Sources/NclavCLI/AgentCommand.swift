@@ -153,7 +153,7 @@ struct AgentWorker: Sendable {
         Console.say("nclav agent: running \(label)")
         let workspace = work.appendingPathComponent("jobs").appendingPathComponent(job.jobID)
         defer { try? FileManager.default.removeItem(at: workspace) }
-        let shipper = LineShipper(api: api, job: job.jobID, instance: instance)
+        let shipper = LineBatcher { [api, instance] text in _ = try? await api.sendLog(job: job.jobID, instance: instance, text: text) }
         let invocation: TerraformInvocation
         do {
             let tool = try ToolResolver.resolve(explicit: run.tool, backend: .terraform, path: ProcessInfo.processInfo.environment["PATH"] ?? "")
@@ -226,43 +226,6 @@ actor ActiveJobs {
     func ended() { count -= 1 }
     func waitUntilIdle() async {
         while count > 0 { try? await Task.sleep(for: .milliseconds(50)) }
-    }
-}
-
-/// Sends a run's log lines in small batches (every 100 ms or 64 lines), so the server's live
-/// log follows terraform without a request per line.
-actor LineShipper {
-    let api: NclavAPIClient
-    let job: String
-    let instance: String
-    private var pending: [String] = []
-    private var scheduled = false
-
-    init(api: NclavAPIClient, job: String, instance: String) {
-        self.api = api
-        self.job = job
-        self.instance = instance
-    }
-
-    func append(_ line: String) async {
-        pending.append(line)
-        if pending.count >= 64 {
-            await flush()
-        } else if !scheduled {
-            scheduled = true
-            Task {
-                try? await Task.sleep(for: .milliseconds(100))
-                await self.flush()
-            }
-        }
-    }
-
-    func flush() async {
-        scheduled = false
-        guard !pending.isEmpty else { return }
-        let text = pending.map { $0 + "\n" }.joined()
-        pending.removeAll()
-        _ = try? await api.sendLog(job: job, instance: instance, text: text)
     }
 }
 

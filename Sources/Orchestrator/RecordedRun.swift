@@ -94,7 +94,7 @@ struct RecordedRun: Sendable {
         invocation.agentPool = enclave?.agentPool
         await pushErroredState(key: key, workspace: workspace, runID: runID)
         let result: InvocationResult
-        let logBuffer = RunLogBuffer(store: store, runID: runID)
+        let logBuffer = LineBatcher { text in try? await store.appendRunLog(runID, text) }
         do {
             result = try await environment.invoker.run(invocation) { line in await logBuffer.append(line) }
             await logBuffer.flush()
@@ -206,40 +206,5 @@ enum ProgressLine {
         case .unchanged:
             return "  = \(key) unchanged: \(outcome.reason ?? "")"
         }
-    }
-}
-
-/// Collects a run's log lines and appends them in small batches: at most every 100 ms or 64
-/// lines, so the log stays readable while terraform runs without one store write per line.
-actor RunLogBuffer {
-    private let store: any StateStore
-    private let runID: UUID
-    private var pending: [String] = []
-    private var flushScheduled = false
-
-    init(store: any StateStore, runID: UUID) {
-        self.store = store
-        self.runID = runID
-    }
-
-    func append(_ line: String) async {
-        pending.append(line)
-        if pending.count >= 64 {
-            await flush()
-        } else if !flushScheduled {
-            flushScheduled = true
-            Task {
-                try? await Task.sleep(for: .milliseconds(100))
-                await self.flush()
-            }
-        }
-    }
-
-    func flush() async {
-        flushScheduled = false
-        guard !pending.isEmpty else { return }
-        let text = pending.map { $0 + "\n" }.joined()
-        pending.removeAll()
-        try? await store.appendRunLog(runID, text)
     }
 }
