@@ -36,12 +36,17 @@ extension WorkspaceSpec {
         _ key: StateKey, directory: String, treeRoot: String, source: String?, inputs: [String: String], declaredOutputs: [String]
     ) -> WorkspaceSpec {
         let partitionDirectory = URL(fileURLWithPath: treeRoot).appendingPathComponent(directory)
-        let moduleSource = source.map { source in
-            source.hasPrefix("./") || source.hasPrefix("../") ? partitionDirectory.appendingPathComponent(source).standardized.path : source
-        }
+        let moduleSource = source.map { localModulePath($0, partitionDirectory: partitionDirectory) ?? $0 }
         return WorkspaceSpec(
             key: key, sourceDirectory: partitionDirectory, moduleSource: moduleSource, inputs: inputs, declaredOutputs: declaredOutputs,
             treeRoot: URL(fileURLWithPath: treeRoot, isDirectory: true))
+    }
+
+    /// A local module source (`./…`, `../…`) as an absolute path against the partition's
+    /// directory; nil for a registry or remote source.
+    public static func localModulePath(_ source: String, partitionDirectory: URL) -> String? {
+        guard source.hasPrefix("./") || source.hasPrefix("../") else { return nil }
+        return partitionDirectory.appendingPathComponent(source).standardized.path
     }
 }
 

@@ -164,10 +164,3 @@ func moduleLogRewrites(moduleSource: String?, treeRoot: String) -> [String: Stri
     // `on nclav_module_source/main.tf line 2`, and init's `- partition in nclav_module_source`.
     return [vendored + "/": relative + "/", "in " + vendored: "in " + relative]
 }
-
-extension String {
-    /// A local module path made absolute against the partition directory.
-    func standardizedPath(relativeTo base: URL) -> String {
-        base.appendingPathComponent(self).standardized.path
-    }
-}

@@ -276,8 +276,9 @@ public enum Planner {
         }
         // A local module outside the partition directory is vendored into the workspace, so
         // its content is part of what terraform applies.
-        if let source = partition.terraform.source, source.hasPrefix("./") || source.hasPrefix("../") {
-            let module = source.standardizedPath(relativeTo: URL(fileURLWithPath: directory, isDirectory: true))
+        if let source = partition.terraform.source,
+            let module = WorkspaceSpec.localModulePath(source, partitionDirectory: URL(fileURLWithPath: directory, isDirectory: true))
+        {
             if module != directory && !module.hasPrefix(directory + "/") {
                 feed("module")
                 for file in PartitionFiles.list(path: module, treeRoot: tree.root, keepConfig: true).files {
