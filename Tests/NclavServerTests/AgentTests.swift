@@ -8,19 +8,7 @@ import Testing
 struct AgentTests {
     /// Replicas on one database with one admin token; no terraform runs in them.
     func startReplicas(_ count: Int, database: String, lease: String = "3s", extra: [String] = []) async throws -> ([ServerProcess], () -> Void) {
-        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
-        var servers: [ServerProcess] = []
-        var homes: [URL] = []
-        for _ in 0..<count {
-            let home = try TestSupport.makeScratchDirectory("nclav-agents-replica")
-            try Data(token.utf8).write(to: home.appendingPathComponent("token"))
-            chmod(home.appendingPathComponent("token").path, 0o600)
-            homes.append(home)
-            servers.append(
-                try await ServerProcess.start(
-                    home: home, arguments: ["--agents-only", "--agent-lease", lease] + extra, environment: ["NCLAV_POSTGRES_URL": database]))
-        }
-        return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
+        try await ServerProcess.startReplicas(count, database: database, arguments: ["--agents-only", "--agent-lease", lease] + extra)
     }
 
     func agentToken(_ server: ServerProcess, name: String) async throws -> String {

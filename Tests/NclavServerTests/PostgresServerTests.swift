@@ -8,17 +8,7 @@ import Testing
 struct PostgresServerTests {
     /// Replicas share a database and an admin token, as a hosted deployment does.
     func startReplicas(_ count: Int, database: String) async throws -> ([ServerProcess], () -> Void) {
-        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
-        var servers: [ServerProcess] = []
-        var homes: [URL] = []
-        for _ in 0..<count {
-            let home = try TestSupport.makeScratchDirectory("nclav-replica")
-            try Data(token.utf8).write(to: home.appendingPathComponent("token"))
-            chmod(home.appendingPathComponent("token").path, 0o600)
-            homes.append(home)
-            servers.append(try await ServerProcess.start(home: home, environment: ["NCLAV_POSTGRES_URL": database]))
-        }
-        return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
+        try await ServerProcess.startReplicas(count, database: database)
     }
 
     @Test("the local example applies, re-applies with no changes and is destroyed, with state kept in PostgreSQL across a restart")

@@ -18,6 +18,24 @@ extension TestSupport {
     }
 }
 
+extension ServerProcess {
+    /// `count` replicas of a hosted deployment: one PostgreSQL database and one admin token,
+    /// each with its own NCLAV_HOME. Returns them and how to remove their homes.
+    public static func startReplicas(_ count: Int, database: String, arguments: [String] = []) async throws -> ([ServerProcess], () -> Void) {
+        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
+        var servers: [ServerProcess] = []
+        var homes: [URL] = []
+        for _ in 0..<count {
+            let home = try TestSupport.makeScratchDirectory("nclav-replica")
+            try Data(token.utf8).write(to: home.appendingPathComponent("token"))
+            chmod(home.appendingPathComponent("token").path, 0o600)
+            homes.append(home)
+            servers.append(try await start(home: home, arguments: arguments, environment: ["NCLAV_POSTGRES_URL": database]))
+        }
+        return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
+    }
+}
+
 /// A real `nclav serve` child process on a free loopback port, with its own NCLAV_HOME.
 public final class ServerProcess: @unchecked Sendable {
     // Immutable after `start`, except `process`, which only the owning test touches.

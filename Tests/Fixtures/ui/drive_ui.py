@@ -116,6 +116,12 @@ class DevTools:
         raise RuntimeError(f"timed out waiting for {what}; page: {snapshot}")
 
 
+def open_partition(tools, partition):
+    """Clicks a partition's box on the graph (an SVG group, so a dispatched click)."""
+    tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(partition)}]')"
+                   ".dispatchEvent(new MouseEvent('click', {bubbles: true})); true")
+
+
 def crossings(boxes, edges):
     """Edge segments that pass through a box other than the edge's own two ends."""
     found = []
@@ -158,7 +164,7 @@ def review(tools, seen):
     seen["drift_page_rows"] = tools.evaluate("[...document.querySelectorAll('#reconcile-partitions tbody tr')].map(r => [r.dataset.partition, r.dataset.result, r.children[1].textContent])")
     tools.screenshot("10-drift-check.png")
 
-    tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(drifted)}]').dispatchEvent(new MouseEvent('click', {{bubbles: true}})); true")
+    open_partition(tools, drifted)
     tools.wait(f"document.querySelector('#detail-title').textContent === {json.dumps(drifted)} && !!document.querySelector('#runs tbody tr[data-result=\"drifted\"]')",
                "the drift check among the partition's runs")
     seen["runs_header"] = tools.evaluate("[...document.querySelectorAll('#runs thead th')].map(th => th.textContent)")
@@ -166,7 +172,7 @@ def review(tools, seen):
     seen["run_id_title"] = tools.evaluate("document.querySelector('#runs tbody td.run-id').title")
     tools.screenshot("11-runs.png")
 
-    tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(versioned)}]').dispatchEvent(new MouseEvent('click', {{bubbles: true}})); true")
+    open_partition(tools, versioned)
     tools.wait(f"document.querySelector('#detail-title').textContent === {json.dumps(versioned)} && !!document.querySelector('#versions button.state-diff')",
                "a state version with one before it")
     tools.evaluate("document.querySelector('#versions button.state-diff').click(); true")
@@ -287,8 +293,7 @@ def main():
             seen["log_has_plan_line"] = tools.evaluate("/Plan: \\d+ to add/.test(document.querySelector('#log-text').textContent)")
             print(json.dumps(seen))
             return
-        tools.evaluate(f"document.querySelector('g[data-partition={json.dumps(PARTITION)}]')"
-                       ".dispatchEvent(new MouseEvent('click', {bubbles: true})); true")
+        open_partition(tools, PARTITION)
         if FAILED:
             # A failure that started no process: no run to open, its reason on the detail.
             tools.wait(f"document.querySelector('#detail-title').textContent === {json.dumps(PARTITION)}"
