@@ -296,6 +296,10 @@ public final class PostgresStore: StateStore {
         ).map(Self.run(from:))
     }
 
+    public func runningRuns() async throws -> [IacRun] {
+        try await rows("SELECT * FROM nclav_runs WHERE status = 'running'").map(Self.run(from:))
+    }
+
     private static func run(from row: PostgresRandomAccessRow) throws -> IacRun {
         let idText = try row["id"].decode(String.self)
         guard let id = UUID(uuidString: idText),

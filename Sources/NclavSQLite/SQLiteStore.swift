@@ -345,6 +345,12 @@ public final class SQLiteStore: StateStore {
         }
     }
 
+    public func runningRuns() async throws -> [IacRun] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM runs WHERE status = 'running'").map(Self.run(from:))
+        }
+    }
+
     private static func run(from row: Row) throws -> IacRun {
         guard let id = UUID(uuidString: row["id"]),
             let operation = IacRun.Operation(rawValue: row["operation"]),

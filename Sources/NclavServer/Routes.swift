@@ -130,18 +130,10 @@ struct Routes: Sendable {
         var partitions: [PartitionState] = []
         for enclave in enclaves { partitions += try await store.partitions(ofEnclave: enclave.id) }
         let graph = StateGraph(enclaves: enclaves, partitions: partitions)
-        // Runs happen only under the reconcile lock: without it, no partition's latest run is
-        // in progress and there is nothing to look up.
+        // Runs happen only under the reconcile lock: without it nothing runs, and nothing is looked up.
         guard try await store.reconcileLock() != nil else { return graph }
-        var running: [String: String] = [:]
-        for partition in partitions {
-            if let latest = try await store.runs(enclave: partition.enclaveID, partition: partition.partitionID, limit: 1).first,
-                latest.status == .running
-            {
-                running["\(partition.enclaveID)/\(partition.partitionID)"] = latest.operation.rawValue
-            }
-        }
-        return graph.marking(running: running)
+        let running = try await store.runningRuns().map { ("\($0.enclaveID)/\($0.partitionID)", $0.operation.rawValue) }
+        return graph.marking(running: Dictionary(running) { newer, _ in newer })
     }
 
     func ready() async throws -> Response {

@@ -120,6 +120,15 @@ public actor MemoryStore: StateStore {
         }
     }
 
+    public func runningRuns() async throws -> [IacRun] {
+        try open()
+        return runsByID.values.filter { $0.status == .running }.map { run in
+            var summary = run
+            summary.log = ""
+            return summary
+        }
+    }
+
     public func latestState(_ key: StateKey) async throws -> (info: StateVersionInfo, body: Data)? {
         try open()
         return stateVersionsByKey[key]?.last

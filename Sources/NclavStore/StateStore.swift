@@ -72,6 +72,8 @@ public protocol OrchestrationStore: Sendable {
     func run(_ runID: UUID) async throws -> IacRun?
     /// Newest first, logs left empty (fetch one run for its log).
     func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun]
+    /// Every run in progress, logs left empty (the graph marks what is running from it).
+    func runningRuns() async throws -> [IacRun]
     /// A run's status alone (no log): the backend asks on every call made with a run's
     /// credential, which stops working when the run ends.
     func runStatus(_ runID: UUID) async throws -> IacRun.Status?
@@ -248,4 +250,19 @@ public protocol JobStore: Sendable {
     func agentToken(_ id: String) async throws -> AgentToken?
     func agentTokens() async throws -> [AgentToken]
     func revokeAgentToken(_ id: String, at time: Date) async throws -> Bool
+}
+
+extension OrchestrationStore {
+    /// For stores without a query of their own: each partition's newest run, when it runs.
+    public func runningRuns() async throws -> [IacRun] {
+        var running: [IacRun] = []
+        for enclave in try await enclaves() {
+            for partition in try await partitions(ofEnclave: enclave.id) {
+                if let latest = try await runs(enclave: enclave.id, partition: partition.partitionID, limit: 1).first, latest.status == .running {
+                    running.append(latest)
+                }
+            }
+        }
+        return running
+    }
 }

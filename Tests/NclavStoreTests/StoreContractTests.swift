@@ -120,9 +120,12 @@ struct StoreContractTests {
             try await store.appendRunLog(newer.id, "Initializing...\n")
             #expect(try await store.run(newer.id)?.log == "== terraform init\nInitializing...\n")
             #expect(try await store.run(newer.id)?.status == .running)
+            let running = try await store.runningRuns()
+            #expect(Set(running.map(\.id)) == [older.id, newer.id] && running.allSatisfy { $0.log.isEmpty })
 
             let finished = Date()
             try await store.finishRun(newer.id, status: .failed, exitCode: 1, finishedAt: finished)
+            #expect(try await store.runningRuns().map(\.id) == [older.id], "a finished run is not running")
             let run = try #require(try await store.run(newer.id))
             #expect(run.status == .failed)
             #expect(run.exitCode == 1)
