@@ -162,7 +162,17 @@ struct AgentTests {
             if held == nil { try await Task.sleep(for: .milliseconds(50)) }
         }
         let taken = try #require(held, "the agent claimed a job")
-        try await Task.sleep(for: .seconds(1))
+        // Kill it only once its terraform holds the state lock (on a loaded machine terraform can
+        // take seconds to get there), so the lock release is part of what is checked.
+        var locked = false
+        for _ in 0..<400 where !locked {
+            locked =
+                try await TestPostgres.shared().psql(
+                    "SELECT count(*) FROM nclav_state_locks WHERE enclave_id = 'e0' AND partition_id = '\(taken.partition)'",
+                    database: database) == "1"
+            if !locked { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(locked, "the doomed agent's terraform took the state lock")
         doomed.killMachine()
         let rescuer = try AgentProcess.start(remote: server.baseURL, token: token)
 
