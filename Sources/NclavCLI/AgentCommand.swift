@@ -56,18 +56,20 @@ public struct Agent: AsyncParsableCommand {
         }
         let work = URL(fileURLWithPath: workDirectory ?? NclavHome.directory().appendingPathComponent("agent").path, isDirectory: true)
         try FileManager.default.createDirectory(at: work.appendingPathComponent("plugin-cache"), withIntermediateDirectories: true)
-        let worker = AgentWorker(
+        let instance = "\(ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." })-\(getpid())"
+        let channel = HTTPJobChannel(
             api: NclavAPIClient(endpoint: ServerEndpoint(baseURL: url, token: secret, tokenSource: "--token"), timeout: .seconds(120)),
-            baseURL: url, instance: "\(ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." })-\(getpid())",
+            instance: instance,
             labels: Dictionary(
                 labels.map { label in
                     let parts = label.split(separator: "=", maxSplits: 1)
                     return (String(parts[0]), String(parts[1]))
                 }
             ) { $1 },
-            work: work, claimWait: claimWait)
+            claimWait: claimWait)
+        let worker = JobWorker(channel: channel, backendBaseURL: url, work: work) { Console.say("nclav agent: \($0)") }
         Console.say(
-            "nclav agent \(worker.instance) serving \(url) with \(parallelism) worker(s)\(labels.isEmpty ? "" : ", labels \(labels.joined(separator: ","))")"
+            "nclav agent \(instance) serving \(url) with \(parallelism) worker(s)\(labels.isEmpty ? "" : ", labels \(labels.joined(separator: ","))")"
         )
         // SIGTERM and SIGINT end the work: no new claims, running runs interrupted and reported.
         let stop = StopSignal()
@@ -117,115 +119,29 @@ enum Console {
     }
 }
 
-/// One agent process: claims and runs jobs until cancelled.
-struct AgentWorker: Sendable {
+/// The agent's side of the job API: claims, heartbeats, log lines and outcomes over HTTP.
+struct HTTPJobChannel: JobChannel {
     let api: NclavAPIClient
-    let baseURL: String
     let instance: String
     let labels: [String: String]
-    let work: URL
     let claimWait: Double
-    let invoker = TerraformInvoker()
-    /// Jobs being run right now.
-    let active = ActiveJobs()
 
-    func serve() async {
-        while !Task.isCancelled {
-            let assignment: AgentAssignment?
-            do {
-                assignment = try await api.claim(AgentClaimRequest(instance: instance, labels: labels, waitSeconds: claimWait))
-            } catch {
-                if Task.isCancelled { return }
-                Console.say("nclav agent: cannot claim a job: \(error); retrying in 2 s")
-                try? await Task.sleep(for: .seconds(2))
-                continue
-            }
-            guard let assignment else { continue }
-            await active.started()
-            await execute(assignment)
-            await active.ended()
+    func claim() async throws -> JobAssignment? {
+        try await api.claim(AgentClaimRequest(instance: instance, labels: labels, waitSeconds: claimWait)).map {
+            JobAssignment(jobID: $0.jobID, attempt: $0.attempt, leaseSeconds: $0.leaseSeconds, run: $0.run)
         }
     }
 
-    func execute(_ job: AgentAssignment) async {
-        let run = job.run
-        let label = "\(run.enclave)/\(run.partition) \(run.operation) (job \(job.jobID), attempt \(job.attempt))"
-        Console.say("nclav agent: running \(label)")
-        let workspace = work.appendingPathComponent("jobs").appendingPathComponent(job.jobID)
-        defer { try? FileManager.default.removeItem(at: workspace) }
-        let shipper = LineBatcher { [api, instance] text in _ = try? await api.sendLog(job: job.jobID, instance: instance, text: text) }
-        let invocation: TerraformInvocation
-        do {
-            let tool = try ToolResolver.resolve(explicit: run.tool, backend: .terraform, path: ProcessInfo.processInfo.environment["PATH"] ?? "")
-            invocation = try run.invocation(
-                in: workspace, backendBaseURL: baseURL, tool: tool, pluginCache: work.appendingPathComponent("plugin-cache"))
-        } catch {
-            _ = try? await api.sendOutcome(
-                job: job.jobID, instance: instance, outcome: RemoteRunOutcome(lastCommand: "init", exitCode: nil, error: "\(error)"))
-            Console.say("nclav agent: \(label) could not start: \(error)")
-            return
-        }
-        let terraform = Task { try await invoker.run(invocation) { line in await shipper.append(line) } }
-        // Heartbeats keep the lease; losing it (or being asked to stop) interrupts terraform.
-        let heartbeat = Task {
-            var renewed = Date()
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(Int64(job.leaseSeconds * 1000 / 3)))
-                if Task.isCancelled { return }
-                do {
-                    guard let beat = try await api.heartbeat(job: job.jobID, instance: instance) else {
-                        Console.say("nclav agent: lost \(label) (its lease ran out); interrupting terraform")
-                        terraform.cancel()
-                        return
-                    }
-                    renewed = Date()
-                    if beat.cancel {
-                        Console.say("nclav agent: the server cancelled \(label); interrupting terraform")
-                        terraform.cancel()
-                    }
-                } catch {
-                    if Date().timeIntervalSince(renewed) > job.leaseSeconds {
-                        Console.say("nclav agent: no heartbeat for a whole lease on \(label): \(error); interrupting terraform")
-                        terraform.cancel()
-                        return
-                    }
-                }
-            }
-        }
-        var outcome: RemoteRunOutcome
-        // A SIGTERM cancels this task: terraform is interrupted, and the outcome still reported.
-        let result = await withTaskCancellationHandler {
-            await terraform.result
-        } onCancel: {
-            terraform.cancel()
-        }
-        heartbeat.cancel()
-        // The last lines and the outcome are sent even when a SIGTERM cancelled this task (a
-        // cancelled task's requests would fail at once): from a task of their own.
-        await Task { await shipper.flush() }.value
-        switch result {
-        case .success(let ended):
-            outcome = RemoteRunOutcome(ended, planFile: run.savePlan ? invocation.planFile : nil)
-            outcome.erroredState = FileManager.default.contents(atPath: workspace.appendingPathComponent("errored.tfstate").path)
-        case .failure(let error): outcome = RemoteRunOutcome(lastCommand: "init", exitCode: nil, cancelled: Task.isCancelled, error: "\(error)")
-        }
-        let report = outcome
-        let reported = await Task { [api, instance] in
-            (try? await api.sendOutcome(job: job.jobID, instance: instance, outcome: report)) ?? false
-        }.value
-        Console.say(
-            "nclav agent: \(label) ended: \(outcome.exitCode.map { "exit \($0)" } ?? outcome.error ?? "stopped")\(reported ? "" : " (not reported: the job was no longer ours)")"
-        )
+    func heartbeat(job: String) async throws -> Bool? {
+        try await api.heartbeat(job: job, instance: instance)?.cancel
     }
-}
 
-/// How many jobs an agent is running, so a stop waits for exactly those.
-actor ActiveJobs {
-    private var count = 0
-    func started() { count += 1 }
-    func ended() { count -= 1 }
-    func waitUntilIdle() async {
-        while count > 0 { try? await Task.sleep(for: .milliseconds(50)) }
+    func sendLog(job: String, text: String) async throws {
+        _ = try await api.sendLog(job: job, instance: instance, text: text)
+    }
+
+    func sendOutcome(job: String, outcome: RemoteRunOutcome) async throws -> Bool {
+        try await api.sendOutcome(job: job, instance: instance, outcome: outcome)
     }
 }
 

@@ -515,27 +515,62 @@ public final class PostgresStore: StateStore {
         }
     }
 
+    /// How a replica's own workers are named in `nclav_jobs.agent`: `replica-<number>/…`, so a
+    /// job held by a replica that is gone is known at once (agents' names start with their
+    /// token id, 12 hex digits).
+    public static let replicaWorkerPrefix = "replica-"
+
     /// Marks `interrupted` the running runs of replicas whose liveness lock is gone (and, at
     /// start, this replica's own), and frees the state locks those runs held.
+    ///
+    /// With jobs: the jobs of those runs are withdrawn (queued) or told to stop (claimed), and
+    /// jobs held by the workers of replicas that are gone are interrupted. A run whose job a
+    /// live agent still holds keeps its state locks until that job ends, so no other run can
+    /// write the state while its terraform is still stopping.
     private func interruptRuns(at time: Date, includingOwn: Bool) async throws -> RecoveryReport {
         let own: Int64 = includingOwn ? replicaNumber : -1
+        let liveReplicas = """
+            SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.classid::bigint = \(Int64(Self.replicaNamespace)) AND l.objsubid = 2
+            """
         return try await transaction { connection in
             let runIDs = try await connection.query(
                 """
                 UPDATE nclav_runs SET status = 'interrupted', finished_at = \(time.timeIntervalSinceReferenceDate)
-                WHERE status = 'running' AND (replica = \(own) OR replica NOT IN (
-                    SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
-                      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                      AND l.classid::bigint = \(Int64(Self.replicaNamespace)) AND l.objsubid = 2))
+                WHERE status = 'running' AND (replica = \(own) OR replica NOT IN (\(unescaped: liveReplicas)))
                 RETURNING id
                 """, logger: logger
             ).collect().map { try $0.makeRandomAccess()["id"].decode(String.self) }
+            let ownWorkers = "\(Self.replicaWorkerPrefix)\(own)/%"
+            let prefixPattern = "^\(Self.replicaWorkerPrefix)([0-9]+)/"
+            let orphanedJobRuns = try await connection.query(
+                """
+                UPDATE nclav_jobs SET state = 'interrupted', finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200), payload = ''::bytea
+                WHERE state = 'claimed' AND (agent LIKE \(ownWorkers)
+                      OR substring(agent from \(prefixPattern))::bigint NOT IN (\(unescaped: liveReplicas))
+                      OR (lease_expires_at < \(time.timeIntervalSinceReferenceDate)
+                          AND run_id NOT IN (SELECT id FROM nclav_runs WHERE status = 'running')))
+                RETURNING run_id
+                """, logger: logger
+            ).collect().map { try $0.makeRandomAccess()["run_id"].decode(String.self) }
+            try await connection.query(
+                """
+                UPDATE nclav_jobs SET cancel_requested = TRUE,
+                       state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                       finished_at = CASE WHEN state = 'queued' THEN (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200) ELSE finished_at END,
+                       payload = CASE WHEN state = 'queued' THEN ''::bytea ELSE payload END
+                WHERE run_id = ANY(\(runIDs)) AND state IN ('queued', 'claimed')
+                """, logger: logger)
             var report = RecoveryReport()
             report.interruptedRuns = runIDs.compactMap(UUID.init(uuidString:)).sorted { $0.uuidString < $1.uuidString }
-            if !runIDs.isEmpty {
+            let released = Array(Set(runIDs + orphanedJobRuns))
+            if !released.isEmpty {
                 report.releasedLocks = try await connection.query(
                     """
-                    DELETE FROM nclav_state_locks WHERE run_id = ANY(\(runIDs)) RETURNING enclave_id, partition_id
+                    DELETE FROM nclav_state_locks WHERE run_id = ANY(\(released))
+                      AND run_id NOT IN (SELECT run_id FROM nclav_jobs WHERE state = 'claimed')
+                    RETURNING enclave_id, partition_id
                     """, logger: logger
                 ).collect().map { row in
                     let row = row.makeRandomAccess()

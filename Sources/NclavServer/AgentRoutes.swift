@@ -18,7 +18,7 @@ struct AgentRoutes: Sendable {
     let queue: (any JobStore)?
     let store: any StateStore
     let lease: Duration
-    /// Redacted from the lines agents send (the admin token, should an agent ever echo it).
+    /// Redacted from the lines agents send.
     let secrets: [String]
 
     static let instanceHeader = HTTPField.Name("Nclav-Agent-Instance")!
@@ -80,69 +80,48 @@ struct AgentRoutes: Sendable {
         return "\(id)/\(instance)"
     }
 
+    var desk: JobDesk {
+        get throws { JobDesk(jobs: try jobs, store: store, lease: lease, secrets: secrets) }
+    }
+
     func claim(_ data: Data, _ context: NclavRequestContext) async throws -> Response {
         let request: AgentClaimRequest
         do { request = try Wire.decoder().decode(AgentClaimRequest.self, from: data) } catch {
             throw APIError(.badRequest, #"the body must be JSON like {"instance": "host-1234", "labels": {"pool": "eu"}, "wait_seconds": 20}"#)
         }
         let agent = try agentName(context, instance: request.instance)
-        let pools: [String?] = [nil] + (request.labels["pool"].map { [$0] } ?? [])
-        let deadline = Date().addingTimeInterval(min(max(request.waitSeconds, 0), 60))
-        let leaseSeconds = lease.inSeconds
-        while true {
-            let now = Date()
-            if let job = try await jobs.claimJob(agent: agent, pools: pools, leaseExpiresAt: now.addingTimeInterval(leaseSeconds), at: now) {
-                let run = try JSONDecoder().decode(RemoteRun.self, from: job.payload)
-                try? await store.appendRunLog(
-                    job.runID, "== agent \(agent) runs this (job \(job.id.uuidString.lowercased()), attempt \(job.attempt))\n")
-                return Routes.json(
-                    AgentAssignment(
-                        jobID: job.id.uuidString.lowercased(), runID: job.runID.uuidString, attempt: job.attempt, leaseSeconds: leaseSeconds, run: run
-                    ))
-            }
-            // A stopping server answers at once rather than keep its shutdown waiting on the wait.
-            if now >= deadline || Task.isCancelled || Task.isShuttingDownGracefully { return Response(status: .noContent) }
-            try? await Task.sleep(for: .milliseconds(20))
+        let desk = try desk
+        guard let (job, run) = try await desk.claim(agent: agent, pool: request.labels["pool"], waitSeconds: request.waitSeconds) else {
+            return Response(status: .noContent)
         }
+        return Routes.json(
+            AgentAssignment(
+                jobID: job.id.uuidString.lowercased(), runID: job.runID.uuidString, attempt: job.attempt, leaseSeconds: lease.inSeconds, run: run))
     }
 
-    /// The job, when this agent instance still holds it.
-    func held(_ request: Request, _ context: NclavRequestContext) async throws -> (AgentJob, String) {
+    /// Runs `body` for the job in the path and the agent instance in the header; a job the
+    /// agent no longer holds is a conflict.
+    func asHolder<T>(_ request: Request, _ context: NclavRequestContext, _ body: (JobDesk, UUID, String) async throws -> T) async throws -> T {
         let id = try Routes.uuid(context, "job")
         let agent = try agentName(context, instance: request.headers[Self.instanceHeader] ?? "")
-        guard let job = try await jobs.job(id), job.agent == agent, job.state == .claimed else {
-            throw APIError(
-                .conflict, "this agent no longer holds job \(id.uuidString.lowercased()): its lease ran out or the job ended; stop its run")
-        }
-        return (job, agent)
+        do { return try await body(try desk, id, agent) } catch let error as JobDeskError { throw APIError(.conflict, error.description) }
     }
 
     func heartbeat(_ request: Request, _ context: NclavRequestContext) async throws -> Response {
-        let (job, agent) = try await held(request, context)
-        let until = Date().addingTimeInterval(lease.inSeconds)
-        guard try await jobs.renewLease(job.id, agent: agent, until: until) else {
-            throw APIError(.conflict, "this agent no longer holds job \(job.id.uuidString.lowercased()); stop its run")
-        }
-        return Routes.json(AgentHeartbeat(cancel: job.cancelRequested, leaseExpiresAt: until))
+        let beat = try await asHolder(request, context) { desk, id, agent in try await desk.heartbeat(id, agent: agent) }
+        return Routes.json(AgentHeartbeat(cancel: beat.cancel, leaseExpiresAt: beat.until))
     }
 
     func log(_ request: Request, _ context: NclavRequestContext, _ data: Data) async throws -> Response {
-        let (job, _) = try await held(request, context)
-        let text = secrets.filter { $0.count >= 4 }.reduce(String(decoding: data, as: UTF8.self)) {
-            $0.replacingOccurrences(of: $1, with: "[redacted]")
-        }
-        try await store.appendRunLog(job.runID, text)
+        try await asHolder(request, context) { desk, id, agent in try await desk.log(id, agent: agent, text: String(decoding: data, as: UTF8.self)) }
         return Response(status: .noContent)
     }
 
     func outcome(_ request: Request, _ context: NclavRequestContext, _ data: Data) async throws -> Response {
-        let (job, agent) = try await held(request, context)
         do { _ = try JSONDecoder().decode(RemoteRunOutcome.self, from: data) } catch {
             throw APIError(.badRequest, "the body must be the run's outcome as JSON (last_command, exit_code, …)")
         }
-        guard try await jobs.finishJob(job.id, agent: agent, outcome: data, at: Date()) else {
-            throw APIError(.conflict, "this agent no longer holds job \(job.id.uuidString.lowercased())")
-        }
+        try await asHolder(request, context) { desk, id, agent in try await desk.outcome(id, agent: agent, outcome: data) }
         return Response(status: .noContent)
     }
 

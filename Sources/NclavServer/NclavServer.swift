@@ -136,7 +136,18 @@ public enum NclavServer {
                         address: address, metrics: metrics, reconciles: reconciles),
                     logger: logger))
         }
-        services += [app, reconciles]
+        services.append(app)
+        // Its runs stop before the listener does: terraform talks to the state backend here.
+        if let postgres = store as? PostgresStore, !configuration.agentsOnly, configuration.replicaWorkers > 0 {
+            let hostName = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
+            services.append(
+                ReplicaWorkers(
+                    count: configuration.replicaWorkers,
+                    desk: JobDesk(jobs: postgres, store: store, lease: configuration.agentLease, secrets: [token.value]),
+                    name: "\(PostgresStore.replicaWorkerPrefix)\(postgres.replicaNumber)/\(hostName)-\(getpid())", address: address,
+                    bindHost: configuration.bindHost, work: configuration.home.appendingPathComponent("replica-jobs"), logger: logger))
+        }
+        services.append(reconciles)
         let group = ServiceGroup(
             configuration: .init(
                 services: services.map { .init(service: $0) },

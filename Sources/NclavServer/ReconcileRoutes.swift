@@ -226,7 +226,7 @@ struct ReconcileRoutes: Sendable {
             stopPolicy: StopPolicy(timeout: configuration.runTimeout, gracePeriod: configuration.runGracePeriod), progress: progress)
         environment.observer = observer
         environment.plans.lifetime = Double(configuration.planLifetime.components.seconds)
-        if configuration.agentsOnly, let jobs = store as? any JobStore {
+        if let jobs = store as? any JobStore {
             environment.invoker = AgentDispatch(jobs: jobs, store: store, serverSecrets: [token])
         }
         return Reconciler(environment: environment)

@@ -35,8 +35,11 @@ public struct ServerConfiguration: Sendable {
     /// while no answer is being written is closed: a slow or stalled client cannot hold one.
     public var idleTimeout: Duration = .seconds(60)
     public var runGracePeriod: Duration = .seconds(60)
-    /// Runs go to agents (`nclav agent`) through the store's job queue; this server runs no
-    /// terraform itself.
+    /// With the PostgreSQL store every run is a job in its queue. This replica works the queue
+    /// with this many workers of its own, beside any agents (`nclav agent`); none with
+    /// `agentsOnly`.
+    public var replicaWorkers = 8
+    /// Runs go to agents only: this replica runs no terraform itself.
     public var agentsOnly = false
     /// How long an agent holds a job without a heartbeat before it counts as lost.
     public var agentLease: Duration = .seconds(60)

@@ -3,8 +3,8 @@ import IacRunner
 import NclavCore
 import NclavStore
 
-/// The IaC tool of a server whose runs go to agents (`serve --agents-only`): each invocation
-/// becomes a job in the store's queue, an agent (`nclav agent`) claims it under a lease and
+/// The IaC tool of a server with the PostgreSQL store: each invocation becomes a job in the
+/// store's queue; a worker (an `nclav agent`, or a replica's own) claims it under a lease and
 /// runs terraform, sending log lines to the run's log and the outcome back to the job.
 ///
 /// The engine is unchanged above this seam: it renders the workspace and records the run as
@@ -37,6 +37,7 @@ public struct AgentDispatch: IacTool {
     public func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
         guard let runID = invocation.runID else { throw AgentDispatchError.noRun }
         let payload = try JSONEncoder().encode(try RemoteRun(invocation, serverSecrets: serverSecrets))
+        await waitForEarlierJobs(of: invocation.key, runID: runID, limit: invocation.policy.timeout.inSeconds)
         var lost: [String] = []
         for attempt in 1...attempts {
             let job = AgentJob(
@@ -56,6 +57,10 @@ public struct AgentDispatch: IacTool {
                 if result.toolVersion == nil { result.toolVersion = outcome.toolVersion }
                 return result
             case .interrupted(let agent, let expiredAt):
+                if Task.isCancelled {
+                    _ = try? await store.releaseLocks(heldBy: runID)
+                    throw CancellationError()
+                }
                 let reason = "agent \(agent) stopped answering (its lease ran out at \(Timestamp.string(expiredAt)))"
                 lost.append(reason)
                 // What terraform held dies with the attempt, so the next one can take the state.
@@ -67,6 +72,34 @@ public struct AgentDispatch: IacTool {
             }
         }
         throw AgentDispatchError.lost(lost)
+    }
+
+    /// Reconciles take turns, so a job of this partition still held by a worker belongs to a
+    /// run whose server went away: its terraform is being stopped (the replica that took over
+    /// asked for that). This run starts when it has ended, or when its lease has run out; the
+    /// state lock would refuse it meanwhile. After `limit` seconds it starts anyway, and the
+    /// lock says why it cannot run.
+    func waitForEarlierJobs(of key: StateKey, runID: UUID, limit: Double) async {
+        let started = Date()
+        var said = false
+        while !Task.isCancelled, Date().timeIntervalSince(started) < limit {
+            guard
+                let held = try? await jobs.jobs(enclave: key.enclave, partition: key.partition).filter({ $0.state == .claimed && $0.runID != runID }),
+                let job = held.first
+            else { return }
+            if let expires = job.leaseExpiresAt, expires < Date() {
+                if (try? await jobs.interruptExpiredJob(job.id, at: Date())) == true { _ = try? await store.releaseLocks(heldBy: job.runID) }
+                continue
+            }
+            if !said {
+                said = true
+                try? await store.appendRunLog(
+                    runID,
+                    "== waiting for agent \(job.agent ?? "?") to stop run \(job.runID.uuidString.lowercased()) of this partition (its server went away)\n"
+                )
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     enum Ending {
@@ -85,7 +118,10 @@ public struct AgentDispatch: IacTool {
         while true {
             if Task.isCancelled {
                 try? await jobs.cancelJob(id, at: Date())
-                throw CancellationError()
+                // A queued job is withdrawn at once. A claimed one ends when its worker has
+                // stopped terraform (told on its next heartbeat), and the engine waits for that:
+                // the run's state lock is released only when its terraform is gone.
+                return try await Task { try await self.outcome(of: id, queueLimit: .infinity, pool: pool) }.value
             }
             guard let job = try await jobs.job(id) else { throw AgentDispatchError.jobVanished(id) }
             switch job.state {

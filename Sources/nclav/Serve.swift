@@ -87,8 +87,15 @@ struct Serve: AsyncParsableCommand {
 
     @Flag(
         name: .customLong("agents-only"),
-        help: "Run no terraform here: every run is a job in PostgreSQL's queue, executed by `nclav agent` processes (needs --postgres-url).")
+        help: "Run no terraform here: runs (jobs in PostgreSQL's queue) are executed by `nclav agent` processes only (needs --postgres-url).")
     var agentsOnly = false
+
+    @Option(
+        name: .customLong("replica-workers"),
+        help:
+            "With PostgreSQL, every run is a job in its queue: terraform runs this replica executes at once, beside any agents (default 8; 0 is --agents-only)."
+    )
+    var replicaWorkers = 8
 
     @Option(
         name: .customLong("agent-lease"),
@@ -126,6 +133,7 @@ struct Serve: AsyncParsableCommand {
         if stateVersions < 1 { throw ValidationError("--state-versions must be at least 1") }
         if runTimeout < 1 { throw ValidationError("--run-timeout must be at least 1 second") }
         if idleTimeout < 1 { throw ValidationError("--idle-timeout must be at least 1 second") }
+        if replicaWorkers < 0 { throw ValidationError("--replica-workers cannot be negative") }
         if runGracePeriod < 0 { throw ValidationError("--run-grace-period cannot be negative") }
         if ServerConfiguration.parseInterval(planLifetime) == nil {
             throw ValidationError("--plan-lifetime `\(planLifetime)` is not a duration; use e.g. 30m, 6h, 1d or 1h30m")
@@ -192,7 +200,8 @@ struct Serve: AsyncParsableCommand {
         configuration.idleTimeout = .seconds(idleTimeout)
         configuration.runGracePeriod = .seconds(runGracePeriod)
         configuration.driftInterval = driftInterval.flatMap(ServerConfiguration.parseInterval)
-        configuration.agentsOnly = agentsOnly
+        configuration.agentsOnly = agentsOnly || replicaWorkers == 0
+        configuration.replicaWorkers = replicaWorkers
         configuration.agentTokenRegistrations = agentTokenRegistrations(environment)
         configuration.agentLease = ServerConfiguration.parseInterval(agentLease) ?? .seconds(60)
         if ([cloud] + enableCloud).contains(.aws) {

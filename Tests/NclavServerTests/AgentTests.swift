@@ -343,4 +343,74 @@ struct AgentTests {
         await agent.stop()
         await servers[0].stop()
     }
+
+    @Test(
+        "without --agents-only, replicas work the queue themselves: runs of one apply are executed by both replicas' workers and by an agent that joins, never two at once"
+    )
+    func replicasWorkTheQueue() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_replicas_work")
+        let builder = try tree(enclaves: 2, partitions: 4, sleep: "1")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await ServerProcess.startReplicas(
+            2, database: database, arguments: ["--replica-workers", "1", "--agent-lease", "3s"])
+        defer { cleanup() }
+        let token = try await agentToken(servers[0], name: "joins")
+        let agent = try AgentProcess.start(remote: servers[1].baseURL, token: token)
+
+        let apply = try await nclavCLI(["apply", builder.root.path, "--auto-approve", "--parallelism", "4"], server: servers[0])
+        #expect(apply.exitCode == 0, "\(apply.stdout)\(apply.stderr)")
+        let jobs = try await self.jobs(servers[1], enclaves: 2, partitions: 4)
+        #expect(jobs.values.allSatisfy { $0.map { $0["state"] as? String } == ["finished"] }, "one finished job per run: \(jobs)")
+        let workers = Set(jobs.values.flatMap { $0 }.compactMap { ($0["agent"] as? String)?.split(separator: "/").first.map(String.init) })
+        #expect(workers.filter { $0.hasPrefix("replica-") }.count == 2, "both replicas ran jobs: \(workers)")
+        #expect(workers.contains(String(token.split(separator: ".")[1])), "the agent ran jobs too: \(workers)")
+        expectNoOverlap(jobs)
+        let log = try await nclavCLI(["iac", "logs", "e1", "p0"], server: servers[1])
+        #expect(log.stdout.contains("== agent ") && log.stdout.contains("Apply complete!"), "\(log.stdout)")
+        #expect(try await nclavCLI(["diff", builder.root.path], server: servers[1]).stdout == "No changes.\n")
+        await agent.stop()
+        for server in servers { await server.stop() }
+    }
+
+    @Test(
+        "kill -9 of the replica whose reconcile an agent is running: the other replica takes over, tells the agent to stop, and runs the partition again only after its terraform has stopped"
+    )
+    func replicaDiesUnderAgent() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_replica_dies")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "8")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(2, database: database)
+        defer { cleanup() }
+        let (a, b) = (servers[0], servers[1])
+        let token = try await agentToken(a, name: "survivor")
+        // Room for the new run beside the old one, so only the wait keeps them apart.
+        let agent = try AgentProcess.start(remote: b.baseURL, token: token, arguments: ["--parallelism", "2"])
+        async let doomed = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: a)
+
+        // The agent's terraform holds the state lock for replica A's run; then A dies.
+        var locked = false
+        for _ in 0..<400 where !locked {
+            locked = try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_state_locks", database: database) == "1"
+            if !locked { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(locked, "the agent's terraform took the state lock")
+        await a.stop(SIGKILL)
+        #expect(try await doomed.exitCode == 1)
+
+        // B's run waits for the agent's terraform, which B tells to stop, instead of failing on its lock.
+        let takeover = try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: b)
+        #expect(takeover.exitCode == 0, "\(takeover.stdout)\(takeover.stderr)\n\(agent.log)")
+        let runs = try await nclavCLI(["iac", "runs", "e0", "p0", "--output", "json"], server: b)
+        let listing = try #require(try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [String: Any], "\(runs.stdout)")
+        #expect((listing["runs"] as? [[String: Any]])?.map { $0["status"] as? String } == ["succeeded", "interrupted"], "\(runs.stdout)")
+        let jobs = try await self.jobs(b, enclaves: 1, partitions: 1)
+        #expect(jobs["e0/p0"]?.map { $0["state"] as? String } == ["finished", "finished"], "the old job ended with the agent's report: \(jobs)")
+        expectNoOverlap(jobs)
+        let newest = try await nclavCLI(["iac", "logs", "e0", "p0"], server: b)
+        #expect(newest.stdout.contains("== waiting for agent ") && newest.stdout.contains("(its server went away)"), "\(newest.stdout)")
+        #expect(agent.log.contains("the server cancelled e0/p0"), "\(agent.log)")
+        #expect(try await nclavCLI(["diff", builder.root.path], server: b).stdout == "No changes.\n")
+        await agent.stop()
+        await b.stop()
+    }
 }
