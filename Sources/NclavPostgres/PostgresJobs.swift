@@ -88,6 +88,15 @@ extension PostgresStore: JobStore {
         ).map(Self.job(from:))
     }
 
+    public func purgeEndedJobs(endedBefore time: Date) async throws -> Int {
+        try await rows(
+            """
+            DELETE FROM nclav_jobs WHERE state IN ('finished', 'interrupted', 'cancelled')
+              AND finished_at < \(time.timeIntervalSinceReferenceDate) RETURNING id
+            """
+        ).count
+    }
+
     public func queueDepth() async throws -> (queued: Int, oldest: Date?) {
         guard let row = try await rows("SELECT count(*) AS queued, min(created_at) AS oldest FROM nclav_jobs WHERE state = 'queued'").first
         else { return (0, nil) }

@@ -274,6 +274,11 @@ public final class PostgresStore: StateStore {
         if updated.isEmpty { throw StoreError.unknownRun(runID) }
     }
 
+    public func setRunToolVersion(_ runID: UUID, _ version: String) async throws {
+        let updated = try await rows("UPDATE nclav_runs SET tool_version = \(version) WHERE id = \(runID.uuidString) RETURNING id")
+        if updated.isEmpty { throw StoreError.unknownRun(runID) }
+    }
+
     public func run(_ runID: UUID) async throws -> IacRun? {
         guard let row = try await rows("SELECT * FROM nclav_runs WHERE id = \(runID.uuidString)").first else { return nil }
         var run = try Self.run(from: row)
@@ -473,8 +478,10 @@ public final class PostgresStore: StateStore {
             if let current = try await session.tryReconcileLock(lock) {
                 return current
             }
-            // This replica now leads: whatever dead replicas left running is over.
+            // This replica now leads: whatever dead replicas left running is over, and jobs that
+            // ended long ago go (the run records keep what happened).
             _ = try await interruptRuns(at: Date(), includingOwn: false)
+            _ = try await purgeEndedJobs(endedBefore: Date().addingTimeInterval(-Self.endedJobRetention))
             return nil
         }
     }
@@ -519,6 +526,9 @@ public final class PostgresStore: StateStore {
     /// job held by a replica that is gone is known at once (agents' names start with their
     /// token id, 12 hex digits).
     public static let replicaWorkerPrefix = "replica-"
+
+    /// How long a job that ended stays listed (`GET /jobs`): 30 days.
+    public static let endedJobRetention: TimeInterval = 30 * 24 * 3600
 
     /// Marks `interrupted` the running runs of replicas whose liveness lock is gone (and, at
     /// start, this replica's own), and frees the state locks those runs held.

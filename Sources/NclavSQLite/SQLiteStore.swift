@@ -319,6 +319,13 @@ public final class SQLiteStore: StateStore {
         }
     }
 
+    public func setRunToolVersion(_ runID: UUID, _ version: String) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE runs SET tool_version = ? WHERE id = ?", arguments: [version, runID.uuidString])
+            if db.changesCount == 0 { throw StoreError.unknownRun(runID) }
+        }
+    }
+
     public func run(_ runID: UUID) async throws -> IacRun? {
         try await read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [runID.uuidString]) else { return nil }

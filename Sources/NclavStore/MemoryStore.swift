@@ -97,6 +97,12 @@ public actor MemoryStore: StateStore {
         runsByID[runID] = run
     }
 
+    public func setRunToolVersion(_ runID: UUID, _ version: String) async throws {
+        try open()
+        guard runsByID[runID] != nil else { throw StoreError.unknownRun(runID) }
+        runsByID[runID]?.toolVersion = version
+    }
+
     public func run(_ runID: UUID) async throws -> IacRun? {
         try open()
         return runsByID[runID]

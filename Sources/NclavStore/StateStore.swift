@@ -68,6 +68,8 @@ public protocol OrchestrationStore: Sendable {
     /// Appends output to a run's log while it runs; readers see it immediately.
     func appendRunLog(_ runID: UUID, _ text: String) async throws
     func finishRun(_ runID: UUID, status: IacRun.Status, exitCode: Int32?, finishedAt: Date) async throws
+    /// Records the tool's version when only the worker that ran it knew it (an agent's terraform).
+    func setRunToolVersion(_ runID: UUID, _ version: String) async throws
     /// The run with its whole log.
     func run(_ runID: UUID) async throws -> IacRun?
     /// Newest first, logs left empty (fetch one run for its log).
@@ -243,6 +245,8 @@ public protocol JobStore: Sendable {
     func jobs(enclave: String, partition: String) async throws -> [AgentJob]
     /// How many jobs wait, and since when the oldest has.
     func queueDepth() async throws -> (queued: Int, oldest: Date?)
+    /// Deletes jobs that ended before `time` (their runs and logs stay); how many went.
+    func purgeEndedJobs(endedBefore time: Date) async throws -> Int
 
     func createAgentToken(_ token: AgentToken) async throws
     /// Creates the token unless one with its id exists (revoked or not); true when created.

@@ -98,6 +98,7 @@ struct RecordedRun: Sendable {
         do {
             result = try await environment.invoker.run(invocation) { line in await logBuffer.append(line) }
             await logBuffer.flush()
+            if version == nil, let ran = result.toolVersion { try? await store.setRunToolVersion(runID, ran) }
             await pushErroredState(key: key, workspace: workspace, runID: runID)
         } catch {
             await logBuffer.flush()

@@ -367,6 +367,11 @@ struct AgentTests {
         expectNoOverlap(jobs)
         let log = try await nclavCLI(["iac", "logs", "e1", "p0"], server: servers[1])
         #expect(log.stdout.contains("== agent ") && log.stdout.contains("Apply complete!"), "\(log.stdout)")
+        let runs = try await nclavCLI(["iac", "runs", "e1", "p0", "--output", "json"], server: servers[1])
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [String: Any], "\(runs.stdout)")
+        let version = (listed["runs"] as? [[String: Any]])?.first?["tool_version"] as? String ?? ""
+        #expect(
+            version.split(separator: ".").count == 3 && version.first?.isNumber == true, "the worker's terraform version is recorded: \(runs.stdout)")
         #expect(try await nclavCLI(["diff", builder.root.path], server: servers[1]).stdout == "No changes.\n")
         await agent.stop()
         for server in servers { await server.stop() }

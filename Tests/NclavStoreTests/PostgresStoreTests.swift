@@ -161,6 +161,55 @@ struct PostgresReplicaTests {
         try await second.close()
     }
 
+    @Test(
+        "a replica that takes over ends a dead replica's jobs: queued ones withdrawn, its own workers' interrupted, a live agent's told to stop with the state lock kept until it reports; old ended jobs are purged"
+    )
+    func takeOverJobs() async throws {
+        let (first, second, url) = try await twoReplicas()
+        let database = String(url.split(separator: "/").last!.split(separator: "?").first!)
+        #expect(try await first.acquireReconcileLock(ReconcileLock(holder: "replica one")) == nil)
+        // Replica one's reconcile has three runs: one queued, one on its own worker, one on an agent.
+        var jobs: [AgentJob] = []
+        for name in ["own", "agent", "queued"] {
+            let run = IacRun(enclaveID: "e", partitionID: name, operation: .provision, tool: "terraform")
+            try await first.createRun(run)
+            _ = try await first.acquireLock(
+                try StateKey(enclave: "e", partition: name), StateLock(id: "lock-\(name)", info: Data("{}".utf8), runID: run.id))
+            let job = AgentJob(runID: run.id, enclave: "e", partition: name, pool: nil, attempt: 1, payload: Data("x".utf8))
+            try await first.enqueueJob(job)
+            jobs.append(job)
+        }
+        let lease = Date().addingTimeInterval(600)
+        #expect(
+            try await first.claimJob(
+                agent: "\(PostgresStore.replicaWorkerPrefix)\(first.replicaNumber)/h-1", pools: [nil], leaseExpiresAt: lease, at: Date())?.id
+                == jobs[0].id)
+        #expect(try await first.claimJob(agent: "0123456789ab/agent-1", pools: [nil], leaseExpiresAt: lease, at: Date())?.id == jobs[1].id)
+        try await first.close()
+        try await waitUntil { try await second.reconcileLock() == nil }
+        #expect(try await second.acquireReconcileLock(ReconcileLock(holder: "replica two")) == nil)
+
+        #expect(try await second.job(jobs[0].id)?.state == .interrupted, "the dead replica's own worker is gone with it")
+        #expect(try await second.lock(try StateKey(enclave: "e", partition: "own")) == nil)
+        let agents = try #require(try await second.job(jobs[1].id))
+        #expect(agents.state == .claimed && agents.cancelRequested, "a live agent is told to stop")
+        #expect(try await second.lock(try StateKey(enclave: "e", partition: "agent")) != nil, "its terraform may still write: the lock stays")
+        #expect(try await second.job(jobs[2].id)?.state == .cancelled, "a queued job is withdrawn")
+        #expect(try await second.lock(try StateKey(enclave: "e", partition: "queued")) == nil)
+
+        // Jobs that ended more than the retention ago are purged at the next takeover.
+        #expect(try await second.finishJob(jobs[1].id, agent: "0123456789ab/agent-1", outcome: Data("{}".utf8), at: Date()))
+        try await TestPostgres.shared().psql(
+            "UPDATE nclav_jobs SET finished_at = finished_at - \(Int(PostgresStore.endedJobRetention) + 60) WHERE id <> '\(jobs[1].id.uuidString)'",
+            database: database)
+        try await second.releaseReconcileLock(try #require(try await second.reconcileLock()).id)
+        #expect(try await second.acquireReconcileLock(ReconcileLock(holder: "replica two")) == nil)
+        #expect(try await second.job(jobs[0].id) == nil)
+        #expect(try await second.job(jobs[2].id) == nil)
+        #expect(try await second.job(jobs[1].id)?.state == .finished, "a recent one stays")
+        try await second.close()
+    }
+
     @Test("a wrong password is a clear error that does not repeat the password")
     func wrongPassword() async throws {
         let server = try await TestPostgres.shared()

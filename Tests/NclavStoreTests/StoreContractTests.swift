@@ -136,6 +136,10 @@ struct StoreContractTests {
             #expect(listed.map(\.id) == [newer.id, older.id])
             #expect(listed.allSatisfy { $0.log.isEmpty })
             #expect(try await store.runs(enclave: "e", partition: "other", limit: 10).isEmpty)
+            // An agent's run learns its tool's version only when the agent reports.
+            try await store.setRunToolVersion(older.id, "1.0.3")
+            #expect(try await store.run(older.id)?.toolVersion == "1.0.3")
+            await #expect(throws: StoreError.self) { try await store.setRunToolVersion(UUID(), "1.0.3") }
 
             await #expect(throws: StoreError.self) { try await store.appendRunLog(UUID(), "x") }
             await #expect(throws: StoreError.self) { try await store.finishRun(UUID(), status: .succeeded, exitCode: 0, finishedAt: Date()) }

@@ -30,6 +30,7 @@ struct FaultyStore: StateStore {
     func finishRun(_ runID: UUID, status: IacRun.Status, exitCode: Int32?, finishedAt: Date) async throws {
         try await base.finishRun(runID, status: status, exitCode: exitCode, finishedAt: finishedAt)
     }
+    func setRunToolVersion(_ runID: UUID, _ version: String) async throws { try await base.setRunToolVersion(runID, version) }
     func run(_ runID: UUID) async throws -> IacRun? { try await base.run(runID) }
     func runs(enclave: String, partition: String, limit: Int) async throws -> [IacRun] {
         try await base.runs(enclave: enclave, partition: partition, limit: limit)
