@@ -1,6 +1,6 @@
 output "api_url" {
-  description = "The load balancer's URL (HTTPS when certificate_arn is set)."
-  value       = "${local.https ? "https" : "http"}://${aws_lb.api.dns_name}"
+  description = "api_url when set, else the load balancer's URL (HTTPS when certificate_arn is set)."
+  value       = local.api_url
 }
 
 output "registry" {
@@ -23,10 +23,25 @@ output "token_secret" {
   value       = aws_secretsmanager_secret.api_token.name
 }
 
+output "agent_count" {
+  description = "Agent tasks (0: the API tasks run terraform themselves)."
+  value       = var.agent_count
+}
+
+output "agent_token_secret" {
+  description = "Secrets Manager secret holding the agents' token (null without agents)."
+  value       = one(aws_secretsmanager_secret.agent_token[*].name)
+}
+
+output "agent_token_id" {
+  description = "Id of the agents' token, as `nclav agent-token list` shows it (revoke an old one after a rotation)."
+  value       = one(random_id.agent_token_id[*].hex)
+}
+
 output "connect_commands" {
   description = "Commands that point the nclav CLI at this server."
   value       = <<-EOT
-    export NCLAV_URL=${local.https ? "https" : "http"}://${aws_lb.api.dns_name}
+    export NCLAV_URL=${local.api_url}
     export NCLAV_TOKEN=$(aws secretsmanager get-secret-value --region ${var.region} --secret-id ${aws_secretsmanager_secret.api_token.name} --query SecretString --output text)
   EOT
 }

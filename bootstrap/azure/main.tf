@@ -2,6 +2,16 @@ locals {
   image   = "${azurerm_container_registry.nclav.login_server}/nclav:${var.image_tag}"
   db_name = "nclav"
   db_url  = "postgres://nclav:${urlencode(random_password.db.result)}@${azurerm_postgresql_flexible_server.state.fqdn}:5432/${local.db_name}?sslmode=require"
+
+  agents = var.agent_count > 0
+  agent_args = concat(
+    ["agent", "--parallelism", tostring(var.agent_parallelism)],
+    var.agent_pool != "" ? ["--labels", "pool=${var.agent_pool}"] : [],
+  )
+  # The token agents hold; the server is given only <id>:<sha256 of the secret part>, which
+  # it registers in the database at start (`nclav agent-token hash` prints the same).
+  agent_token        = local.agents ? "nclav-agent.${random_id.agent_token_id[0].hex}.${random_id.agent_token_secret[0].hex}" : ""
+  agent_registration = local.agents ? "${random_id.agent_token_id[0].hex}:${sha256(random_id.agent_token_secret[0].hex)}" : ""
 }
 
 resource "random_string" "suffix" {
@@ -181,7 +191,11 @@ resource "azurerm_container_app" "api" {
       image  = local.image
       cpu    = 1
       memory = "2Gi"
-      args   = ["serve", "--bind", "0.0.0.0", "--port", "8080", "--cloud", var.default_cloud]
+      # With agents the server runs no terraform itself: runs become jobs for the agents app.
+      args = concat(
+        ["serve", "--bind", "0.0.0.0", "--port", "8080", "--cloud", var.default_cloud],
+        local.agents ? ["--agents-only"] : [],
+      )
 
       env {
         name        = "NCLAV_TOKEN"
@@ -223,6 +237,14 @@ resource "azurerm_container_app" "api" {
         name  = "NCLAV_AZURE_SUBSCRIPTION_PREFIX"
         value = var.subscription_prefix
       }
+      # A hash, not a secret: it lets the server recognise the agents' token.
+      dynamic "env" {
+        for_each = local.agents ? [local.agent_registration] : []
+        content {
+          name  = "NCLAV_AGENT_TOKEN_HASHES"
+          value = env.value
+        }
+      }
 
       startup_probe {
         transport               = "HTTP"
@@ -243,6 +265,97 @@ resource "azurerm_container_app" "api" {
         port             = 8080
         path             = "/health"
         interval_seconds = 30
+      }
+    }
+  }
+
+  depends_on = [azurerm_role_assignment.acr_pull, azurerm_role_assignment.server_secrets]
+}
+
+# Agents (agent_count > 0): a Container App of `nclav agent` replicas that claim the server's
+# runs over the API and run terraform; the server (`--agents-only`) then runs none itself.
+resource "random_id" "agent_token_secret" {
+  count       = local.agents ? 1 : 0
+  byte_length = 32
+}
+
+resource "random_id" "agent_token_id" {
+  count       = local.agents ? 1 : 0
+  byte_length = 6
+  # The server registers a token's hash once per id and never overwrites it, so a new secret
+  # needs a new id: `-replace` of the secret replaces both.
+  keepers = {
+    secret = sha256(random_id.agent_token_secret[0].hex)
+  }
+}
+
+resource "azurerm_key_vault_secret" "agent_token" {
+  count        = local.agents ? 1 : 0
+  name         = "nclav-agent-token"
+  value        = local.agent_token
+  key_vault_id = azurerm_key_vault.nclav.id
+  depends_on   = [azurerm_role_assignment.deployer_secrets]
+}
+
+# The agents run as nclav-server's managed identity, not one of their own. Without an OIDC
+# issuer, the Azure driver hands terraform nclav's own managed identity: each job carries
+# ARM_USE_MSI, that identity's client id and the managed-identity endpoint as the server
+# sees it (a localhost address, the same in every Container App), and terraform asks the
+# agent's own endpoint for a token for that identity, which only works when it is attached
+# here too. The same identity pulls the image and reads the token from Key Vault.
+resource "azurerm_container_app" "agents" {
+  count                        = local.agents ? 1 : 0
+  name                         = "nclav-agents"
+  resource_group_name          = azurerm_resource_group.nclav.name
+  container_app_environment_id = azurerm_container_app_environment.nclav.id
+  revision_mode                = "Single"
+
+  identity {
+    type         = "UserAssigned"
+    identity_ids = [azurerm_user_assigned_identity.server.id]
+  }
+
+  registry {
+    server   = azurerm_container_registry.nclav.login_server
+    identity = azurerm_user_assigned_identity.server.id
+  }
+
+  secret {
+    name                = "nclav-agent-token"
+    key_vault_secret_id = azurerm_key_vault_secret.agent_token[0].versionless_id
+    identity            = azurerm_user_assigned_identity.server.id
+  }
+
+  # No ingress and no probes: agents serve no port; they call the API's public HTTPS address.
+  template {
+    min_replicas = var.agent_count
+    max_replicas = var.agent_count
+    # SIGTERM interrupts running terraform (SIGINT, then SIGKILL after the server's
+    # --run-grace-period, 60 s by default) and reports it before the agent exits.
+    termination_grace_period_seconds = 120
+
+    container {
+      name  = "nclav-agent"
+      image = local.image
+      cpu   = var.agent_cpu
+      # The Consumption profile pairs each vCPU with 2 GiB.
+      memory = "${var.agent_cpu * 2}Gi"
+      args   = local.agent_args
+
+      env {
+        name  = "NCLAV_URL"
+        value = "https://${azurerm_container_app.api.ingress[0].fqdn}"
+      }
+      env {
+        name        = "NCLAV_AGENT_TOKEN"
+        secret_name = "nclav-agent-token"
+      }
+      # Not read by nclav. A changed secret alone starts no new revision (secrets belong to
+      # the app, not the template); a new token comes with a new id, and this changed value
+      # starts a revision that reads the new secret.
+      env {
+        name  = "NCLAV_AGENT_TOKEN_ID"
+        value = random_id.agent_token_id[0].hex
       }
     }
   }

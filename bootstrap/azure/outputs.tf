@@ -23,6 +23,21 @@ output "key_vault_name" {
   value       = azurerm_key_vault.nclav.name
 }
 
+output "agent_count" {
+  description = "Agent replicas (0: the API app runs terraform itself)."
+  value       = var.agent_count
+}
+
+output "agent_token_secret" {
+  description = "Key Vault secret holding the agents' token (null without agents)."
+  value       = one(azurerm_key_vault_secret.agent_token[*].name)
+}
+
+output "agent_token_id" {
+  description = "Id of the agents' token, as `nclav agent-token list` shows it (revoke an old one after a rotation)."
+  value       = one(random_id.agent_token_id[*].hex)
+}
+
 output "connect_commands" {
   description = "Commands that point the nclav CLI at this server."
   value       = <<-EOT

@@ -95,3 +95,47 @@ variable "max_replicas" {
   type        = number
   default     = 2
 }
+
+variable "agent_count" {
+  description = "Replicas of the nclav-agents Container App running `nclav agent` (0: none, and the API app runs terraform itself). With agents the server runs `--agents-only` and every run waits for an agent."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.agent_count >= 0 && var.agent_count <= 300 && floor(var.agent_count) == var.agent_count
+    error_message = "agent_count must be a whole number from 0 to 300 (a Container App's replica limit)."
+  }
+}
+
+variable "agent_parallelism" {
+  description = "Runs one agent replica executes at the same time (`nclav agent --parallelism`); each terraform process may take 200-500 MB."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.agent_parallelism >= 1 && floor(var.agent_parallelism) == var.agent_parallelism
+    error_message = "agent_parallelism must be a whole number, 1 or more."
+  }
+}
+
+variable "agent_pool" {
+  description = "Pool the agents serve (`--labels pool=<name>`): they also run enclaves with that `agent_pool`. Empty: only enclaves that name no pool."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = can(regex("^([a-z]([a-z0-9-]{0,61}[a-z0-9])?)?$", var.agent_pool))
+    error_message = "agent_pool must be empty or an nclav id, as the enclaves' `agent_pool`: 1-63 lowercase letters, digits and dashes, starting with a letter, not ending with a dash."
+  }
+}
+
+variable "agent_cpu" {
+  description = "vCPUs per agent replica; the Consumption profile gives 2 GiB of memory per vCPU (1 -> 2Gi). Size it for agent_parallelism x 500 MB."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.agent_cpu >= 0.25 && var.agent_cpu <= 4 && floor(var.agent_cpu * 4) == var.agent_cpu * 4
+    error_message = "agent_cpu must be 0.25 to 4 in steps of 0.25."
+  }
+}

@@ -1,5 +1,5 @@
 output "api_url" {
-  description = "The Cloud Run URL (private: reach it through `make connect`, which runs `gcloud run services proxy`)."
+  description = "The Cloud Run URL (private: reach it through `make connect`, which runs `gcloud run services proxy`; with agents, from inside a VPC of the project instead)."
   value       = google_cloud_run_v2_service.api.uri
 }
 
@@ -28,11 +28,26 @@ output "token_secret" {
   value       = google_secret_manager_secret.api_token.secret_id
 }
 
+output "agent_count" {
+  description = "Agent instances (0: the service runs terraform itself)."
+  value       = var.agent_count
+}
+
+output "agent_token_secret" {
+  description = "Secret Manager secret holding the agents' token (null without agents)."
+  value       = one(google_secret_manager_secret.agent_token[*].secret_id)
+}
+
+output "agent_token_id" {
+  description = "Id of the agents' token, as `nclav agent-token list` shows it (revoke an old one after a rotation)."
+  value       = one(random_id.agent_token_id[*].hex)
+}
+
 output "connect_commands" {
   description = "Commands that point the nclav CLI at this server."
   value       = <<-EOT
-    gcloud run services proxy ${google_cloud_run_v2_service.api.name} --project=${var.project_id} --region=${var.region} --port=8080 &
-    export NCLAV_URL=http://localhost:8080
+    ${local.agents ? "# With agents the service takes internal traffic only: run these inside a VPC of ${var.project_id}." : "gcloud run services proxy ${google_cloud_run_v2_service.api.name} --project=${var.project_id} --region=${var.region} --port=8080 &"}
+    export NCLAV_URL=${local.agents ? google_cloud_run_v2_service.api.uri : "http://localhost:8080"}
     export NCLAV_TOKEN=$(gcloud secrets versions access latest --secret=${google_secret_manager_secret.api_token.secret_id} --project=${var.project_id})
   EOT
 }

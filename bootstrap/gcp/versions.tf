@@ -3,8 +3,10 @@ terraform {
 
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = ">= 6.0, < 8.0"
+      source = "hashicorp/google"
+      # google_cloud_run_v2_worker_pool (the agents) without the scaling_mode permadiff of
+      # releases before 7.18.
+      version = ">= 7.18, < 8.0"
     }
     random = {
       source  = "hashicorp/random"
