@@ -117,11 +117,14 @@ public struct AgentDispatch: IacTool {
         let started = ContinuousClock.now
         while true {
             if Task.isCancelled {
-                try? await jobs.cancelJob(id, at: Date())
                 // A queued job is withdrawn at once. A claimed one ends when its worker has
                 // stopped terraform (told on its next heartbeat), and the engine waits for that:
-                // the run's state lock is released only when its terraform is gone.
-                return try await Task { try await self.outcome(of: id, queueLimit: .infinity, pool: pool) }.value
+                // the run's state lock is released only when its terraform is gone. From a task
+                // of its own: a cancelled task's database calls would fail at once.
+                return try await Task {
+                    try await jobs.cancelJob(id, at: Date())
+                    return try await self.outcome(of: id, queueLimit: .infinity, pool: pool)
+                }.value
             }
             guard let job = try await jobs.job(id) else { throw AgentDispatchError.jobVanished(id) }
             switch job.state {

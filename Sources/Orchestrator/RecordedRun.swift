@@ -59,13 +59,18 @@ struct RecordedRun: Sendable {
         }
         await environment.progress(ProgressLine.started(key, operation, runID: runID))
 
-        /// Ends the run record once, with the last line of its log saying why.
+        /// Ends the run record once, with the last line of its log saying why. From a task of
+        /// its own, so a cancelled reconcile (a server shutting down) still records how its
+        /// runs ended: a cancelled task's store calls may fail at once.
         func finish(_ status: IacRun.Status, exitCode: Int32?, note: String? = nil) async {
-            if let note { try? await store.appendRunLog(runID, "== \(note)\n") }
-            try? await store.finishRun(runID, status: status, exitCode: exitCode, finishedAt: Date())
-            environment.observer.runFinished(operation: operation, status: status, seconds: Date().timeIntervalSince(start))
-            // Terraform unlocks on its own; a killed terraform cannot, so locks die with the run.
-            _ = try? await store.releaseLocks(heldBy: runID)
+            let observer = environment.observer
+            await Task {
+                if let note { try? await store.appendRunLog(runID, "== \(note)\n") }
+                try? await store.finishRun(runID, status: status, exitCode: exitCode, finishedAt: Date())
+                observer.runFinished(operation: operation, status: status, seconds: Date().timeIntervalSince(start))
+                // Terraform unlocks on its own; a killed terraform cannot, so locks die with the run.
+                _ = try? await store.releaseLocks(heldBy: runID)
+            }.value
         }
 
         var driverEnvironment = TerraformEnvironment()
@@ -97,11 +102,15 @@ struct RecordedRun: Sendable {
         let logBuffer = LineBatcher { text in try? await store.appendRunLog(runID, text) }
         do {
             result = try await environment.invoker.run(invocation) { line in await logBuffer.append(line) }
-            await logBuffer.flush()
-            if version == nil, let ran = result.toolVersion { try? await store.setRunToolVersion(runID, ran) }
-            await pushErroredState(key: key, workspace: workspace, runID: runID)
+            // Recorded even when the reconcile was cancelled (see `finish`).
+            let ran = version == nil ? result.toolVersion : nil
+            await Task {
+                await logBuffer.flush()
+                await pushErroredState(key: key, workspace: workspace, runID: runID)
+                if let ran { try? await store.setRunToolVersion(runID, ran) }
+            }.value
         } catch {
-            await logBuffer.flush()
+            await Task { await logBuffer.flush() }.value
             await finish(.failed, exitCode: nil, note: "could not run \(tool): \(error)")
             return Result(outcome: outcome(.failed, runID: runID, reason: "\(error)"))
         }

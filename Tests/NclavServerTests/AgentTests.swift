@@ -418,4 +418,37 @@ struct AgentTests {
         await agent.stop()
         await b.stop()
     }
+
+    @Test(
+        "a replica that stops while an agent runs its job tells the agent to stop and ends the run only when the agent has reported, so its state lock outlives the agent's terraform"
+    )
+    func replicaStopsUnderAgent() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_replica_stops")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "30")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database)
+        defer { cleanup() }
+        let server = servers[0]
+        let token = try await agentToken(server, name: "told")
+        let agent = try AgentProcess.start(remote: server.baseURL, token: token)
+        async let stopped = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
+        var locked = false
+        for _ in 0..<400 where !locked {
+            locked = try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_state_locks", database: database) == "1"
+            if !locked { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(locked, "the agent's terraform took the state lock")
+
+        #expect(await server.stop(SIGTERM) == 0, "\(server.stderr)")
+        _ = try await stopped
+        #expect(agent.log.contains("the server cancelled e0/p0"), "\(agent.log)")
+        let ends = try await TestPostgres.shared().psql(
+            """
+            SELECT r.status || ' ' || j.state || ' ' || (r.finished_at >= j.finished_at)::text
+            FROM nclav_runs r JOIN nclav_jobs j ON j.run_id = r.id
+            """, database: database)
+        #expect(ends == "cancelled finished true", "the run ended after its job: \(ends)\n\(agent.log)")
+        #expect(try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_state_locks", database: database) == "0")
+        await agent.stop()
+    }
 }
