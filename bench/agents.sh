@@ -90,6 +90,9 @@ for round in $(seq 1 "$ROUNDS"); do
   agents 1 1
   "$NCLAV" apply "$work/twenty" --auto-approve --parallelism 1 --report-file "$work/agent.json" >/dev/null
   stop_all
-  here=$(median_seconds "$work/inprocess.json"); there=$(median_seconds "$work/agent.json")
-  python3 -c "print(f'round $round: per-run median in-process {$here*1000:.0f} ms, through an agent {$there*1000:.0f} ms: overhead {($there-$here)*1000:.0f} ms (target <= 50 ms)')"
+  serve "$work/r$round-replica" --postgres-url "$(database "r${round}_replica")"
+  "$NCLAV" apply "$work/twenty" --auto-approve --parallelism 1 --report-file "$work/replica.json" >/dev/null
+  stop_all
+  here=$(median_seconds "$work/inprocess.json"); there=$(median_seconds "$work/agent.json"); replica=$(median_seconds "$work/replica.json")
+  python3 -c "print(f'round $round: per-run median in-process {$here*1000:.0f} ms, through an agent {$there*1000:.0f} ms: overhead {($there-$here)*1000:.0f} ms (target <= 50 ms); a replica worker (PostgreSQL, no agents) {$replica*1000:.0f} ms')"
 done

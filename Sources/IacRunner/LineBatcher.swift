@@ -31,6 +31,9 @@ public actor LineBatcher {
         guard !pending.isEmpty else { return }
         let text = pending.map { $0 + "\n" }.joined()
         pending.removeAll()
-        await send(text)
+        // From a task of its own: the last lines of a run that is being cancelled are the ones
+        // that say why it stopped, and a cancelled task's store calls and requests fail at once.
+        let send = self.send
+        await Task { await send(text) }.value
     }
 }

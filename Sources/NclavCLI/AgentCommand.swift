@@ -6,13 +6,13 @@ import NclavAuth
 import NclavClient
 import NclavCore
 
-/// `nclav agent`: runs terraform for a server whose runs are jobs (`serve --agents-only`).
+/// `nclav agent`: runs terraform for a server whose runs are jobs (the PostgreSQL store).
 /// It only ever connects out to the server, so it works from inside private networks.
 public struct Agent: AsyncParsableCommand {
     public init() {}
 
     public static let configuration = CommandConfiguration(
-        abstract: "Run terraform for an nclav server whose runs go to agents (`nclav serve --agents-only`).",
+        abstract: "Run terraform for an nclav server whose runs are jobs (the PostgreSQL store; `serve --agents-only` leaves them all to agents).",
         discussion: """
             Claims jobs over the HTTP API (outbound connections only), renders each partition's
             workspace locally, runs terraform with the run-scoped backend credential and the cloud

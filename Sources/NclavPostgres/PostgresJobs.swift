@@ -45,13 +45,24 @@ extension PostgresStore: JobStore {
     }
 
     public func finishJob(_ id: UUID, agent: String, outcome: Data, at time: Date) async throws -> Bool {
-        !(try await rows(
-            """
-            UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)), finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200),
-                   payload = ''::bytea
-            WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING id
-            """
-        ).isEmpty)
+        try await transaction { connection in
+            let finished = try await connection.query(
+                """
+                UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)),
+                       finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200), payload = ''::bytea
+                WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING run_id
+                """, logger: logger
+            ).collect().map { try $0.makeRandomAccess()["run_id"].decode(String.self) }
+            guard let runID = finished.first else { return false }
+            // A run that already ended was taken over from a replica that is gone; it kept its
+            // state locks until this job's terraform stopped, which it now has.
+            try await connection.query(
+                """
+                DELETE FROM nclav_state_locks WHERE run_id = \(runID)
+                  AND EXISTS (SELECT 1 FROM nclav_runs WHERE id = \(runID) AND status <> 'running')
+                """, logger: logger)
+            return true
+        }
     }
 
     public func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool {

@@ -25,7 +25,7 @@ public final class PostgresStore: StateStore {
     private let clientTask: Task<Void, Never>
     private let session: SessionConnection
     private let retainedVersions: Int
-    private let logger: Logger
+    let logger: Logger
     private let closedFlag = ClosedFlag()
     /// This replica's number in `nclav_replicas`, also the key of its liveness lock.
     public let replicaNumber: Int64
@@ -127,7 +127,7 @@ public final class PostgresStore: StateStore {
         try await mapped { _ = try await client.query(query, logger: logger).collect() }
     }
 
-    private func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await mapped {
             try await client.withConnection { connection in
                 try await connection.withTransaction(logger: logger) { connection in try await body(connection) }
@@ -478,10 +478,15 @@ public final class PostgresStore: StateStore {
             if let current = try await session.tryReconcileLock(lock) {
                 return current
             }
-            // This replica now leads: whatever dead replicas left running is over, and jobs that
-            // ended long ago go (the run records keep what happened).
-            _ = try await interruptRuns(at: Date(), includingOwn: false)
-            _ = try await purgeEndedJobs(endedBefore: Date().addingTimeInterval(-Self.endedJobRetention))
+            // This replica now leads: whatever dead replicas left running is over. Should that
+            // fail, the lock is let go again: a caller that got an error holds nothing to release.
+            do { _ = try await interruptRuns(at: Date(), includingOwn: false) } catch {
+                try? await session.releaseReconcileLock(lock.id)
+                throw error
+            }
+            // Housekeeping, never a reason to refuse the reconcile: jobs that ended long ago go
+            // (the run records keep what happened).
+            _ = try? await purgeEndedJobs(endedBefore: Date().addingTimeInterval(-Self.endedJobRetention))
             return nil
         }
     }
@@ -574,12 +579,16 @@ public final class PostgresStore: StateStore {
                 """, logger: logger)
             var report = RecoveryReport()
             report.interruptedRuns = runIDs.compactMap(UUID.init(uuidString:)).sorted { $0.uuidString < $1.uuidString }
+            // The locks of those runs and jobs, and any other lock a run that ended left behind
+            // (its job's end could not free it), unless a worker still runs its terraform.
             let released = Array(Set(runIDs + orphanedJobRuns))
-            if !released.isEmpty {
+            do {
                 report.releasedLocks = try await connection.query(
                     """
-                    DELETE FROM nclav_state_locks WHERE run_id = ANY(\(released))
-                      AND run_id NOT IN (SELECT run_id FROM nclav_jobs WHERE state = 'claimed')
+                    DELETE FROM nclav_state_locks l
+                    WHERE (l.run_id = ANY(\(released))
+                           OR EXISTS (SELECT 1 FROM nclav_runs r WHERE r.id = l.run_id AND r.status <> 'running'))
+                      AND l.run_id NOT IN (SELECT run_id FROM nclav_jobs WHERE state = 'claimed')
                     RETURNING enclave_id, partition_id
                     """, logger: logger
                 ).collect().map { row in

@@ -28,7 +28,7 @@ struct AgentRoutes: Sendable {
             guard let queue else {
                 throw APIError(
                     .notImplemented, "agents and their tokens need the PostgreSQL store",
-                    details: ["start the server with --postgres-url and --agents-only"])
+                    details: ["start the server with --postgres-url: its runs are then jobs agents can claim"])
             }
             return queue
         }

@@ -58,11 +58,6 @@ struct JobDesk: Sendable {
     func outcome(_ id: UUID, agent: String, outcome: Data) async throws {
         let job = try await held(id, agent: agent)
         guard try await jobs.finishJob(job.id, agent: agent, outcome: outcome, at: Date()) else { throw JobDeskError.notHeld(id) }
-        // A run whose server went away was ended by the replica that took over, which left the
-        // run's state locks to this job's end so no other run could write the state meanwhile.
-        if let status = try? await store.runStatus(job.runID), status != .running {
-            _ = try? await store.releaseLocks(heldBy: job.runID)
-        }
     }
 }
 

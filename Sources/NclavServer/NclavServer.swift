@@ -123,21 +123,11 @@ public enum NclavServer {
             },
             logger: logger
         )
-        // Shut down in reverse order: running reconciles are cancelled and awaited first (their
-        // terraform stops and saves state), then the listener stops, then the drift schedule,
-        // and the store closes last.
-        var services: [any Service] = [StoreService(store: store, logger: logger)]
-        if let interval = configuration.driftInterval {
-            services.append(
-                DriftSchedule(
-                    interval: interval,
-                    routes: reconcileRoutes(
-                        store: store, configuration: configuration, token: token.value,
-                        address: address, metrics: metrics, reconciles: reconciles),
-                    logger: logger))
-        }
-        services.append(app)
-        // Its runs stop before the listener does: terraform talks to the state backend here.
+        // Shut down in reverse order: running reconciles and a scheduled drift check are
+        // cancelled and awaited first (their terraform stops and saves state), then this
+        // replica's workers end their runs, then the listener stops (terraform talks to the
+        // state backend here until then), and the store closes last.
+        var services: [any Service] = [StoreService(store: store, logger: logger), app]
         if let postgres = store as? PostgresStore, !configuration.agentsOnly, configuration.replicaWorkers > 0 {
             let hostName = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
             services.append(
@@ -146,6 +136,15 @@ public enum NclavServer {
                     desk: JobDesk(jobs: postgres, store: store, lease: configuration.agentLease, secrets: [token.value]),
                     name: "\(PostgresStore.replicaWorkerPrefix)\(postgres.replicaNumber)/\(hostName)-\(getpid())", address: address,
                     bindHost: configuration.bindHost, work: configuration.home.appendingPathComponent("replica-jobs"), logger: logger))
+        }
+        if let interval = configuration.driftInterval {
+            services.append(
+                DriftSchedule(
+                    interval: interval,
+                    routes: reconcileRoutes(
+                        store: store, configuration: configuration, token: token.value,
+                        address: address, metrics: metrics, reconciles: reconciles),
+                    logger: logger))
         }
         services.append(reconciles)
         let group = ServiceGroup(

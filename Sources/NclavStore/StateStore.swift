@@ -234,7 +234,9 @@ public protocol JobStore: Sendable {
     func claimJob(agent: String, pools: [String?], leaseExpiresAt: Date, at time: Date) async throws -> AgentJob?
     /// Extends a lease the agent still holds; false when it no longer does (lost or finished).
     func renewLease(_ id: UUID, agent: String, until: Date) async throws -> Bool
-    /// Records the outcome of a job the agent still holds; false when it no longer does.
+    /// Records the outcome of a job the agent still holds; false when it no longer does. When
+    /// the job's run has already ended (taken over after its replica died), the run's state
+    /// locks go with it, in the same transaction.
     func finishJob(_ id: UUID, agent: String, outcome: Data, at time: Date) async throws -> Bool
     /// Marks a claimed job whose lease ran out as interrupted; false when it is not (any more).
     func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool

@@ -39,13 +39,26 @@ public struct AgentDispatch: IacTool {
         let payload = try JSONEncoder().encode(try RemoteRun(invocation, serverSecrets: serverSecrets))
         await waitForEarlierJobs(of: invocation.key, runID: runID, limit: invocation.policy.timeout.inSeconds)
         var lost: [String] = []
-        for attempt in 1...attempts {
+        // Jobs handed back by a worker that shut down (a replica or agent stopping, say in a
+        // rolling deploy): queued again without counting as a loss, a few times at most.
+        var handedBack = 0
+        var attempt = 0
+        while true {
+            attempt += 1
             let job = AgentJob(
                 runID: runID, enclave: invocation.key.enclave, partition: invocation.key.partition, pool: invocation.agentPool, attempt: attempt,
                 payload: payload)
             try await jobs.enqueueJob(job)
-            if attempt > 1 { try? await store.appendRunLog(runID, "== queued again for another agent (attempt \(attempt) of \(attempts))\n") }
+            if attempt > 1 {
+                try? await store.appendRunLog(runID, "== queued again for another agent (attempt \(attempt) of \(attempts + handedBack))\n")
+            }
             switch try await outcome(of: job.id, queueLimit: invocation.policy.timeout.inSeconds, pool: invocation.agentPool) {
+            case .finished(let outcome) where outcome.cancelled && !Task.isCancelled && handedBack < Self.handBackLimit:
+                handedBack += 1
+                let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
+                try? await store.appendRunLog(
+                    runID,
+                    "== attempt \(attempt) stopped: its worker shut down and interrupted terraform\(Self.releasedNote(released))\n")
             case .finished(let outcome):
                 if let error = outcome.error { throw AgentDispatchError.agentFailed(error) }
                 if outcome.savePlan(to: invocation.planFile) == false { throw AgentDispatchError.planFileMissing }
@@ -61,17 +74,25 @@ public struct AgentDispatch: IacTool {
                     _ = try? await store.releaseLocks(heldBy: runID)
                     throw CancellationError()
                 }
-                let reason = "agent \(agent) stopped answering (its lease ran out at \(Timestamp.string(expiredAt)))"
+                // A lease still running means the replica that took over ended the job: the
+                // worker was one of a replica that is gone.
+                let reason =
+                    expiredAt > Date()
+                    ? "agent \(agent) is gone with its replica"
+                    : "agent \(agent) stopped answering (its lease ran out at \(Timestamp.string(expiredAt)))"
                 lost.append(reason)
                 // What terraform held dies with the attempt, so the next one can take the state.
                 let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
-                try? await store.appendRunLog(
-                    runID,
-                    "== attempt \(attempt) interrupted: \(reason)\(released.isEmpty ? "" : "; state lock of \(released.map(\.description).joined(separator: ", ")) released")\n"
-                )
+                try? await store.appendRunLog(runID, "== attempt \(attempt) interrupted: \(reason)\(Self.releasedNote(released))\n")
+                if lost.count >= attempts { throw AgentDispatchError.lost(lost) }
             }
         }
-        throw AgentDispatchError.lost(lost)
+    }
+
+    static let handBackLimit = 5
+
+    static func releasedNote(_ released: [StateKey]) -> String {
+        released.isEmpty ? "" : "; state lock of \(released.map(\.description).joined(separator: ", ")) released"
     }
 
     /// Reconciles take turns, so a job of this partition still held by a worker belongs to a
@@ -122,7 +143,18 @@ public struct AgentDispatch: IacTool {
                 // the run's state lock is released only when its terraform is gone. From a task
                 // of its own: a cancelled task's database calls would fail at once.
                 return try await Task {
-                    try await jobs.cancelJob(id, at: Date())
+                    // Until it is recorded: a worker not told to stop would go on writing.
+                    var tries = 0
+                    while true {
+                        do {
+                            try await jobs.cancelJob(id, at: Date())
+                            break
+                        } catch {
+                            tries += 1
+                            if tries >= 30 { throw error }
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
                     return try await self.outcome(of: id, queueLimit: .infinity, pool: pool)
                 }.value
             }

@@ -130,7 +130,10 @@ struct PartitionApply: Sendable {
             state.fingerprint = nil
         }
         do {
-            try await environment.store.putPartition(state)
+            // Recorded even when the reconcile is being cancelled: what terraform did is done.
+            let store = environment.store
+            let record = state
+            try await Task { try await store.putPartition(record) }.value
         } catch {
             var failed = outcome
             failed.result = .failed

@@ -110,7 +110,7 @@ struct RecordedRun: Sendable {
                 if let ran { try? await store.setRunToolVersion(runID, ran) }
             }.value
         } catch {
-            await Task { await logBuffer.flush() }.value
+            await logBuffer.flush()
             await finish(.failed, exitCode: nil, note: "could not run \(tool): \(error)")
             return Result(outcome: outcome(.failed, runID: runID, reason: "\(error)"))
         }
@@ -133,7 +133,10 @@ struct RecordedRun: Sendable {
         }
         var outputs: [String: String] = [:]
         if operation == .provision || operation == .update {
-            switch await declaredOutputs(partition.declaredOutputs, key: key) {
+            // Read even when the reconcile is being cancelled: terraform applied, and its
+            // outputs are what the record keeps.
+            let names = partition.declaredOutputs
+            switch await Task(operation: { await self.declaredOutputs(names, key: key) }).value {
             case .success(let values): outputs = values
             case .failure(let problem):
                 await finish(.failed, exitCode: result.result.exitCode, note: "failed: \(problem.reason)")

@@ -141,6 +141,10 @@ struct Serve: AsyncParsableCommand {
         if agentsOnly && postgresURL == nil && (ProcessInfo.processInfo.environment["NCLAV_POSTGRES_URL"] ?? "").isEmpty {
             throw ValidationError("--agents-only needs the PostgreSQL store (--postgres-url or NCLAV_POSTGRES_URL): agents claim jobs from its queue")
         }
+        if replicaWorkers != 8 && postgresURL == nil && (ProcessInfo.processInfo.environment["NCLAV_POSTGRES_URL"] ?? "").isEmpty {
+            throw ValidationError(
+                "--replica-workers needs the PostgreSQL store (--postgres-url or NCLAV_POSTGRES_URL): with SQLite every run happens in the server")
+        }
         for registration in agentTokenRegistrations(ProcessInfo.processInfo.environment)
         where !ServerConfiguration.isAgentTokenRegistration(registration) {
             throw ValidationError("--agent-token-hash `\(registration.prefix(80))` is not <id>:<sha256>; `nclav agent-token hash <token>` prints it")

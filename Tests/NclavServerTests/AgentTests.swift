@@ -235,34 +235,41 @@ struct AgentTests {
         await server.stop()
     }
 
-    @Test("SIGTERM to an agent: it claims nothing more, interrupts its run the way a timeout does, reports it, and exits 0")
+    @Test(
+        "SIGTERM to an agent: it claims nothing more, interrupts its run the way a timeout does and hands the job back, exits 0; another agent runs it"
+    )
     func agentShutdown() async throws {
         let database = try await TestPostgres.shared().createDatabase("agents_stop")
-        let builder = try tree(enclaves: 1, partitions: 1, sleep: "30")
+        let mark = try TestSupport.makeScratchDirectory("nclav-agent-mark").appendingPathComponent("first-try").path
+        // The first try sleeps 30 s (it is the one stopped); the next one 1 s.
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "$(test -e \(mark) && echo 1 || (touch \(mark); echo 30))")
         defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
         let (servers, cleanup) = try await startReplicas(1, database: database, lease: "10s")
         defer { cleanup() }
         let server = servers[0]
-        let agent = try AgentProcess.start(remote: server.baseURL, token: try await agentToken(server, name: "stop"))
+        let token = try await agentToken(server, name: "stop")
+        let agent = try AgentProcess.start(remote: server.baseURL, token: token)
         async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
-        for _ in 0..<400 {
-            let listing = try await http(.GET, server.baseURL + "/jobs?enclave=e0&partition=p0", auth: .bearer(server.token)).json()
-            if (listing["jobs"] as? [[String: Any]])?.first?["state"] as? String == "claimed" { break }
+        for _ in 0..<400 where !FileManager.default.fileExists(atPath: mark) {
             try await Task.sleep(for: .milliseconds(50))
         }
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .seconds(1))
         let started = Date()
         #expect(await agent.stop(SIGTERM) == 0, "\(agent.log)")
         #expect(Date().timeIntervalSince(started) < 30, "it did not wait for the 30 s run")
         #expect(agent.log.contains("stopping (no new jobs"), "\(agent.log)")
+        let next = try AgentProcess.start(remote: server.baseURL, token: token)
+
         let result = try await apply
-        #expect(result.exitCode == 1)
-        #expect(result.stdout.contains("! e0/p0 provision failed"), "\(result.stdout)")
+        #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
         let jobs =
             try await http(.GET, server.baseURL + "/jobs?enclave=e0&partition=p0", auth: .bearer(server.token)).json()["jobs"] as? [[String: Any]]
-        #expect(jobs?.map { $0["state"] as? String } == ["finished"], "reported, not lost: \(jobs ?? [])")
-        let run = try await http(.GET, server.baseURL + "/enclaves/e0/partitions/p0/iac/runs/latest", auth: .bearer(server.token)).json()
-        #expect(run["status"] as? String == "cancelled", "\(run)")
+        #expect(jobs?.map { $0["state"] as? String } == ["finished", "finished"], "reported, not lost: \(jobs ?? [])")
+        let log = try await nclavCLI(["iac", "logs", "e0", "p0"], server: server)
+        #expect(log.stdout.contains("== attempt 1 stopped: its worker shut down and interrupted terraform"), "\(log.stdout)")
+        #expect(log.stdout.contains("== queued again for another agent (attempt 2 of 3)"), "\(log.stdout)")
+        #expect(log.stdout.contains("Apply complete!"), "\(log.stdout)")
+        await next.stop()
         await server.stop()
     }
 
@@ -332,6 +339,11 @@ struct AgentTests {
         let bad = try TestSupport.run(
             TestSupport.nclavBinary.path, ["serve", "--port", "0", "--postgres-url", database, "--agent-token-hash", "nope"])
         #expect(bad.exitCode == 64 && bad.stderr.contains("is not <id>:<sha256>"), "\(bad.stderr)")
+        // Queue settings mean nothing without the queue's store.
+        for flags in [["--agents-only"], ["--replica-workers", "0"], ["--agent-token-hash", registration]] {
+            let sqlite = try TestSupport.run(TestSupport.nclavBinary.path, ["serve", "--port", "0", "--ephemeral"] + flags)
+            #expect(sqlite.exitCode == 64 && sqlite.stderr.contains("needs the PostgreSQL store"), "\(flags): \(sqlite.stderr)")
+        }
 
         let (servers, cleanup) = try await startReplicas(1, database: database, extra: ["--agent-token-hash", registration])
         defer { cleanup() }
