@@ -13,12 +13,40 @@ import PostgresNIO
 /// next attempt's claim, whichever client's clock is ahead.
 extension PostgresStore: JobStore {
     public func enqueueJob(_ job: AgentJob) async throws {
+        // The insert and the notification in one statement: every replica's waiting claimers
+        // wake at once (`waitForJobs`).
         try await execute(
             """
-            INSERT INTO nclav_jobs (id, run_id, enclave_id, partition_id, pool, attempt, state, created_at, payload)
-            VALUES (\(job.id.uuidString), \(job.runID.uuidString), \(job.enclave), \(job.partition), \(job.pool), \(Int32(job.attempt)),
-                    \(job.state.rawValue), \(job.createdAt.timeIntervalSinceReferenceDate), \(ByteBuffer(bytes: job.payload)))
+            WITH queued AS (
+                INSERT INTO nclav_jobs (id, run_id, enclave_id, partition_id, pool, attempt, state, created_at, payload)
+                VALUES (\(job.id.uuidString), \(job.runID.uuidString), \(job.enclave), \(job.partition), \(job.pool), \(Int32(job.attempt)),
+                        \(job.state.rawValue), \(job.createdAt.timeIntervalSinceReferenceDate), \(ByteBuffer(bytes: job.payload)))
+                RETURNING id)
+            SELECT pg_notify(\(Self.jobChannel), '') FROM queued
             """)
+        await bell.ring()
+    }
+
+    public func jobTicket() async -> UInt64 { await bell.rings }
+
+    public func waitForJobs(after ticket: UInt64, upTo timeout: Duration) async {
+        await bell.startListening { [client, logger, bell, closedFlag] in
+            while !Task.isCancelled && !closedFlag.isClosed {
+                do {
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: Self.jobChannel) { notifications in
+                            // Whatever was queued while this connection was being made.
+                            await bell.ring()
+                            for try await _ in notifications { await bell.ring() }
+                        }
+                    }
+                } catch {
+                    logger.debug("listening for queued jobs stopped; again in 1 s", metadata: ["error": "\(Self.message(error))"])
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        await bell.wait(after: ticket, upTo: timeout)
     }
 
     public func claimJob(agent: String, pools: [String?], leaseExpiresAt: Date, at time: Date) async throws -> AgentJob? {

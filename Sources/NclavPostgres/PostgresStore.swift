@@ -21,12 +21,16 @@ import PostgresNIO
 ///   together apply each one once.
 public final class PostgresStore: StateStore {
     public let url: PostgresURL
-    private let client: PostgresClient
+    let client: PostgresClient
     private let clientTask: Task<Void, Never>
     private let session: SessionConnection
     private let retainedVersions: Int
     let logger: Logger
-    private let closedFlag = ClosedFlag()
+    let closedFlag = ClosedFlag()
+    /// Wakes this replica's claimers when a job is queued (see `waitForJobs`).
+    let bell = JobBell()
+    /// The `NOTIFY` channel of queued jobs.
+    static let jobChannel = "nclav_jobs"
     /// This replica's number in `nclav_replicas`, also the key of its liveness lock.
     public let replicaNumber: Int64
 
@@ -89,8 +93,12 @@ public final class PostgresStore: StateStore {
     deinit {
         // A store dropped without `close()` still hangs up: the session holds this replica's locks.
         let session = session
+        let bell = bell
         clientTask.cancel()
-        Task { await session.close() }
+        Task {
+            await bell.stop()
+            await session.close()
+        }
     }
 
     // MARK: Plumbing
@@ -148,6 +156,7 @@ public final class PostgresStore: StateStore {
 
     public func close() async throws {
         closedFlag.close()
+        await bell.stop()
         await session.close()
         clientTask.cancel()
     }

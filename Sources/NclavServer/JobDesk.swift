@@ -1,6 +1,7 @@
 import Foundation
 import NclavCore
 import NclavStore
+import ServiceLifecycle
 
 /// The server's side of the job queue, for whoever works it: agents over HTTP
 /// (`AgentRoutes`) and this replica's own workers (`ReplicaWorkers`). Every call after the
@@ -17,10 +18,8 @@ struct JobDesk: Sendable {
     func claim(agent: String, pool: String?, waitSeconds: Double) async throws -> (job: AgentJob, run: RemoteRun)? {
         let pools: [String?] = [nil] + (pool.map { [$0] } ?? [])
         let deadline = Date().addingTimeInterval(min(max(waitSeconds, 0), 60))
-        // Looked for often right after a job (reconciles queue the next one at once) and less
-        // often while the queue stays empty, so idle workers cost the database little.
-        var pause = Duration.milliseconds(20)
         while true {
+            let ticket = await jobs.jobTicket()
             let now = Date()
             if let job = try await jobs.claimJob(agent: agent, pools: pools, leaseExpiresAt: now.addingTimeInterval(lease.inSeconds), at: now) {
                 let run = try JSONDecoder().decode(RemoteRun.self, from: job.payload)
@@ -30,8 +29,10 @@ struct JobDesk: Sendable {
             }
             // A stopping server answers at once rather than keep its shutdown waiting on the wait.
             if now >= deadline || Task.isCancelled || Task.isShuttingDownGracefully { return nil }
-            try? await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(250))
+            // Woken when a job is queued; the timeout covers a notification lost on the way. A
+            // server shutting down ends the wait.
+            let wait = Duration.milliseconds(min(2000, max(10, Int64(deadline.timeIntervalSince(Date()) * 1000))))
+            await cancelWhenGracefulShutdown { [jobs] in await jobs.waitForJobs(after: ticket, upTo: wait) }
         }
     }
 

@@ -247,6 +247,12 @@ public protocol JobStore: Sendable {
     func jobs(enclave: String, partition: String) async throws -> [AgentJob]
     /// How many jobs wait, and since when the oldest has.
     func queueDepth() async throws -> (queued: Int, oldest: Date?)
+    /// Taken before a claim that may find nothing, for `waitForJobs(after:upTo:)`.
+    func jobTicket() async -> UInt64
+    /// Returns when a job may have been queued (by any replica) since `ticket` was taken, when
+    /// the waiting task is cancelled, or after `timeout`: what a claimer waits on between claims
+    /// instead of asking the database over and over.
+    func waitForJobs(after ticket: UInt64, upTo timeout: Duration) async
     /// Deletes jobs that ended before `time` (their runs and logs stay); how many went.
     func purgeEndedJobs(endedBefore time: Date) async throws -> Int
 

@@ -89,6 +89,24 @@ struct PostgresReplicaTests {
         try await second.close()
     }
 
+    @Test("a claimer waiting on one replica wakes when another replica queues a job, not at its timeout")
+    func queuedJobWakesOtherReplica() async throws {
+        let (first, second, _) = try await twoReplicas()
+        // Listening starts with the first wait; a short one sets it up.
+        await second.waitForJobs(after: await second.jobTicket(), upTo: .milliseconds(200))
+        let started = ContinuousClock.now
+        let ticket = await second.jobTicket()
+        async let woke: Void = second.waitForJobs(after: ticket, upTo: .seconds(60))
+        try await Task.sleep(for: .milliseconds(300))
+        try await first.enqueueJob(AgentJob(runID: UUID(), enclave: "e", partition: "p", pool: nil, attempt: 1, payload: Data("x".utf8)))
+        await woke
+        #expect(ContinuousClock.now - started < .seconds(30), "woken by the notification, not the 60 s timeout")
+        let claimed = try await second.claimJob(agent: "a", pools: [nil], leaseExpiresAt: Date().addingTimeInterval(60), at: Date())
+        #expect(claimed?.partition == "p")
+        try await first.close()
+        try await second.close()
+    }
+
     @Test("lockers spread over two replicas: exactly one holder")
     func lockersAcrossReplicas() async throws {
         let (first, second, _) = try await twoReplicas()
