@@ -463,4 +463,43 @@ struct AgentTests {
         #expect(try await TestPostgres.shared().psql("SELECT count(*) FROM nclav_state_locks", database: database) == "0")
         await agent.stop()
     }
+
+    @Test(
+        "a rolling deploy: a replica stopped while its worker runs another replica's job hands the job back, and a new replica's worker runs it; the reconcile succeeds"
+    )
+    func rollingDeploy() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_rolling")
+        let mark = try TestSupport.makeScratchDirectory("nclav-rolling-mark").appendingPathComponent("first-try").path
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "$(test -e \(mark) && echo 1 || (touch \(mark); echo 30))")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        // A holds the reconcile and runs nothing; B's worker takes the job.
+        let (holders, cleanup) = try await ServerProcess.startReplicas(1, database: database, arguments: ["--replica-workers", "0"])
+        defer { cleanup() }
+        let a = holders[0]
+        let (b, bHome) = try await ServerProcess.startReplica(database: database, token: a.token, arguments: ["--replica-workers", "1"])
+        defer { try? FileManager.default.removeItem(at: bHome) }
+        async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: a)
+        for _ in 0..<400 where !FileManager.default.fileExists(atPath: mark) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .seconds(1))
+
+        let stopping = Date()
+        #expect(await b.stop(SIGTERM) == 0, "\(b.stderr)")
+        #expect(Date().timeIntervalSince(stopping) < 30, "B interrupted its worker's run instead of waiting 30 s")
+        let (c, cHome) = try await ServerProcess.startReplica(database: database, token: a.token, arguments: ["--replica-workers", "1"])
+        defer { try? FileManager.default.removeItem(at: cHome) }
+
+        let result = try await apply
+        #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
+        let jobs = try await self.jobs(a, enclaves: 1, partitions: 1)["e0/p0"] ?? []
+        #expect(jobs.map { $0["state"] as? String } == ["finished", "finished"], "\(jobs)")
+        let workers = jobs.compactMap { ($0["agent"] as? String)?.split(separator: "/").first.map(String.init) }
+        #expect(workers.count == 2 && workers.allSatisfy { $0.hasPrefix("replica-") } && workers[0] != workers[1], "B's worker, then C's: \(workers)")
+        let log = try await nclavCLI(["iac", "logs", "e0", "p0"], server: a)
+        #expect(log.stdout.contains("== attempt 1 stopped: its worker shut down and interrupted terraform"), "\(log.stdout)")
+        #expect(log.stdout.contains("Apply complete!"), "\(log.stdout)")
+        await c.stop()
+        await a.stop()
+    }
 }

@@ -22,17 +22,24 @@ extension ServerProcess {
     /// `count` replicas of a hosted deployment: one PostgreSQL database and one admin token,
     /// each with its own NCLAV_HOME. Returns them and how to remove their homes.
     public static func startReplicas(_ count: Int, database: String, arguments: [String] = []) async throws -> ([ServerProcess], () -> Void) {
-        let token = (0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64)
+        let token = String((0..<4).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "") }.joined().prefix(64))
         var servers: [ServerProcess] = []
         var homes: [URL] = []
         for _ in 0..<count {
-            let home = try TestSupport.makeScratchDirectory("nclav-replica")
-            try Data(token.utf8).write(to: home.appendingPathComponent("token"))
-            chmod(home.appendingPathComponent("token").path, 0o600)
+            let (server, home) = try await startReplica(database: database, token: token, arguments: arguments)
+            servers.append(server)
             homes.append(home)
-            servers.append(try await start(home: home, arguments: arguments, environment: ["NCLAV_POSTGRES_URL": database]))
         }
         return (servers, { for home in homes { try? FileManager.default.removeItem(at: home) } })
+    }
+
+    /// One more replica of a deployment (`token` is its admin token, shared by all replicas);
+    /// returns it and its home, for the caller to remove.
+    public static func startReplica(database: String, token: String, arguments: [String] = []) async throws -> (ServerProcess, URL) {
+        let home = try TestSupport.makeScratchDirectory("nclav-replica")
+        try Data(token.utf8).write(to: home.appendingPathComponent("token"))
+        chmod(home.appendingPathComponent("token").path, 0o600)
+        return (try await start(home: home, arguments: arguments, environment: ["NCLAV_POSTGRES_URL": database]), home)
     }
 }
 
