@@ -20,6 +20,8 @@ struct AgentRoutes: Sendable {
     let lease: Duration
     /// Redacted from the lines agents send.
     let secrets: [String]
+    /// Opens the jobs' sealed payloads for the agents that claim them.
+    let seal: JobPayloadSeal
 
     static let instanceHeader = HTTPField.Name("Nclav-Agent-Instance")!
 
@@ -81,7 +83,7 @@ struct AgentRoutes: Sendable {
     }
 
     var desk: JobDesk {
-        get throws { JobDesk(jobs: try jobs, store: store, lease: lease, secrets: secrets) }
+        get throws { JobDesk(jobs: try jobs, store: store, lease: lease, secrets: secrets, seal: seal) }
     }
 
     func claim(_ data: Data, _ context: NclavRequestContext) async throws -> Response {

@@ -1,4 +1,5 @@
 import Foundation
+import NclavAuth
 import NclavCore
 import NclavStore
 import ServiceLifecycle
@@ -12,6 +13,8 @@ struct JobDesk: Sendable {
     let lease: Duration
     /// Redacted from the log lines workers send (the admin token, should one ever echo it).
     let secrets: [String]
+    /// Opens the payloads the dispatcher sealed.
+    let seal: JobPayloadSeal
 
     /// The oldest queued job this worker may take (jobs without a pool, and those of `pool`),
     /// waiting up to `waitSeconds` for one.
@@ -22,7 +25,13 @@ struct JobDesk: Sendable {
             let ticket = await jobs.jobTicket()
             let now = Date()
             if let job = try await jobs.claimJob(agent: agent, pools: pools, leaseExpiresAt: now.addingTimeInterval(lease.inSeconds), at: now) {
-                let run = try JSONDecoder().decode(RemoteRun.self, from: job.payload)
+                let run: RemoteRun
+                do { run = try JSONDecoder().decode(RemoteRun.self, from: try seal.open(job.payload)) } catch {
+                    // Unreadable here means unreadable for every worker: the job ends with why.
+                    let outcome = RemoteRunOutcome(lastCommand: "init", exitCode: nil, error: "\(error)")
+                    _ = try? await jobs.finishJob(job.id, agent: agent, outcome: try JSONEncoder().encode(outcome), at: Date())
+                    continue
+                }
                 try? await store.appendRunLog(
                     job.runID, "== agent \(agent) runs this (job \(job.id.uuidString.lowercased()), attempt \(job.attempt))\n")
                 return (job, run)

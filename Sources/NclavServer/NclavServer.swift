@@ -133,7 +133,9 @@ public enum NclavServer {
             services.append(
                 ReplicaWorkers(
                     count: configuration.replicaWorkers,
-                    desk: JobDesk(jobs: postgres, store: store, lease: configuration.agentLease, secrets: [token.value]),
+                    desk: JobDesk(
+                        jobs: postgres, store: store, lease: configuration.agentLease, secrets: [token.value],
+                        seal: JobPayloadSeal(adminToken: token.value)),
                     name: "\(PostgresStore.replicaWorkerPrefix)\(postgres.replicaNumber)/\(hostName)-\(getpid())", address: address,
                     bindHost: configuration.bindHost, work: configuration.home.appendingPathComponent("replica-jobs"), logger: logger))
         }
@@ -209,8 +211,10 @@ extension NclavServer {
         ReconcileReports(store: store).register(on: router)
         reconcileRoutes(store: store, configuration: configuration, token: token, address: address, metrics: metrics, reconciles: reconciles)
             .register(on: router) { request in try await routes.body(request) }
-        AgentRoutes(queue: store as? any JobStore, store: store, lease: configuration.agentLease, secrets: [token])
-            .register(on: router) { request in try await routes.body(request) }
+        AgentRoutes(
+            queue: store as? any JobStore, store: store, lease: configuration.agentLease, secrets: [token], seal: JobPayloadSeal(adminToken: token)
+        )
+        .register(on: router) { request in try await routes.body(request) }
         router.get("/metrics") { _, _ in
             var text = metrics.render()
             if let jobs = store as? any JobStore, let depth = try? await jobs.queueDepth() {

@@ -227,7 +227,7 @@ struct ReconcileRoutes: Sendable {
         environment.observer = observer
         environment.plans.lifetime = Double(configuration.planLifetime.components.seconds)
         if let jobs = store as? any JobStore {
-            environment.invoker = AgentDispatch(jobs: jobs, store: store, serverSecrets: [token])
+            environment.invoker = AgentDispatch(jobs: jobs, store: store, serverSecrets: [token], seal: JobPayloadSeal(adminToken: token))
         }
         return Reconciler(environment: environment)
     }

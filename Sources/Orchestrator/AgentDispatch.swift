@@ -1,5 +1,6 @@
 import Foundation
 import IacRunner
+import NclavAuth
 import NclavCore
 import NclavStore
 
@@ -16,16 +17,22 @@ public struct AgentDispatch: IacTool {
     let store: any StateStore
     /// Never sent to an agent: the admin token.
     let serverSecrets: [String]
+    /// Seals each job's payload while it is in the database.
+    let seal: JobPayloadSeal
     /// How often the outcome is looked for.
     let poll: Duration
     /// How many times a run is tried in all.
     let attempts: Int
     let maximumPoll: Duration = .milliseconds(500)
 
-    public init(jobs: any JobStore, store: any StateStore, serverSecrets: [String], poll: Duration = .milliseconds(25), attempts: Int = 2) {
+    public init(
+        jobs: any JobStore, store: any StateStore, serverSecrets: [String], seal: JobPayloadSeal, poll: Duration = .milliseconds(25),
+        attempts: Int = 2
+    ) {
         self.jobs = jobs
         self.store = store
         self.serverSecrets = serverSecrets
+        self.seal = seal
         self.poll = poll
         self.attempts = attempts
     }
@@ -36,7 +43,7 @@ public struct AgentDispatch: IacTool {
 
     public func run(_ invocation: TerraformInvocation, log: @escaping @Sendable (String) async -> Void) async throws -> InvocationResult {
         guard let runID = invocation.runID else { throw AgentDispatchError.noRun }
-        let payload = try JSONEncoder().encode(try RemoteRun(invocation, serverSecrets: serverSecrets))
+        let payload = try seal.seal(try JSONEncoder().encode(try RemoteRun(invocation, serverSecrets: serverSecrets)))
         await waitForEarlierJobs(of: invocation.key, runID: runID, limit: invocation.policy.timeout.inSeconds)
         var lost: [String] = []
         // Jobs handed back by a worker that shut down (a replica or agent stopping, say in a

@@ -215,6 +215,11 @@ struct AgentTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(waiting.contains("nclav_agent_jobs_queued 2\n"), "e1's two runs wait: \(waiting.suffix(400))")
+        // What waits in the database (and its WAL and backups) carries no usable credential.
+        let stored = try await TestPostgres.shared().psql(
+            "SELECT count(*) FROM nclav_jobs WHERE state = 'queued' AND position('nclavrun.'::bytea in payload) = 0 AND position('nclavjob1:'::bytea in payload) = 1",
+            database: database)
+        #expect(stored == "2", "queued payloads are sealed: \(stored)")
         #expect(waiting.contains("nclav_agent_oldest_job_age_seconds "))
         let eu = try AgentProcess.start(remote: server.baseURL, token: token, arguments: ["--labels", "pool=eu"])
         let result = try await apply
@@ -501,5 +506,25 @@ struct AgentTests {
         #expect(log.stdout.contains("Apply complete!"), "\(log.stdout)")
         await c.stop()
         await a.stop()
+    }
+
+    @Test("a replica with another admin token cannot open a job's sealed payload: the job ends at once and the run says why")
+    func sealedWithAnotherToken() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_other_token")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "0")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (holders, cleanup) = try await ServerProcess.startReplicas(1, database: database, arguments: ["--replica-workers", "0"])
+        defer { cleanup() }
+        let (stranger, home) = try await ServerProcess.startReplica(
+            database: database, token: String(repeating: "f", count: 64), arguments: ["--replica-workers", "1"])
+        defer { try? FileManager.default.removeItem(at: home) }
+
+        let apply = try await nclavCLI(["apply", builder.root.path, "--auto-approve"], server: holders[0])
+        #expect(apply.exitCode == 1)
+        #expect(apply.stdout.contains("sealed with another admin token"), "\(apply.stdout)\(apply.stderr)")
+        let jobs = try await self.jobs(holders[0], enclaves: 1, partitions: 1)["e0/p0"] ?? []
+        #expect(jobs.map { $0["state"] as? String } == ["finished"], "ended at once, not left to its lease: \(jobs)")
+        await stranger.stop()
+        await holders[0].stop()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import IacRunner
+import NclavAuth
 import NclavCore
 import NclavPostgres
 import NclavStore
@@ -94,7 +95,9 @@ struct AgentDispatchModelTests {
         let workspace = try TestSupport.makeScratchDirectory("nclav-dispatch-model")
         defer { try? FileManager.default.removeItem(at: workspace) }
         try "resource \"terraform_data\" \"x\" {}\n".write(to: workspace.appendingPathComponent("main.tf"), atomically: true, encoding: .utf8)
-        let dispatch = AgentDispatch(jobs: store, store: store, serverSecrets: ["the-admin-token"], poll: .milliseconds(10))
+        let dispatch = AgentDispatch(
+            jobs: store, store: store, serverSecrets: ["the-admin-token"], seal: JobPayloadSeal(adminToken: "the-admin-token"),
+            poll: .milliseconds(10))
 
         for seed in seeds {
             let count = 10
@@ -194,7 +197,9 @@ extension AgentDispatchModelTests {
                 try await Task.sleep(for: .milliseconds(10))
             }
         }
-        let result = try await AgentDispatch(jobs: store, store: store, serverSecrets: []).run(invocation) { _ in }
+        let result = try await AgentDispatch(jobs: store, store: store, serverSecrets: [], seal: JobPayloadSeal(adminToken: "t")).run(invocation) {
+            _ in
+        }
         try await agent.value
         #expect(result.result.exitCode == 1)
         let errored = try String(contentsOf: workspace.appendingPathComponent("errored.tfstate"), encoding: .utf8)
