@@ -29,7 +29,10 @@ public struct Destroy: AsyncParsableCommand {
     @Flag(help: "Destroy every enclave the server knows.") var all = false
     @Option(help: "Destroy only this partition of the (single) enclave given.") var partition: String?
     @Flag(help: "With --partition: drop it from state without a teardown (its cloud resources are left as they are).") var forget = false
-    @Flag(name: [.short, .customLong("yes")], help: "Do not ask for confirmation.") var yes = false
+    @Flag(
+        name: [.short, .customLong("yes"), .customLong("auto-approve")],
+        help: "Do not ask for confirmation (`--auto-approve`, as for apply and terraform destroy).")
+    var yes = false
     @OptionGroup var client: ClientOptions
     @OptionGroup var reportOption: ReportOption
     @Option(name: [.short, .long], help: "Output format: text, or json (NDJSON: the destroy's events, then the run report).")

@@ -1,6 +1,7 @@
 import Foundation
 import NclavAuth
 import NclavCore
+import NclavPostgres
 import NclavStore
 import ServiceLifecycle
 
@@ -32,8 +33,9 @@ struct JobDesk: Sendable {
                     _ = try? await jobs.finishJob(job.id, agent: agent, outcome: try JSONEncoder().encode(outcome), at: Date())
                     continue
                 }
+                let who = agent.hasPrefix(PostgresStore.replicaWorkerPrefix) ? "replica worker" : "agent"
                 try? await store.appendRunLog(
-                    job.runID, "== agent \(agent) runs this (job \(job.id.uuidString.lowercased()), attempt \(job.attempt))\n")
+                    job.runID, "== \(who) \(agent) runs this (job \(job.id.uuidString.lowercased()), attempt \(job.attempt))\n")
                 return (job, run)
             }
             // A stopping server answers at once rather than keep its shutdown waiting on the wait.

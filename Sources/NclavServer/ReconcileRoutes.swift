@@ -227,7 +227,9 @@ struct ReconcileRoutes: Sendable {
         environment.observer = observer
         environment.plans.lifetime = Double(configuration.planLifetime.components.seconds)
         if let jobs = store as? any JobStore {
-            environment.invoker = AgentDispatch(jobs: jobs, store: store, serverSecrets: [token], seal: JobPayloadSeal(adminToken: token))
+            environment.invoker = AgentDispatch(
+                jobs: jobs, store: store, serverSecrets: [token], seal: JobPayloadSeal(adminToken: token),
+                lease: configuration.agentLease)
         }
         return Reconciler(environment: environment)
     }

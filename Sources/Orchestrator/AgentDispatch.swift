@@ -19,6 +19,9 @@ public struct AgentDispatch: IacTool {
     let serverSecrets: [String]
     /// Seals each job's payload while it is in the database.
     let seal: JobPayloadSeal
+    /// The lease a claim gets (`serve --agent-lease`): a job whose lease was never renewed
+    /// after it was claimed was lost before its worker was heard from.
+    let lease: Duration
     /// How often the outcome is looked for.
     let poll: Duration
     /// How many times a run is tried in all.
@@ -26,13 +29,14 @@ public struct AgentDispatch: IacTool {
     let maximumPoll: Duration = .milliseconds(500)
 
     public init(
-        jobs: any JobStore, store: any StateStore, serverSecrets: [String], seal: JobPayloadSeal, poll: Duration = .milliseconds(25),
-        attempts: Int = 2
+        jobs: any JobStore, store: any StateStore, serverSecrets: [String], seal: JobPayloadSeal, lease: Duration,
+        poll: Duration = .milliseconds(25), attempts: Int = 2
     ) {
         self.jobs = jobs
         self.store = store
         self.serverSecrets = serverSecrets
         self.seal = seal
+        self.lease = lease
         self.poll = poll
         self.attempts = attempts
     }
@@ -76,10 +80,21 @@ public struct AgentDispatch: IacTool {
                 var result = outcome.invocationResult
                 if result.toolVersion == nil { result.toolVersion = outcome.toolVersion }
                 return result
-            case .interrupted(let agent, let expiredAt):
+            case .interrupted(let agent, let expiredAt, let heardFrom):
                 if Task.isCancelled {
                     _ = try? await store.releaseLocks(heldBy: runID)
                     throw CancellationError()
+                }
+                // A claim answered to a worker that was already gone (its long poll outlived it)
+                // or that died at once: not a loss of the run, which is queued again.
+                if !heardFrom && handedBack < Self.handBackLimit {
+                    handedBack += 1
+                    let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
+                    try? await store.appendRunLog(
+                        runID,
+                        "== attempt \(attempt) unheard: agent \(agent) claimed it and never renewed its lease\(Self.releasedNote(released)); not counted as lost\n"
+                    )
+                    continue
                 }
                 // A lease still running means the replica that took over ended the job: the
                 // worker was one of a replica that is gone.
@@ -97,6 +112,15 @@ public struct AgentDispatch: IacTool {
     }
 
     static let handBackLimit = 5
+    /// A queued run says it waits after this long (or half the run timeout, if shorter).
+    static let waitingNoteAfter: Double = 5
+
+    static func waitingNote(pool: String?, seconds: Double, limit: Double) -> String {
+        let who = pool.map { "an agent of pool `\($0)`" } ?? "a worker (an agent, or a replica's own)"
+        let start = pool.map { "`nclav agent --token … --labels pool=\($0)`" } ?? "`nclav agent --token …`"
+        return
+            "== waiting \(Int(seconds)) s so far for \(who) to claim this run (all busy, or none running; the run fails after \(Int(limit)) s): start one with \(start)\n"
+    }
 
     static func releasedNote(_ released: [StateKey]) -> String {
         released.isEmpty ? "" : "; state lock of \(released.map(\.description).joined(separator: ", ")) released"
@@ -132,7 +156,15 @@ public struct AgentDispatch: IacTool {
 
     enum Ending {
         case finished(RemoteRunOutcome)
-        case interrupted(agent: String, expiredAt: Date)
+        /// `heardFrom`: the worker renewed the lease at least once after its claim.
+        case interrupted(agent: String, expiredAt: Date, heardFrom: Bool)
+    }
+
+    /// Whether a job's lease was renewed after its claim: a renewal moves its end past the
+    /// claim's own lease by a heartbeat interval (a third of the lease, at most 5 s).
+    func heardFrom(_ job: AgentJob) -> Bool {
+        guard let claimed = job.claimedAt, let expires = job.leaseExpiresAt else { return true }
+        return expires.timeIntervalSince(claimed) > lease.inSeconds + min(lease.inSeconds / 3, 5) / 2
     }
 
     /// Waits for the job to finish or to lose its agent. Cancelling the caller cancels the job:
@@ -143,6 +175,7 @@ public struct AgentDispatch: IacTool {
     /// less often as it runs (a long run does not cost the database a query every few ms).
     func outcome(of id: UUID, queueLimit: Double, pool: String?) async throws -> Ending {
         let started = ContinuousClock.now
+        var saidWaiting = false
         while true {
             if Task.isCancelled {
                 // A queued job is withdrawn at once. A claimed one ends when its worker has
@@ -171,18 +204,24 @@ public struct AgentDispatch: IacTool {
                 guard let data = job.outcome else { throw AgentDispatchError.agentFailed("the agent reported no outcome") }
                 return .finished(try JSONDecoder().decode(RemoteRunOutcome.self, from: data))
             case .interrupted:
-                return .interrupted(agent: job.agent ?? "?", expiredAt: job.leaseExpiresAt ?? Date())
+                return .interrupted(agent: job.agent ?? "?", expiredAt: job.leaseExpiresAt ?? Date(), heardFrom: heardFrom(job))
             case .cancelled:
                 throw CancellationError()
             case .claimed:
                 let now = Date()
                 if let expires = job.leaseExpiresAt, expires < now, try await jobs.interruptExpiredJob(id, at: now) {
-                    return .interrupted(agent: job.agent ?? "?", expiredAt: expires)
+                    return .interrupted(agent: job.agent ?? "?", expiredAt: expires, heardFrom: heardFrom(job))
                 }
             case .queued:
-                if Date().timeIntervalSince(job.createdAt) > queueLimit {
+                let waited = Date().timeIntervalSince(job.createdAt)
+                if waited > queueLimit {
                     try? await jobs.cancelJob(id, at: Date())
                     throw AgentDispatchError.noAgent(pool: pool, seconds: queueLimit)
+                }
+                // Said once, so a run that waits (`--follow`, the UI's live log) says for what.
+                if !saidWaiting, waited >= min(Self.waitingNoteAfter, queueLimit / 2) {
+                    saidWaiting = true
+                    try? await store.appendRunLog(job.runID, Self.waitingNote(pool: pool, seconds: waited, limit: queueLimit))
                 }
             }
             let elapsed = ContinuousClock.now - started
@@ -219,7 +258,7 @@ public enum AgentDispatchError: Error, Sendable, CustomStringConvertible {
         case .agentFailed(let reason): "the agent could not run terraform: \(reason)"
         case .planFileMissing: "the agent saved no plan file"
         case .noAgent(let pool, let seconds):
-            "no agent\(pool.map { " of pool `\($0)`" } ?? "") claimed the run within \(Int(seconds)) s (the run timeout); start one: `nclav agent --token … \(pool.map { "--labels pool=\($0)" } ?? "")`"
+            "no agent\(pool.map { " of pool `\($0)`" } ?? "") claimed the run within \(Int(seconds)) s (the run timeout); start one: `nclav agent --token …\(pool.map { " --labels pool=\($0)" } ?? "")`"
         case .lost(let reasons):
             "the run was lost with its agent \(reasons.count) time(s) and is not tried again: \(reasons.joined(separator: "; "))"
         }

@@ -173,6 +173,18 @@ struct AgentTests {
             if !locked { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(locked, "the doomed agent's terraform took the state lock")
+        // ... and once it has been heard from (a heartbeat renewed its lease): an agent that
+        // dies before that counts as never having started the run.
+        var heard = false
+        for _ in 0..<200 where !heard {
+            heard =
+                try await TestPostgres.shared().psql(
+                    "SELECT count(*) FROM nclav_jobs WHERE id = '\(taken.job.uppercased())' AND lease_expires_at - claimed_at > 3.5",
+                    database: database)
+                == "1"
+            if !heard { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(heard, "the doomed agent renewed its lease")
         doomed.killMachine()
         let rescuer = try AgentProcess.start(remote: server.baseURL, token: token)
 
@@ -291,6 +303,12 @@ struct AgentTests {
             apply.stdout.contains(
                 "no agent of pool `gpu` claimed the run within 2 s (the run timeout); start one: `nclav agent --token … --labels pool=gpu`"),
             "\(apply.stdout)")
+        // While it waited, its log said for what.
+        let log = try await nclavCLI(["iac", "logs", "e0", "p0"], server: servers[0])
+        #expect(
+            log.stdout.contains(
+                "== waiting 1 s so far for an agent of pool `gpu` to claim this run (all busy, or none running; the run fails after 2 s)"),
+            "\(log.stdout)")
         await servers[0].stop()
     }
 
@@ -383,7 +401,9 @@ struct AgentTests {
         #expect(workers.contains(String(token.split(separator: ".")[1])), "the agent ran jobs too: \(workers)")
         expectNoOverlap(jobs)
         let log = try await nclavCLI(["iac", "logs", "e1", "p0"], server: servers[1])
-        #expect(log.stdout.contains("== agent ") && log.stdout.contains("Apply complete!"), "\(log.stdout)")
+        #expect(
+            (log.stdout.contains("== agent ") || log.stdout.contains("== replica worker replica-")) && log.stdout.contains(" runs this (job ")
+                && log.stdout.contains("Apply complete!"), "\(log.stdout)")
         let runs = try await nclavCLI(["iac", "runs", "e1", "p0", "--output", "json"], server: servers[1])
         let listed = try #require(try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [String: Any], "\(runs.stdout)")
         let version = (listed["runs"] as? [[String: Any]])?.first?["tool_version"] as? String ?? ""
@@ -526,5 +546,34 @@ struct AgentTests {
         #expect(jobs.map { $0["state"] as? String } == ["finished"], "ended at once, not left to its lease: \(jobs)")
         await stranger.stop()
         await holders[0].stop()
+    }
+
+    @Test(
+        "an agent killed while its claim waits on the server: the claim still takes the next job, which is never heard of and is queued again without counting as a loss"
+    )
+    func claimOutlivesAgent() async throws {
+        let database = try await TestPostgres.shared().createDatabase("agents_stale_claim")
+        let builder = try tree(enclaves: 1, partitions: 1, sleep: "0")
+        defer { try? FileManager.default.removeItem(at: builder.root.deletingLastPathComponent()) }
+        let (servers, cleanup) = try await startReplicas(1, database: database)
+        defer { cleanup() }
+        let server = servers[0]
+        let token = try await agentToken(server, name: "stale")
+        let gone = try AgentProcess.start(remote: server.baseURL, token: token)
+        try await Task.sleep(for: .seconds(1))
+        gone.killMachine()
+        async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
+        try await Task.sleep(for: .seconds(1))
+        let next = try AgentProcess.start(remote: server.baseURL, token: token)
+
+        let result = try await apply
+        #expect(result.exitCode == 0, "\(result.stdout)\(result.stderr)")
+        let log = try await nclavCLI(["iac", "logs", "e0", "p0"], server: server)
+        #expect(log.stdout.contains("== attempt 1 unheard: agent ") && log.stdout.contains("not counted as lost"), "\(log.stdout)")
+        #expect(log.stdout.contains("Apply complete!"), "\(log.stdout)")
+        let jobs = try await self.jobs(server, enclaves: 1, partitions: 1)["e0/p0"] ?? []
+        #expect(jobs.map { $0["state"] as? String } == ["interrupted", "finished"], "\(jobs)")
+        await next.stop()
+        await server.stop()
     }
 }

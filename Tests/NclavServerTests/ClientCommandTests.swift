@@ -97,7 +97,7 @@ struct ClientCommandTests {
             let unconfirmed = try await nclavCLI(["state", "forget", "app", "lost"], server: server)
             #expect(unconfirmed.exitCode == 1)
             #expect(unconfirmed.stderr.contains("refusing to forget app/lost without confirmation; pass --yes"))
-            let forgotten = try await nclavCLI(["destroy", "app", "--partition", "lost", "--forget", "--yes"], server: server)
+            let forgotten = try await nclavCLI(["destroy", "app", "--partition", "lost", "--forget", "--auto-approve"], server: server)
             #expect(forgotten.exitCode == 0, "\(forgotten.stderr)")
             #expect(forgotten.stdoutLines.first == "forgot app/lost: it is no longer in nclav's state")
             #expect(forgotten.stdoutLines.contains("  terraform_data.b"), "\(forgotten.stdout)")
