@@ -41,8 +41,6 @@ public struct JobWorker: Sendable {
     let work: URL
     let say: @Sendable (String) -> Void
     let invoker = TerraformInvoker()
-    /// Jobs being run right now.
-    public let active = ActiveJobs()
 
     public init(channel: any JobChannel, backendBaseURL: String, work: URL, say: @escaping @Sendable (String) -> Void) {
         self.channel = channel
@@ -62,9 +60,7 @@ public struct JobWorker: Sendable {
                 continue
             }
             guard let assignment else { continue }
-            await active.started()
             await execute(assignment)
-            await active.ended()
         }
     }
 
@@ -136,16 +132,5 @@ public struct JobWorker: Sendable {
         say(
             "\(label) ended: \(outcome.exitCode.map { "exit \($0)" } ?? outcome.error ?? "stopped")\(reported ? "" : " (not reported: the job was no longer ours)")"
         )
-    }
-}
-
-/// How many jobs a worker pool is running, so a stop waits for exactly those.
-public actor ActiveJobs {
-    private var count = 0
-    public init() {}
-    func started() { count += 1 }
-    func ended() { count -= 1 }
-    public func waitUntilIdle() async {
-        while count > 0 { try? await Task.sleep(for: .milliseconds(50)) }
     }
 }

@@ -82,8 +82,9 @@ public struct Agent: AsyncParsableCommand {
         await stop.wait()
         Console.say("nclav agent: stopping (no new jobs; running ones are interrupted and reported)")
         workers.cancel()
-        // Runs end and report; a worker idle in a claim request has nothing to finish.
-        await worker.active.waitUntilIdle()
+        // Runs end and report (a job claimed as the stop came is interrupted at once and handed
+        // back); a worker idle in a claim request has nothing to finish.
+        await workers.value
         Console.say("nclav agent: stopped")
         Foundation.exit(0)
     }
