@@ -43,6 +43,10 @@ public struct Status: AsyncParsableCommand {
             } else {
                 print("drift:          never checked (nclav drift)")
             }
+            if let queued = summary.jobsQueued {
+                let oldest = summary.oldestJobQueuedAt.map { ", the oldest for \(Int(Date().timeIntervalSince($0))) s" } ?? ""
+                print("job queue:      \(queued == 0 ? "empty" : "\(queued) run(s) waiting for a worker\(oldest)")")
+            }
         }
     }
 }

@@ -304,6 +304,9 @@ public struct ServerStatus: Codable, Sendable, Equatable {
     /// newest check ran; empty when none ran yet.
     public var drift: [String: Int] = [:]
     public var driftCheckedAt: Date? = nil
+    /// Runs waiting for a worker in the job queue (PostgreSQL store only).
+    public var jobsQueued: Int? = nil
+    public var oldestJobQueuedAt: Date? = nil
 
     public init(version: String, enclaveCount: Int, defaultCloud: String, activeDrivers: [String], store: String, reconcileInProgress: ReconcileLock?)
     {
@@ -318,6 +321,7 @@ public struct ServerStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case version, enclaveCount = "enclave_count", defaultCloud = "default_cloud", activeDrivers = "active_drivers"
         case store, reconcileInProgress = "reconcile_in_progress", drift, driftCheckedAt = "drift_checked_at"
+        case jobsQueued = "jobs_queued", oldestJobQueuedAt = "oldest_job_queued_at"
     }
 }
 

@@ -158,6 +158,11 @@ struct Routes: Sendable {
                 status.driftCheckedAt = max(status.driftCheckedAt ?? drift.checkedAt, drift.checkedAt)
             }
         }
+        if let jobs = store as? any JobStore {
+            let depth = try await jobs.queueDepth()
+            status.jobsQueued = depth.queued
+            status.oldestJobQueuedAt = depth.oldest
+        }
         return Self.json(status)
     }
 

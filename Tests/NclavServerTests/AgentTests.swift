@@ -232,6 +232,8 @@ struct AgentTests {
             "SELECT count(*) FROM nclav_jobs WHERE state = 'queued' AND position('nclavrun.'::bytea in payload) = 0 AND position('nclavjob1:'::bytea in payload) = 1",
             database: database)
         #expect(stored == "2", "queued payloads are sealed: \(stored)")
+        let status = try await nclavCLI(["status"], server: server)
+        #expect(status.stdout.contains("job queue:      2 run(s) waiting for a worker, the oldest for "), "\(status.stdout)")
         #expect(waiting.contains("nclav_agent_oldest_job_age_seconds "))
         let eu = try AgentProcess.start(remote: server.baseURL, token: token, arguments: ["--labels", "pool=eu"])
         let result = try await apply
