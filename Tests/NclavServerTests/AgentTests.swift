@@ -562,7 +562,9 @@ struct AgentTests {
         let server = servers[0]
         let token = try await agentToken(server, name: "stale")
         let gone = try AgentProcess.start(remote: server.baseURL, token: token)
-        try await Task.sleep(for: .seconds(1))
+        // Killed while its first claim waits on the server (it asks as soon as it says it serves).
+        for _ in 0..<200 where !gone.log.contains("serving") { try await Task.sleep(for: .milliseconds(50)) }
+        try await Task.sleep(for: .seconds(2))
         gone.killMachine()
         async let apply = nclavCLI(["apply", builder.root.path, "--auto-approve"], server: server)
         try await Task.sleep(for: .seconds(1))
