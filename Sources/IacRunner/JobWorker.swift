@@ -117,9 +117,9 @@ public struct JobWorker: Sendable {
             terraform.cancel()
         }
         heartbeat.cancel()
-        // The last lines and the outcome are sent even when this task was cancelled (a
-        // cancelled task's requests would fail at once): from a task of their own.
-        await Task { await shipper.flush() }.value
+        // The last lines (the batcher sends them whatever the cancellation) and the outcome are
+        // sent even when this task was cancelled.
+        await shipper.flush()
         var outcome: RemoteRunOutcome
         switch result {
         case .success(let ended):
@@ -128,7 +128,7 @@ public struct JobWorker: Sendable {
         case .failure(let error): outcome = RemoteRunOutcome(lastCommand: "init", exitCode: nil, cancelled: Task.isCancelled, error: "\(error)")
         }
         let report = outcome
-        let reported = await Task { [channel] in (try? await channel.sendOutcome(job: job.jobID, outcome: report)) ?? false }.value
+        let reported = await completing { [channel] in (try? await channel.sendOutcome(job: job.jobID, outcome: report)) ?? false }
         say(
             "\(label) ended: \(outcome.exitCode.map { "exit \($0)" } ?? outcome.error ?? "stopped")\(reported ? "" : " (not reported: the job was no longer ours)")"
         )

@@ -1,4 +1,5 @@
 import Foundation
+import NclavCore
 
 /// Collects a run's log lines and hands them on in small batches: at most every 100 ms or 64
 /// lines, so a log stays live while terraform runs without one write (or request) per line.
@@ -31,9 +32,8 @@ public actor LineBatcher {
         guard !pending.isEmpty else { return }
         let text = pending.map { $0 + "\n" }.joined()
         pending.removeAll()
-        // From a task of its own: the last lines of a run that is being cancelled are the ones
-        // that say why it stopped, and a cancelled task's store calls and requests fail at once.
+        // The last lines of a run that is being cancelled are the ones that say why it stopped.
         let send = self.send
-        await Task { await send(text) }.value
+        await completing { await send(text) }
     }
 }

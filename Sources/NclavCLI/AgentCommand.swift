@@ -56,7 +56,7 @@ public struct Agent: AsyncParsableCommand {
         }
         let work = URL(fileURLWithPath: workDirectory ?? NclavHome.directory().appendingPathComponent("agent").path, isDirectory: true)
         try FileManager.default.createDirectory(at: work.appendingPathComponent("plugin-cache"), withIntermediateDirectories: true)
-        let instance = "\(ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." })-\(getpid())"
+        let instance = AgentJob.localInstance(pid: getpid())
         let channel = HTTPJobChannel(
             api: NclavAPIClient(endpoint: ServerEndpoint(baseURL: url, token: secret, tokenSource: "--token"), timeout: .seconds(120)),
             instance: instance,

@@ -97,6 +97,14 @@ public struct RemoteRunOutcome: Codable, Sendable, Equatable {
 
 /// A run waiting for, or held by, an agent. A run lost with its agent is tried once more as a
 /// new job (`attempt` 2) with the same run id.
+extension AgentJob {
+    /// How a worker process names itself in jobs: `<host>-<pid>`, the host name cut to what
+    /// the agent routes accept.
+    public static func localInstance(pid: Int32) -> String {
+        "\(ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." })-\(pid)"
+    }
+}
+
 public struct AgentJob: Codable, Sendable, Equatable {
     public enum State: String, Codable, Sendable, CaseIterable {
         /// Waiting for an agent.

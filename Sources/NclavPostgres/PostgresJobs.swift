@@ -12,6 +12,19 @@ import PostgresNIO
 /// the record of a run's attempts orders them as they happened: an attempt's end is before the
 /// next attempt's claim, whichever client's clock is ahead.
 extension PostgresStore: JobStore {
+    /// The database's clock as seconds since 2001 (how every time column is stored): claims
+    /// and ends are stamped by it, whichever replica's clock is ahead.
+    static let databaseNow = "(EXTRACT(EPOCH FROM clock_timestamp()) - 978307200)"
+
+    /// Cancelling a job: a queued one is withdrawn (and its payload dropped), a claimed one is
+    /// asked to stop on its worker's next heartbeat.
+    static let cancelAssignments = """
+        cancel_requested = TRUE,
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+               finished_at = CASE WHEN state = 'queued' THEN \(databaseNow) ELSE finished_at END,
+               payload = CASE WHEN state = 'queued' THEN ''::bytea ELSE payload END
+        """
+
     public func enqueueJob(_ job: AgentJob) async throws {
         // The insert and the notification in one statement: every replica's waiting claimers
         // wake at once (`waitForJobs`).
@@ -54,7 +67,7 @@ extension PostgresStore: JobStore {
         let anyPool = pools.contains { $0 == nil }
         return try await rows(
             """
-            UPDATE nclav_jobs SET state = 'claimed', agent = \(agent), claimed_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200),
+            UPDATE nclav_jobs SET state = 'claimed', agent = \(agent), claimed_at = \(unescaped: Self.databaseNow),
                    lease_expires_at = \(leaseExpiresAt.timeIntervalSinceReferenceDate)
             WHERE id = (SELECT id FROM nclav_jobs WHERE state = 'queued' AND ((pool IS NULL AND \(anyPool)) OR pool = ANY(\(named)))
                         ORDER BY created_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
@@ -77,7 +90,7 @@ extension PostgresStore: JobStore {
             let finished = try await connection.query(
                 """
                 UPDATE nclav_jobs SET state = 'finished', outcome = \(ByteBuffer(bytes: outcome)),
-                       finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200), payload = ''::bytea
+                       finished_at = \(unescaped: Self.databaseNow), payload = ''::bytea
                 WHERE id = \(id.uuidString) AND agent = \(agent) AND state = 'claimed' RETURNING run_id
                 """, logger: logger
             ).collect().map { try $0.makeRandomAccess()["run_id"].decode(String.self) }
@@ -96,7 +109,7 @@ extension PostgresStore: JobStore {
     public func interruptExpiredJob(_ id: UUID, at time: Date) async throws -> Bool {
         !(try await rows(
             """
-            UPDATE nclav_jobs SET state = 'interrupted', finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200), payload = ''::bytea
+            UPDATE nclav_jobs SET state = 'interrupted', finished_at = \(unescaped: Self.databaseNow), payload = ''::bytea
             WHERE id = \(id.uuidString) AND state = 'claimed' AND lease_expires_at < \(time.timeIntervalSinceReferenceDate) RETURNING id
             """
         ).isEmpty)
@@ -105,10 +118,7 @@ extension PostgresStore: JobStore {
     public func cancelJob(_ id: UUID, at time: Date) async throws {
         try await execute(
             """
-            UPDATE nclav_jobs SET cancel_requested = TRUE,
-                   state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-                   finished_at = CASE WHEN state = 'queued' THEN (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200) ELSE finished_at END,
-                   payload = CASE WHEN state = 'queued' THEN ''::bytea ELSE payload END
+            UPDATE nclav_jobs SET \(unescaped: Self.cancelAssignments)
             WHERE id = \(id.uuidString)
             """)
     }

@@ -570,7 +570,7 @@ public final class PostgresStore: StateStore {
             let prefixPattern = "^\(Self.replicaWorkerPrefix)([0-9]+)/"
             let orphanedJobRuns = try await connection.query(
                 """
-                UPDATE nclav_jobs SET state = 'interrupted', finished_at = (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200), payload = ''::bytea
+                UPDATE nclav_jobs SET state = 'interrupted', finished_at = \(unescaped: Self.databaseNow), payload = ''::bytea
                 WHERE state = 'claimed' AND (agent LIKE \(ownWorkers)
                       OR substring(agent from \(prefixPattern))::bigint NOT IN (\(unescaped: liveReplicas))
                       OR (lease_expires_at < \(time.timeIntervalSinceReferenceDate)
@@ -580,10 +580,7 @@ public final class PostgresStore: StateStore {
             ).collect().map { try $0.makeRandomAccess()["run_id"].decode(String.self) }
             try await connection.query(
                 """
-                UPDATE nclav_jobs SET cancel_requested = TRUE,
-                       state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-                       finished_at = CASE WHEN state = 'queued' THEN (EXTRACT(EPOCH FROM clock_timestamp()) - 978307200) ELSE finished_at END,
-                       payload = CASE WHEN state = 'queued' THEN ''::bytea ELSE payload END
+                UPDATE nclav_jobs SET \(unescaped: Self.cancelAssignments)
                 WHERE run_id = ANY(\(runIDs)) AND state IN ('queued', 'claimed')
                 """, logger: logger)
             var report = RecoveryReport()

@@ -129,14 +129,13 @@ public enum NclavServer {
         // state backend here until then), and the store closes last.
         var services: [any Service] = [StoreService(store: store, logger: logger), app]
         if let postgres = store as? PostgresStore, !configuration.agentsOnly, configuration.replicaWorkers > 0 {
-            let hostName = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
             services.append(
                 ReplicaWorkers(
                     count: configuration.replicaWorkers,
                     desk: JobDesk(
                         jobs: postgres, store: store, lease: configuration.agentLease, secrets: [token.value],
                         seal: JobPayloadSeal(adminToken: token.value)),
-                    name: "\(PostgresStore.replicaWorkerPrefix)\(postgres.replicaNumber)/\(hostName)-\(getpid())", address: address,
+                    name: "\(PostgresStore.replicaWorkerPrefix)\(postgres.replicaNumber)/\(AgentJob.localInstance(pid: getpid()))", address: address,
                     bindHost: configuration.bindHost, work: configuration.home.appendingPathComponent("replica-jobs"), logger: logger))
         }
         if let interval = configuration.driftInterval {

@@ -66,10 +66,7 @@ public struct AgentDispatch: IacTool {
             switch try await outcome(of: job.id, queueLimit: invocation.policy.timeout.inSeconds, pool: invocation.agentPool) {
             case .finished(let outcome) where outcome.cancelled && !Task.isCancelled && handedBack < Self.handBackLimit:
                 handedBack += 1
-                let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
-                try? await store.appendRunLog(
-                    runID,
-                    "== attempt \(attempt) stopped: its worker shut down and interrupted terraform\(Self.releasedNote(released))\n")
+                await endAttempt(runID, "attempt \(attempt) stopped: its worker shut down and interrupted terraform")
             case .finished(let outcome):
                 if let error = outcome.error { throw AgentDispatchError.agentFailed(error) }
                 if outcome.savePlan(to: invocation.planFile) == false { throw AgentDispatchError.planFileMissing }
@@ -89,11 +86,8 @@ public struct AgentDispatch: IacTool {
                 // or that died at once: not a loss of the run, which is queued again.
                 if !heardFrom && handedBack < Self.handBackLimit {
                     handedBack += 1
-                    let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
-                    try? await store.appendRunLog(
-                        runID,
-                        "== attempt \(attempt) unheard: agent \(agent) claimed it and never renewed its lease\(Self.releasedNote(released)); not counted as lost\n"
-                    )
+                    await endAttempt(
+                        runID, "attempt \(attempt) unheard: agent \(agent) claimed it and never renewed its lease", then: "; not counted as lost")
                     continue
                 }
                 // A lease still running means the replica that took over ended the job: the
@@ -103,9 +97,7 @@ public struct AgentDispatch: IacTool {
                     ? "agent \(agent) is gone with its replica"
                     : "agent \(agent) stopped answering (its lease ran out at \(Timestamp.string(expiredAt)))"
                 lost.append(reason)
-                // What terraform held dies with the attempt, so the next one can take the state.
-                let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
-                try? await store.appendRunLog(runID, "== attempt \(attempt) interrupted: \(reason)\(Self.releasedNote(released))\n")
+                await endAttempt(runID, "attempt \(attempt) interrupted: \(reason)")
                 if lost.count >= attempts { throw AgentDispatchError.lost(lost) }
             }
         }
@@ -122,8 +114,12 @@ public struct AgentDispatch: IacTool {
             "== waiting \(Int(seconds)) s so far for \(who) to claim this run (all busy, or none running; the run fails after \(Int(limit)) s): start one with \(start)\n"
     }
 
-    static func releasedNote(_ released: [StateKey]) -> String {
-        released.isEmpty ? "" : "; state lock of \(released.map(\.description).joined(separator: ", ")) released"
+    /// An attempt that will not report: what its terraform held dies with it, so the next
+    /// attempt can take the state, and the run's log says so.
+    func endAttempt(_ runID: UUID, _ text: String, then tail: String = "") async {
+        let released = (try? await store.releaseLocks(heldBy: runID)) ?? []
+        let note = released.isEmpty ? "" : "; state lock of \(released.map(\.description).joined(separator: ", ")) released"
+        try? await store.appendRunLog(runID, "== \(text)\(note)\(tail)\n")
     }
 
     /// Reconciles take turns, so a job of this partition still held by a worker belongs to a
@@ -182,7 +178,7 @@ public struct AgentDispatch: IacTool {
                 // stopped terraform (told on its next heartbeat), and the engine waits for that:
                 // the run's state lock is released only when its terraform is gone. From a task
                 // of its own: a cancelled task's database calls would fail at once.
-                return try await Task {
+                return try await completing {
                     // Until it is recorded: a worker not told to stop would go on writing.
                     var tries = 0
                     while true {
@@ -196,7 +192,7 @@ public struct AgentDispatch: IacTool {
                         }
                     }
                     return try await self.outcome(of: id, queueLimit: .infinity, pool: pool)
-                }.value
+                }
             }
             guard let job = try await jobs.job(id) else { throw AgentDispatchError.jobVanished(id) }
             switch job.state {

@@ -133,7 +133,7 @@ struct PartitionApply: Sendable {
             // Recorded even when the reconcile is being cancelled: what terraform did is done.
             let store = environment.store
             let record = state
-            try await Task { try await store.putPartition(record) }.value
+            try await completing { try await store.putPartition(record) }
         } catch {
             var failed = outcome
             failed.result = .failed

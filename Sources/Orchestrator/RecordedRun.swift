@@ -59,18 +59,17 @@ struct RecordedRun: Sendable {
         }
         await environment.progress(ProgressLine.started(key, operation, runID: runID))
 
-        /// Ends the run record once, with the last line of its log saying why. From a task of
-        /// its own, so a cancelled reconcile (a server shutting down) still records how its
-        /// runs ended: a cancelled task's store calls may fail at once.
+        /// Ends the run record once, with the last line of its log saying why, even when the
+        /// reconcile was cancelled (a server shutting down).
         func finish(_ status: IacRun.Status, exitCode: Int32?, note: String? = nil) async {
             let observer = environment.observer
-            await Task {
+            await completing {
                 if let note { try? await store.appendRunLog(runID, "== \(note)\n") }
                 try? await store.finishRun(runID, status: status, exitCode: exitCode, finishedAt: Date())
                 observer.runFinished(operation: operation, status: status, seconds: Date().timeIntervalSince(start))
                 // Terraform unlocks on its own; a killed terraform cannot, so locks die with the run.
                 _ = try? await store.releaseLocks(heldBy: runID)
-            }.value
+            }
         }
 
         var driverEnvironment = TerraformEnvironment()
@@ -102,13 +101,13 @@ struct RecordedRun: Sendable {
         let logBuffer = LineBatcher { text in try? await store.appendRunLog(runID, text) }
         do {
             result = try await environment.invoker.run(invocation) { line in await logBuffer.append(line) }
+            await logBuffer.flush()
             // Recorded even when the reconcile was cancelled (see `finish`).
             let ran = version == nil ? result.toolVersion : nil
-            await Task {
-                await logBuffer.flush()
+            await completing {
                 await pushErroredState(key: key, workspace: workspace, runID: runID)
                 if let ran { try? await store.setRunToolVersion(runID, ran) }
-            }.value
+            }
         } catch {
             await logBuffer.flush()
             await finish(.failed, exitCode: nil, note: "could not run \(tool): \(error)")
@@ -136,7 +135,7 @@ struct RecordedRun: Sendable {
             // Read even when the reconcile is being cancelled: terraform applied, and its
             // outputs are what the record keeps.
             let names = partition.declaredOutputs
-            switch await Task(operation: { await self.declaredOutputs(names, key: key) }).value {
+            switch await completing({ await self.declaredOutputs(names, key: key) }) {
             case .success(let values): outputs = values
             case .failure(let problem):
                 await finish(.failed, exitCode: result.result.exitCode, note: "failed: \(problem.reason)")
