@@ -4,6 +4,7 @@ import NclavAuth
 import NclavConfig
 import NclavCore
 import NclavDrivers
+import NclavPostgres
 import NclavSQLite
 import NclavStore
 import NclavTestSupport
@@ -11,10 +12,11 @@ import Orchestrator
 import Testing
 
 /// A real `nclav serve` for the state backend, and a reconciler in the test process that shares
-/// its SQLite file (WAL lets both processes use it).
+/// its store: the SQLite file (WAL lets both processes use it), or a PostgreSQL database whose
+/// job queue the server's own workers work (`startPostgres`).
 struct ReconcileHarness {
     let server: ServerProcess
-    let store: SQLiteStore
+    let store: any StateStore
     let reconciler: Reconciler
     let tree: URL
     let scratch: URL
@@ -38,6 +40,35 @@ struct ReconcileHarness {
             renderer: WorkspaceRenderer(root: home.appendingPathComponent("workspaces")),
             signer: RunCredentialSigner(adminToken: server.token), backendBaseURL: server.baseURL, secrets: [server.token],
             pluginCache: home.appendingPathComponent("plugin-cache"), progress: { await progress.append($0) })
+        let tree: URL
+        if let fixture {
+            tree = try TestSupport.copyFixture(fixture, into: scratch)
+        } else {
+            tree = scratch.appendingPathComponent("tree")
+            try FileManager.default.createDirectory(at: tree, withIntermediateDirectories: true)
+        }
+        return ReconcileHarness(
+            server: server, store: store, reconciler: Reconciler(environment: environment), tree: tree, scratch: scratch,
+            progress: progress)
+    }
+
+    /// The hosted shape: every run is a job the reconciler here queues in PostgreSQL and the
+    /// server's replica workers run, against its state backend.
+    static func startPostgres(fixture: String? = "valid/landing-zone") async throws -> ReconcileHarness {
+        let scratch = try TestSupport.makeScratchDirectory("nclav-reconcile")
+        let home = scratch.appendingPathComponent("home")
+        let database = try await TestPostgres.shared().createDatabase("harness")
+        let server = try await ServerProcess.start(
+            home: home, arguments: ["--agent-lease", "3s"], environment: ["NCLAV_POSTGRES_URL": database])
+        let store = try await PostgresStore.open(url: database)
+        let progress = ProgressLog()
+        var environment = ReconcileEnvironment(
+            store: store, registry: DriverRegistry(defaultCloud: .local, drivers: []),
+            renderer: WorkspaceRenderer(root: home.appendingPathComponent("workspaces")),
+            signer: RunCredentialSigner(adminToken: server.token), backendBaseURL: server.baseURL, secrets: [server.token],
+            pluginCache: home.appendingPathComponent("plugin-cache"), progress: { await progress.append($0) })
+        environment.invoker = AgentDispatch(
+            jobs: store, store: store, serverSecrets: [server.token], seal: JobPayloadSeal(adminToken: server.token), lease: .seconds(3))
         let tree: URL
         if let fixture {
             tree = try TestSupport.copyFixture(fixture, into: scratch)
@@ -88,8 +119,10 @@ struct ReconcileHarness {
     /// Runs `body` with a started harness and always stops it (server, store, scratch) before
     /// returning: a `defer { Task { … } }` could still be pending when the test process exits,
     /// leaving a `nclav serve` behind.
-    static func with(fixture: String? = "valid/landing-zone", _ body: (ReconcileHarness) async throws -> Void) async throws {
-        let harness = try await start(fixture: fixture)
+    static func with(
+        fixture: String? = "valid/landing-zone", postgres: Bool = false, _ body: (ReconcileHarness) async throws -> Void
+    ) async throws {
+        let harness = postgres ? try await startPostgres(fixture: fixture) : try await start(fixture: fixture)
         do {
             try await body(harness)
         } catch {

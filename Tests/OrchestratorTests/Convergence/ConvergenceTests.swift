@@ -61,12 +61,14 @@ struct ConvergenceTests {
         #expect(total == steps * Self.seeds.count)
     }
 
-    @Test("real terraform and a real nclav serve: fixed seeds (NCLAV_SOAK_STEPS for more)")
-    func realTerraform() async throws {
+    @Test(
+        "real terraform and a real nclav serve: fixed seeds (NCLAV_SOAK_STEPS for more); in-process runs on SQLite, and runs as jobs a replica's workers run on PostgreSQL",
+        arguments: [false, true])
+    func realTerraform(postgres: Bool) async throws {
         let steps = Self.environmentNumber("NCLAV_SOAK_STEPS") ?? 8
         let seeds: [UInt64] = ProcessInfo.processInfo.environment["NCLAV_CONVERGENCE_SEED"].flatMap { UInt64($0) }.map { [$0] } ?? [11, 23, 42]
         for seed in seeds {
-            try await ReconcileHarness.with { harness in
+            try await ReconcileHarness.with(postgres: postgres) { harness in
                 let world = ConvergenceWorld(
                     store: harness.store, reconciler: harness.reconciler,
                     workspaces: harness.server.home.appendingPathComponent("workspaces"),
@@ -74,6 +76,15 @@ struct ConvergenceTests {
                 var run = ConvergenceRun(seed: seed, world: world, maxEnclaves: 3, maxPartitions: 8)
                 do { try await run.run(steps: steps) } catch let failure as ConvergenceRun.Failure {
                     Issue.record("\(failure)")
+                }
+                if let jobs = harness.store as? any JobStore {
+                    var queued = 0
+                    for enclave in try await harness.store.enclaves() {
+                        for partition in try await harness.store.partitions(ofEnclave: enclave.id) {
+                            queued += try await jobs.jobs(enclave: enclave.id, partition: partition.partitionID).count
+                        }
+                    }
+                    #expect(queued > 0, "seed \(seed): the runs went through the job queue")
                 }
             }
         }
